@@ -1,0 +1,145 @@
+"""Load a causal LM and its tokenizer from a local folder or hub id, safely and (when possible) offline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import TokstepError
+
+DTYPES: dict[str, torch.dtype | str] = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the UI says about the loaded model."""
+
+    name: str
+    architecture: str
+    dtype: str
+    device: str
+    vocab_size: int  # rows of the output head (may exceed the tokenizer)
+    tokenizer_size: int
+    max_positions: int | None
+    num_parameters: int
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel in eval mode
+    tokenizer: Any  # a transformers tokenizer
+    info: ModelInfo
+
+
+def resolve_device(device: str) -> str:
+    """Turn `auto` into the best available device; check an explicit one exists."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TokstepError(f"--device {device}: CUDA is not available on this machine")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise TokstepError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return device
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TokstepError("--device mps: MPS is not available on this machine")
+    if device not in ("cpu", "mps"):
+        raise TokstepError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def max_positions_of(config: Any) -> int | None:
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    device_map: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise TokstepError(f"--dtype {dtype}: expected one of auto, bfloat16, float16, float32")
+    is_local = Path(name_or_path).expanduser().is_dir()
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.rstrip("/").count("/") > 1
+    if not is_local and looks_like_path:
+        raise TokstepError(f"model folder not found: {name_or_path}")
+    location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
+    common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if is_local:
+        common["local_files_only"] = True
+
+    try:
+        config = AutoConfig.from_pretrained(location, **common)
+    except Exception as error:  # noqa: BLE001 - every loader failure becomes one line
+        raise TokstepError(f"cannot load model '{name_or_path}': {_first_line(error)}") from None
+    target_device = resolve_device(device) if device_map is None else None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            location, config=config, dtype=DTYPES[dtype], device_map=device_map, **common
+        )
+    except ValueError as error:
+        if "Unrecognized configuration class" in str(error):
+            kind = (config.architectures or [type(config).__name__])[0]
+            raise TokstepError(f"'{name_or_path}' is not a causal language model ({kind})") from None
+        raise TokstepError(f"cannot load model '{name_or_path}': {_first_line(error)}") from None
+    except Exception as error:  # noqa: BLE001
+        raise TokstepError(f"cannot load model '{name_or_path}': {_first_line(error)}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    except Exception as error:  # noqa: BLE001
+        raise TokstepError(f"cannot load the tokenizer of '{name_or_path}': {_first_line(error)}") from None
+
+    if target_device is not None:
+        model.to(target_device)
+    return wrap_model(model, tokenizer, name_or_path)
+
+
+def wrap_model(model: Any, tokenizer: Any, name: str = "model") -> LoadedModel:
+    """Wrap an already-built model (tests, notebooks) the same way `load_model` does."""
+    model.eval()
+    head = model.get_output_embeddings()
+    vocab_size = head.weight.shape[0] if head is not None else model.config.vocab_size
+    param = next(model.parameters())
+    info = ModelInfo(
+        name=name,
+        architecture=type(model).__name__,
+        dtype=str(param.dtype).removeprefix("torch."),
+        device=str(param.device),
+        vocab_size=int(vocab_size),
+        tokenizer_size=len(tokenizer),
+        max_positions=max_positions_of(model.config),
+        num_parameters=sum(p.numel() for p in model.parameters()),
+    )
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)

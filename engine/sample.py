@@ -1,0 +1,66 @@
+"""The `Sample`: token ids, labels (-100 = not trained on) and, for every token, why it is masked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+IGNORE_INDEX = -100  # the label value Hugging Face's loss skips
+
+
+class MaskReason(str, Enum):
+    """Why `labels[i]` is -100 (or `SUPERVISED` when it is not)."""
+
+    SUPERVISED = "supervised"
+    FIRST = "first token"  # nothing before it predicts it
+    PROMPT = "prompt"
+    SYSTEM = "system turn"
+    USER = "user turn"
+    TEMPLATE = "template markup"
+    PAD = "padding"
+    GIVEN = "given by user"  # -100 came verbatim from the user's labels
+
+    @property
+    def counted(self) -> bool:
+        return self is MaskReason.SUPERVISED
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One training example exactly as the loss sees it.
+
+    `labels` are aligned with `input_ids` (Hugging Face convention): the model shifts them, so
+    `labels[i]` is the target of the prediction made at position i-1 and `labels[0]` is never used.
+    """
+
+    input_ids: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64, IGNORE_INDEX where not supervised
+    mask_reasons: tuple[MaskReason, ...]  # (N,)
+    kind: str  # "text" | "prompt+answer" | "chat" | "ids"
+    name: str = "sample"
+    attention_mask: np.ndarray | None = None  # (N,) only when the user gave one with zeros in it
+    truncated_from: int | None = None  # original length when the user asked to truncate
+    notes: tuple[str, ...] = field(default=())  # facts about how it was built, shown to the user
+
+    def __post_init__(self) -> None:
+        for array in (self.input_ids, self.labels, self.attention_mask):
+            if array is not None:
+                array.setflags(write=False)
+        n = len(self.input_ids)
+        if len(self.labels) != n or len(self.mask_reasons) != n:
+            raise ValueError("input_ids, labels and mask_reasons must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_positions(self) -> int:
+        """Positions that predict something: every token but the last."""
+        return max(len(self.input_ids) - 1, 0)
+
+    @property
+    def num_supervised(self) -> int:
+        """Targets the loss counts (labels[1:] != -100)."""
+        return int((self.labels[1:] != IGNORE_INDEX).sum())

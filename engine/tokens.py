@@ -1,0 +1,61 @@
+"""Token ids to strings, on demand and cached: raw pieces, decoded text, and a visible form for terminals."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+VISIBLE = {" ": "␣", "\n": "↵", "\t": "→", "\r": "␍"}
+
+
+def make_visible(text: str) -> str:
+    """Show whitespace: space ␣, newline ↵, tab →, carriage return ␍; other control chars as \\xNN."""
+    out = []
+    for ch in text:
+        if ch in VISIBLE:
+            out.append(VISIBLE[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class TokenTexts:
+    """Cached per-id strings for one tokenizer. Ids beyond the tokenizer (padded vocab rows) are named."""
+
+    def __init__(self, tokenizer: Any, model_vocab_size: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.size = len(tokenizer)
+        self.model_vocab_size = model_vocab_size or self.size
+        self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
+        self.piece = lru_cache(maxsize=65536)(self._piece)
+        self.text = lru_cache(maxsize=65536)(self._text)
+
+    def in_tokenizer(self, token_id: int) -> bool:
+        return 0 <= token_id < self.size
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self.special_ids
+
+    def _piece(self, token_id: int) -> str:
+        """The raw vocabulary entry, e.g. `Ġthe`, `▁the`, `<0xEB>`."""
+        if not self.in_tokenizer(token_id):
+            return f"<id {token_id}: beyond tokenizer>"
+        piece = self.tokenizer.convert_ids_to_tokens(int(token_id))
+        return piece if isinstance(piece, str) else str(piece)
+
+    def _text(self, token_id: int) -> str:
+        """What the token decodes to on its own (may be U+FFFD for a partial UTF-8 byte)."""
+        if not self.in_tokenizer(token_id):
+            return self._piece(token_id)
+        return self.tokenizer.decode(
+            [int(token_id)], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+
+    def visible(self, token_id: int) -> str:
+        """Decoded text with whitespace made visible; special tokens as their name."""
+        if self.is_special(token_id) or not self.in_tokenizer(token_id):
+            return self.piece(token_id)
+        text = self.text(token_id)
+        return make_visible(text) if text else "∅"

@@ -1,0 +1,294 @@
+"""The teacher-forced `Trace`: one forward pass, then per-position statistics of the next-token loss.
+
+Position t reads tokens 0..t and predicts token t+1, so a sample of N tokens has T = N-1 positions.
+The cross-entropy at t is -log q(target) (the one-hot target p picks out q(target)); the sample's
+loss is the mean over supervised positions, exactly as Hugging Face's `ForCausalLMLoss` computes it:
+logits upcast to float32, labels shifted left by one, `cross_entropy(ignore_index=-100)` averaged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.errors import TokstepError
+from engine.loading import LoadedModel
+from engine.reduce import PositionStats, reduce_logits
+from engine.sample import IGNORE_INDEX, Sample
+
+CHUNK_ELEMENTS = 1 << 25  # float32 logits per chunk (128 MiB): [rows, vocab] never exceeds this
+HIDDEN_PATH = "hidden states + chunked head"  # no [T, vocab] tensor exists at all
+LOGITS_PATH = "full logits + chunked reductions"  # fallback: the model's logits, reduced chunk by chunk
+INCREMENTAL_PATH = "incremental (KV cache)"
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """Everything the stepper shows, as O(T*k) arrays. Strings are decoded on demand elsewhere."""
+
+    sample: Sample
+    target_ids: np.ndarray  # (T,) int64: labels[t+1] where supervised, else input_ids[t+1]
+    supervised: np.ndarray  # (T,) bool: labels[t+1] != -100
+    logprob: np.ndarray  # (T,) float32: log q(target)
+    rank: np.ndarray  # (T,) int64: 1 + number of tokens with a strictly larger logit
+    ties: np.ndarray  # (T,) int64: other tokens whose logit equals the target's exactly
+    entropy: np.ndarray  # (T,) float32, nats
+    topk_ids: np.ndarray  # (T, k) int64, by logit desc then id asc
+    topk_logprobs: np.ndarray  # (T, k) float32
+    finite: np.ndarray  # (T,) bool: no NaN / +inf among the logits at t
+    running_sum: np.ndarray  # (T,) float64: sum of CE over supervised positions <= t
+    running_count: np.ndarray  # (T,) int64
+    path: str  # which computation produced it (HIDDEN_PATH, LOGITS_PATH, INCREMENTAL_PATH)
+    model_vocab_size: int
+
+    def __post_init__(self) -> None:
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.target_ids)
+
+    @property
+    def top_k(self) -> int:
+        return self.topk_ids.shape[1]
+
+    @property
+    def ce(self) -> np.ndarray:
+        """(T,) cross-entropy -log q(target) at every position, counted or not."""
+        return -self.logprob.astype(np.float64)
+
+    @property
+    def prob(self) -> np.ndarray:
+        return np.exp(self.logprob.astype(np.float64))
+
+    def running_mean(self, t: int) -> float | None:
+        """Mean CE over supervised positions <= t; None while nothing is counted (never NaN)."""
+        count = int(self.running_count[t])
+        return float(self.running_sum[t] / count) if count else None
+
+    @property
+    def loss(self) -> float | None:
+        """The sample's loss (= HF's `model(input_ids, labels=labels).loss`), None if nothing is supervised."""
+        return self.running_mean(len(self) - 1) if len(self) else None
+
+    @property
+    def num_supervised(self) -> int:
+        return int(self.running_count[-1]) if len(self) else 0
+
+    @property
+    def nonfinite_positions(self) -> np.ndarray:
+        return np.flatnonzero(~self.finite)
+
+
+def shifted_targets(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """The next-token shift: position t is scored against labels[t+1] (input_ids[t+1] if masked)."""
+    next_labels = sample.labels[1:]  # (T,)
+    supervised = next_labels != IGNORE_INDEX  # (T,)
+    targets = np.where(supervised, next_labels, sample.input_ids[1:]).astype(np.int64)  # (T,)
+    return targets, supervised
+
+
+def check_sample_fits(loaded: LoadedModel, sample: Sample) -> None:
+    """Errors that must stop us before the forward pass, each one line."""
+    n, info = len(sample), loaded.info
+    if n == 0:
+        raise TokstepError("the sample is empty: nothing to predict")
+    if n == 1:
+        raise TokstepError("the sample has a single token: nothing to predict (need at least 2)")
+    if info.max_positions is not None and n > info.max_positions:
+        raise TokstepError(
+            f"the sample has {n} tokens but the model accepts at most {info.max_positions} positions "
+            f"(pass --truncate to keep the first {info.max_positions})"
+        )
+    bad = np.flatnonzero((sample.input_ids < 0) | (sample.input_ids >= info.vocab_size))
+    if bad.size:
+        i = int(bad[0])
+        raise TokstepError(
+            f"input_ids[{i}] = {int(sample.input_ids[i])} is outside the model's vocabulary (0..{info.vocab_size - 1})"
+        )
+    labels = sample.labels
+    bad = np.flatnonzero((labels != IGNORE_INDEX) & ((labels < 0) | (labels >= info.vocab_size)))
+    if bad.size:
+        i = int(bad[0])
+        raise TokstepError(
+            f"labels[{i}] = {int(labels[i])} is neither -100 nor inside the model's vocabulary (0..{info.vocab_size - 1})"
+        )
+
+
+def _model_inputs(loaded: LoadedModel, sample: Sample) -> dict[str, torch.Tensor]:
+    device = _input_device(loaded.model)
+    inputs = {"input_ids": torch.tensor(sample.input_ids, device=device)[None]}  # (1, N)
+    if sample.attention_mask is not None:
+        inputs["attention_mask"] = torch.tensor(sample.attention_mask, device=device)[None]
+    return inputs
+
+
+def _input_device(model: Any) -> torch.device:
+    return model.get_input_embeddings().weight.device
+
+
+def _post_head(model: Any, logits: torch.Tensor) -> torch.Tensor:
+    """Transforms some models apply after the output head (Gemma-2's final logit softcapping)."""
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def _hidden_states_and_last_logits(
+    model: Any, inputs: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Run the model once, keeping the final hidden states and only the last position's logits.
+
+    Returns None when the model cannot do this (no `logits_to_keep`, no separable base model).
+    """
+    base = getattr(model, "base_model", None)
+    if base is None or base is model or model.get_output_embeddings() is None:
+        return None
+    captured: list[torch.Tensor] = []
+
+    def keep_hidden(_module: Any, _args: Any, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", None)
+        if isinstance(hidden, torch.Tensor):
+            captured.append(hidden)
+
+    handle = base.register_forward_hook(keep_hidden)
+    try:
+        out = model(**inputs, use_cache=False, logits_to_keep=1)
+    except TypeError:
+        return None
+    finally:
+        handle.remove()
+    if len(captured) != 1 or out.logits.shape[1] != 1:
+        return None
+    return captured[0][0], out.logits[0, -1]  # (N, d), (V,)
+
+
+def _head_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """Apply the output head (and any post-head transform) to hidden states (rows, d) -> (rows, V)."""
+    head = model.get_output_embeddings()
+    return _post_head(model, head(hidden.to(head.weight.device)))
+
+
+def _head_matches_model(model: Any, hidden: torch.Tensor, last_logits: torch.Tensor) -> bool:
+    """Check on the fly that head(hidden) reproduces the model's own logits (catches unknown transforms)."""
+    ours = _head_logits(model, hidden[-1:])[0].float()
+    theirs = last_logits.float().to(ours.device)
+    scale = theirs.abs().max().clamp(min=1.0)
+    return bool(torch.allclose(ours, theirs, rtol=1e-3, atol=1e-3 * float(scale)))
+
+
+def _chunk_rows(vocab: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(vocab, 1))
+
+
+@torch.inference_mode()
+def trace_sample(
+    loaded: LoadedModel,
+    sample: Sample,
+    *,
+    top_k: int = 10,
+    force_logits_path: bool = False,
+) -> Trace:
+    """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False), reductions in float32."""
+    check_sample_fits(loaded, sample)
+    model, vocab = loaded.model, loaded.info.vocab_size
+    top_k = max(1, min(top_k, vocab))
+    targets_np, supervised = shifted_targets(sample)
+    inputs = _model_inputs(loaded, sample)
+    n_positions = len(sample) - 1
+
+    stats: list[PositionStats] = []
+    rows = _chunk_rows(vocab)
+    kept = None if force_logits_path else _hidden_states_and_last_logits(model, inputs)
+    if kept is not None and _head_matches_model(model, *kept):
+        hidden = kept[0][:n_positions]  # (T, d): the last token predicts nothing
+        targets = torch.from_numpy(targets_np)
+        for start in range(0, n_positions, rows):
+            logits = _head_logits(model, hidden[start : start + rows])  # (c, V) in the model's dtype
+            stats.append(reduce_logits(logits, targets[start : start + rows].to(logits.device), top_k))
+        path = HIDDEN_PATH
+    else:
+        del kept
+        logits_all = model(**inputs, use_cache=False).logits[0]  # (N, V): logits[t] predicts token t+1
+        targets = torch.as_tensor(targets_np, device=logits_all.device)
+        for start in range(0, n_positions, rows):
+            chunk = logits_all[start : min(start + rows, n_positions)]
+            stats.append(reduce_logits(chunk, targets[start : start + rows], top_k))
+        path = LOGITS_PATH
+    return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), path, vocab)
+
+
+@torch.inference_mode()
+def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -> Trace:
+    """The same Trace, produced one position at a time through the KV cache, as generation does."""
+    check_sample_fits(loaded, sample)
+    if sample.attention_mask is not None:
+        raise TokstepError("--incremental does not support samples with an attention mask (padding)")
+    model, vocab = loaded.model, loaded.info.vocab_size
+    top_k = max(1, min(top_k, vocab))
+    targets_np, supervised = shifted_targets(sample)
+    device = _input_device(model)
+    ids = torch.tensor(sample.input_ids, device=device)[None]  # (1, N)
+    stats: list[PositionStats] = []
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    past = None
+    for t in range(len(sample) - 1):
+        out = model(input_ids=ids[:, t : t + 1], use_cache=True, **{cache_arg: past})  # feeds one token
+        past = getattr(out, cache_arg)
+        logits = out.logits[0]  # (1, V): the prediction for token t+1
+        target = torch.as_tensor(targets_np[t : t + 1], device=logits.device)
+        stats.append(reduce_logits(logits, target, top_k))
+    return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), INCREMENTAL_PATH, vocab)
+
+
+def _assemble(
+    sample: Sample, targets: np.ndarray, supervised: np.ndarray, stats: PositionStats, path: str, vocab: int
+) -> Trace:
+    ce = -stats.logprob.astype(np.float64)  # (T,)
+    counted = np.where(supervised, ce, 0.0)
+    return Trace(
+        sample=sample,
+        target_ids=targets,
+        supervised=supervised,
+        logprob=stats.logprob,
+        rank=stats.rank,
+        ties=stats.ties,
+        entropy=stats.entropy,
+        topk_ids=stats.topk_ids,
+        topk_logprobs=stats.topk_logprobs,
+        finite=stats.finite,
+        running_sum=np.cumsum(counted),  # float64
+        running_count=np.cumsum(supervised.astype(np.int64)),
+        path=path,
+        model_vocab_size=vocab,
+    )
+
+
+@torch.inference_mode()
+def reference_loss(loaded: LoadedModel, sample: Sample) -> float | None:
+    """Hugging Face's own number: `model(input_ids, labels=labels).loss` (None when it is NaN: all masked)."""
+    inputs = _model_inputs(loaded, sample)
+    labels = torch.tensor(sample.labels, device=inputs["input_ids"].device)[None]
+    loss = float(loaded.model(**inputs, labels=labels, use_cache=False).loss)
+    return loss if math.isfinite(loss) else None
+
+
+def max_drift(a: Trace, b: Trace) -> float:
+    """Largest per-position |log q(target)| difference between two traces of the same sample."""
+    both = a.finite & b.finite
+    if not both.any():
+        return math.nan
+    return float(np.max(np.abs(a.logprob[both].astype(np.float64) - b.logprob[both])))
+
+
+def parity_tolerance(dtype: str) -> float:
+    """Relative |ours - HF| we promise: float32 reductions of the same logits agree to float32 rounding;
+    in 16-bit dtypes the chunked head's matmuls may round differently from HF's single one."""
+    return 1e-6 if dtype in ("float32", "float64") else 2e-2

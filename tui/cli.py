@@ -1,0 +1,185 @@
+"""The `tokstep` command line. Imports stay lazy so `tokstep --help` never loads torch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.inputs import SampleSpec
+    from engine.session import ModelSpec
+
+DEMOS = ("qa", "text", "chat")
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="local HF folder or hub id (default: the bundled tokstep-mini)")
+    group.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    group.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    group.add_argument("--device-map", help="e.g. auto: spread a large model over GPUs (needs accelerate)")
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model repo's own Python code (off by default)",
+    )
+
+
+def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sample (default: the bundled question + answer demo)")
+    group.add_argument("--text", help="plain text, every token supervised")
+    group.add_argument("--file", help="read plain text from a file")
+    group.add_argument("--prompt", help="prompt text (masked, -100)")
+    group.add_argument("--answer", help="answer text (supervised); EOS appended unless --eos none")
+    group.add_argument(
+        "--chat", metavar="FILE", help='JSON list of {"role", "content"} messages; assistant turns supervised'
+    )
+    group.add_argument(
+        "--ids",
+        metavar="FILE",
+        help='JSON {"input_ids": [...], "labels": [...]} exactly as your trainer built it',
+    )
+    group.add_argument("--demo", choices=DEMOS, help="one of the bundled demo samples")
+    group.add_argument(
+        "--bos", default="auto", choices=["auto", "add", "none"], help="auto: as the tokenizer does"
+    )
+    group.add_argument(
+        "--eos",
+        default="auto",
+        choices=["auto", "add", "none"],
+        help="auto: as the tokenizer does; added after an answer",
+    )
+    group.add_argument(
+        "--truncate", type=int, metavar="N", help="keep only the first N tokens (else too long is an error)"
+    )
+    group.add_argument("--top-k", type=int, default=10, help="alternatives kept per position (default 10)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokstep",
+        description="Step through the training loss of a causal LM, token by token. "
+        "With no sub-command, opens the interactive debugger.",
+    )
+    _add_model_flags(parser)
+    _add_sample_flags(parser)
+    commands = parser.add_subparsers(dest="command", metavar="{report}")
+    report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
+    _add_model_flags(report)
+    _add_sample_flags(report)
+    report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
+    report.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
+    report.add_argument(
+        "--incremental",
+        action="store_true",
+        help="also trace token by token with the KV cache and report the drift",
+    )
+    report.add_argument(
+        "--no-reference", action="store_true", help="skip HF's reference loss (saves a forward pass)"
+    )
+    report.add_argument(
+        "--limit", type=int, metavar="N", help="print at most N rows (the summary still covers all)"
+    )
+    return parser
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    from engine.session import ModelSpec
+
+    spec = ModelSpec(
+        revision=args.revision,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
+        trust_remote_code=args.trust_remote_code,
+    )
+    if args.model:
+        from dataclasses import replace
+
+        spec = replace(spec, name_or_path=args.model)
+    return spec
+
+
+def sample_spec(args: argparse.Namespace) -> SampleSpec:
+    """Turn the sample flags into a SampleSpec; exactly one source, or the demo."""
+    from engine import defaults
+    from engine.errors import TokstepError
+    from engine.inputs import SampleSpec, read_json, read_text
+
+    given = [name for name in ("text", "file", "chat", "ids", "demo") if getattr(args, name) is not None]
+    if args.prompt is not None or args.answer is not None:
+        given.append("prompt/answer")
+    if len(given) > 1:
+        raise TokstepError(f"give one sample source, not several: {', '.join('--' + g for g in given)}")
+    common = {"bos": args.bos, "eos": args.eos, "truncate": args.truncate}
+    if args.text is not None:
+        return SampleSpec(text=args.text, name="--text", **common)
+    if args.file is not None:
+        return SampleSpec(text=read_text(args.file), name=os.path.basename(args.file), **common)
+    if args.prompt is not None or args.answer is not None:
+        return SampleSpec(prompt=args.prompt, answer=args.answer, name="prompt+answer", **common)
+    if args.chat is not None:
+        messages = read_json(args.chat, "chat")
+        if isinstance(messages, dict) and "messages" in messages:
+            messages = messages["messages"]
+        if not isinstance(messages, list):
+            raise TokstepError(
+                f'chat file {args.chat} must hold a JSON list of messages (or {{"messages": [...]}})'
+            )
+        return SampleSpec(chat=tuple(messages), name=os.path.basename(args.chat), **common)
+    if args.ids is not None:
+        data = read_json(args.ids, "ids")
+        if not isinstance(data, dict):
+            raise TokstepError(f'ids file {args.ids} must hold a JSON object with "input_ids" and "labels"')
+        return SampleSpec(ids=data, name=os.path.basename(args.ids), **common)
+    return demo_spec(args.demo or "qa", defaults, common)
+
+
+def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore[no-untyped-def]
+    from engine.inputs import SampleSpec, read_json, read_text
+
+    if which == "text":
+        return SampleSpec(text=read_text(defaults.DEMO_TEXT).strip(), name="demo: text", **common)
+    if which == "chat":
+        return SampleSpec(chat=tuple(read_json(defaults.DEMO_CHAT, "demo chat")), name="demo: chat", **common)
+    qa = read_json(defaults.DEMO_QA, "demo")
+    return SampleSpec(prompt=qa["prompt"], answer=qa["answer"], name="demo: question + answer", **common)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"tokstep: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from engine.errors import TokstepError
+    except ImportError as error:  # a broken install: still one line
+        return _fail(f"cannot import tokstep's engine: {error}")
+    try:
+        if args.command == "report":
+            from tui.report import run_report
+
+            return run_report(args, model_spec(args), sample_spec(args))
+        from tui.app import run_app
+
+        return run_app(args, model_spec(args), sample_spec(args))
+    except TokstepError as error:
+        return _fail(str(error))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("TOKSTEP_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(error).__name__}: {error} (set TOKSTEP_DEBUG=1 for the traceback)", 1
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""`tokstep report`: the per-position loss table and the HF reference, printed with Rich."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from engine.inputs import SampleSpec
+    from engine.session import ModelSpec, TraceResult
+
+
+def token_text(result: TraceResult, token_id: int) -> Text:
+    """A token as the user should see it: whitespace visible, special tokens in magenta."""
+    texts = result.texts
+    style = "magenta" if texts.is_special(token_id) or not texts.in_tokenizer(token_id) else ""
+    return Text(texts.visible(token_id), style=style)
+
+
+def fmt_loss(value: float | None) -> str:
+    return "undefined" if value is None or math.isnan(value) else f"{value:.6f}"
+
+
+def parity_line(result: TraceResult) -> Text:
+    """Ours vs Hugging Face's loss, side by side, with a match badge."""
+    from engine.trace import parity_tolerance
+
+    ours, theirs = result.trace.loss, result.reference
+    line = Text()
+    line.append("mean loss (tokstep) ", style="bold")
+    line.append(fmt_loss(ours))
+    line.append(f" over {result.trace.num_supervised} supervised tokens")
+    if not result.reference_computed:
+        return line
+    line.append("   HF model(input_ids, labels=labels).loss ", style="bold")
+    line.append(fmt_loss(theirs))
+    if ours is None and theirs is None:
+        line.append("   ✓ both undefined: no supervised tokens", style="green")
+    elif ours is None or theirs is None:
+        line.append("   ✗ MISMATCH", style="bold red")
+    else:
+        diff = abs(ours - theirs)
+        ok = diff <= parity_tolerance(result.info.dtype) * max(abs(theirs), 1e-12)
+        line.append(f"   |Δ| {diff:.2e} ")
+        line.append("✓ match" if ok else "✗ MISMATCH", style="green" if ok else "bold red")
+    return line
+
+
+def positions_table(result: TraceResult, limit: int | None = None) -> Table:
+    trace, sample = result.trace, result.sample
+    table = Table(title=None, box=None, header_style="bold", pad_edge=False)
+    for name, justify in [
+        ("t", "right"),
+        ("context", "left"),
+        ("target", "left"),
+        ("p(target)", "right"),
+        ("rank", "right"),
+        ("top-1", "left"),
+        ("CE", "right"),
+        ("mean", "right"),
+        ("counted", "left"),
+    ]:
+        table.add_column(name, justify=justify, no_wrap=True)
+    rows = range(len(trace)) if limit is None else range(min(limit, len(trace)))
+    for t in rows:
+        target = int(trace.target_ids[t])
+        top1 = int(trace.topk_ids[t, 0])
+        counted = bool(trace.supervised[t])
+        finite = bool(trace.finite[t])
+        ce = float(trace.ce[t])
+        ce_text = f"{ce:.4f}" if finite else "NaN/inf"
+        mean = trace.running_mean(t)
+        top1_text = Text("= target", style="green") if top1 == target else token_text(result, top1)
+        table.add_row(
+            str(t),
+            token_text(result, int(sample.input_ids[t])),
+            token_text(result, target),
+            f"{float(trace.prob[t]):.4f}" if finite else "—",
+            str(int(trace.rank[t])) + ("=" if trace.ties[t] else ""),
+            top1_text,
+            ce_text if counted else Text(f"({ce_text})", style="dim"),
+            "—" if mean is None else f"{mean:.4f}",
+            "yes" if counted else Text(sample.mask_reasons[t + 1].value, style="dim"),
+            style=None if counted else "dim",
+        )
+    return table
+
+
+def print_report(result: TraceResult, console: Console, limit: int | None = None) -> None:
+    info, sample, trace = result.info, result.sample, result.trace
+    console.print(
+        Text.assemble(
+            ("tokstep report  ", "bold"),
+            f"{info.name}  ({info.architecture}, {info.dtype}, {info.device})",
+        )
+    )
+    truncated = f", truncated from {sample.truncated_from}" if sample.truncated_from else ""
+    console.print(
+        f"sample: {sample.name} [{sample.kind}]  {len(sample)} tokens{truncated}, {len(trace)} positions, "
+        f"{trace.num_supervised} supervised  ·  path: {trace.path}",
+        markup=False,
+        highlight=False,
+    )
+    for note in sample.notes:
+        console.print(f"note: {note}", style="dim", markup=False, highlight=False)
+    console.print(positions_table(result, limit))
+    if limit is not None and limit < len(trace):
+        console.print(f"… {len(trace) - limit} more positions (summary covers all)", style="dim")
+    console.print(parity_line(result))
+    if result.incremental_drift is not None:
+        console.print(
+            f"incremental (KV cache) vs single pass: max |Δ log q(target)| = {result.incremental_drift:.3e}"
+        )
+
+
+def write_json(result: TraceResult, path: str, force: bool) -> None:
+    from engine.errors import TokstepError
+    from engine.export import trace_to_dict
+
+    payload = json.dumps(trace_to_dict(result), ensure_ascii=False, indent=1)
+    if path == "-":
+        sys.stdout.write(payload + "\n")
+        return
+    target = Path(path).expanduser()
+    if target.exists() and not force:
+        raise TokstepError(f"{path} already exists: pass --force to overwrite it")
+    try:
+        target.write_text(payload + "\n", encoding="utf-8")
+    except OSError as error:
+        raise TokstepError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -> int:
+    from engine.session import load, run_trace
+
+    err = Console(stderr=True)
+    with err.status(f"loading {model.display_name}"):
+        loaded = load(model)
+    with err.status("tracing") as status:
+        result = run_trace(
+            loaded,
+            sample,
+            top_k=args.top_k,
+            with_reference=not args.no_reference,
+            incremental=args.incremental,
+            progress=lambda message: status.update(message),
+        )
+    if result.nonfinite_error:
+        print(f"tokstep: error: {result.nonfinite_error}", file=sys.stderr)
+        return 3
+    if args.json:
+        write_json(result, args.json, args.force)
+    if args.json != "-":
+        print_report(result, Console(), args.limit)
+    return 0
