@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -85,11 +86,17 @@ def sentencepiece_bpe(vocab_size: int = 500, chat_template: str | None = None) -
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size + 256,
-        special_tokens=["<unk>", "<s>", "</s>", *CHAT_TOKENS, *byte_tokens],
-        show_progress=False,
+        vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", *CHAT_TOKENS], show_progress=False
     )
     tok.train_from_iterator(CORPUS, trainer)
+    # Put the 256 byte pieces in the vocabulary as ordinary (non-special) entries, as Llama-2 does.
+    spec = json.loads(tok.to_str())
+    trained = sorted(spec["model"]["vocab"].items(), key=lambda item: item[1])
+    n_special = 3 + len(CHAT_TOKENS)
+    ordered = [t for t, _ in trained[:n_special]] + byte_tokens + [t for t, _ in trained[n_special:]]
+    spec["model"]["vocab"] = {token: i for i, token in enumerate(ordered)}
+    spec["added_tokens"] = [{**added, "id": spec["model"]["vocab"][added["content"]]} for added in spec["added_tokens"]]
+    tok = Tokenizer.from_str(json.dumps(spec))
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
