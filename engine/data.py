@@ -1,0 +1,362 @@
+"""Read training data files (JSONL / JSON / Parquet) row by row, without loading a large file into memory.
+
+A JSONL file is indexed by line offsets (numpy, a few MiB at a time), so a 1 GB file opens at once and
+its rows are read on demand; `DataFile.index_more()` extends the index in the background. Each row
+becomes a `SampleSpec` in whichever form it has (text; prompt + completion/answer; messages; input_ids +
+labels), or a `DataRow` with an error and its line number: one bad row never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import TokstepError
+from engine.inputs import SampleSpec
+
+SCAN_BYTES = 16 << 20  # bytes of a JSONL file indexed per step
+WHOLE_JSON_LIMIT = 256 << 20  # a .json file larger than this is read as JSON Lines only
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which column holds what (the CLI's --text-column, --prompt-column... flags)."""
+
+    text: str = "text"
+    prompt: str = "prompt"
+    answer: tuple[str, ...] = ("completion", "answer", "response", "output")
+    messages: tuple[str, ...] = ("messages", "conversations")
+    input_ids: str = "input_ids"
+    labels: str = "labels"
+
+
+@dataclass(frozen=True)
+class DataRow:
+    """One row of a data file: a sample spec, or why it could not be read."""
+
+    index: int  # 0-based row number
+    line: int | None  # 1-based line in the file (JSONL / JSON), None for Parquet
+    spec: SampleSpec | None
+    error: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" if self.line is not None else f"row {self.index + 1}"
+
+
+def _messages(value: Any, column: str) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or not value:
+        raise TokstepError(f'"{column}" must be a non-empty list of messages')
+    out = []
+    for message in value:
+        if isinstance(message, dict) and "from" in message and "value" in message and "role" not in message:
+            role = SHAREGPT_ROLES.get(str(message["from"]), str(message["from"]))
+            message = {"role": role, "content": message["value"]}
+        out.append(message)
+    return tuple(out)
+
+
+def row_to_spec(record: Any, columns: Columns = Columns(), name: str = "row", **options: Any) -> SampleSpec:
+    """Turn one record into a SampleSpec; `options` (bos, eos, truncate) pass through. Raises TokstepError."""
+    if not isinstance(record, dict):
+        raise TokstepError(f"the row is a JSON {type(record).__name__}, not an object with named columns")
+    common = {"name": name, **options}
+    messages_column = next((c for c in columns.messages if record.get(c) is not None), None)
+    if messages_column is not None:
+        return SampleSpec(chat=_messages(record[messages_column], messages_column), **common)
+    if record.get(columns.input_ids) is not None:
+        ids = {"input_ids": record[columns.input_ids]}
+        if record.get(columns.labels) is not None:
+            ids["labels"] = record[columns.labels]
+        if record.get("attention_mask") is not None:
+            ids["attention_mask"] = record["attention_mask"]
+        return SampleSpec(ids=ids, **common)
+    answer_column = next((c for c in columns.answer if record.get(c) is not None), None)
+    if record.get(columns.prompt) is not None and answer_column is not None:
+        prompt, answer = record[columns.prompt], record[answer_column]
+        if isinstance(prompt, list) and isinstance(answer, list):  # TRL's conversational prompt-completion
+            return SampleSpec(chat=_messages(prompt + answer, f"{columns.prompt}+{answer_column}"), **common)
+        if not isinstance(prompt, str) or not isinstance(answer, str):
+            raise TokstepError(f'"{columns.prompt}" and "{answer_column}" must both be strings')
+        return SampleSpec(prompt=prompt, answer=answer, **common)
+    if record.get(columns.text) is not None:
+        if not isinstance(record[columns.text], str):
+            raise TokstepError(f'"{columns.text}" must be a string')
+        return SampleSpec(text=record[columns.text], **common)
+    have = ", ".join(sorted(map(str, record))) or "none"
+    raise TokstepError(
+        f"no sample in this row: expected {columns.text}, {columns.prompt} + {'/'.join(columns.answer)}, "
+        f"{'/'.join(columns.messages)} or {columns.input_ids} (it has: {have})"
+    )
+
+
+@dataclass
+class DataFile:
+    """Rows of a data file, read on demand. `len()` counts the rows indexed so far (see `complete`)."""
+
+    path: Path
+    format: str  # "jsonl" | "json" | "parquet"
+    columns: Columns = field(default_factory=Columns)
+    options: dict[str, Any] = field(default_factory=dict)  # bos / eos / truncate for every row
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def complete(self) -> bool:
+        return True
+
+    def index_more(self) -> bool:
+        """Index another step of the file; True once the whole file is indexed."""
+        return True
+
+    def index_all(self) -> None:
+        while not self.index_more():
+            pass
+
+    def _record(self, index: int) -> tuple[Any, int | None]:
+        raise NotImplementedError
+
+    def row(self, index: int) -> DataRow:
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} outside 0..{len(self) - 1}")
+        try:
+            record, line = self._record(index)
+        except _BadRow as bad:
+            return DataRow(index, bad.line, None, bad.message)
+        name = f"{self.path.name}:{line}" if line is not None else f"{self.path.name}#{index + 1}"
+        try:
+            return DataRow(index, line, row_to_spec(record, self.columns, name, **self.options))
+        except TokstepError as error:
+            return DataRow(index, line, None, str(error))
+
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[DataRow]:
+        """Rows start..stop (indexing further as needed; stop=None: to the end of the file)."""
+        index = start
+        while stop is None or index < stop:
+            while index >= len(self) and not self.complete:
+                self.index_more()
+            if index >= len(self):
+                return
+            yield self.row(index)
+            index += 1
+
+    def close(self) -> None:
+        pass
+
+
+class _BadRow(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+class JsonlFile(DataFile):
+    """JSON Lines: one object per line, indexed by byte offsets; blank lines are skipped."""
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, "jsonl", **kwargs)
+        self._handle = path.open("rb")
+        self._size = path.stat().st_size
+        self._starts = np.empty(1024, dtype=np.int64)  # (capacity,) byte offset of each row's line
+        self._lines = np.empty(1024, dtype=np.int64)  # (capacity,) its 1-based line number
+        self._count = 0
+        self._scanned = 0  # bytes indexed so far
+        self._line_start = 0  # where the line being scanned began
+        self._line_number = 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def complete(self) -> bool:
+        return self._scanned >= self._size and self._line_start >= self._size
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if not self._size else min(self._scanned / self._size, 1.0)
+
+    def _append(self, starts: np.ndarray, lines: np.ndarray) -> None:
+        need = self._count + len(starts)
+        if need > len(self._starts):
+            capacity = max(need, 2 * len(self._starts))
+            self._starts = np.resize(self._starts, capacity)
+            self._lines = np.resize(self._lines, capacity)
+        self._starts[self._count : need] = starts
+        self._lines[self._count : need] = lines
+        self._count = need
+
+    def index_more(self) -> bool:
+        if self.complete:
+            return True
+        self._handle.seek(self._scanned)
+        chunk = self._handle.read(SCAN_BYTES)
+        newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 0x0A) + self._scanned  # (n,)
+        self._scanned += len(chunk)
+        if len(newlines):
+            starts = np.concatenate([[self._line_start], newlines[:-1] + 1])  # (n,) each line's first byte
+            numbers = self._line_number + np.arange(len(newlines))
+            keep = newlines - starts > 0  # skip empty lines
+            self._append(starts[keep], numbers[keep])
+            self._line_start = int(newlines[-1]) + 1
+            self._line_number += len(newlines)
+        if self._scanned >= self._size and self._line_start < self._size:  # a last line without "\n"
+            self._append(np.array([self._line_start]), np.array([self._line_number]))
+            self._line_start = self._size
+        return self.complete
+
+    def _record(self, index: int) -> tuple[Any, int | None]:
+        line = int(self._lines[index])
+        self._handle.seek(int(self._starts[index]))
+        raw = self._handle.readline()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadRow(line, "not valid UTF-8") from None
+        if not text.strip():
+            raise _BadRow(line, "blank line")
+        try:
+            return json.loads(text), line
+        except json.JSONDecodeError as error:
+            raise _BadRow(line, f"not valid JSON: {error.msg} (column {error.colno})") from None
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class JsonArrayFile(DataFile):
+    """A JSON array of rows (or one object), read whole; a broken element ends the list with an error row."""
+
+    def __init__(self, path: Path, text: str, **kwargs: Any) -> None:
+        super().__init__(path, "json", **kwargs)
+        self._records: list[tuple[Any, int, str | None]] = []  # (record, line, error)
+        decoder = json.JSONDecoder()
+        stripped = text.lstrip()
+        if not stripped.startswith("["):
+            try:
+                self._records.append((json.loads(text), 1, None))
+            except json.JSONDecodeError as error:
+                self._records.append(
+                    (None, error.lineno, f"not valid JSON: {error.msg} (column {error.colno})")
+                )
+            return
+        position, line, counted = text.index("[") + 1, 1, 0
+        while True:
+            position = _skip_space(text, position)
+            if position < len(text) and text[position] == "]":
+                return
+            line += text.count("\n", counted, position)
+            counted = position
+            try:
+                record, position = decoder.raw_decode(text, position)
+            except json.JSONDecodeError as error:
+                message = f"not valid JSON: {error.msg} (the rest of the file is not read)"
+                self._records.append((None, error.lineno, message))
+                return
+            self._records.append((record, line, None))
+            position = _skip_space(text, position)
+            if position < len(text) and text[position] == ",":
+                position += 1
+            elif position >= len(text) or text[position] != "]":
+                lineno = text.count("\n", 0, position) + 1
+                self._records.append((None, lineno, "not valid JSON: expected ',' or ']' between rows"))
+                return
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _record(self, index: int) -> tuple[Any, int | None]:
+        record, line, error = self._records[index]
+        if error is not None:
+            raise _BadRow(line, error)
+        return record, line
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+class ParquetFile(DataFile):
+    """Parquet via pyarrow, one row group in memory at a time."""
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, "parquet", **kwargs)
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise TokstepError("reading Parquet needs pyarrow: pip install pyarrow") from None
+        try:
+            self._file = pq.ParquetFile(path)
+        except Exception as error:  # noqa: BLE001 - any pyarrow failure is one line
+            raise TokstepError(f"cannot read Parquet file {path}: {error}") from None
+        sizes = [self._file.metadata.row_group(g).num_rows for g in range(self._file.num_row_groups)]
+        self._group_starts = np.cumsum([0, *sizes])  # (groups + 1,)
+        self._cached: tuple[int, list[dict[str, Any]]] | None = None
+
+    def __len__(self) -> int:
+        return int(self._group_starts[-1])
+
+    def _record(self, index: int) -> tuple[Any, int | None]:
+        group = int(np.searchsorted(self._group_starts, index, side="right")) - 1
+        if self._cached is None or self._cached[0] != group:
+            try:
+                self._cached = (group, self._file.read_row_group(group).to_pylist())
+            except Exception as error:  # noqa: BLE001
+                raise _BadRow(None, f"cannot read row group {group}: {error}") from None
+        return self._cached[1][index - int(self._group_starts[group])], None
+
+
+def open_data(path: str | Path, columns: Columns = Columns(), **options: Any) -> DataFile:
+    """Open a data file by its extension (.jsonl/.ndjson, .json, .parquet). Errors are one line."""
+    target = Path(path).expanduser()
+    if not target.exists():
+        raise TokstepError(f"data file not found: {path}")
+    if target.is_dir():
+        raise TokstepError(f"{path} is a folder: give a .jsonl, .json or .parquet file")
+    suffix = target.suffix.lower()
+    kwargs = {"columns": columns, "options": options}
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            return JsonlFile(target, **kwargs)
+        if suffix == ".parquet":
+            return ParquetFile(target, **kwargs)
+        if suffix == ".json":
+            return _open_json(target, kwargs)
+    except OSError as error:
+        raise TokstepError(f"cannot read data file {path}: {error.strerror or error}") from None
+    raise TokstepError(
+        f"{path}: unsupported data format {suffix or '(no extension)'}: use .jsonl, .json or .parquet"
+    )
+
+
+def _open_json(path: Path, kwargs: dict[str, Any]) -> DataFile:
+    """A .json file may hold an array, one object, or (as datasets' to_json writes it) JSON Lines."""
+    with path.open("rb") as handle:
+        head = handle.read(4096).lstrip()
+    if path.stat().st_size > WHOLE_JSON_LIMIT and not head.startswith(b"["):
+        return JsonlFile(path, **kwargs)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TokstepError(f"data file {path} is not valid UTF-8") from None
+    if head.startswith(b"{"):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as error:
+            if error.msg == "Extra data":
+                return JsonlFile(path, **kwargs)
+    return JsonArrayFile(path, text, **kwargs)
