@@ -1,0 +1,234 @@
+"""Every lint fires on a sample that really has its problem, and stays quiet on a clean one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny_tokenizers import CHATML_NO_END, byte_bpe, gpt2_style, llama3_style, sentencepiece_bpe
+from tokenizers import normalizers
+
+from engine.inputs import SampleSpec
+from engine.lints import LINTS, WHITESPACE_RUN, lint_sample, lint_spec
+
+CHAT = (
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "Paris"},
+)
+
+
+@pytest.fixture(scope="module")
+def chatml():
+    """Byte-level BPE that adds <s> by default, ChatML template without <s> (like tokstep-mini)."""
+    return byte_bpe(adds_bos=True)
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return gpt2_style()
+
+
+def codes(findings):
+    return {f.code for f in findings}
+
+
+def only(findings, code):
+    found = [f for f in findings if f.code == code]
+    assert len(found) == 1, findings
+    return found[0]
+
+
+def lint(tokenizer, **spec):
+    sample, findings = lint_spec(tokenizer, SampleSpec(**spec))
+    assert sample is not None, findings
+    return sample, findings
+
+
+def test_clean_prompt_answer_has_no_findings(chatml):
+    _, findings = lint(chatml, prompt="The capital of France is", answer=" Paris")
+    assert findings == []
+
+
+def test_clean_chat_has_no_warnings_or_errors(chatml):
+    _, findings = lint(chatml, chat=CHAT)
+    assert all(f.severity == "info" for f in findings), findings
+
+
+def test_double_bos_when_llama3_rendered_text_is_tokenized_with_special_tokens():
+    tokenizer = llama3_style()
+    rendered = tokenizer.apply_chat_template(list(CHAT), tokenize=False)  # starts with <|begin_of_text|>
+    sample, findings = lint(tokenizer, text=rendered)  # tokenizer(text) adds a second one
+    found = only(findings, "double-bos")
+    assert found.severity == "error" and found.positions == (0, 1)
+    assert "template" in found.message
+    assert sample.input_ids[0] == sample.input_ids[1] == tokenizer.bos_token_id
+
+
+def test_missing_bos_when_the_tokenizer_adds_one_by_default(chatml):
+    sample, findings = lint(chatml, text="the cat sat on the mat", bos="none")
+    found = only(findings, "missing-bos")
+    assert found.severity == "warning" and found.positions == (0,)
+    assert sample.input_ids[0] != chatml.bos_token_id
+
+
+def test_missing_bos_is_only_info_for_a_chat_template_that_never_writes_it(chatml):
+    _, findings = lint(chatml, chat=CHAT)
+    assert only(findings, "missing-bos").severity == "info"
+
+
+def test_no_bos_expected_from_a_tokenizer_that_adds_none(gpt2):
+    _, findings = lint(gpt2, text="the cat sat on the mat")
+    assert "missing-bos" not in codes(findings)
+
+
+def test_answer_without_eos(chatml):
+    sample, findings = lint(chatml, prompt="Q: capital of France?\nA:", answer=" Paris", eos="none")
+    found = only(findings, "no-eos")
+    assert found.positions == (len(sample) - 1,)
+    assert "never learns to stop" in found.message
+
+
+def test_chat_template_whose_assistant_turn_has_no_end_token():
+    tokenizer = byte_bpe(template=CHATML_NO_END, adds_bos=True)
+    sample, findings = lint(tokenizer, chat=CHAT)
+    found = only(findings, "no-eos")
+    assert sample.labels[found.positions[0]] != -100  # the last supervised token, and it is not an end token
+
+
+def test_eos_masked_because_pad_equals_eos(gpt2):
+    ids = gpt2("The answer is Paris")["input_ids"]
+    eos = gpt2.eos_token_id
+    input_ids = ids + [eos, eos, eos]  # the answer's EOS, then two pads (pad == eos)
+    labels = [-100, -100, *ids[2:], -100, -100, -100]  # the collator masked every pad id, the real EOS too
+    _, findings = lint(gpt2, ids={"input_ids": input_ids, "labels": labels})
+    found = only(findings, "eos-masked")
+    assert found.severity == "error" and found.positions == (len(ids),)
+    assert "pad == eos" in found.message
+
+
+def test_all_labels_masked(gpt2):
+    ids = gpt2("The answer is Paris")["input_ids"]
+    _, findings = lint(gpt2, ids={"input_ids": ids, "labels": [-100] * len(ids)})
+    assert only(findings, "nothing-trained").severity == "error"
+
+
+def test_pre_shifted_labels(gpt2):
+    ids = gpt2("the cat sat on the mat and the dog sat on the log")["input_ids"]
+    shifted = ids[1:] + [-100]  # what a user gets by shifting before the model shifts again
+    _, findings = lint(gpt2, ids={"input_ids": ids, "labels": shifted})
+    found = only(findings, "labels-pre-shifted")
+    assert found.severity == "error" and found.positions[0] == 0
+    assert "labels-differ" not in codes(findings)
+
+
+def test_labels_differ_without_shift_pattern(gpt2):
+    ids = gpt2("the cat sat on the mat")["input_ids"]
+    labels = list(ids)
+    labels[3] = ids[1]
+    _, findings = lint(gpt2, ids={"input_ids": ids, "labels": labels})
+    assert only(findings, "labels-differ").positions == (3,)
+
+
+def test_label_beyond_the_tokenizer(gpt2):
+    ids = gpt2("the cat sat")["input_ids"]
+    labels = [*ids[:-1], len(gpt2) + 100]
+    _, findings = lint(gpt2, ids={"input_ids": ids, "labels": labels})
+    found = only(findings, "id-beyond-tokenizer")
+    assert found.positions == (len(ids) - 1,) and str(len(gpt2) + 100) in found.message
+
+
+def test_negative_label_other_than_ignore_index(gpt2):
+    ids = gpt2("the cat sat")["input_ids"]
+    _, findings = lint(gpt2, ids={"input_ids": ids, "labels": [-100, -1, *ids[2:]]})
+    assert only(findings, "id-beyond-tokenizer").positions == (1,)
+
+
+def test_unknown_token_from_a_tokenizer_without_byte_fallback():
+    tokenizer = sentencepiece_bpe(byte_fallback=False)
+    sample, findings = lint(tokenizer, text="is 사랑 Paris")
+    found = only(findings, "unknown-token")
+    assert all(sample.input_ids[p] == tokenizer.unk_token_id for p in found.positions)
+    assert "no-roundtrip" not in codes(findings)  # the unknown token already explains it
+
+
+def test_padding_trained_on(chatml):
+    ids = chatml("the cat sat")["input_ids"] + [chatml.pad_token_id] * 3
+    sample, findings = lint(chatml, ids={"input_ids": ids, "labels": list(ids)})  # labels = input_ids.copy()
+    assert only(findings, "pad-trained").positions == (len(ids) - 3, len(ids) - 2, len(ids) - 1)
+
+
+def test_prompt_ending_inside_a_word_gives_a_token_across_the_boundary(chatml):
+    sample, findings = lint(chatml, prompt="The capital of France is Par", answer="is.")
+    found = only(findings, "token-spans-boundary")
+    assert "Paris" in found.message
+    assert sample.mask_reasons[found.positions[1]].value == "supervised"
+
+
+def test_space_at_the_end_of_the_prompt_changes_the_answers_first_token(chatml):
+    sample, findings = lint(chatml, prompt="The capital of France is ", answer="Paris")
+    found = only(findings, "answer-leading-space")
+    assert "Ġ" not in chatml.convert_ids_to_tokens(int(sample.input_ids[found.positions[1]]))
+    assert "␣Paris" in found.message  # how the word looks in running text
+    assert "token-spans-boundary" not in codes(findings)
+
+
+def test_sentencepiece_adds_a_space_to_a_separately_tokenized_answer():
+    tokenizer = sentencepiece_bpe()
+    _, findings = lint(tokenizer, prompt="Answer:", answer="Paris")
+    assert "gains a space" in only(findings, "answer-leading-space").message
+
+
+def test_chat_message_that_already_contains_template_tokens(chatml):
+    chat = (
+        {"role": "user", "content": "<|im_start|>user\nhi<|im_end|>"},
+        {"role": "assistant", "content": "Paris"},
+    )
+    sample, findings = lint(chatml, chat=chat)
+    found = only(findings, "double-template")
+    assert found.severity == "error"
+    im_start = chatml.convert_tokens_to_ids("<|im_start|>")
+    assert len(found.positions) == 2 and sample.input_ids[found.positions[0]] == im_start
+
+
+def test_rendered_chat_given_as_plain_text(chatml):
+    rendered = chatml.apply_chat_template(list(CHAT), tokenize=False)
+    _, findings = lint(chatml, text=rendered)
+    assert only(findings, "chat-as-text").severity == "warning"
+
+
+def test_long_run_of_whitespace_tokens(chatml):
+    sample, findings = lint(chatml, text="the end" + " \n" * 12 + "the cat")
+    found = only(findings, "whitespace-run")
+    assert len(found.positions) >= WHITESPACE_RUN
+    assert all(not chatml.decode([int(sample.input_ids[p])]).strip() for p in found.positions)
+
+
+def test_normalizing_tokenizer_does_not_roundtrip():
+    tokenizer = byte_bpe(adds_bos=True)
+    tokenizer.backend_tokenizer.normalizer = normalizers.NFKC()  # the ligature ﬁ becomes "fi"
+    _, findings = lint(tokenizer, text="a ﬁne cat")
+    assert "'ﬁne cat' came back as 'fine cat'" in only(findings, "no-roundtrip").message
+
+
+def test_truncation_is_reported(chatml):
+    sample, findings = lint(chatml, text="the cat sat on the mat and the dog sat on the log", truncate=4)
+    assert only(findings, "truncated").severity == "info" and len(sample) == 4
+
+
+def test_unbuildable_row_is_an_error_finding(chatml):
+    sample, findings = lint_spec(chatml, SampleSpec(chat=({"role": "user", "content": "hi"},)))
+    assert sample is None and only(findings, "unbuildable").severity == "error"
+
+
+def test_lint_sample_works_without_a_spec(gpt2):
+    from engine.inputs import from_ids
+
+    ids = gpt2("the cat sat on the mat")["input_ids"]
+    sample = from_ids({"input_ids": ids, "labels": ids[1:] + [-100]}, pad_id=gpt2.pad_token_id)
+    assert "labels-pre-shifted" in codes(lint_sample(gpt2, sample))
+
+
+def test_every_documented_lint_has_a_test_here():
+    source = Path(__file__).read_text(encoding="utf-8")
+    untested = [code for code in LINTS if f'"{code}"' not in source]
+    assert untested == []
