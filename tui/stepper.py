@@ -1,0 +1,309 @@
+"""The stepper screen: one frozen `TraceResult`, one reactive cursor, every panel redrawn from both.
+
+Stepping never recomputes the model: each key moves the cursor and the widgets read the Trace at t.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from engine.session import TraceResult
+from tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
+from tui.navigation import (
+    Marks,
+    SurpriseRule,
+    TokenSearch,
+    mask_boundaries,
+    parse_position,
+    parse_surprise_rule,
+    position_predicting,
+)
+from tui.widgets.context_strip import ContextStrip
+from tui.widgets.inspector_line import InspectorLine, load_inspector
+from tui.widgets.loss_curve import LossCurve
+from tui.widgets.loss_panel import LossPanel
+from tui.widgets.onehot_panel import OneHotPanel
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.topk_table import TopKTable
+
+SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
+MODES = ("text", "piece", "id")
+
+
+class StepperScreen(Screen[None]):
+    """Step through positions t = 0..T-1; position t reads tokens 0..t and predicts token t+1."""
+
+    BINDINGS = [
+        Binding("right,l,space", "step(1)", "next", key_display="→", id="next"),
+        Binding("left,h", "step(-1)", "prev", key_display="←", id="previous"),
+        Binding("home,g", "first", "first", show=False, id="first"),
+        Binding("end,G", "last", "last", show=False, id="last"),
+        Binding("pagedown", "step(10)", "+10 positions", show=False, id="forward-10"),
+        Binding("pageup", "step(-10)", "−10 positions", show=False, id="back-10"),
+        Binding("colon", "goto", "go to", id="goto"),
+        Binding("n", "surprise(1)", "surprise", id="next-surprise"),
+        Binding("N", "surprise(-1)", "previous surprise", show=False, id="previous-surprise"),
+        Binding("t", "thresholds", "set surprise thresholds", show=False, id="thresholds"),
+        Binding("m", "mask_boundary(1)", "next mask boundary", show=False, id="next-mask-boundary"),
+        Binding("M", "mask_boundary(-1)", "previous mask boundary", show=False, id="previous-mask-boundary"),
+        Binding("slash", "search", "search", id="search"),
+        Binding("p", "play", "play", id="play"),
+        Binding("plus,equals_sign", "speed(1)", "play faster", show=False, id="faster"),
+        Binding("minus", "speed(-1)", "play slower", show=False, id="slower"),
+        Binding("r", "toggle_mode('piece')", "raw pieces on/off", show=False, id="raw-pieces"),
+        Binding("i", "toggle_mode('id')", "token ids on/off", show=False, id="token-ids"),
+        Binding("c", "toggle_heatmap", "loss heatmap on/off", show=False, id="heatmap"),
+        Binding("L", "lints", "lints", show=False, id="lints"),
+        Binding("escape", "back", "back", show=False, id="back"),
+        Binding("question_mark", "help", "help", id="help"),
+        Binding("q", "quit", "quit", id="quit"),
+    ]
+
+    cursor: reactive[int] = reactive(0, init=False)
+
+    def __init__(
+        self,
+        result: TraceResult,
+        *,
+        findings: Sequence[Any] = (),
+        can_go_back: bool = False,
+        no_color: bool = False,
+    ) -> None:
+        super().__init__()
+        self.result = result
+        self.findings = list(findings)
+        self.can_go_back = can_go_back
+        self.no_color = no_color
+        self.rule = SurpriseRule()
+        self.surprises = Marks(self.rule.flags(result.trace))
+        self.boundaries = Marks(mask_boundaries(result.trace))
+        self.search = TokenSearch(result.texts, result.sample.input_ids)
+        self.last_query = ""
+        self.mode = "text"
+        self.heatmap = False
+        self.speed_index = SPEEDS.index(5.0)
+        self.player: Timer | None = None
+        self.inspect = load_inspector()
+        self.panels: list[Any] = []  # every widget with a show(t), filled on mount
+
+    # -- layout ----------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        result = self.result
+        yield StatusBar(result, id="status")
+        with Vertical(id="context-box"):
+            yield ContextStrip(result, no_color=self.no_color, id="context")
+        if self.inspect is not None:
+            yield InspectorLine(result, self.inspect, id="inspector")
+        with Horizontal(id="panels"):
+            yield TopKTable(result, id="topk")
+            with Vertical(id="right"):
+                yield OneHotPanel(result, id="onehot")
+                yield LossPanel(result, id="loss")
+                yield LossCurve(result, id="curve")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#panels").styles.height = self.result.trace.top_k + 5  # header, extra row, borders
+        self.query_one(
+            "#context-box"
+        ).border_subtitle = "␣ space  ↵ newline  dim = masked (−100)  click a token"
+        self.query_one("#topk").border_title = f"top-{self.result.trace.top_k} next tokens at t"
+        self.query_one("#onehot").border_title = "one-hot target p vs q"
+        self.query_one("#loss").border_title = "loss"
+        self.query_one(StatusBar).lints = len(self.findings)
+        self.panels = list(
+            self.query("StatusBar, ContextStrip, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve")
+        )
+        self.refresh_bindings()
+        self.watch_cursor(self.cursor)
+
+    def watch_cursor(self, t: int) -> None:
+        """The one place the screen reacts to a move: every panel redraws itself for position t."""
+        self.query_one("#context-box").border_title = self._context_title(t)
+        for widget in self.panels:
+            widget.show(t)  # type: ignore[attr-defined]
+
+    def validate_cursor(self, t: int) -> int:
+        return min(max(t, 0), len(self.result.trace) - 1)
+
+    def _context_title(self, t: int) -> str:
+        return f"context · t = {t} reads tokens 0..{t}, predicts token {t + 1}"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "lints":
+            return bool(self.findings)
+        if action == "back":
+            return self.can_go_back or self.player is not None
+        return True
+
+    # -- moving ----------------------------------------------------------------------------------------
+
+    def action_step(self, delta: int) -> None:
+        self.cursor = self.cursor + delta
+
+    def action_first(self) -> None:
+        self.cursor = 0
+
+    def action_last(self) -> None:
+        self.cursor = len(self.result.trace) - 1
+
+    def jump_to_token(self, token_index: int) -> None:
+        self.cursor = position_predicting(token_index, len(self.result.trace))
+
+    def on_context_strip_token_clicked(self, message: ContextStrip.TokenClicked) -> None:
+        self.jump_to_token(message.token_index)
+
+    def action_goto(self) -> None:
+        positions = len(self.result.trace)
+
+        def go(text: str | None) -> None:
+            if text is not None:
+                self.cursor = parse_position(text, positions)
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Go to position (0..{positions - 1}, -1 = last, 50% = middle)",
+                placeholder=str(self.cursor),
+                validate=lambda text: parse_position(text, positions),
+            ),
+            go,
+        )
+
+    def action_surprise(self, direction: int) -> None:
+        found = (
+            self.surprises.next_after(self.cursor)
+            if direction > 0
+            else self.surprises.previous_before(self.cursor)
+        )
+        if found is None:
+            where = "after" if direction > 0 else "before"
+            self.notify(f"no surprise {where} t = {self.cursor} ({self.rule.describe()})", timeout=3)
+        else:
+            self.cursor = found
+
+    def action_thresholds(self) -> None:
+        def apply(values: tuple[str, str] | None) -> None:
+            if values is None:
+                return
+            self.rule = parse_surprise_rule(*values)
+            self.surprises = Marks(self.rule.flags(self.result.trace))
+            self.notify(f"surprise = {self.rule.describe()}: {len(self.surprises)} positions", timeout=3)
+
+        self.app.push_screen(
+            ThresholdScreen(self.rule.rank_above, self.rule.prob_below, parse_surprise_rule), apply
+        )
+
+    def action_mask_boundary(self, direction: int) -> None:
+        marks = self.boundaries
+        found = marks.next_after(self.cursor) if direction > 0 else marks.previous_before(self.cursor)
+        if found is None:
+            self.notify("no further mask boundary (counted ↔ masked)", timeout=3)
+        else:
+            self.cursor = found
+
+    def action_search(self) -> None:
+        def find(query: str | None) -> None:
+            if not query:
+                return
+            self.last_query = query
+            token = self.search.find(query, after_token=self.cursor + 1)
+            if token is None:
+                self.notify(f"not found: {query!r}", severity="warning", timeout=3)
+            else:
+                self.jump_to_token(token)
+
+        self.app.push_screen(
+            PromptScreen(
+                "Search the text (#1234 finds a token id); Enter finds the next match", value=self.last_query
+            ),
+            find,
+        )
+
+    # -- playing ---------------------------------------------------------------------------------------
+
+    @property
+    def speed(self) -> float:
+        return SPEEDS[self.speed_index]
+
+    def action_play(self) -> None:
+        if self.player is not None:
+            self._stop()
+            return
+        if self.cursor >= len(self.result.trace) - 1:
+            self.cursor = 0
+        self.player = self.set_interval(1.0 / self.speed, self._tick)
+        self._show_playing()
+
+    def _tick(self) -> None:
+        if self.cursor >= len(self.result.trace) - 1:
+            self._stop()
+        else:
+            self.cursor += 1
+
+    def _stop(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+            self.player = None
+        self._show_playing()
+
+    def action_speed(self, direction: int) -> None:
+        self.speed_index = min(max(self.speed_index + direction, 0), len(SPEEDS) - 1)
+        if self.player is not None:
+            self.player.stop()
+            self.player = self.set_interval(1.0 / self.speed, self._tick)
+        self._show_playing()
+        if self.player is None:
+            self.notify(f"play speed {self.speed:g} positions/s", timeout=2)
+
+    def _show_playing(self) -> None:
+        status = self.query_one(StatusBar)
+        status.playing = self.speed if self.player is not None else None
+        status.show(self.cursor)
+        self.refresh_bindings()
+
+    # -- display toggles -------------------------------------------------------------------------------
+
+    def action_toggle_mode(self, mode: str) -> None:
+        self.mode = "text" if self.mode == mode else mode
+        self.query_one(ContextStrip).set_mode(self.mode)
+        self.query_one(TopKTable).set_mode(self.mode)
+        self.notify(
+            f"tokens shown as {dict(text='text', piece='raw pieces', id='ids')[self.mode]}", timeout=2
+        )
+
+    def action_toggle_heatmap(self) -> None:
+        self.heatmap = not self.heatmap
+        self.query_one(ContextStrip).set_heatmap(self.heatmap)
+        self.notify(f"loss heatmap {'on' if self.heatmap else 'off'}", timeout=2)
+
+    # -- other screens ---------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        extra = [("mouse", "click a token: go to the position that predicts it")]
+        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))
+
+    def action_lints(self) -> None:
+        def jump(token_index: int | None) -> None:
+            if token_index is not None:
+                self.jump_to_token(token_index)
+
+        self.app.push_screen(LintsScreen(self.findings), jump)
+
+    def action_back(self) -> None:
+        if self.player is not None:
+            self._stop()
+        elif self.can_go_back:
+            self.dismiss()
+
+    async def action_quit(self) -> None:
+        self.app.exit()
