@@ -69,6 +69,14 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def quiet_transformers() -> None:
+    """No progress bars or advisory warnings on the terminal: they would tear through the TUI and the report."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
 def max_positions_of(config: Any) -> int | None:
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, key, None)
@@ -89,6 +97,7 @@ def load_model(
     """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     if dtype not in DTYPES:
         raise TokstepError(f"--dtype {dtype}: expected one of auto, bfloat16, float16, float32")
     is_local = Path(name_or_path).expanduser().is_dir()
@@ -143,3 +152,22 @@ def wrap_model(model: Any, tokenizer: Any, name: str = "model") -> LoadedModel:
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """Load only the tokenizer (for `tokstep lint`: no weights, no forward pass), with load_model's rules."""
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    is_local = Path(name_or_path).expanduser().is_dir()
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.rstrip("/").count("/") > 1
+    if not is_local and looks_like_path:
+        raise TokstepError(f"model folder not found: {name_or_path}")
+    location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
+    common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if is_local:
+        common["local_files_only"] = True
+    try:
+        return AutoTokenizer.from_pretrained(location, **common)
+    except Exception as error:  # noqa: BLE001 - every loader failure becomes one line
+        raise TokstepError(f"cannot load the tokenizer of '{name_or_path}': {_first_line(error)}") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from engine.inspector import token_bytes
+
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "→", "\r": "␍"}
 
 
@@ -46,12 +48,11 @@ class TokenTexts:
         return piece if isinstance(piece, str) else str(piece)
 
     def _text(self, token_id: int) -> str:
-        """What the token decodes to on its own (may be U+FFFD for a partial UTF-8 byte)."""
+        """The text this token adds, from its real bytes: a leading space kept (`▁`, `Ġ`), and a partial
+        UTF-8 character as backslash escapes (`\\xe2`) instead of U+FFFD."""
         if not self.in_tokenizer(token_id):
             return self._piece(token_id)
-        return self.tokenizer.decode(
-            [int(token_id)], skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
+        return token_bytes(self.tokenizer, int(token_id)).decode("utf-8", errors="backslashreplace")
 
     def visible(self, token_id: int) -> str:
         """Decoded text with whitespace made visible; special tokens as their name."""

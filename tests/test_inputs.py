@@ -6,7 +6,15 @@ import pytest
 import tiny
 
 from engine.errors import TokstepError
-from engine.inputs import SampleSpec, build_sample, from_chat, from_ids, from_prompt_answer, from_text, truncate
+from engine.inputs import (
+    SampleSpec,
+    build_sample,
+    from_chat,
+    from_ids,
+    from_prompt_answer,
+    from_text,
+    truncate,
+)
 from engine.sample import IGNORE_INDEX, MaskReason
 
 
@@ -30,13 +38,19 @@ def test_bos_and_eos_flags(sp_tokenizer):
     with_eos = from_text(sp_tokenizer, "I love dogs", eos="add")
     assert with_eos.input_ids[-1] == sp_tokenizer.eos_token_id
     once = from_text(sp_tokenizer, "I love dogs", bos="add")
-    assert once.input_ids.tolist().count(sp_tokenizer.bos_token_id) == 1  # "add" never doubles an existing BOS
+    assert (
+        once.input_ids.tolist().count(sp_tokenizer.bos_token_id) == 1
+    )  # "add" never doubles an existing BOS
 
 
 def test_prompt_answer_masks_the_prompt_and_supervises_answer_plus_eos(sp_tokenizer):
     sample = from_prompt_answer(sp_tokenizer, "Question: what is the capital of France?\nAnswer:", " Paris.")
-    assert supervised_text(sp_tokenizer, sample).startswith(" Paris.") or "Paris." in supervised_text(sp_tokenizer, sample)
-    assert sample.input_ids[-1] == sp_tokenizer.eos_token_id and sample.labels[-1] == sp_tokenizer.eos_token_id
+    assert supervised_text(sp_tokenizer, sample).startswith(" Paris.") or "Paris." in supervised_text(
+        sp_tokenizer, sample
+    )
+    assert (
+        sample.input_ids[-1] == sp_tokenizer.eos_token_id and sample.labels[-1] == sp_tokenizer.eos_token_id
+    )
     masked = [r for r in sample.mask_reasons[1:] if r is not MaskReason.SUPERVISED]
     assert masked and set(masked) == {MaskReason.PROMPT}
     assert sample.num_supervised == len(sp_tokenizer(" Paris.", add_special_tokens=False)["input_ids"]) + 1
@@ -48,7 +62,9 @@ def test_prompt_answer_without_eos(sp_tokenizer):
 
 
 @pytest.mark.parametrize(
-    "template", [tiny.CHATML, tiny.CHATML_NO_GENERATION, tiny.LLAMA3, tiny.LLAMA3_NO_GENERATION], ids=["chatml-gen", "chatml", "llama3-gen", "llama3"]
+    "template",
+    [tiny.CHATML, tiny.CHATML_NO_GENERATION, tiny.LLAMA3, tiny.LLAMA3_NO_GENERATION],
+    ids=["chatml-gen", "chatml", "llama3-gen", "llama3"],
 )
 @pytest.mark.parametrize("family", ["bpe", "sp"])
 def test_chat_supervises_exactly_the_assistant_turns(template, family):
@@ -62,7 +78,9 @@ def test_chat_supervises_exactly_the_assistant_turns(template, family):
     uses_mask = "generation" in template
     assert any("generation" in note for note in sample.notes) == uses_mask
     # the same ids apply_chat_template produces
-    assert sample.input_ids.tolist() == list(tokenizer.apply_chat_template(tiny.CHAT, tokenize=True, return_dict=True)["input_ids"])
+    assert sample.input_ids.tolist() == list(
+        tokenizer.apply_chat_template(tiny.CHAT, tokenize=True, return_dict=True)["input_ids"]
+    )
 
 
 def test_chat_without_template_is_a_clear_error(sp_tokenizer):
@@ -89,7 +107,9 @@ def test_ids_taken_verbatim_with_given_reason():
 
 
 def test_ids_pad_tokens_and_attention_mask_give_padding_reason():
-    sample = from_ids({"input_ids": [1, 2, 3, 0, 0], "labels": [1, 2, 3, -100, -100], "attention_mask": [1, 1, 1, 0, 0]})
+    sample = from_ids(
+        {"input_ids": [1, 2, 3, 0, 0], "labels": [1, 2, 3, -100, -100], "attention_mask": [1, 1, 1, 0, 0]}
+    )
     assert sample.mask_reasons[3:] == (MaskReason.PAD, MaskReason.PAD)
     assert sample.attention_mask is not None
     by_pad_id = from_ids({"input_ids": [1, 2, 3, 7], "labels": [1, 2, 3, -100]}, pad_id=7)

@@ -16,9 +16,16 @@ ARCHS = ["gpt2", "llama", "gpt_neox", "gemma2"]
 
 SPECS = {
     "text": SampleSpec(text="I love dogs. The quick brown fox jumps over the lazy dog."),
-    "prompt+answer": SampleSpec(prompt="Question: what is the capital of France?\nAnswer:", answer=" Paris is the capital."),
+    "prompt+answer": SampleSpec(
+        prompt="Question: what is the capital of France?\nAnswer:", answer=" Paris is the capital."
+    ),
     "chat": SampleSpec(chat=tuple(tiny.CHAT)),
-    "ids": SampleSpec(ids={"input_ids": [5, 9, 17, 33, 2, 41, 8, 8, 60, 71, 12], "labels": [-100, -100, -100, 33, 2, 41, -100, 8, 60, 71, -100]}),
+    "ids": SampleSpec(
+        ids={
+            "input_ids": [5, 9, 17, 33, 2, 41, 8, 8, 60, 71, 12],
+            "labels": [-100, -100, -100, 33, 2, 41, -100, 8, 60, 71, -100],
+        }
+    ),
 }
 
 
@@ -51,7 +58,9 @@ def test_memory_frugal_path_runs_and_agrees_with_logits_path(arch, sp_tokenizer)
 
 def test_all_masked_sample_has_undefined_mean_not_nan(sp_tokenizer):
     ids = sp_tokenizer("I love dogs and cats")["input_ids"]
-    loaded, sample, trace = _traced("llama", sp_tokenizer, SampleSpec(ids={"input_ids": ids, "labels": [-100] * len(ids)}))
+    loaded, sample, trace = _traced(
+        "llama", sp_tokenizer, SampleSpec(ids={"input_ids": ids, "labels": [-100] * len(ids)})
+    )
     assert trace.num_supervised == 0
     assert trace.loss is None
     assert all(trace.running_mean(t) is None for t in range(len(trace)))
@@ -70,7 +79,9 @@ def test_labels_different_from_input_ids_are_the_targets(sp_tokenizer):
     """Pre-shifted labels: the loss scores labels[t+1], not input_ids[t+1], exactly as HF does."""
     ids = [5, 9, 17, 33, 2, 41, 8, 60]
     labels = ids[1:] + [-100]
-    loaded, sample, trace = _traced("gpt2", sp_tokenizer, SampleSpec(ids={"input_ids": ids, "labels": labels}))
+    loaded, sample, trace = _traced(
+        "gpt2", sp_tokenizer, SampleSpec(ids={"input_ids": ids, "labels": labels})
+    )
     assert trace.target_ids[:6].tolist() == labels[1:7]
     assert trace.loss == pytest.approx(reference_loss(loaded, sample), rel=1e-6)
 

@@ -27,7 +27,14 @@ CORPUS = [
     "Numbers: 1 2 3 4 5 6 7 8 9 10 and 3.14159.",
 ] * 20
 
-CHAT_TOKENS = ["<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+CHAT_TOKENS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+]
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
@@ -95,7 +102,9 @@ def sentencepiece_bpe(vocab_size: int = 500, chat_template: str | None = None) -
     n_special = 3 + len(CHAT_TOKENS)
     ordered = [t for t, _ in trained[:n_special]] + byte_tokens + [t for t, _ in trained[n_special:]]
     spec["model"]["vocab"] = {token: i for i, token in enumerate(ordered)}
-    spec["added_tokens"] = [{**added, "id": spec["model"]["vocab"][added["content"]]} for added in spec["added_tokens"]]
+    spec["added_tokens"] = [
+        {**added, "id": spec["model"]["vocab"][added["content"]]} for added in spec["added_tokens"]
+    ]
     tok = Tokenizer.from_str(json.dumps(spec))
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(
@@ -113,7 +122,9 @@ def tiny_model(arch: str, vocab_size: int, *, max_positions: int = 256, seed: in
 
     torch.manual_seed(seed)
     if arch == "gpt2":
-        config = tf.GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=max_positions)
+        config = tf.GPT2Config(
+            vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=max_positions
+        )
         model = tf.GPT2LMHeadModel(config)
     elif arch == "llama":
         config = tf.LlamaConfig(

@@ -18,6 +18,17 @@ if TYPE_CHECKING:
     from engine.session import ModelSpec, TraceResult
 
 
+SHORT_REASON = {
+    "prompt": "prompt",
+    "system turn": "system",
+    "user turn": "user",
+    "template markup": "template",
+    "padding": "pad",
+    "given by user": "given",
+    "first token": "first",
+}
+
+
 def token_text(result: TraceResult, token_id: int) -> Text:
     """A token as the user should see it: whitespace visible, special tokens in magenta."""
     texts = result.texts
@@ -35,21 +46,21 @@ def parity_line(result: TraceResult) -> Text:
 
     ours, theirs = result.trace.loss, result.reference
     line = Text()
-    line.append("mean loss (tokstep) ", style="bold")
+    line.append("tokstep mean CE                          ", style="bold")
     line.append(fmt_loss(ours))
-    line.append(f" over {result.trace.num_supervised} supervised tokens")
+    line.append(f"  over {result.trace.num_supervised} supervised tokens")
     if not result.reference_computed:
         return line
-    line.append("   HF model(input_ids, labels=labels).loss ", style="bold")
+    line.append("\nHF model(input_ids, labels=labels).loss  ", style="bold")
     line.append(fmt_loss(theirs))
     if ours is None and theirs is None:
-        line.append("   ✓ both undefined: no supervised tokens", style="green")
+        line.append("  ✓ both undefined: no supervised tokens", style="green")
     elif ours is None or theirs is None:
-        line.append("   ✗ MISMATCH", style="bold red")
+        line.append("  ✗ MISMATCH", style="bold red")
     else:
         diff = abs(ours - theirs)
         ok = diff <= parity_tolerance(result.info.dtype) * max(abs(theirs), 1e-12)
-        line.append(f"   |Δ| {diff:.2e} ")
+        line.append(f"  |Δ| {diff:.1e}  ")
         line.append("✓ match" if ok else "✗ MISMATCH", style="green" if ok else "bold red")
     return line
 
@@ -57,18 +68,26 @@ def parity_line(result: TraceResult) -> Text:
 def positions_table(result: TraceResult, limit: int | None = None) -> Table:
     trace, sample = result.trace, result.sample
     table = Table(title=None, box=None, header_style="bold", pad_edge=False)
-    for name, justify in [
-        ("t", "right"),
-        ("context", "left"),
-        ("target", "left"),
-        ("p(target)", "right"),
-        ("rank", "right"),
-        ("top-1", "left"),
-        ("CE", "right"),
-        ("mean", "right"),
-        ("counted", "left"),
+    for name, justify, width in [
+        ("t", "right", None),
+        ("context", "left", 10),
+        ("target", "left", 12),
+        ("q(target)", "right", 9),
+        ("rank", "right", 5),
+        ("top-1", "left", 10),
+        ("CE", "right", 8),
+        ("mean", "right", 6),
+        ("counted", "left", 8),  # min width too: the reason must stay readable
     ]:
-        table.add_column(name, justify=justify, no_wrap=True)
+        fixed = justify == "right" or name == "counted"
+        table.add_column(
+            name,
+            justify=justify,
+            no_wrap=True,
+            max_width=width,
+            min_width=width if fixed else None,
+            overflow="ellipsis",
+        )
     rows = range(len(trace)) if limit is None else range(min(limit, len(trace)))
     for t in rows:
         target = int(trace.target_ids[t])
@@ -88,7 +107,9 @@ def positions_table(result: TraceResult, limit: int | None = None) -> Table:
             top1_text,
             ce_text if counted else Text(f"({ce_text})", style="dim"),
             "—" if mean is None else f"{mean:.4f}",
-            "yes" if counted else Text(sample.mask_reasons[t + 1].value, style="dim"),
+            "✓"
+            if counted
+            else Text(SHORT_REASON.get(sample.mask_reasons[t + 1].value, "masked"), style="dim"),
             style=None if counted else "dim",
         )
     return table
@@ -96,16 +117,14 @@ def positions_table(result: TraceResult, limit: int | None = None) -> Table:
 
 def print_report(result: TraceResult, console: Console, limit: int | None = None) -> None:
     info, sample, trace = result.info, result.sample, result.trace
+    console.print(Text.assemble(("tokstep report  ", "bold"), info.name))
     console.print(
-        Text.assemble(
-            ("tokstep report  ", "bold"),
-            f"{info.name}  ({info.architecture}, {info.dtype}, {info.device})",
-        )
+        f"model: {info.architecture}, {info.dtype}, {info.device}, vocab {info.vocab_size}", highlight=False
     )
     truncated = f", truncated from {sample.truncated_from}" if sample.truncated_from else ""
     console.print(
         f"sample: {sample.name} [{sample.kind}]  {len(sample)} tokens{truncated}, {len(trace)} positions, "
-        f"{trace.num_supervised} supervised  ·  path: {trace.path}",
+        f"{trace.num_supervised} supervised\npath: {trace.path}",
         markup=False,
         highlight=False,
     )
@@ -121,6 +140,14 @@ def print_report(result: TraceResult, console: Console, limit: int | None = None
         )
 
 
+def check_json_target(path: str | None, force: bool) -> None:
+    """Refuse to overwrite a user's file before any slow work starts."""
+    from engine.errors import TokstepError
+
+    if path and path != "-" and Path(path).expanduser().exists() and not force:
+        raise TokstepError(f"{path} already exists: pass --force to overwrite it")
+
+
 def write_json(result: TraceResult, path: str, force: bool) -> None:
     from engine.errors import TokstepError
     from engine.export import trace_to_dict
@@ -129,9 +156,8 @@ def write_json(result: TraceResult, path: str, force: bool) -> None:
     if path == "-":
         sys.stdout.write(payload + "\n")
         return
+    check_json_target(path, force)
     target = Path(path).expanduser()
-    if target.exists() and not force:
-        raise TokstepError(f"{path} already exists: pass --force to overwrite it")
     try:
         target.write_text(payload + "\n", encoding="utf-8")
     except OSError as error:
@@ -141,6 +167,7 @@ def write_json(result: TraceResult, path: str, force: bool) -> None:
 def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -> int:
     from engine.session import load, run_trace
 
+    check_json_target(args.json, args.force)
     err = Console(stderr=True)
     with err.status(f"loading {model.display_name}"):
         loaded = load(model)
@@ -159,5 +186,5 @@ def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -
     if args.json:
         write_json(result, args.json, args.force)
     if args.json != "-":
-        print_report(result, Console(), args.limit)
+        print_report(result, Console(width=None if sys.stdout.isatty() else 100), args.limit)
     return 0

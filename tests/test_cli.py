@@ -1,0 +1,227 @@
+"""`tokstep report` end to end on tiny saved models, and every bad input: one line, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import tiny
+import torch
+
+from tui.cli import main
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny Llama with a SentencePiece-style tokenizer and a Llama-3 chat template, saved as safetensors."""
+    path = tmp_path_factory.mktemp("llama")
+    tokenizer = tiny.sentencepiece_bpe(chat_template=tiny.LLAMA3)
+    tiny.tiny_model("llama", len(tokenizer), max_positions=128).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def plain_gpt2_dir(tmp_path_factory):
+    """GPT-2 style model and tokenizer with no chat template."""
+    path = tmp_path_factory.mktemp("gpt2")
+    tokenizer = tiny.byte_level_bpe()
+    tiny.tiny_model("gpt2", len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def expect_error(capsys, fragment: str, *argv: str, code: int = 2) -> None:
+    status, _out, err = run(capsys, *argv)
+    assert status == code
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, never a traceback
+    assert lines[0].startswith("tokstep: error: ")
+    assert fragment in lines[0], lines[0]
+
+
+def test_report_prints_table_and_matching_hf_loss(capsys, model_dir):
+    code, out, _ = run(
+        capsys,
+        "report",
+        "--model",
+        str(model_dir),
+        "--prompt",
+        "Question: hello?",
+        "--answer",
+        " I love dogs.",
+    )
+    assert code == 0
+    assert "HF model(input_ids, labels=labels).loss" in out
+    assert "✓ match" in out
+    assert " prompt " in out  # masked positions say why
+
+
+def test_report_json_has_hf_reference_equal_to_our_loss(capsys, model_dir, tmp_path):
+    target = tmp_path / "trace.json"
+    code, _, _ = run(
+        capsys, "report", "--model", str(model_dir), "--text", "I love dogs and cats.", "--json", str(target)
+    )
+    assert code == 0
+    data = json.loads(target.read_text())
+    assert data["loss"] == pytest.approx(data["hf_reference_loss"], rel=1e-6)
+    assert len(data["positions"]) == len(data["sample"]["input_ids"]) - 1
+    assert data["positions"][-1]["running_mean"] == pytest.approx(data["loss"])
+
+
+def test_report_json_never_overwrites_without_force(capsys, model_dir, tmp_path):
+    target = tmp_path / "mine.json"
+    target.write_text("precious")
+    expect_error(
+        capsys,
+        "already exists",
+        "report",
+        "--model",
+        str(model_dir),
+        "--text",
+        "I love dogs",
+        "--json",
+        str(target),
+    )
+    assert target.read_text() == "precious"
+
+
+def test_report_incremental_reports_drift(capsys, model_dir):
+    code, out, _ = run(
+        capsys, "report", "--model", str(model_dir), "--text", "I love dogs and cats.", "--incremental"
+    )
+    assert code == 0
+    assert "incremental (KV cache) vs single pass" in out
+
+
+def test_report_chat_and_ids_files(capsys, model_dir, tmp_path):
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(tiny.CHAT))
+    code, out, _ = run(capsys, "report", "--model", str(model_dir), "--chat", str(chat))
+    assert code == 0 and "✓ match" in out and " user " in out
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"input_ids": [1, 40, 41, 42, 43], "labels": [-100, -100, 41, 42, 43]}))
+    code, out, _ = run(capsys, "report", "--model", str(model_dir), "--ids", str(ids))
+    assert code == 0 and "✓ match" in out
+
+
+def test_all_masked_sample_says_undefined(capsys, model_dir, tmp_path):
+    ids = tmp_path / "masked.json"
+    ids.write_text(json.dumps({"input_ids": [1, 40, 41, 42], "labels": [-100] * 4}))
+    code, out, _ = run(capsys, "report", "--model", str(model_dir), "--ids", str(ids))
+    assert code == 0
+    assert "undefined" in out and "nan" not in out.lower()
+
+
+def test_too_long_is_an_error_naming_both_numbers_unless_truncated(capsys, model_dir):
+    long_text = "I love dogs and cats. " * 200
+    expect_error(
+        capsys,
+        "but the model accepts at most 128 positions",
+        "report",
+        "--model",
+        str(model_dir),
+        "--text",
+        long_text,
+    )
+    code, out, _ = run(capsys, "report", "--model", str(model_dir), "--text", long_text, "--truncate", "128")
+    assert code == 0 and "truncated from" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--model", "./no/such/model", "--text", "hi"], "model folder not found"),
+        (["--model", "nonexistent-org-xyz/nonexistent-model", "--text", "hi"], "cannot load model"),
+        (["--text", ""], "empty"),
+        (["--text", "I love", "--prompt", "x", "--answer", "y"], "give one sample source"),
+        (["--prompt", "only a prompt"], "go together"),
+        (["--top-k", "0", "--text", "I love dogs"], "--top-k"),
+        (["--device", "cuda:7", "--text", "I love dogs"], "CUDA"),
+    ],
+)
+def test_bad_flags(capsys, model_dir, argv, fragment):
+    if "--model" not in argv:
+        argv = ["--model", str(model_dir), *argv]
+    expect_error(capsys, fragment, "report", *argv)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"ids": [1, 2]}', '"input_ids"'),
+        ('{"input_ids": [1, 2, 3], "labels": [1, 2]}', "labels has 2 entries but input_ids has 3"),
+        ('{"input_ids": [1, 2, 99999]}', "outside the model's vocabulary"),
+        ('{"input_ids": [1, 2, 3], "labels": [1, 2, 99999]}', "neither -100 nor inside"),
+        ('{"input_ids": [5]}', "single token"),
+        ("[1, 2, 3]", "JSON object"),
+    ],
+)
+def test_bad_ids_files(capsys, model_dir, tmp_path, content, fragment):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    expect_error(capsys, fragment, "report", "--model", str(model_dir), "--ids", str(path))
+
+
+def test_missing_sample_file(capsys, model_dir):
+    expect_error(capsys, "not found", "report", "--model", str(model_dir), "--ids", "/no/such.json")
+
+
+def test_chat_without_template(capsys, plain_gpt2_dir, tmp_path):
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(tiny.CHAT))
+    expect_error(capsys, "no chat template", "report", "--model", str(plain_gpt2_dir), "--chat", str(chat))
+
+
+def test_single_token_text(capsys, plain_gpt2_dir):
+    expect_error(capsys, "single token", "report", "--model", str(plain_gpt2_dir), "--text", "I")
+
+
+def test_not_a_causal_lm(capsys, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(
+        BertConfig(
+            vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+        )
+    ).save_pretrained(tmp_path)
+    with open(tmp_path / "config.json") as f:
+        config = json.load(f)
+    config["model_type"] = "vit"  # a vision encoder config: no causal LM exists for it
+    config.update({"architectures": ["ViTModel"]})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    expect_error(capsys, "is not a causal language model", "report", "--model", str(tmp_path), "--text", "hi")
+
+
+def test_nan_logits_are_reported_not_shown(capsys, tmp_path):
+    tokenizer = tiny.sentencepiece_bpe()
+    model = tiny.tiny_model("llama", len(tokenizer))
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("inf"))  # as an fp16 overflow would
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    expect_error(
+        capsys, "NaN/inf logits", "report", "--model", str(tmp_path), "--text", "I love dogs", code=3
+    )
+
+
+def test_real_process_prints_one_line_and_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "report", "--model", str(tmp_path / "missing"), "--text", "hi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "model folder not found" in proc.stderr
