@@ -10,7 +10,7 @@ import tiny
 
 from engine.inputs import SampleSpec, build_sample
 from engine.loading import wrap_model
-from engine.trace import HIDDEN_PATH, LOGITS_PATH, reference_loss, trace_incremental, trace_sample, max_drift
+from engine.trace import HIDDEN_PATH, LOGITS_PATH, max_drift, reference_loss, trace_incremental, trace_sample
 
 ARCHS = ["gpt2", "llama", "gpt_neox", "gemma2"]
 
