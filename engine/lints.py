@@ -15,6 +15,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from engine.data import DataRow
 from engine.errors import TokstepError
 from engine.inputs import SampleSpec, build_sample
 from engine.inspector import roundtrip, special_ids, token_bytes
@@ -163,6 +164,12 @@ LINTS: dict[str, LintDoc] = {
             "info",
             "The sample was truncated (--truncate): its end, and the EOS, may be cut off.",
             "Raise the limit or split long samples.",
+        ),
+        LintDoc(
+            "bad-row",
+            "error",
+            "A row of the data file cannot be read: invalid JSON, not an object, or no usable columns.",
+            "Fix the row at the line shown (or point --text-column / --prompt-column... at your columns).",
         ),
         LintDoc(
             "unbuildable",
@@ -575,8 +582,9 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
     facts = tokenizer_facts(tokenizer)
     findings: list[Finding] = []
     findings += _bos_lints(tokenizer, sample, facts)
-    findings += _eos_lints(tokenizer, sample, facts)
     findings += _label_lints(tokenizer, sample, facts)
+    if not any(f.code == "labels-pre-shifted" for f in findings):  # else where the answer ends is unclear
+        findings += _eos_lints(tokenizer, sample, facts)
     findings += _token_lints(tokenizer, sample, facts)
     if spec is not None and spec.ids is None:
         if spec.chat is not None:
@@ -602,3 +610,31 @@ def lint_spec(tokenizer: Any, spec: SampleSpec) -> tuple[Sample | None, list[Fin
     except TokstepError as error:
         return None, [finding("unbuildable", (), str(error))]
     return sample, lint_sample(tokenizer, sample, spec)
+
+
+@dataclass(frozen=True)
+class RowLint:
+    """A data-file row after tokenization and linting (what `tokstep lint` and the browser list)."""
+
+    row: DataRow
+    sample: Sample | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def num_tokens(self) -> int | None:
+        return None if self.sample is None else len(self.sample)
+
+    @property
+    def num_supervised(self) -> int | None:
+        return None if self.sample is None else self.sample.num_supervised
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+
+def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
+    """Lint one data row; an unreadable row becomes a `bad-row` error finding."""
+    if row.spec is None:
+        return RowLint(row, None, (finding("bad-row", (), str(row.error)),))
+    sample, findings = lint_spec(tokenizer, row.spec)
+    return RowLint(row, sample, tuple(findings))

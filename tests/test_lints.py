@@ -113,12 +113,13 @@ def test_all_labels_masked(gpt2):
 
 
 def test_pre_shifted_labels(gpt2):
-    ids = gpt2("the cat sat on the mat and the dog sat on the log")["input_ids"]
+    ids = gpt2("the cat sat on the mat and the dog sat on the log")["input_ids"] + [gpt2.eos_token_id]
     shifted = ids[1:] + [-100]  # what a user gets by shifting before the model shifts again
     _, findings = lint(gpt2, ids={"input_ids": ids, "labels": shifted})
     found = only(findings, "labels-pre-shifted")
     assert found.severity == "error" and found.positions[0] == 0
     assert "labels-differ" not in codes(findings)
+    assert "eos-masked" not in codes(findings)  # the shift moved the EOS label: not a second problem
 
 
 def test_labels_differ_without_shift_pattern(gpt2):
@@ -232,3 +233,23 @@ def test_every_documented_lint_has_a_test_here():
     source = Path(__file__).read_text(encoding="utf-8")
     untested = [code for code in LINTS if f'"{code}"' not in source]
     assert untested == []
+
+
+def test_unreadable_data_row_is_a_bad_row_error(chatml):
+    from engine.data import DataRow
+    from engine.lints import lint_row
+
+    result = lint_row(chatml, DataRow(index=3, line=7, spec=None, error="not valid JSON"))
+    assert only(list(result.findings), "bad-row").message == "not valid JSON"
+    assert result.num_tokens is None and result.count("error") == 1
+
+
+def test_readable_data_row_counts_tokens_and_supervised(chatml):
+    from engine.data import DataRow
+    from engine.lints import lint_row
+
+    spec = SampleSpec(prompt="The capital of France is", answer=" Paris")
+    result = lint_row(chatml, DataRow(index=0, line=1, spec=spec))
+    assert result.findings == ()
+    assert result.num_supervised == result.sample.num_supervised > 0
+    assert result.num_tokens == len(chatml("The capital of France is Paris")["input_ids"]) + 1  # + EOS

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_flags(parser)
     _add_sample_flags(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{report}")
+    _add_data_flags(parser)
+    commands = parser.add_subparsers(dest="command", metavar="{report,lint}")
     report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
     _add_model_flags(report)
     _add_sample_flags(report)
@@ -83,7 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--limit", type=int, metavar="N", help="print at most N rows (the summary still covers all)"
     )
+    from tui.lint_cmd import add_lint_parser
+
+    add_lint_parser(commands, _add_model_flags)
     return parser
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    from tui.lint_cmd import add_column_flags
+
+    parser.add_argument(
+        "--data",
+        metavar="FILE",
+        help="browse the rows of a .jsonl / .json / .parquet file (loss, lints per row)",
+    )
+    add_column_flags(parser)
 
 
 def model_spec(args: argparse.Namespace) -> ModelSpec:
@@ -166,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             from tui.report import run_report
 
             return run_report(args, model_spec(args), sample_spec(args))
+        if args.command == "lint":
+            from tui.lint_cmd import run_lint
+
+            spec = model_spec(args)
+            return run_lint(args, spec.name_or_path, spec.display_name)
         from tui.app import run_app
 
         return run_app(args, model_spec(args), sample_spec(args))

@@ -1,0 +1,123 @@
+"""`tokstep lint FILE`: Rich summary, --json, exit status for CI, one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tiny_tokenizers import byte_bpe
+
+from tui.cli import main
+
+CLEAN = [
+    {"prompt": "The capital of France is", "completion": " Paris."},
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello there."}]},
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A folder holding only a tokenizer: `lint` must not need weights."""
+    folder = tmp_path_factory.mktemp("tokenizer-only")
+    byte_bpe(adds_bos=True).save_pretrained(folder)
+    return str(folder)
+
+
+def write_jsonl(path, rows):
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
+    return str(path)
+
+
+def test_clean_file_exits_zero(tmp_path, model_dir, capsys):
+    code = main(["lint", write_jsonl(tmp_path / "clean.jsonl", CLEAN), "--model", model_dir])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "2 rows" in out and "rows with errors: 0" in out
+
+
+def test_error_lint_fails_and_json_lists_each_row(tmp_path, model_dir, capsys):
+    rows = [*CLEAN, {"input_ids": [0, 40, 41, 42], "labels": [-100] * 4}, "{not json", {"foo": 1}]
+    code = main(["lint", write_jsonl(tmp_path / "bad.jsonl", rows), "--model", model_dir, "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert payload["rows"] == 5 and payload["counts"]["error"] == 3
+    by_line = {r["line"]: {f["code"] for f in r["findings"]} for r in payload["results"]}
+    assert by_line == {
+        2: {"missing-bos"},
+        3: {"nothing-trained"},
+        4: {"bad-row"},
+        5: {"bad-row"},
+    }  # 2: info only
+
+
+def test_warning_fails_only_when_asked(tmp_path, model_dir, capsys):
+    path = write_jsonl(
+        tmp_path / "warn.jsonl", [{"prompt": "The capital of France is ", "completion": "Paris."}]
+    )
+    assert main(["lint", path, "--model", model_dir]) == 0
+    out = capsys.readouterr().out
+    assert "answer-leading-space" in out
+    assert main(["lint", path, "--model", model_dir, "--fail-on", "warning"]) == 1
+
+
+def test_max_rows_stops_early(tmp_path, model_dir, capsys):
+    path = write_jsonl(tmp_path / "many.jsonl", CLEAN * 5)
+    assert main(["lint", path, "--model", model_dir, "--max-rows", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 3
+
+
+def test_missing_file_is_one_line(tmp_path, model_dir, capsys):
+    code = main(["lint", str(tmp_path / "nope.jsonl"), "--model", model_dir])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == f"tokstep: error: data file not found: {tmp_path / 'nope.jsonl'}"
+
+
+def test_unsupported_format_is_one_line(tmp_path, model_dir, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("text\nhello\n")
+    assert main(["lint", str(path), "--model", model_dir]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "unsupported data format .csv" in err
+
+
+def test_json_never_overwrites_without_force(tmp_path, model_dir, capsys):
+    data = write_jsonl(tmp_path / "clean.jsonl", CLEAN)
+    target = tmp_path / "out.json"
+    target.write_text("keep me")
+    assert main(["lint", data, "--model", model_dir, "--json", str(target)]) == 2
+    assert target.read_text() == "keep me"
+    assert main(["lint", data, "--model", model_dir, "--json", str(target), "--force"]) == 0
+    assert json.loads(target.read_text())["rows"] == 2
+
+
+def test_column_flags_pick_other_names(tmp_path, model_dir, capsys):
+    rows = [{"question": "The capital of France is", "reply": " Paris."}]
+    path = write_jsonl(tmp_path / "cols.jsonl", rows)
+    assert main(["lint", path, "--model", model_dir]) == 1  # default names: no usable columns
+    capsys.readouterr()
+    code = main(
+        [
+            "lint",
+            path,
+            "--model",
+            model_dir,
+            "--prompt-column",
+            "question",
+            "--answer-column",
+            "reply",
+            "--json",
+        ]
+    )
+    assert code == 0 and json.loads(capsys.readouterr().out)["results"] == []
+
+
+def test_bundled_tokenizer_is_the_default(tmp_path, capsys):
+    rows = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 99999]}]
+    code = main(["lint", write_jsonl(tmp_path / "ids.jsonl", rows), "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert "id-beyond-tokenizer" in payload["lints"]
+    assert "tokstep-mini" in payload["tokenizer"]

@@ -1,0 +1,277 @@
+"""`tokstep lint FILE`: run the lints over a data file with the model's tokenizer only, for people and CI.
+
+Prints a Rich summary (one line per lint that fired) and the findings row by row; `--json` writes the
+same as JSON. Exit status: 0 clean, 1 when an error-level lint fired (or a warning, with
+`--fail-on warning`), 2 for bad input (missing file, unloadable tokenizer...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from engine.data import Columns, DataFile
+    from engine.lints import RowLint
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def add_column_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that name a data file's columns (shared by `tokstep --data` and `tokstep lint`)."""
+    group = parser.add_argument_group("data columns (defaults: the usual names)")
+    group.add_argument("--text-column", default="text", metavar="NAME", help="plain text (default: text)")
+    group.add_argument("--prompt-column", default="prompt", metavar="NAME", help="prompt (default: prompt)")
+    group.add_argument(
+        "--answer-column", metavar="NAME", help="answer (default: completion, answer, response or output)"
+    )
+    group.add_argument(
+        "--messages-column", metavar="NAME", help="chat messages (default: messages, conversations)"
+    )
+    group.add_argument(
+        "--ids-column", default="input_ids", metavar="NAME", help="token ids (default: input_ids)"
+    )
+    group.add_argument("--labels-column", default="labels", metavar="NAME", help="labels (default: labels)")
+
+
+def columns_from_args(args: argparse.Namespace) -> Columns:
+    from engine.data import Columns
+
+    defaults = Columns()
+    answer = getattr(args, "answer_column", None)
+    messages = getattr(args, "messages_column", None)
+    return Columns(
+        text=getattr(args, "text_column", None) or defaults.text,
+        prompt=getattr(args, "prompt_column", None) or defaults.prompt,
+        answer=(answer,) if answer else defaults.answer,
+        messages=(messages,) if messages else defaults.messages,
+        input_ids=getattr(args, "ids_column", None) or defaults.input_ids,
+        labels=getattr(args, "labels_column", None) or defaults.labels,
+    )
+
+
+def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
+    from engine.data import open_data
+
+    return open_data(path, columns_from_args(args), bos=args.bos, eos=args.eos, truncate=args.truncate)
+
+
+def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
+    lint = commands.add_parser(
+        "lint",
+        help="check a data file for tokenization and masking problems (tokenizer only, no forward pass)",
+        description="Run tokstep's lints over every row of a JSONL / JSON / Parquet file. "
+        "Exits 1 when an error-level lint fires, so it can guard a data pipeline.",
+    )
+    lint.add_argument("file", help="a .jsonl, .json or .parquet file")
+    add_model_flags(lint)
+    add_column_flags(lint)
+    group = lint.add_argument_group("output")
+    group.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="write the findings as JSON (to stdout when no PATH)",
+    )
+    group.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
+    group.add_argument("--max-rows", type=int, metavar="N", help="lint only the first N rows")
+    group.add_argument(
+        "--show", type=int, default=20, metavar="N", help="print findings of at most N rows (default 20)"
+    )
+    group.add_argument(
+        "--fail-on",
+        choices=["error", "warning"],
+        default="error",
+        help="lowest severity that fails (default error)",
+    )
+    lint.add_argument("--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
+    lint.add_argument("--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
+    lint.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
+
+
+def lint_file(
+    tokenizer: Any, data: DataFile, max_rows: int | None = None, progress: Any = None
+) -> list[RowLint]:
+    """Lint the rows of `data` in order (streaming: one row in memory at a time besides the results)."""
+    from engine.lints import lint_row
+
+    results = []
+    for row in data.rows(0, max_rows):
+        results.append(lint_row(tokenizer, row))
+        if progress is not None and len(results) % 200 == 0:
+            progress(len(results))
+    return results
+
+
+def findings_json(results: list[RowLint], path: str, model: str) -> dict[str, Any]:
+    rows = []
+    for result in results:
+        if not result.findings:
+            continue
+        rows.append(
+            {
+                "row": result.row.index,
+                "line": result.row.line,
+                "findings": [
+                    {
+                        "code": f.code,
+                        "severity": f.severity,
+                        "positions": list(f.positions),
+                        "message": f.message,
+                    }
+                    for f in result.findings
+                ],
+            }
+        )
+    return {
+        "file": path,
+        "tokenizer": model,
+        "rows": len(results),
+        "rows_with_findings": len(rows),
+        "counts": _severity_counts(results),
+        "lints": dict(sorted(_rows_per_code(results).items())),
+        "results": rows,
+    }
+
+
+def _severity_counts(results: list[RowLint]) -> dict[str, int]:
+    """Rows with at least one finding of each severity."""
+    return {s: sum(1 for r in results if r.count(s)) for s in ("error", "warning", "info")}
+
+
+def _rows_per_code(results: list[RowLint]) -> Counter[str]:
+    return Counter(code for r in results for code in {f.code for f in r.findings})
+
+
+def summary_table(results: list[RowLint]) -> Table:
+    from engine.lints import LINTS, SEVERITIES
+
+    per_code = _rows_per_code(results)
+    severity_of = {f.code: f.severity for r in results for f in r.findings}
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("lint")
+    table.add_column("severity")
+    table.add_column("rows", justify="right")
+    table.add_column("what it means")
+    for code in sorted(per_code, key=lambda c: (SEVERITIES.index(severity_of[c]), -per_code[c], c)):
+        severity = severity_of[code]
+        table.add_row(
+            code, Text(severity, style=SEVERITY_STYLE[severity]), str(per_code[code]), LINTS[code].meaning
+        )
+    return table
+
+
+def print_findings(results: list[RowLint], console: Console, show: int) -> None:
+    shown = 0
+    for result in results:
+        if not result.findings:
+            continue
+        if shown == show:
+            rest = sum(1 for r in results if r.findings) - shown
+            console.print(
+                f"… {rest} more rows with findings (--show N to see more, --json for all)", style="dim"
+            )
+            return
+        shown += 1
+        row = result.row
+        size = (
+            ""
+            if result.sample is None
+            else f"  {result.num_tokens} tokens, {result.num_supervised} supervised"
+        )
+        console.print(Text.assemble((row.where, "bold"), (size, "dim")))
+        for f in result.findings:
+            where = f"  t={_positions(f.positions)}" if f.positions else ""
+            console.print(
+                Text.assemble(
+                    "  ",
+                    (f"{f.severity:<7}", SEVERITY_STYLE[f.severity]),
+                    " ",
+                    (f.code, "bold"),
+                    (where, "dim"),
+                )
+            )
+            console.print(Text("    " + f.message), highlight=False)
+
+
+def _positions(positions: tuple[int, ...]) -> str:
+    shown = ",".join(map(str, positions[:6]))
+    return shown + ("…" if len(positions) > 6 else "")
+
+
+def write_json(payload: dict[str, Any], path: str, force: bool) -> None:
+    from engine.errors import TokstepError
+
+    text = json.dumps(payload, ensure_ascii=False, indent=1)
+    if path == "-":
+        sys.stdout.write(text + "\n")
+        return
+    target = Path(path).expanduser()
+    if target.exists() and not force:
+        raise TokstepError(f"{path} already exists: pass --force to overwrite it")
+    try:
+        target.write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        raise TokstepError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> int:
+    """The `lint` sub-command. Returns the exit status; TokstepError propagates to the CLI's one-line error."""
+    from engine.errors import TokstepError
+    from engine.loading import load_tokenizer
+
+    if args.max_rows is not None and args.max_rows < 1:
+        raise TokstepError("--max-rows must be at least 1")
+    err = Console(stderr=True)
+    data = open_data_from_args(args, args.file)
+    try:
+        with err.status(f"loading the tokenizer of {display_name}"):
+            tokenizer = load_tokenizer(
+                model_name, revision=args.revision, trust_remote_code=args.trust_remote_code
+            )
+        started = time.monotonic()
+        with err.status("linting") as status:
+            results = lint_file(tokenizer, data, args.max_rows, lambda n: status.update(f"linting: {n} rows"))
+        elapsed = time.monotonic() - started
+    finally:
+        data.close()
+    if not results:
+        raise TokstepError(f"{args.file} has no rows")
+    if args.json:
+        write_json(findings_json(results, args.file, display_name), args.json, args.force)
+    if args.json != "-":
+        console = Console()
+        counts = _severity_counts(results)
+        console.print(
+            Text.assemble(
+                ("tokstep lint  ", "bold"),
+                f"{args.file}  ·  {len(results)} rows in {elapsed:.1f}s  ·  tokenizer of {display_name}",
+            ),
+            highlight=False,
+        )
+        print_findings(results, console, args.show)
+        if any(r.findings for r in results):
+            console.print()
+            console.print(summary_table(results))
+        console.print(
+            Text.assemble(
+                ("rows with errors: ", "bold"),
+                (str(counts["error"]), SEVERITY_STYLE["error"] if counts["error"] else "green"),
+                ("   warnings: ", "bold"),
+                (str(counts["warning"]), SEVERITY_STYLE["warning"] if counts["warning"] else "green"),
+                ("   info: ", "bold"),
+                str(counts["info"]),
+            )
+        )
+    failing = ("error",) if args.fail_on == "error" else ("error", "warning")
+    return 1 if any(r.count(s) for r in results for s in failing) else 0
