@@ -129,6 +129,8 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(location, **common)
     except Exception as error:  # noqa: BLE001
         raise TokstepError(f"cannot load the tokenizer of '{name_or_path}': {_first_line(error)}") from None
+    if len(tokenizer) < 2:  # transformers builds an empty tokenizer when the folder has no tokenizer files
+        raise TokstepError(f"'{name_or_path}' has no usable tokenizer (no tokenizer files found)")
 
     if target_device is not None:
         model.to(target_device)
@@ -171,3 +173,5 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
         return AutoTokenizer.from_pretrained(location, **common)
     except Exception as error:  # noqa: BLE001 - every loader failure becomes one line
         raise TokstepError(f"cannot load the tokenizer of '{name_or_path}': {_first_line(error)}") from None
+    if len(tokenizer) < 2:  # transformers builds an empty tokenizer when the folder has no tokenizer files
+        raise TokstepError(f"'{name_or_path}' has no usable tokenizer (no tokenizer files found)")
