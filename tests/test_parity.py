@@ -137,3 +137,24 @@ def test_bfloat16_parity_within_stated_tolerance(arch, sp_tokenizer):
     reference = reference_loss(loaded, sample)
     assert loaded.info.dtype == "bfloat16"
     assert abs(trace.loss - reference) <= parity_tolerance("bfloat16") * reference
+
+
+def test_topk_rank_entropy_match_a_naive_full_log_softmax(sp_tokenizer):
+    """Every per-position number against torch's log_softmax over the model's own full logits."""
+    import torch
+
+    loaded, sample, trace = _traced("gemma2", sp_tokenizer, SPECS["text"], top_k=7)
+    with torch.no_grad():
+        logits = loaded.model(torch.tensor(sample.input_ids)[None]).logits[0, :-1].float()  # (T, V), t predicts t+1
+    logp = torch.log_softmax(logits, dim=-1).double()
+    targets = torch.tensor(trace.target_ids)
+    target_logp = logp.gather(1, targets[:, None])[:, 0]
+    np.testing.assert_allclose(trace.logprob, target_logp.numpy(), rtol=1e-5, atol=1e-5)
+    target_logit = logits.gather(1, targets[:, None])
+    np.testing.assert_array_equal(trace.rank, (1 + (logits > target_logit).sum(-1)).numpy())
+    entropy = -(logp.exp() * logp).sum(-1)
+    np.testing.assert_allclose(trace.entropy, entropy.numpy(), rtol=1e-4, atol=1e-5)
+    for t in range(len(trace)):  # order: logit desc, then id asc
+        order = sorted(range(logits.shape[1]), key=lambda i: (-float(logits[t, i]), i))[:7]
+        assert trace.topk_ids[t].tolist() == order
+        np.testing.assert_allclose(trace.topk_logprobs[t], logp[t, order].numpy(), rtol=1e-5, atol=1e-5)
