@@ -41,9 +41,9 @@ class InspectorLine(Static):
         try:
             info = self.inspect(self.result.texts.tokenizer, self._ids, index)
         except Exception as error:  # noqa: BLE001 - the inspector must never take the stepper down
-            self.update(Text(f"inspector: {type(error).__name__}: {error}", style="dim"))
+            self.update(Text(f"inspector: {type(error).__name__}: {error}", style="dim"), layout=False)
             return
-        self.update(describe(info))
+        self.update(describe(info), layout=False)
 
 
 def describe(info: Any) -> Text:

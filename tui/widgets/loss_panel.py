@@ -30,7 +30,7 @@ def parity(result: TraceResult) -> tuple[str, bool | None]:
 class LossPanel(Static):
     """Numbers for the cursor's position; masked positions say why they are not counted."""
 
-    DEFAULT_CSS = "LossPanel { height: auto; }"
+    DEFAULT_CSS = "LossPanel { height: 5; }"
 
     def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -39,7 +39,7 @@ class LossPanel(Static):
 
     def show(self, cursor: int) -> None:
         self.cursor = cursor
-        self.update(self._body())
+        self.update(self._body(), layout=False)
 
     def _body(self) -> Text:
         result, t = self.result, self.cursor

@@ -16,7 +16,7 @@ TARGET_STYLE = "bold black on yellow"
 class OneHotPanel(Static):
     """p = [0, …, 1, …, 0] at the target id, q at the same id, and CE = −log q(target)."""
 
-    DEFAULT_CSS = "OneHotPanel { height: auto; }"
+    DEFAULT_CSS = "OneHotPanel { height: 4; }"
 
     def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -25,7 +25,7 @@ class OneHotPanel(Static):
 
     def show(self, cursor: int) -> None:
         self.cursor = cursor
-        self.update(self._body())
+        self.update(self._body(), layout=False)
 
     def on_resize(self) -> None:
         self.show(self.cursor)

@@ -23,7 +23,7 @@ class StatusBar(Static):
 
     def show(self, cursor: int) -> None:
         self.cursor = cursor
-        self.update(self._line())
+        self.update(self._line(), layout=False)
 
     def _line(self) -> Text:
         info, sample, trace = self.result.info, self.result.sample, self.result.trace

@@ -28,7 +28,7 @@ class TopKTable(Static):
 
     def show(self, cursor: int) -> None:
         self.cursor = cursor
-        self.update(self._table())
+        self.update(self._table(), layout=False)
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode

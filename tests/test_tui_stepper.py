@@ -1,0 +1,379 @@
+"""Pilot tests for the stepper: every key binding, the mouse, and what each panel shows at position t.
+
+The app gets a finished synthetic TraceResult through `PrecomputedBackend` (the memray MockApp pattern):
+the same worker and messages as a real load, no model.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from engine.inputs import SampleSpec
+from tui.app import PrecomputedBackend, TokstepApp
+from tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
+from tui.navigation import SurpriseRule, mask_boundaries
+from tui.stepper import SPEEDS, StepperScreen
+from tui.synthetic import synthetic_result
+from tui.widgets.context_strip import ContextStrip
+
+SIZE = (100, 30)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return synthetic_result(400, seed=1)
+
+
+def make_app(result, findings=None) -> TokstepApp:
+    return TokstepApp(sample_spec=SampleSpec(text="synthetic"), backend=PrecomputedBackend(result, findings))
+
+
+async def stepper_of(app, pilot) -> StepperScreen:
+    for _ in range(100):
+        if isinstance(app.screen, StepperScreen):
+            await pilot.pause()
+            return app.screen
+        await pilot.pause(0.02)
+    raise AssertionError(f"no stepper screen; showing {type(app.screen).__name__}")
+
+
+def text_of(widget) -> str:
+    """What a Static-based panel currently shows, as plain text."""
+    console = Console(
+        width=max(widget.content_size.width, 20), file=io.StringIO(), record=True, color_system=None
+    )
+    console.print(widget.content)
+    return console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (["right", "l", "space"], 3),
+        (["right"] * 5 + ["left", "h"], 3),
+        (["pagedown", "pagedown", "pageup"], 10),
+        (["end", "home"], 0),
+        (["G", "g"], 0),
+        (["left"], 0),  # cannot go before 0
+    ],
+)
+async def test_movement_keys(result, keys, expected):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press(*keys)
+        assert stepper.cursor == expected
+
+
+@pytest.mark.parametrize("key", ["end", "G"])
+async def test_last_key_goes_to_the_last_position_and_stays(result, key):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press(key, "right")
+        assert stepper.cursor == len(result.trace) - 1
+
+
+async def test_colon_goes_to_a_typed_position_and_rejects_a_bad_one(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("colon")
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"9999", "enter")
+        assert isinstance(app.screen, PromptScreen)  # still open, with the reason shown
+        assert "outside" in str(app.screen.query_one("#prompt-error").render())
+        await pilot.press(*["backspace"] * 4, *"123", "enter")
+        assert app.screen is stepper and stepper.cursor == 123
+
+
+async def test_n_and_N_visit_surprises_in_order(result):
+    flags = SurpriseRule().flags(result.trace)
+    surprises = np.flatnonzero(flags).tolist()
+    assert len(surprises) >= 2
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("n")
+        assert stepper.cursor == surprises[0]
+        await pilot.press("n")
+        assert stepper.cursor == surprises[1]
+        await pilot.press("N")
+        assert stepper.cursor == surprises[0]
+
+
+async def test_t_sets_the_surprise_thresholds_that_n_uses(result):
+    expected = np.flatnonzero(SurpriseRule(rank_above=1, prob_below=0.0).flags(result.trace)).tolist()
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("t")
+        assert isinstance(app.screen, ThresholdScreen)
+        app.screen.query_one("#rank-input").value = "1"
+        app.screen.query_one("#prob-input").value = "0"
+        app.screen.query_one("#prob-input").focus()
+        await pilot.press("enter")
+        assert stepper.rule == SurpriseRule(1, 0.0)
+        await pilot.press("n", "n")
+        assert stepper.cursor == expected[1]
+
+
+async def test_m_and_M_go_to_mask_boundaries(result):
+    boundaries = np.flatnonzero(mask_boundaries(result.trace)).tolist()
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("m")
+        assert stepper.cursor == boundaries[0]
+        assert not result.trace.supervised[stepper.cursor - 1] and result.trace.supervised[stepper.cursor]
+        await pilot.press("end", "M")
+        assert stepper.cursor == boundaries[-1]
+
+
+async def test_slash_searches_text_and_puts_the_match_as_target(result):
+    ids = result.sample.input_ids
+    query = "".join(result.texts.text(int(i)) for i in ids[250:252])
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        stepper.cursor = 200
+        await pilot.press("slash")
+        assert isinstance(app.screen, PromptScreen)
+        app.screen.query_one("#prompt-input").value = query
+        await pilot.press("enter")
+        target = stepper.cursor + 1  # the match is the token being predicted
+        found = "".join(result.texts.text(int(i)) for i in ids[target:]).casefold()
+        assert 200 < stepper.cursor <= 249 and found.startswith(query.casefold())
+
+
+async def test_p_plays_and_pauses_and_plus_minus_change_speed(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        start_speed = stepper.speed
+        await pilot.press("plus", "plus")
+        assert stepper.speed == SPEEDS[SPEEDS.index(start_speed) + 2]
+        await pilot.press("minus")
+        assert stepper.speed == SPEEDS[SPEEDS.index(start_speed) + 1]
+        await pilot.press("p")
+        assert stepper.player is not None
+        await pilot.pause(0.5)
+        moved = stepper.cursor
+        assert moved >= 2  # 10 positions per second for half a second
+        assert "▶" in text_of(stepper.query_one("#status"))
+        await pilot.press("p")
+        assert stepper.player is None
+        stopped_at = stepper.cursor
+        await pilot.pause(0.3)
+        assert stepper.cursor == stopped_at
+
+
+async def test_play_stops_at_the_last_position(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        stepper.cursor = len(result.trace) - 3
+        await pilot.press(*["plus"] * 5, "p")
+        await pilot.pause(0.4)
+        assert stepper.cursor == len(result.trace) - 1 and stepper.player is None
+
+
+async def test_r_and_i_toggle_raw_pieces_and_ids(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        strip, topk = stepper.query_one(ContextStrip), stepper.query_one("#topk")
+        first = int(result.sample.input_ids[1])
+        await pilot.press("r")
+        assert strip.mode == "piece" and "raw piece" in text_of(topk)
+        assert result.texts.piece(first) in strip.render().plain
+        await pilot.press("i")
+        assert strip.mode == "id" and f" {first} " in f" {strip.render().plain} "
+        await pilot.press("i")
+        assert strip.mode == "text" and result.texts.visible(first) in strip.render().plain
+
+
+async def test_c_toggles_the_loss_heatmap(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        strip = stepper.query_one(ContextStrip)
+        before = strip.render()
+        await pilot.press("c")
+        after = strip.render()
+        assert strip.heatmap and before.plain == after.plain
+        assert {str(s.style) for s in before.spans} != {str(s.style) for s in after.spans}
+        await pilot.press("c")
+        assert not strip.heatmap
+
+
+@dataclass(frozen=True)
+class FakeFinding:
+    code: str
+    severity: str
+    positions: tuple[int, ...]
+    message: str
+
+
+async def test_L_lists_lints_and_enter_jumps_to_the_first_position(result):
+    findings = [FakeFinding("double-bos", "error", (120, 121), "BOS twice")]
+    app = make_app(result, findings)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        assert "1 lint" in text_of(stepper.query_one("#status"))
+        await pilot.press("L")
+        assert isinstance(app.screen, LintsScreen)
+        await pilot.press("enter")
+        assert app.screen is stepper and stepper.cursor == 119  # the position that predicts token 120
+
+
+async def test_L_does_nothing_without_findings(result):
+    app = make_app(result, findings=[])
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("L")
+        assert app.screen is stepper
+
+
+async def test_question_mark_lists_every_binding(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        await stepper_of(app, pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = "\n".join(text_of(w) for w in app.screen.query("Static"))
+        for binding in StepperScreen.BINDINGS:
+            assert binding.description in help_text
+        assert "click a token" in help_text
+        await pilot.press("escape")
+        assert isinstance(app.screen, StepperScreen)
+
+
+async def test_q_quits(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        await stepper_of(app, pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_clicking_a_token_goes_to_the_position_that_predicts_it(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        strip = stepper.query_one(ContextStrip)
+        strip.render()
+        x0, _x1, token = strip._hits[1][2]  # third token on the second line
+        region = strip.content_region
+        await pilot.click(offset=(region.x + x0, region.y + 1))
+        assert token > 1 and stepper.cursor == token - 1
+
+
+async def test_topk_marks_the_target_and_adds_a_row_when_it_ranks_below_k(result):
+    trace = result.trace
+    inside = next(t for t in range(len(trace)) if 1 < trace.rank[t] <= trace.top_k)
+    outside = next(t for t in range(len(trace)) if trace.rank[t] > trace.top_k)
+    app = make_app(result)
+    async with app.run_test(size=(120, 40)) as pilot:
+        stepper = await stepper_of(app, pilot)
+        topk = stepper.query_one("#topk")
+        stepper.cursor = inside
+        await pilot.pause()
+        rows = [line for line in text_of(topk).splitlines() if line.strip()]
+        marked = [line for line in rows if line.lstrip().startswith("▶")]
+        assert len(marked) == 1 and f" {int(trace.target_ids[inside])} " in marked[0]
+        assert "⋮" not in text_of(topk)
+        stepper.cursor = outside
+        await pilot.pause()
+        rows = [line for line in text_of(topk).splitlines() if line.strip()]
+        assert "⋮" in rows[-2] and rows[-1].lstrip().startswith("▶")
+        assert (
+            f" {int(trace.rank[outside])} " in rows[-1] and f" {int(trace.target_ids[outside])} " in rows[-1]
+        )
+
+
+async def test_onehot_panel_states_ce_as_minus_log_q_of_the_target(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        stepper.cursor = 77
+        await pilot.pause()
+        shown = text_of(stepper.query_one("#onehot"))
+        ce = -float(result.trace.logprob[77])
+        assert f"CE = −log q(target) = −log {math.exp(-ce):.4f} = {ce:.4f}" in shown
+        assert f"1 at id {int(result.trace.target_ids[77])}" in shown
+
+
+async def test_loss_panel_shows_running_sum_count_mean_and_mask_reason(result):
+    trace = result.trace
+    masked = next(t for t in range(len(trace)) if not trace.supervised[t])
+    counted = len(trace) // 2
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        loss = stepper.query_one("#loss")
+        stepper.cursor = masked
+        await pilot.pause()
+        assert "not counted: prompt (label −100)" in text_of(loss)
+        stepper.cursor = counted
+        await pilot.pause()
+        shown = text_of(loss)
+        ce = trace.ce[: counted + 1][trace.supervised[: counted + 1]]  # naive recomputation
+        assert f"{ce.sum():.4f} over n = {ce.size} supervised" in shown
+        assert f"mean    {ce.mean():.4f}" in shown
+        assert "counted ✓" in shown
+
+
+@pytest.mark.parametrize(("shift", "badge"), [(0.0, "✓ match"), (0.5, "✗ MISMATCH")])
+async def test_last_position_compares_with_hf_reference(result, shift, badge):
+    with_reference = replace(result, reference=result.trace.loss + shift, reference_computed=True)
+    app = make_app(with_reference)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        assert "✓" not in text_of(stepper.query_one("#loss"))
+        await pilot.press("end")
+        shown = text_of(stepper.query_one("#loss"))
+        assert badge in shown and f"{result.trace.loss + shift:.6f}" in shown
+
+
+async def test_small_terminal_keeps_every_panel_and_resize_adapts(result):
+    app = make_app(result)
+    async with app.run_test(size=(80, 24)) as pilot:
+        stepper = await stepper_of(app, pilot)
+        for name in ("#context", "#topk", "#onehot", "#loss", "#curve", "#status"):
+            widget = stepper.query_one(name)
+            assert widget.region.height > 0 and widget.region.right <= 80, name
+        assert "CE = −log q(target) =" in text_of(stepper.query_one("#onehot"))
+        await pilot.resize_terminal(140, 45)
+        await pilot.pause()
+        assert stepper.query_one("#context").region.width > 120
+
+
+async def test_escape_closes_play_first_and_never_leaves_a_lone_stepper(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("p", "escape")
+        assert stepper.player is None and app.screen is stepper
+        await pilot.press("escape")
+        assert app.screen is stepper  # nothing underneath to go back to
+
+
+async def test_no_color_separates_tokens_with_spaces(result):
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        strip = StepperScreen(result, no_color=True)
+        await app.push_screen(strip)
+        await pilot.pause()
+        line = strip.query_one(ContextStrip).render().plain.splitlines()[0]
+        first = [result.texts.visible(int(i)) for i in result.sample.input_ids[:3]]
+        assert line.startswith(" ".join(first) + " ")
+        assert stepper is not strip
