@@ -9,6 +9,7 @@ labels), or a `DataRow` with an error and its line number: one bad row never sto
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +170,7 @@ class JsonlFile(DataFile):
     def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(path, "jsonl", **kwargs)
         self._handle = path.open("rb")
+        self._lock = threading.Lock()  # indexing (a worker) and reading rows share the handle
         self._size = path.stat().st_size
         self._starts = np.empty(1024, dtype=np.int64)  # (capacity,) byte offset of each row's line
         self._lines = np.empty(1024, dtype=np.int64)  # (capacity,) its 1-based line number
@@ -201,8 +203,9 @@ class JsonlFile(DataFile):
     def index_more(self) -> bool:
         if self.complete:
             return True
-        self._handle.seek(self._scanned)
-        chunk = self._handle.read(SCAN_BYTES)
+        with self._lock:
+            self._handle.seek(self._scanned)
+            chunk = self._handle.read(SCAN_BYTES)
         newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 0x0A) + self._scanned  # (n,)
         self._scanned += len(chunk)
         if len(newlines):
@@ -219,8 +222,9 @@ class JsonlFile(DataFile):
 
     def _record(self, index: int) -> tuple[Any, int | None]:
         line = int(self._lines[index])
-        self._handle.seek(int(self._starts[index]))
-        raw = self._handle.readline()
+        with self._lock:
+            self._handle.seek(int(self._starts[index]))
+            raw = self._handle.readline()
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -233,7 +237,8 @@ class JsonlFile(DataFile):
             raise _BadRow(line, f"not valid JSON: {error.msg} (column {error.colno})") from None
 
     def close(self) -> None:
-        self._handle.close()
+        with self._lock:
+            self._handle.close()
 
 
 class JsonArrayFile(DataFile):

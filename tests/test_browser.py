@@ -1,0 +1,184 @@
+"""The dataset browser: rows in every form, malformed rows listed with their line, stats and loss per row,
+sorting, paging, and Enter handing the row to the app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+
+import pytest
+import torch
+from textual.app import App
+from textual.widgets import DataTable
+from tiny import tiny_model
+from tiny_tokenizers import byte_bpe
+
+from engine.inputs import build_sample
+from engine.loading import wrap_model
+from tui import browser
+from tui.browser import DataBrowserScreen
+
+ROWS = [
+    {"text": "the cat sat on the mat and the dog sat on the log"},
+    {"prompt": "The capital of France is", "completion": " Paris."},
+    "{this line is broken",
+    {
+        "messages": [
+            {"role": "user", "content": "Hello there"},
+            {"role": "assistant", "content": "Hi! How can I help?"},
+        ]
+    },
+    {"input_ids": [0, 40, 41, 42, 43], "labels": [-100, -100, -100, -100, -100]},
+    {"answer": "an answer without a prompt"},
+]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    tokenizer = byte_bpe(adds_bos=True)
+    return wrap_model(tiny_model("llama", len(tokenizer)), tokenizer, "tiny-llama")
+
+
+class BrowserApp(App[None]):
+    """Stands in for TokstepApp: exposes `loaded` / `model_ready` and records `open_sample` calls."""
+
+    def __init__(self, path: str, loaded, args: argparse.Namespace | None = None) -> None:
+        super().__init__()
+        self.path, self.loaded, self.args = path, loaded, args
+        self.model_ready = threading.Event()
+        self.model_ready.set()
+        self.load_error = None
+        self.opened: list[tuple[object, str]] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(DataBrowserScreen(self.path, self.args))
+
+    def open_sample(self, spec, name: str) -> None:
+        self.opened.append((spec, name))
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
+    return str(path)
+
+
+async def wait_for_losses(pilot, screen, count: int) -> None:
+    for _ in range(400):
+        if len(screen.losses) >= count:
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"only {len(screen.losses)} of {count} losses computed")
+
+
+def reference_loss(loaded, spec) -> float:
+    """HF's own loss for the row: model(input_ids, labels=labels).loss."""
+    sample = build_sample(spec, loaded.tokenizer)
+    with torch.no_grad():
+        out = loaded.model(
+            input_ids=torch.tensor(sample.input_ids)[None], labels=torch.tensor(sample.labels)[None]
+        )
+    return float(out.loss)
+
+
+def cell(table: DataTable, index: int, column: str) -> str:
+    return str(table.get_cell(str(index), column))
+
+
+async def test_every_row_form_listed_and_the_broken_line_shown_as_an_error(tmp_path, loaded):
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, len(ROWS))
+        table = screen.query_one(DataTable)
+        assert table.row_count == len(ROWS)
+        assert [cell(table, i, "form") for i in range(6)] == [
+            "text",
+            "prompt+answer",
+            "error",
+            "chat",
+            "ids",
+            "error",
+        ]
+        assert cell(table, 2, "line") == "3" and "not valid JSON" in cell(table, 2, "preview")
+        assert "no sample in this row" in cell(table, 5, "preview")
+        first = build_sample(screen.rows[0].spec, loaded.tokenizer)
+        assert cell(table, 0, "tokens") == str(len(first)) and cell(table, 0, "supervised") == str(
+            first.num_supervised
+        )
+        assert cell(table, 4, "lints") == "1E"  # nothing-trained
+        assert cell(table, 4, "loss") == "undefined"  # no supervised token: never shown as a number
+
+
+async def test_loss_per_row_matches_hugging_face(tmp_path, loaded):
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, len(ROWS))
+        for index in (0, 1, 3):
+            ours = screen.losses[index][0]
+            assert ours == pytest.approx(reference_loss(loaded, screen.rows[index].spec), rel=1e-4)
+            assert screen.query_one(DataTable).get_cell(str(index), "loss").plain == f"{ours:.4f}"
+
+
+async def test_sort_by_loss_then_by_lints(tmp_path, loaded):
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, len(ROWS))
+        await pilot.press("L")
+        order = screen.order()
+        losses = [screen.losses[i][0] for i in order if screen.losses[i][0] is not None]
+        assert losses == sorted(losses, reverse=True) and len(losses) == 3
+        table = screen.query_one(DataTable)
+        assert table.coordinate_to_cell_key((0, 0)).row_key.value == str(order[0])
+        await pilot.press("I")
+        errors = [screen.lints[i].count("error") for i in screen.order()]
+        assert errors == sorted(errors, reverse=True) and errors[0] >= 1
+
+
+async def test_enter_opens_the_highlighted_row_and_refuses_a_broken_one(tmp_path, loaded):
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, len(ROWS))
+        await pilot.press("down", "enter")
+        assert len(app.opened) == 1
+        spec, name = app.opened[0]
+        assert spec.prompt == "The capital of France is" and name.endswith(":2")
+        await pilot.press("down", "enter")  # line 3 is the broken one
+        assert len(app.opened) == 1
+
+
+async def test_pages_through_a_file_larger_than_a_page(tmp_path, loaded, monkeypatch):
+    monkeypatch.setattr(browser, "PAGE_ROWS", 4)
+    rows = [{"text": f"the cat sat {i}"} for i in range(10)]
+    app = BrowserApp(write_jsonl(tmp_path / "many.jsonl", rows), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, 4)
+        assert sorted(screen.rows) == [0, 1, 2, 3]
+        await pilot.press("n")
+        await wait_for_losses(pilot, screen, 8)
+        assert sorted(screen.rows) == [4, 5, 6, 7]
+        assert screen.total_rows == 10 and screen.index_complete
+        await pilot.press("p")
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if sorted(screen.rows) == [0, 1, 2, 3]:
+                break
+        assert sorted(screen.rows) == [0, 1, 2, 3]
+        assert len(screen.losses) == 8  # page 1 came from the cache, not recomputed
+
+
+async def test_missing_file_is_reported_in_the_screen(tmp_path, loaded):
+    app = BrowserApp(str(tmp_path / "nope.jsonl"), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if "cannot open" in str(app.screen.query_one("#browser-status").render()):
+                break
+        assert "data file not found" in str(app.screen.query_one("#browser-status").render())
