@@ -182,3 +182,30 @@ async def test_missing_file_is_reported_in_the_screen(tmp_path, loaded):
             if "cannot open" in str(app.screen.query_one("#browser-status").render()):
                 break
         assert "data file not found" in str(app.screen.query_one("#browser-status").render())
+
+
+async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(tmp_path, loaded):
+    from tui.app import Backend, TokstepApp
+    from tui.stepper import StepperScreen
+
+    class TinyBackend(Backend):
+        def load(self, spec):
+            return loaded
+
+    path = write_jsonl(tmp_path / "rows.jsonl", ROWS)
+    app = TokstepApp(None, None, data=path, args=argparse.Namespace(), backend=TinyBackend())
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DataBrowserScreen)
+        await wait_for_losses(pilot, screen, len(ROWS))
+        await pilot.press("down", "enter")
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if isinstance(app.screen, StepperScreen):
+                break
+        stepper = app.screen
+        assert isinstance(stepper, StepperScreen)
+        assert stepper.result.trace.loss == pytest.approx(screen.losses[1][0], rel=1e-5)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
