@@ -1,0 +1,173 @@
+"""The app with the real engine behind it: load in a worker, failures shown in the app and as one line,
+samples opened from a data browser, lints and the token inspector wired to the engine's modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+
+import pytest
+import tiny
+from textual.screen import Screen
+from textual.widgets import Static
+
+from engine.inputs import SampleSpec
+from engine.session import ModelSpec
+from tui.app import TokstepApp, run_app
+from tui.stepper import StepperScreen
+
+PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny Llama with a SentencePiece-style tokenizer, saved like a user's checkpoint folder."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = tiny.sentencepiece_bpe(chat_template=tiny.CHATML)
+    tiny.tiny_model("llama", len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def spec_of(folder: str) -> ModelSpec:
+    return ModelSpec(name_or_path=folder, device="cpu", dtype="float32")
+
+
+async def wait_for(pilot, condition, what: str, seconds: float = 60.0):
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            await pilot.pause()  # let the new screen mount and draw
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def plain(widget: Static) -> str:
+    return str(widget.render())
+
+
+async def test_model_loads_in_a_worker_and_the_last_position_matches_hf(model_dir):
+    app = TokstepApp(spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        assert stepper.result.sample.name == "qa" and stepper.result.reference_computed
+        await pilot.press("end")
+        loss = plain(stepper.query_one("#loss"))
+        assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
+
+
+async def test_loading_state_is_visible_before_the_trace_arrives(model_dir):
+    app = TokstepApp(spec_of(model_dir), SampleSpec(text="Hello world! Hello there."))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.query_one("#spinner").display and "loading" in plain(app.query_one("#loading-log"))
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        assert "model loaded" in plain(app.query_one("#loading-log"))
+
+
+async def test_load_failure_is_shown_in_the_app_with_the_reason():
+    app = TokstepApp(spec_of("/nonexistent/model/folder"), SampleSpec(text="hi there"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.load_error is not None, "the load error")
+        await pilot.pause()
+        shown = plain(app.query_one("#loading-error"))
+        assert "could not start" in shown and "model folder not found: /nonexistent/model/folder" in shown
+        assert not app.query_one("#spinner").display
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+    assert app.load_error == "model folder not found: /nonexistent/model/folder"
+
+
+async def test_a_sample_the_model_cannot_take_is_shown_as_a_failure(model_dir):
+    app = TokstepApp(spec_of(model_dir), SampleSpec(ids={"input_ids": [1, 99999]}))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.load_error is not None, "the trace error")
+        assert "outside the model's vocabulary" in app.load_error
+        assert "outside the model's vocabulary" in plain(app.query_one("#loading-error"))
+
+
+def test_run_app_without_a_terminal_prints_the_load_failure_as_one_line(capsys):
+    # GIVEN pytest's captured (non-terminal) stdin/stdout
+    code = run_app(argparse.Namespace(top_k=10), spec_of("/nonexistent/m"), SampleSpec(text="hi there"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "tokstep: error: model folder not found: /nonexistent/m\n"
+
+
+def test_run_app_without_a_terminal_says_it_needs_one_when_the_load_works(capsys, model_dir):
+    code = run_app(argparse.Namespace(top_k=10), spec_of(model_dir), SampleSpec(text="Hello world!"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "needs a terminal" in err and "tokstep report" in err
+
+
+class FakeBrowser(Screen[None]):
+    """Stands in for the data browser: a screen underneath that opens samples through the app."""
+
+    def compose(self):
+        yield Static("fake browser", id="fake-browser")
+
+
+async def test_open_sample_pushes_a_stepper_and_escape_returns_to_the_browser(model_dir):
+    app = TokstepApp(spec_of(model_dir), sample_spec=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        browser = FakeBrowser()
+        await app.push_screen(browser)
+        app.open_sample(SampleSpec(text="I love dogs and I love cats."), "row 7")
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        assert app.screen.result.sample.name == "row 7" and app.screen.can_go_back
+        await pilot.press("escape")
+        assert app.screen is browser
+        app.open_sample(SampleSpec(text="The quick brown fox."), "row 8")
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the second stepper")
+        assert app.screen.result.sample.name == "row 8"
+
+
+async def test_a_row_that_fails_to_trace_leaves_the_browser_open(model_dir):
+    app = TokstepApp(spec_of(model_dir), sample_spec=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        browser = FakeBrowser()
+        await app.push_screen(browser)
+        app.open_sample(SampleSpec(ids={"input_ids": [5]}), "row 1")
+        await wait_for(pilot, lambda: app.model_ready.is_set() and not app.workers, "the trace worker", 30)
+        await pilot.pause()
+        assert app.screen is browser and app.load_error is None
+
+
+async def test_data_flag_puts_the_browser_screen_underneath(model_dir, monkeypatch):
+    made: list[tuple[str, object]] = []
+
+    class RecordingBrowser(FakeBrowser):
+        def __init__(self, data_path, args):
+            super().__init__()
+            made.append((data_path, args))
+
+    monkeypatch.setitem(sys.modules, "tui.browser", types.SimpleNamespace(DataBrowserScreen=RecordingBrowser))
+    args = argparse.Namespace(data="rows.jsonl")
+    app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", args=args)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.model_ready.is_set(), "the model")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RecordingBrowser) and made == [("rows.jsonl", args)]
+        assert app.loaded is not None  # loaded for the browser, nothing traced yet
+
+
+async def test_lints_and_inspector_come_from_the_engine(model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    bos = tokenizer.bos_token_id
+    text_ids = tokenizer("Hello world! Hello there.", add_special_tokens=False)["input_ids"]
+    app = TokstepApp(spec_of(model_dir), SampleSpec(ids={"input_ids": [bos, bos, *text_ids]}))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        codes = {finding.code for finding in stepper.findings}
+        assert "double-bos" in codes
+        assert f"{len(stepper.findings)} lint" in plain(stepper.query_one("#status"))
+        await pilot.press("right")
+        inspector = plain(stepper.query_one("#inspector"))
+        target = text_ids[0]  # position 1 predicts token 2, the first text token
+        assert "target #2" in inspector and repr(tokenizer.convert_ids_to_tokens(target)) in inspector
