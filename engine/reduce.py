@@ -1,4 +1,9 @@
-"""Reduce a chunk of logits to the per-position numbers a Trace keeps (all in float32)."""
+"""Reduce a chunk of logits to the per-position numbers a Trace keeps (all in float32).
+
+Speed matters here (a Trace should cost about one forward pass), so each [c, V] chunk is read as few
+times as the statistics allow, and work buffers are reused from chunk to chunk through a `Scratch`
+(on the CPU, a fresh 100 MB tensor costs more in page faults than the arithmetic done on it).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+EXACT_FLOAT_COUNT = 1 << 24  # float32 sums of 0/1 flags are exact below this many columns
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,46 +35,113 @@ class PositionStats:
         )
 
 
-def deterministic_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of (c, V) float32 logits ordered by value desc, then id asc: ties never depend on the kernel."""
-    values, ids = logits.topk(k, dim=-1)  # (c, k), order among equal values unspecified
-    kth = values[:, -1:]  # (c, 1)
-    above = values > kth  # (c, k): entries strictly above the k-th value are certain members
-    n_above = above.sum(-1, keepdim=True)  # (c, 1)
-    # The remaining k - n_above slots go to the smallest ids whose logit equals the k-th value.
+class Scratch:
+    """Named work buffers that grow once and are then reused for every chunk of one trace."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def take(self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A (rows, cols) tensor with undefined contents, backed by the buffer called `name`."""
+        size = rows * cols
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.numel() < size or buffer.dtype != dtype or buffer.device != device:
+            buffer = torch.empty(size, dtype=dtype, device=device)
+            self._buffers[name] = buffer
+        return buffer[:size].view(rows, cols)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Equality under the sort order used here, where NaN equals NaN (and sorts above +inf)."""
+    return (a == b) | (torch.isnan(a) & torch.isnan(b))
+
+
+def _order_by_value_then_id(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort (c, k) candidates by value desc (NaN first, as torch.sort does), then id asc."""
+    by_id = ids.argsort(dim=-1, stable=True)
+    values, ids = values.gather(-1, by_id), ids.gather(-1, by_id)
+    by_value = values.argsort(dim=-1, descending=True, stable=True)
+    return values.gather(-1, by_value), ids.gather(-1, by_value)
+
+
+def _topk_resolving_ties(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of (r, V) rows whose k-th value is tied with values outside the top-k: the tied slots go
+    to the smallest ids. Costs three more passes over the rows, so only ambiguous rows come here."""
+    values, ids = logits.topk(k, dim=-1)  # (r, k), membership among equal values unspecified
+    kth = values[:, -1:]  # (r, 1)
+    kth_is_nan = torch.isnan(kth)
+    above = ~_same(values, kth) & (torch.isnan(values) | (values > kth))  # (r, k): certain members
+    n_above = above.sum(-1, keepdim=True)  # (r, 1)
     vocab = logits.shape[-1]
     descending_id = torch.arange(vocab, 0, -1, device=logits.device, dtype=torch.int32)  # V..1
-    equal_score = torch.where(logits == kth, descending_id, 0)  # (c, V)
-    equal_ids = equal_score.topk(k, dim=-1).indices  # (c, k) smallest equal ids first
-    # Sort the certain members by (value desc, id asc): stable sort by id, then by value.
+    equal = torch.where(kth_is_nan, torch.isnan(logits), logits == kth)  # (r, V)
+    equal_ids = torch.where(equal, descending_id, 0).topk(k, dim=-1).indices  # (r, k) smallest ids first
     certain_values = torch.where(above, values, torch.full_like(values, -torch.inf))
-    by_id = ids.argsort(dim=-1, stable=True)
-    ids, certain_values = ids.gather(-1, by_id), certain_values.gather(-1, by_id)
-    by_value = certain_values.argsort(dim=-1, descending=True, stable=True)
-    ids = ids.gather(-1, by_value)
+    _, ordered_ids = _order_by_value_then_id(certain_values, ids)
     slot = torch.arange(k, device=logits.device)[None]  # (1, k)
     from_equal = equal_ids.gather(-1, (slot - n_above).clamp(min=0))
-    top_ids = torch.where(slot < n_above, ids, from_equal)  # (c, k)
+    top_ids = torch.where(slot < n_above, ordered_ids, from_equal)  # (r, k)
     return logits.gather(-1, top_ids), top_ids
 
 
-def reduce_logits(logits: torch.Tensor, targets: torch.Tensor, k: int) -> PositionStats:
+def deterministic_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of (c, V) float32 logits ordered by value desc, then id asc: ties never depend on the kernel.
+
+    NaN sorts above every number (as in torch.sort). One topk pass over the rows in the common case:
+    asking for k+1 shows whether the k-th value is tied with a value left out; only such rows pay for
+    an exact tie-break.
+    """
+    vocab = logits.shape[-1]
+    k = min(k, vocab)
+    values, ids = logits.topk(min(k + 1, vocab), dim=-1)  # (c, k or k+1), by value desc
+    if k < vocab:
+        ambiguous = _same(values[:, k], values[:, k - 1])  # (c,): the k-th value also appears outside
+        values, ids = values[:, :k], ids[:, :k]
+    else:
+        ambiguous = torch.zeros(len(values), dtype=torch.bool, device=values.device)
+    values, ids = _order_by_value_then_id(values, ids)  # the set is certain; fix the order among ties
+    rows = ambiguous.nonzero()[:, 0]
+    if rows.numel():
+        values[rows], ids[rows] = _topk_resolving_ties(logits[rows], k)
+    return values, ids
+
+
+def reduce_logits(
+    logits: torch.Tensor, targets: torch.Tensor, k: int, scratch: Scratch | None = None
+) -> PositionStats:
     """logits (c, V) in any dtype, targets (c,) -> float32 statistics, moved to the CPU.
 
     rank = 1 + #(logit > logit[target]) (ties counted separately in `ties`); entropy in nats.
+    log q comes from `log_softmax`, the very kernel HF's cross-entropy uses; entropy = -sum(q * log q).
+    Passes over the chunk: topk, two compare-and-count, log_softmax, exp, multiply-and-sum.
+    Pass `scratch` to reuse the work buffers across chunks.
     """
-    logits = logits.float()  # (c, V): upcast exactly as HF's loss does
-    finite = ~(torch.isnan(logits).any(-1) | torch.isposinf(logits).any(-1))  # (c,)
-    lse = torch.logsumexp(logits, dim=-1)  # (c,)
-    target_logit = logits.gather(-1, targets[:, None])  # (c, 1)
-    logprob = target_logit[:, 0] - lse  # (c,) = log q(target)
-    rank = 1 + (logits > target_logit).sum(-1)  # (c,)
-    ties = (logits == target_logit).sum(-1) - 1  # (c,)
-    probs = torch.softmax(logits, dim=-1)  # (c, V)
-    entropy = torch.special.entr(probs).sum(-1)  # (c,) -sum q log q, 0 log 0 = 0
-    del probs
-    top_logits, top_ids = deterministic_topk(logits, k)
-    top_logprobs = top_logits - lse[:, None]  # (c, k)
+    scratch = scratch if scratch is not None else Scratch()
+    rows, vocab = logits.shape
+    device = logits.device
+    if logits.dtype == torch.float32:
+        x = logits  # (c, V)
+    else:  # upcast exactly as HF's loss does, into a reused buffer
+        x = scratch.take("upcast", rows, vocab, torch.float32, device).copy_(logits)
+    top_logits, top_ids = deterministic_topk(x, k)  # (c, k); NaN sorts first, so [:, 0] is the row max
+    finite = ~(torch.isnan(top_logits[:, 0]) | torch.isposinf(top_logits[:, 0]))  # (c,) no NaN, no +inf
+    target_logit = x.gather(-1, targets[:, None])  # (c, 1)
+
+    flags_dtype = torch.float32 if vocab < EXACT_FLOAT_COUNT else torch.int64
+    flags = scratch.take("flags", rows, vocab, flags_dtype, device)  # (c, V) 0/1, summed exactly
+    rank = 1 + torch.gt(x, target_logit, out=flags).sum(-1)  # (c,)
+    ties = torch.eq(x, target_logit, out=flags).sum(-1) - 1  # (c,)
+
+    log_q = torch.log_softmax(x, -1, out=scratch.take("log_q", rows, vocab, torch.float32, device))
+    q = torch.exp(log_q, out=flags if flags_dtype == torch.float32 else None)  # (c, V)
+    # (c,) -sum q log q; torch.sum's cascade keeps float32 accurate where a plain dot loses ~1e-4
+    entropy = -torch.mul(q, log_q, out=q).sum(-1) if q is flags else -(q * log_q).sum(-1)
+    redo = torch.isnan(entropy) & finite & torch.isfinite(top_logits[:, 0])  # -inf logits: 0 * -inf
+    if redo.any():  # only rows holding -inf logits come here
+        entropy[redo] = _entropy(log_q[redo])
+
+    logprob = log_q.gather(-1, targets[:, None])[:, 0]  # (c,) = log q(target)
+    top_logprobs = log_q.gather(-1, top_ids)  # (c, k)
     return PositionStats(
         logprob=logprob.cpu().numpy(),
         rank=rank.cpu().numpy().astype(np.int64),
@@ -77,3 +151,8 @@ def reduce_logits(logits: torch.Tensor, targets: torch.Tensor, k: int) -> Positi
         topk_logprobs=top_logprobs.cpu().numpy(),
         finite=finite.cpu().numpy(),
     )
+
+
+def _entropy(log_q: torch.Tensor) -> torch.Tensor:
+    """-sum q log q of (r, V) log-probabilities, with 0 log 0 = 0."""
+    return torch.special.entr(log_q.exp()).sum(-1)

@@ -18,10 +18,13 @@ import torch
 
 from engine.errors import TokstepError
 from engine.loading import LoadedModel
-from engine.reduce import PositionStats, reduce_logits
+from engine.reduce import PositionStats, Scratch, reduce_logits
 from engine.sample import IGNORE_INDEX, Sample
 
-CHUNK_ELEMENTS = 1 << 25  # float32 logits per chunk (128 MiB): [rows, vocab] never exceeds this
+# Logits per chunk: [rows, vocab] never exceeds this. On the CPU a chunk of 16 MiB stays cache-friendly
+# for the reductions' passes while the head's matmul still has rows enough; GPUs like bigger launches.
+CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 24}
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
 HIDDEN_PATH = "hidden states + chunked head"  # no [T, vocab] tensor exists at all
 LOGITS_PATH = "full logits + chunked reductions"  # fallback: the model's logits, reduced chunk by chunk
 INCREMENTAL_PATH = "incremental (KV cache)"
@@ -170,10 +173,21 @@ def _hidden_states_and_last_logits(
     return captured[0][0], out.logits[0, -1]  # (N, d), (V,)
 
 
-def _head_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
-    """Apply the output head (and any post-head transform) to hidden states (rows, d) -> (rows, V)."""
+def _head_logits(model: Any, hidden: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    """Apply the output head (and any post-head transform) to hidden states (rows, d) -> (rows, V).
+
+    With `scratch`, a plain nn.Linear head writes into a reused buffer (no fresh [rows, V] per chunk).
+    """
     head = model.get_output_embeddings()
-    return _post_head(model, head(hidden.to(head.weight.device)))
+    hidden = hidden.to(head.weight.device)
+    if scratch is None or type(head) is not torch.nn.Linear:
+        return _post_head(model, head(hidden))
+    weight = head.weight  # (V, d)
+    out = scratch.take("head", hidden.shape[0], weight.shape[0], weight.dtype, weight.device)
+    logits = torch.matmul(hidden.to(weight.dtype), weight.t(), out=out)  # (rows, V)
+    if head.bias is not None:
+        logits.add_(head.bias)
+    return _post_head(model, logits)
 
 
 def _head_matches_model(model: Any, hidden: torch.Tensor, last_logits: torch.Tensor) -> bool:
@@ -190,8 +204,8 @@ def _head_matches_model(model: Any, hidden: torch.Tensor, last_logits: torch.Ten
     return bool(torch.allclose(ours, theirs, rtol=1e-3, atol=1e-3 * float(scale)))
 
 
-def _chunk_rows(vocab: int) -> int:
-    return max(1, CHUNK_ELEMENTS // max(vocab, 1))
+def _chunk_rows(vocab: int, device: torch.device) -> int:
+    return max(1, CHUNK_ELEMENTS.get(device.type, DEFAULT_CHUNK_ELEMENTS) // max(vocab, 1))
 
 
 @torch.inference_mode()
@@ -211,22 +225,25 @@ def trace_sample(
     n_positions = len(sample) - 1
 
     stats: list[PositionStats] = []
-    rows = _chunk_rows(vocab)
+    scratch = Scratch()  # work buffers shared by every chunk
     kept = None if force_logits_path else _hidden_states_and_last_logits(model, inputs)
     if kept is not None and _head_matches_model(model, *kept):
         hidden = kept[0][:n_positions]  # (T, d): the last token predicts nothing
         targets = torch.from_numpy(targets_np)
+        rows = _chunk_rows(vocab, model.get_output_embeddings().weight.device)
         for start in range(0, n_positions, rows):
-            logits = _head_logits(model, hidden[start : start + rows])  # (c, V) in the model's dtype
-            stats.append(reduce_logits(logits, targets[start : start + rows].to(logits.device), top_k))
+            logits = _head_logits(model, hidden[start : start + rows], scratch)  # (c, V) model's dtype
+            chunk_targets = targets[start : start + rows].to(logits.device)
+            stats.append(reduce_logits(logits, chunk_targets, top_k, scratch))
         path = HIDDEN_PATH
     else:
         del kept
         logits_all = model(**inputs, use_cache=False).logits[0]  # (N, V): logits[t] predicts token t+1
         targets = torch.as_tensor(targets_np, device=logits_all.device)
+        rows = _chunk_rows(vocab, logits_all.device)
         for start in range(0, n_positions, rows):
             chunk = logits_all[start : min(start + rows, n_positions)]
-            stats.append(reduce_logits(chunk, targets[start : start + rows], top_k))
+            stats.append(reduce_logits(chunk, targets[start : start + rows], top_k, scratch))
         path = LOGITS_PATH
     return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), path, vocab)
 
