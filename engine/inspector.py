@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -67,8 +67,12 @@ def _unicode_to_byte() -> dict[str, int]:
 
 @dataclass(frozen=True)
 class _Scheme:
+    """How one tokenizer's pieces map to bytes, plus per-tokenizer caches (specials, bytes per id)."""
+
     byte_level: bool  # pieces are GPT-2 byte-level characters
     metaspace: bool  # `▁` stands for a space
+    specials: frozenset[int]
+    bytes_of: dict[int, bytes] = field(default_factory=dict, compare=False)
 
 
 _SCHEMES: WeakKeyDictionary[Any, _Scheme] = WeakKeyDictionary()
@@ -101,28 +105,42 @@ def _scheme(tokenizer: Any) -> _Scheme:
             types = _types_in(json.loads(decoder.__getstate__()))
         except Exception:  # noqa: BLE001 - unknown decoder: fall back to piece heuristics
             types = {type(decoder).__name__}
-    scheme = _Scheme(byte_level="ByteLevel" in types, metaspace="Metaspace" in types or "Replace" in types)
+    specials = frozenset(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []))
+    scheme = _Scheme(
+        byte_level="ByteLevel" in types,
+        metaspace="Metaspace" in types or "Replace" in types,
+        specials=specials,
+    )
     with contextlib.suppress(TypeError):
         _SCHEMES[tokenizer] = scheme
     return scheme
 
 
 def special_ids(tokenizer: Any) -> frozenset[int]:
-    return frozenset(int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []))
+    """The tokenizer's special token ids (read once per tokenizer)."""
+    return _scheme(tokenizer).specials
 
 
 def token_bytes(tokenizer: Any, token_id: int) -> bytes:
-    """The bytes one token contributes to the text (special tokens: their name's UTF-8)."""
+    """The bytes one token contributes to the text (special tokens: their name's UTF-8). Cached per id."""
+    scheme = _scheme(tokenizer)
+    token_id = int(token_id)
+    cached = scheme.bytes_of.get(token_id)
+    if cached is None:
+        cached = scheme.bytes_of[token_id] = _token_bytes(tokenizer, token_id, scheme)
+    return cached
+
+
+def _token_bytes(tokenizer: Any, token_id: int, scheme: _Scheme) -> bytes:
     if not 0 <= token_id < len(tokenizer):
         return b""
     piece = tokenizer.convert_ids_to_tokens(int(token_id))
     piece = piece if isinstance(piece, str) else str(piece)
-    if int(token_id) in special_ids(tokenizer):
+    if token_id in scheme.specials:
         return piece.encode("utf-8")
     match = BYTE_PIECE.match(piece)
     if match:
         return bytes([int(match.group(1), 16)])
-    scheme = _scheme(tokenizer)
     if scheme.byte_level:
         table = _unicode_to_byte()
         if all(ch in table for ch in piece):

@@ -617,19 +617,18 @@ class RowLint:
     """A data-file row after tokenization and linting (what `tokstep lint` and the browser list)."""
 
     row: DataRow
-    sample: Sample | None
+    sample: Sample | None  # None for an unreadable row, or once dropped to save memory (`slim`)
     findings: tuple[Finding, ...]
-
-    @property
-    def num_tokens(self) -> int | None:
-        return None if self.sample is None else len(self.sample)
-
-    @property
-    def num_supervised(self) -> int | None:
-        return None if self.sample is None else self.sample.num_supervised
+    num_tokens: int | None = None
+    num_supervised: int | None = None
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
+
+    def slim(self) -> RowLint:
+        """Only what a report needs: no sample arrays, no row text (for linting huge files)."""
+        row = DataRow(self.row.index, self.row.line, None, self.row.error)
+        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised)
 
 
 def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
@@ -637,4 +636,6 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
     if row.spec is None:
         return RowLint(row, None, (finding("bad-row", (), str(row.error)),))
     sample, findings = lint_spec(tokenizer, row.spec)
-    return RowLint(row, sample, tuple(findings))
+    if sample is None:
+        return RowLint(row, None, tuple(findings))
+    return RowLint(row, sample, tuple(findings), len(sample), sample.num_supervised)

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,65 +100,70 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     lint.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
 
 
+@dataclass
+class LintSummary:
+    """Streaming totals over a data file; only rows with findings are kept, slimmed (no text, no arrays)."""
+
+    rows: int = 0
+    rows_with: Counter[str] = field(default_factory=Counter)  # severity -> rows with at least one
+    rows_per_code: Counter[str] = field(default_factory=Counter)
+    severity_of: dict[str, str] = field(default_factory=dict)
+    flagged: list[RowLint] = field(default_factory=list)
+
+    def add(self, result: RowLint) -> None:
+        self.rows += 1
+        if not result.findings:
+            return
+        self.flagged.append(result.slim())
+        self.rows_with.update({f.severity for f in result.findings})
+        self.rows_per_code.update({f.code for f in result.findings})
+        self.severity_of.update({f.code: f.severity for f in result.findings})
+
+    def counts(self) -> dict[str, int]:
+        return {s: self.rows_with[s] for s in ("error", "warning", "info")}
+
+
 def lint_file(
     tokenizer: Any, data: DataFile, max_rows: int | None = None, progress: Any = None
-) -> list[RowLint]:
-    """Lint the rows of `data` in order (streaming: one row in memory at a time besides the results)."""
+) -> LintSummary:
+    """Lint the rows of `data` in order, streaming: one row's text and sample in memory at a time."""
     from engine.lints import lint_row
 
-    results = []
+    summary = LintSummary()
     for row in data.rows(0, max_rows):
-        results.append(lint_row(tokenizer, row))
-        if progress is not None and len(results) % 200 == 0:
-            progress(len(results))
-    return results
+        summary.add(lint_row(tokenizer, row))
+        if progress is not None and summary.rows % 200 == 0:
+            progress(summary.rows)
+    return summary
 
 
-def findings_json(results: list[RowLint], path: str, model: str) -> dict[str, Any]:
-    rows = []
-    for result in results:
-        if not result.findings:
-            continue
-        rows.append(
-            {
-                "row": result.row.index,
-                "line": result.row.line,
-                "findings": [
-                    {
-                        "code": f.code,
-                        "severity": f.severity,
-                        "positions": list(f.positions),
-                        "message": f.message,
-                    }
-                    for f in result.findings
-                ],
-            }
-        )
+def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]:
+    rows = [
+        {
+            "row": result.row.index,
+            "line": result.row.line,
+            "findings": [
+                {"code": f.code, "severity": f.severity, "positions": list(f.positions), "message": f.message}
+                for f in result.findings
+            ],
+        }
+        for result in summary.flagged
+    ]
     return {
         "file": path,
         "tokenizer": model,
-        "rows": len(results),
+        "rows": summary.rows,
         "rows_with_findings": len(rows),
-        "counts": _severity_counts(results),
-        "lints": dict(sorted(_rows_per_code(results).items())),
+        "counts": summary.counts(),
+        "lints": dict(sorted(summary.rows_per_code.items())),
         "results": rows,
     }
 
 
-def _severity_counts(results: list[RowLint]) -> dict[str, int]:
-    """Rows with at least one finding of each severity."""
-    return {s: sum(1 for r in results if r.count(s)) for s in ("error", "warning", "info")}
-
-
-def _rows_per_code(results: list[RowLint]) -> Counter[str]:
-    return Counter(code for r in results for code in {f.code for f in r.findings})
-
-
-def summary_table(results: list[RowLint]) -> Table:
+def summary_table(summary: LintSummary) -> Table:
     from engine.lints import LINTS, SEVERITIES
 
-    per_code = _rows_per_code(results)
-    severity_of = {f.code: f.severity for r in results for f in r.findings}
+    per_code, severity_of = summary.rows_per_code, summary.severity_of
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("lint")
     table.add_column("severity")
@@ -166,27 +172,20 @@ def summary_table(results: list[RowLint]) -> Table:
     for code in sorted(per_code, key=lambda c: (SEVERITIES.index(severity_of[c]), -per_code[c], c)):
         severity = severity_of[code]
         table.add_row(
-            code, Text(severity, style=SEVERITY_STYLE[severity]), str(per_code[code]), LINTS[code].meaning
+            code,
+            Text(severity, style=SEVERITY_STYLE[severity]),
+            str(per_code[code]),
+            Text(LINTS[code].meaning),
         )
     return table
 
 
-def print_findings(results: list[RowLint], console: Console, show: int) -> None:
-    shown = 0
-    for result in results:
-        if not result.findings:
-            continue
-        if shown == show:
-            rest = sum(1 for r in results if r.findings) - shown
-            console.print(
-                f"… {rest} more rows with findings (--show N to see more, --json for all)", style="dim"
-            )
-            return
-        shown += 1
+def print_findings(summary: LintSummary, console: Console, show: int) -> None:
+    for result in summary.flagged[:show]:
         row = result.row
         size = (
             ""
-            if result.sample is None
+            if result.num_tokens is None
             else f"  {result.num_tokens} tokens, {result.num_supervised} supervised"
         )
         console.print(Text.assemble((row.where, "bold"), (size, "dim")))
@@ -202,6 +201,9 @@ def print_findings(results: list[RowLint], console: Console, show: int) -> None:
                 )
             )
             console.print(Text("    " + f.message), highlight=False)
+    if len(summary.flagged) > show:
+        rest = len(summary.flagged) - show
+        console.print(f"… {rest} more rows with findings (--show N to see more, --json for all)", style="dim")
 
 
 def _positions(positions: tuple[int, ...]) -> str:
@@ -241,28 +243,28 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
             )
         started = time.monotonic()
         with err.status("linting") as status:
-            results = lint_file(tokenizer, data, args.max_rows, lambda n: status.update(f"linting: {n} rows"))
+            summary = lint_file(tokenizer, data, args.max_rows, lambda n: status.update(f"linting: {n} rows"))
         elapsed = time.monotonic() - started
     finally:
         data.close()
-    if not results:
+    if not summary.rows:
         raise TokstepError(f"{args.file} has no rows")
     if args.json:
-        write_json(findings_json(results, args.file, display_name), args.json, args.force)
+        write_json(findings_json(summary, args.file, display_name), args.json, args.force)
+    counts = summary.counts()
     if args.json != "-":
         console = Console()
-        counts = _severity_counts(results)
         console.print(
             Text.assemble(
                 ("tokstep lint  ", "bold"),
-                f"{args.file}  ·  {len(results)} rows in {elapsed:.1f}s  ·  tokenizer of {display_name}",
+                f"{args.file}  ·  {summary.rows} rows in {elapsed:.1f}s  ·  tokenizer of {display_name}",
             ),
             highlight=False,
         )
-        print_findings(results, console, args.show)
-        if any(r.findings for r in results):
+        print_findings(summary, console, args.show)
+        if summary.flagged:
             console.print()
-            console.print(summary_table(results))
+            console.print(summary_table(summary))
         console.print(
             Text.assemble(
                 ("rows with errors: ", "bold"),
@@ -274,4 +276,4 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
             )
         )
     failing = ("error",) if args.fail_on == "error" else ("error", "warning")
-    return 1 if any(r.count(s) for r in results for s in failing) else 0
+    return 1 if any(counts[s] for s in failing) else 0
