@@ -1,0 +1,1 @@
+"""tokstep's benchmark suite: `python -m bench.run` (see docs/performance.md)."""

@@ -1,0 +1,119 @@
+"""Time a full Trace against the same model's bare forward pass, and against re-running every prefix."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.models import input_ids, synchronize
+from engine.loading import LoadedModel
+from engine.reduce import reduce_logits
+from engine.sample import Sample
+from engine.trace import trace_sample
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds
+    cpu: float  # process CPU seconds (all threads)
+
+
+@dataclass(frozen=True)
+class PairedTimes:
+    """Forward and Trace timed in alternating order, so both see the same machine load."""
+
+    tokens: int
+    forward: list[Timing]
+    trace: list[Timing]
+    path: str
+
+    @property
+    def ratio(self) -> float:
+        """Median over pairs of trace/forward wall time (each pair ran back to back)."""
+        return statistics.median(t.wall / f.wall for f, t in zip(self.forward, self.trace, strict=True))
+
+    @property
+    def cpu_ratio(self) -> float:
+        return statistics.median(t.cpu / f.cpu for f, t in zip(self.forward, self.trace, strict=True))
+
+    @property
+    def forward_median(self) -> float:
+        return statistics.median(f.wall for f in self.forward)
+
+    @property
+    def trace_median(self) -> float:
+        return statistics.median(t.wall for t in self.trace)
+
+
+def timed(loaded: LoadedModel, work: Callable[[], object]) -> Timing:
+    synchronize(loaded.model)
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    synchronize(loaded.model)
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def bare_forward(loaded: LoadedModel, ids: torch.Tensor) -> Callable[[], object]:
+    """`model(input_ids)`, no KV cache (the Trace does not build one either)."""
+
+    @torch.inference_mode()
+    def run() -> object:
+        return loaded.model(ids, use_cache=False).logits
+
+    return run
+
+
+def trace_vs_forward(loaded: LoadedModel, sample: Sample, repeats: int) -> PairedTimes:
+    ids = input_ids(loaded, sample)
+    forward = bare_forward(loaded, ids)
+    paths: set[str] = set()
+
+    def trace() -> None:
+        paths.add(trace_sample(loaded, sample).path)
+
+    timed(loaded, forward), timed(loaded, trace)  # warm-up: allocator, kernels, lazy init
+    forwards, traces = [], []
+    for r in range(repeats):
+        if r % 2 == 0:
+            forwards.append(timed(loaded, forward))
+            traces.append(timed(loaded, trace))
+        else:
+            traces.append(timed(loaded, trace))
+            forwards.append(timed(loaded, forward))
+    return PairedTimes(len(sample) - 1, forwards, traces, " / ".join(sorted(paths)))
+
+
+@dataclass(frozen=True)
+class NaiveEstimate:
+    positions: int
+    measured_lengths: list[int]
+    measured_seconds: list[float]
+    total_seconds: float  # extrapolated over every prefix 1..T
+
+
+@torch.inference_mode()
+def naive_prefix_reruns(
+    loaded: LoadedModel, sample: Sample, n_measured: int, top_k: int = 10
+) -> NaiveEstimate:
+    """What a user would write: run the model on tokens[:t+1] for every t and keep the last position's
+    distribution. Timed on `n_measured` prefix lengths spread over 1..T; the total over all T prefixes is
+    linearly interpolated from them (cost per prefix grows smoothly with its length)."""
+    ids = input_ids(loaded, sample)  # (1, N)
+    positions = len(sample) - 1
+    targets = ids[0, 1:]  # (T,)
+    lengths = sorted({int(x) for x in np.linspace(1, positions, n_measured).round()})
+
+    def one_prefix(length: int) -> None:
+        logits = loaded.model(ids[:, :length]).logits[0, -1:]  # (1, V): predicts token `length`
+        reduce_logits(logits, targets[length - 1 : length], top_k)
+
+    one_prefix(lengths[len(lengths) // 2])  # warm-up
+    seconds = [timed(loaded, lambda n=n: one_prefix(n)).wall for n in lengths]
+    every = np.arange(1, positions + 1)
+    total = float(np.interp(every, lengths, seconds).sum())
+    return NaiveEstimate(positions, lengths, seconds, total)

@@ -1,0 +1,114 @@
+"""Start-up costs seen by a user: `tokstep --help`, `tokstep report` to first output, and lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.defaults import DEFAULT_MODEL
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY_MODULES = ("torch", "transformers", "textual")
+
+IMPORT_PROBE = """
+import json, sys
+from tui.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)
+"""
+
+
+def tokstep_command() -> list[str]:
+    script = Path(sys.executable).parent / "tokstep"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+def heavy_imports(argv: list[str]) -> list[str]:
+    """Which of torch / transformers / textual `tokstep ARGV` imports (run in a fresh interpreter)."""
+    probe = IMPORT_PROBE.format(heavy=HEAVY_MODULES)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def wall_time(command: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, timeout=300, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class FirstOutput:
+    first_output: float  # seconds to the first byte on stdout
+    total: float
+    returncode: int
+
+
+def time_to_first_output(command: list[str], timeout: float = 600) -> FirstOutput:
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    process.stdout.read(1)  # blocks until the report prints its first byte (or the process exits)
+    first = time.perf_counter() - start
+    process.stdout.read()
+    code = process.wait(timeout=timeout)
+    return FirstOutput(first, time.perf_counter() - start, code)
+
+
+@dataclass(frozen=True)
+class Startup:
+    help_seconds: float
+    help_heavy: list[str]
+    report_help_heavy: list[str]
+    cli_import_heavy: list[str]
+    report: FirstOutput | None  # None when the bundled model is not there
+
+
+def measure(repeats: int) -> Startup:
+    command = tokstep_command()
+    cli_only = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import json, sys, tui.cli; print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = None
+    if (DEFAULT_MODEL / "config.json").exists():
+        report = time_to_first_output([*command, "report"])
+    return Startup(
+        help_seconds=wall_time([*command, "--help"], repeats),
+        help_heavy=heavy_imports(["--help"]),
+        report_help_heavy=heavy_imports(["report", "--help"]),
+        cli_import_heavy=json.loads(cli_only.stdout.strip().splitlines()[-1]),
+        report=report,
+    )
