@@ -1,0 +1,52 @@
+"""`tokstep --help` must stay fast: no torch, transformers or textual imported (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "transformers", "textual")
+
+PROBE = """
+import json, sys
+from tui.cli import main
+code = None
+try:
+    main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+print(json.dumps({"code": code, "heavy": [m for m in HEAVY if m in sys.modules]}), file=sys.stderr)
+""".replace("HEAVY", repr(HEAVY))
+
+
+def run_probe(*argv: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"]])
+def test_help_imports_no_heavy_module(argv):
+    result = run_probe(*argv)
+    assert result["code"] == 0
+    assert result["heavy"] == []
+
+
+def test_importing_the_cli_imports_no_heavy_module():
+    code = f"import json, sys, tui.cli; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+def test_the_probe_would_notice_a_heavy_import():
+    """The check itself works: a module that imports torch shows up."""
+    code = f"import json, sys, engine.reduce; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "torch" in json.loads(done.stdout)
