@@ -121,3 +121,13 @@ def test_bundled_tokenizer_is_the_default(tmp_path, capsys):
     assert code == 1
     assert "id-beyond-tokenizer" in payload["lints"]
     assert "tokstep-mini" in payload["tokenizer"]
+
+
+def test_rows_with_errors_are_printed_before_info_only_rows(tmp_path, model_dir, capsys):
+    info_only = CLEAN[1]  # the chat row: missing-bos at info level
+    broken = {"input_ids": [0, 40, 41], "labels": [-100, -100, -100]}
+    path = write_jsonl(tmp_path / "mixed.jsonl", [info_only, info_only, broken])
+    assert main(["lint", path, "--model", model_dir, "--show", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "line 3" in out and "nothing-trained" in out
+    assert "line 1 " not in out and "… 2 more rows with findings" in out

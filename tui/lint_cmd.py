@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from engine.lints import RowLint
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 
 
 def add_column_flags(parser: argparse.ArgumentParser) -> None:
@@ -181,7 +182,10 @@ def summary_table(summary: LintSummary) -> Table:
 
 
 def print_findings(summary: LintSummary, console: Console, show: int) -> None:
-    for result in summary.flagged[:show]:
+    worst_first = sorted(
+        summary.flagged, key=lambda r: (min(SEVERITY_RANK[f.severity] for f in r.findings), r.row.index)
+    )
+    for result in worst_first[:show]:
         row = result.row
         size = (
             ""
