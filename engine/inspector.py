@@ -240,3 +240,18 @@ def roundtrip(tokenizer: Any, text: str, context: int = 12) -> RoundTrip:
     return RoundTrip(
         False, text, decoded, at, token_index, text[at : at + context], decoded[at : at + context]
     )
+
+
+def split_characters(tokenizer: Any, input_ids: Sequence[int], limit: int = 20) -> list[TokenInfo]:
+    """The characters split over several tokens (one TokenInfo per split, for its first token), in order."""
+    ids = [int(i) for i in input_ids]
+    found: list[TokenInfo] = []
+    index = 0
+    while index < len(ids) and len(found) < limit:
+        info = inspect_token(tokenizer, ids, index)
+        if info.partial:
+            found.append(info)
+            index = max(info.span[1], index + 1)
+        else:
+            index += 1
+    return found

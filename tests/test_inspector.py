@@ -96,3 +96,12 @@ def test_roundtrip_points_at_the_unknown_token():
     assert check.expected.startswith("사랑") and check.got.startswith("<unk>")
     pieces = no_fallback.convert_ids_to_tokens(no_fallback(TEXT, add_special_tokens=False)["input_ids"])
     assert pieces[check.token_index] == "<unk>"
+
+
+def test_split_characters_lists_each_split_once(sp):
+    from engine.inspector import split_characters
+
+    ids = sp(TEXT)["input_ids"]
+    splits = split_characters(sp, ids)
+    assert [s.completes for s in splits] == ["사", "랑"]
+    assert splits[0].span[1] == splits[1].span[0]  # 사 ends where 랑 starts

@@ -131,3 +131,26 @@ def test_rows_with_errors_are_printed_before_info_only_rows(tmp_path, model_dir,
     out = capsys.readouterr().out
     assert "line 3" in out and "nothing-trained" in out
     assert "line 1 " not in out and "… 2 more rows with findings" in out
+
+
+def test_report_prints_mask_reasons_lints_roundtrip_and_split_characters(tmp_path, capsys):
+    from tiny import tiny_model
+
+    tokenizer = byte_bpe(adds_bos=True)
+    tiny_model("llama", len(tokenizer)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    argv = [
+        "report",
+        "--model",
+        str(tmp_path),
+        "--prompt",
+        "The capital of France is ",
+        "--answer",
+        "Paris 사랑",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "masked (-100): 6 prompt" in out
+    assert "warning answer-leading-space" in out
+    assert "round-trip: decode(encode(text)) == text ✓" in out
+    assert "= '사'" in out and "= '랑'" in out

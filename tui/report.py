@@ -186,5 +186,51 @@ def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -
     if args.json:
         write_json(result, args.json, args.force)
     if args.json != "-":
-        print_report(result, Console(width=None if sys.stdout.isatty() else 100), args.limit)
+        console = Console(width=None if sys.stdout.isatty() else 100)
+        print_report(result, console, args.limit)
+        print_diagnostics(result, sample, console)
     return 0
+
+
+def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Console) -> None:
+    """Why tokens are masked, the lints, the round-trip check and characters split over several tokens."""
+    from collections import Counter
+
+    from engine.inspector import roundtrip, split_characters
+    from engine.lints import lint_sample
+
+    sample, tokenizer = result.sample, result.texts.tokenizer
+    masked = Counter(r.value for r in sample.mask_reasons[1:] if not r.counted)
+    if masked:
+        console.print(
+            "masked (-100): " + ", ".join(f"{n} {why}" for why, n in masked.most_common()), highlight=False
+        )
+    findings = lint_sample(tokenizer, sample, spec)
+    styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+    console.print(
+        Text.assemble(("lints: ", "bold"), ("none", "green") if not findings else f"{len(findings)}")
+    )
+    for f in findings:
+        where = f" t={','.join(map(str, f.positions[:8]))}" if f.positions else ""
+        console.print(Text.assemble("  ", (f.severity, styles[f.severity]), f" {f.code}{where}: {f.message}"))
+    texts = [] if spec is None else [t for t in (spec.text, spec.prompt, spec.answer) if t]
+    for text in texts:
+        check = roundtrip(tokenizer, text)
+        if not check.ok:
+            console.print(
+                Text(
+                    f"round-trip: decode(encode(text)) differs at character {check.first_difference}: "
+                    f"{check.expected!r} came back as {check.got!r}",
+                    style="yellow",
+                )
+            )
+    if texts and all(roundtrip(tokenizer, t).ok for t in texts):
+        console.print(Text.assemble(("round-trip: ", "bold"), ("decode(encode(text)) == text ✓", "green")))
+    for info in split_characters(tokenizer, sample.input_ids):
+        ids = sample.input_ids[info.span[0] : info.span[1]]
+        pieces = " ".join(tokenizer.convert_ids_to_tokens([int(i) for i in ids]))
+        console.print(
+            f"split character: t={info.span[0]}..{info.span[1] - 1} {pieces} = {info.completes!r}",
+            markup=False,
+            highlight=False,
+        )
