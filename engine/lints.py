@@ -538,7 +538,46 @@ def _boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterato
             )
 
 
+def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
+    """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
+    from engine.inputs import _message_spans  # the same spans from_chat masks by
+
+    try:
+        rendered, spans = _message_spans(tokenizer, list(spec.chat or ()))
+        encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    except Exception:  # noqa: BLE001 - from_chat reports templates it cannot split
+        return
+    if list(encoded["input_ids"]) != sample.input_ids.tolist():
+        return
+    offsets = encoded["offset_mapping"]
+    for start, _end, role, _content in spans:
+        if role != "assistant":
+            continue
+        index = next((i for i, (s, e) in enumerate(offsets) if s < start < e), None)
+        if index is None:
+            continue
+        token_start, token_end = offsets[index]
+        template_side, reply_side = rendered[token_start:start], rendered[start:token_end]
+        piece = _piece(tokenizer, int(sample.input_ids[index]))
+        trained = "trained" if sample.labels[index] != IGNORE_INDEX else "not trained"
+        if not template_side.strip():
+            yield finding(
+                "answer-leading-space",
+                (index,),
+                f"the template ends with {template_side!r} before the reply, and the reply's first token "
+                f"{piece!r} takes it along: that token starts in the template and is {trained}; "
+                "end the generation prompt without the space",
+            )
+        else:
+            yield finding(
+                "token-spans-boundary",
+                (index,),
+                f"{piece!r} covers the template's {template_side!r} and the reply's {reply_side!r} ({trained})",
+            )
+
+
 def _chat_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
+    yield from _chat_boundary_lints(tokenizer, sample, spec)
     for number, message in enumerate(spec.chat or ()):
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):

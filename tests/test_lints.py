@@ -259,3 +259,17 @@ def test_docs_table_lists_every_lint():
     table = (Path(__file__).parent.parent / "docs" / "lints.md").read_text(encoding="utf-8")
     missing = [code for code in LINTS if f"| `{code}` | {LINTS[code].severity} |" not in table]
     assert missing == []
+
+
+@pytest.mark.parametrize("make", [byte_bpe, sentencepiece_bpe], ids=["byte-level", "sentencepiece"])
+def test_template_space_before_the_reply_leaves_its_first_word_untrained(make):
+    from tiny_tokenizers import VICUNA
+
+    tokenizer = make()
+    tokenizer.chat_template = VICUNA
+    chat = ({"role": "user", "content": "What is the capital?"}, {"role": "assistant", "content": "Paris is."})
+    sample, findings = lint(tokenizer, chat=chat)
+    found = only(findings, "answer-leading-space")
+    (index,) = found.positions
+    assert tokenizer.convert_ids_to_tokens(int(sample.input_ids[index])) in ("ĠParis", "▁Paris")
+    assert sample.labels[index] == -100 and "not trained" in found.message

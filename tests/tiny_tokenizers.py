@@ -48,6 +48,15 @@ LLAMA3 = (
     "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}"
 )
 
+# Vicuna style: the generation prompt ends with a space, so the reply's first word starts in the template.
+VICUNA = (
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'user' -%}{{ 'USER: ' + m['content'] + '\\n' }}"
+    "{%- else -%}{{ 'ASSISTANT: ' + m['content'] + '</s>\\n' }}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'ASSISTANT: ' }}{%- endif -%}"
+)
+
 SPECIALS = [
     "<s>",
     "</s>",
