@@ -131,6 +131,9 @@ class DataFile:
         raise NotImplementedError
 
     def row(self, index: int) -> DataRow:
+        """Row `index` (0-based), indexing further into the file if it is not reached yet."""
+        while index >= len(self) and not self.complete:
+            self.index_more()
         if not 0 <= index < len(self):
             raise IndexError(f"row {index} outside 0..{len(self) - 1}")
         try:
