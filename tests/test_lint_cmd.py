@@ -154,3 +154,11 @@ def test_report_prints_mask_reasons_lints_roundtrip_and_split_characters(tmp_pat
     assert "warning answer-leading-space" in out
     assert "round-trip: decode(encode(text)) == text ✓" in out
     assert "= '사'" in out and "= '랑'" in out
+
+
+def test_data_flag_with_a_missing_file_is_one_line_before_any_model_loads(tmp_path, capsys):
+    code = main(["--data", str(tmp_path / "nope.jsonl"), "--model", str(tmp_path / "no-such-model")])
+    assert code == 2
+    assert (
+        capsys.readouterr().err.strip() == f"tokstep: error: data file not found: {tmp_path / 'nope.jsonl'}"
+    )

@@ -186,9 +186,15 @@ def main(argv: list[str] | None = None) -> int:
 
             spec = model_spec(args)
             return run_lint(args, spec.name_or_path, spec.display_name)
+        if args.data:
+            from tui.lint_cmd import open_data_from_args
+
+            open_data_from_args(
+                args, args.data
+            ).close()  # a missing or unreadable file: one line, before the TUI
         from tui.app import run_app
 
-        return run_app(args, model_spec(args), sample_spec(args))
+        return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
     except TokstepError as error:
         return _fail(str(error))
     except KeyboardInterrupt:
