@@ -209,3 +209,40 @@ async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen
+
+
+async def test_lints_appear_before_the_model_has_loaded(tmp_path, loaded):
+    from engine.session import ModelSpec
+
+    folder = tmp_path / "model"
+    loaded.tokenizer.save_pretrained(folder)  # the tokenizer alone is enough for tokens and lints
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), None)
+    app.model_ready.clear()
+    app.model_spec = ModelSpec(name_or_path=str(folder))
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if len(screen.lints) == len(ROWS):
+                break
+        assert len(screen.lints) == len(ROWS) and screen.losses == {}
+        assert "waiting for the model" in str(screen.query_one("#browser-status").render())
+        app.loaded = loaded
+        app.model_ready.set()
+        await wait_for_losses(pilot, screen, len(ROWS))
+        assert screen.losses[0][0] == pytest.approx(reference_loss(loaded, screen.rows[0].spec), rel=1e-4)
+
+
+async def test_parquet_rows_are_numbered_as_rows(tmp_path, loaded):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"text": ["the cat sat", "the dog sat"]}), path)
+    app = BrowserApp(str(path), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, 2)
+        table = screen.query_one(DataTable)
+        assert str(table.columns["line"].label) == "row"
+        assert cell(table, 1, "line") == "2"

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 PAGE_ROWS = 500  # rows listed at once
 PREVIEW_CHARS = 60
-COLUMNS = [("row", "line"), ("form", "form"), ("tokens", "tokens"), ("sup", "supervised")]
+COLUMNS = [("line", "line"), ("form", "form"), ("tokens", "tokens"), ("sup", "supervised")]
 COLUMNS += [("lints", "lints"), ("loss", "loss"), ("preview", "preview")]
 SORTS = ("row", "loss", "lints")
 
@@ -161,6 +161,7 @@ class DataBrowserScreen(Screen[None]):
         self.total_rows = 0
         self.index_complete = False
         self.model_note = "waiting for the model"
+        self._tokenizer: Any = None  # loaded alone while the app still loads the model
 
     def compose(self) -> ComposeResult:
         yield Static(f"{self.data_path}", id="browser-title")
@@ -221,10 +222,12 @@ class DataBrowserScreen(Screen[None]):
         from engine.trace import trace_sample
 
         worker = get_current_worker()
-        loaded = self._wait_for_model(worker)
-        if loaded is None:
-            return
-        tokenizer = loaded.tokenizer
+        tokenizer = self._tokenizer_now()
+        if tokenizer is None:
+            loaded = self._wait_for_model(worker)
+            if loaded is None:
+                return
+            tokenizer = loaded.tokenizer
         results: dict[int, RowLint] = {}
         for row in rows:
             if worker.is_cancelled:
@@ -232,6 +235,9 @@ class DataBrowserScreen(Screen[None]):
             result = self.lints.get(row.index) or lint_row(tokenizer, row)
             results[row.index] = result
             self.post_message(RowLinted(result))
+        loaded = self._wait_for_model(worker)
+        if loaded is None:
+            return
         for row in rows:
             if worker.is_cancelled:
                 return
@@ -250,6 +256,25 @@ class DataBrowserScreen(Screen[None]):
                 self.post_message(RowLoss(row.index, None, f"{type(error).__name__}: {error}"))
                 continue
             self.post_message(RowLoss(row.index, loss))
+
+    def _tokenizer_now(self) -> Any:
+        """The loaded model's tokenizer, or (while a large model still loads) the tokenizer alone."""
+        loaded = getattr(self.app, "loaded", None)
+        if loaded is not None:
+            return loaded.tokenizer
+        if self._tokenizer is None:
+            spec = getattr(self.app, "model_spec", None)
+            if spec is None:
+                return None
+            from engine.loading import load_tokenizer
+
+            try:
+                self._tokenizer = load_tokenizer(
+                    spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+                )
+            except Exception:  # noqa: BLE001 - the model load will report the problem
+                return None
+        return self._tokenizer
 
     def _wait_for_model(self, worker: Any) -> Any:
         """The app's LoadedModel once it is there (the app loads it in its own worker), else None."""
@@ -270,6 +295,8 @@ class DataBrowserScreen(Screen[None]):
     # -- messages from the workers ---------------------------------------------------------------------
 
     def on_page_read(self, message: PageRead) -> None:
+        if self.data is not None and self.data.format == "parquet":
+            self.query_one(DataTable).columns["line"].label = Text("row")  # Parquet has no lines
         self.page = message.page
         self.rows = {row.index: row for row in message.rows}
         self._fill_table()
@@ -286,9 +313,9 @@ class DataBrowserScreen(Screen[None]):
             return
         key = str(result.row.index)
         table = self.query_one(DataTable)
-        table.update_cell(key, "tokens", _count(result.num_tokens))
-        table.update_cell(key, "supervised", _count(result.num_supervised))
-        table.update_cell(key, "lints", lint_badge(result))
+        table.update_cell(key, "tokens", _count(result.num_tokens), update_width=True)
+        table.update_cell(key, "supervised", _count(result.num_supervised), update_width=True)
+        table.update_cell(key, "lints", lint_badge(result), update_width=True)
         if self._highlighted() == result.row.index:
             self._show_detail(result.row.index)
 
@@ -297,7 +324,7 @@ class DataBrowserScreen(Screen[None]):
         if message.index not in self.rows:
             return
         self.query_one(DataTable).update_cell(
-            str(message.index), "loss", loss_cell(message.loss, message.error, True)
+            str(message.index), "loss", loss_cell(message.loss, message.error, True), update_width=True
         )
         self.query_one(ProgressBar).advance(1)
         self._update_status()
