@@ -267,9 +267,35 @@ def test_template_space_before_the_reply_leaves_its_first_word_untrained(make):
 
     tokenizer = make()
     tokenizer.chat_template = VICUNA
-    chat = ({"role": "user", "content": "What is the capital?"}, {"role": "assistant", "content": "Paris is."})
+    chat = (
+        {"role": "user", "content": "What is the capital?"},
+        {"role": "assistant", "content": "Paris is."},
+    )
     sample, findings = lint(tokenizer, chat=chat)
     found = only(findings, "answer-leading-space")
     (index,) = found.positions
     assert tokenizer.convert_ids_to_tokens(int(sample.input_ids[index])) in ("ĠParis", "▁Paris")
     assert sample.labels[index] == -100 and "not trained" in found.message
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled tokstep-mini tokenizer (byte-level BPE, adds <s>, ChatML template that never writes <s>)."""
+    from engine.defaults import DEFAULT_MODEL
+    from engine.loading import load_tokenizer
+
+    return load_tokenizer(str(DEFAULT_MODEL))
+
+
+def test_bundled_tokenizer_chat_only_notes_the_bos_the_template_leaves_out(bundled):
+    _, findings = lint(bundled, chat=CHAT)
+    assert [(f.code, f.severity) for f in findings] == [("missing-bos", "info")]
+
+
+def test_bundled_tokenizer_catches_a_rendered_chat_trained_as_text_and_pad_trained(bundled):
+    rendered = bundled.apply_chat_template(list(CHAT), tokenize=False)
+    _, findings = lint(bundled, text=rendered)
+    assert "chat-as-text" in codes(findings)
+    ids = bundled("The answer is Paris.")["input_ids"] + [bundled.eos_token_id, bundled.pad_token_id]
+    _, findings = lint(bundled, ids={"input_ids": ids, "labels": ids})
+    assert only(findings, "pad-trained").positions == (len(ids) - 1,)
