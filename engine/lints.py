@@ -674,7 +674,10 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
     """Lint one data row; an unreadable row becomes a `bad-row` error finding."""
     if row.spec is None:
         return RowLint(row, None, (finding("bad-row", (), str(row.error)),))
-    sample, findings = lint_spec(tokenizer, row.spec)
+    try:
+        sample, findings = lint_spec(tokenizer, row.spec)
+    except Exception as error:  # noqa: BLE001 - e.g. a template that chokes on this row: one row, not the run
+        return RowLint(row, None, (finding("unbuildable", (), f"{type(error).__name__}: {error}"),))
     if sample is None:
         return RowLint(row, None, tuple(findings))
     return RowLint(row, sample, tuple(findings), len(sample), sample.num_supervised)

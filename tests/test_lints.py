@@ -299,3 +299,15 @@ def test_bundled_tokenizer_catches_a_rendered_chat_trained_as_text_and_pad_train
     ids = bundled("The answer is Paris.")["input_ids"] + [bundled.eos_token_id, bundled.pad_token_id]
     _, findings = lint(bundled, ids={"input_ids": ids, "labels": ids})
     assert only(findings, "pad-trained").positions == (len(ids) - 1,)
+
+
+def test_a_row_that_breaks_the_tokenizer_is_an_error_finding_not_a_crash(chatml):
+    from engine.data import DataRow
+    from engine.lints import lint_row
+
+    chat = (
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None},
+    )  # content None: jinja fails
+    result = lint_row(chatml, DataRow(index=0, line=1, spec=SampleSpec(chat=chat)))
+    assert result.sample is None and only(list(result.findings), "unbuildable").severity == "error"

@@ -225,9 +225,10 @@ class DataBrowserScreen(Screen[None]):
         tokenizer = self._tokenizer_now()
         if tokenizer is None:
             loaded = self._wait_for_model(worker)
-            if loaded is None:
+            tokenizer = getattr(loaded, "tokenizer", None)
+            if tokenizer is None:
+                self.post_message(BrowserStatus("no tokenizer: cannot count tokens or lint"))
                 return
-            tokenizer = loaded.tokenizer
         results: dict[int, RowLint] = {}
         for row in rows:
             if worker.is_cancelled:
@@ -237,6 +238,9 @@ class DataBrowserScreen(Screen[None]):
             self.post_message(RowLinted(result))
         loaded = self._wait_for_model(worker)
         if loaded is None:
+            return
+        if getattr(loaded, "model", None) is None:
+            self.post_message(BrowserStatus("no model to compute losses with"))
             return
         for row in rows:
             if worker.is_cancelled:
@@ -260,7 +264,7 @@ class DataBrowserScreen(Screen[None]):
     def _tokenizer_now(self) -> Any:
         """The loaded model's tokenizer, or (while a large model still loads) the tokenizer alone."""
         loaded = getattr(self.app, "loaded", None)
-        if loaded is not None:
+        if getattr(loaded, "tokenizer", None) is not None:
             return loaded.tokenizer
         if self._tokenizer is None:
             spec = getattr(self.app, "model_spec", None)
