@@ -160,7 +160,7 @@ class DataBrowserScreen(Screen[None]):
         self.losses: dict[int, tuple[float | None, str | None]] = {}  # cache over all pages
         self.total_rows = 0
         self.index_complete = False
-        self.model_note = "waiting for the model"
+        self.model_problem: str | None = None  # why losses cannot be computed
         self._tokenizer: Any = None  # loaded alone while the app still loads the model
 
     def compose(self) -> ComposeResult:
@@ -341,7 +341,7 @@ class DataBrowserScreen(Screen[None]):
         if message.fatal:
             self.query_one("#browser-status", Static).update(Text(message.text, style="bold red"))
             return
-        self.model_note = message.text
+        self.model_problem = message.text
         self._update_status()
 
     def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
@@ -455,9 +455,9 @@ class DataBrowserScreen(Screen[None]):
         last = self.page * PAGE_ROWS + len(self.rows)
         total = f"{self.total_rows:,}" if self.index_complete else f"≥ {self.total_rows:,} (counting …)"
         computed = sum(1 for i in self.rows if i in self.losses)
-        model = "" if computed or getattr(self.app, "loaded", None) is not None else f"  ·  {self.model_note}"
-        if "no model" in self.model_note:
-            model = f"  ·  {self.model_note}"
+        waiting = not computed and getattr(self.app, "loaded", None) is None
+        note = self.model_problem or ("waiting for the model" if waiting else "")
+        model = f"  ·  {note}" if note else ""
         text = (
             f"rows {first:,}–{last:,} of {total}  ·  sorted by {self.sort_by}  ·  "
             f"loss computed for {computed}/{len(self.rows)}{model}"
