@@ -246,3 +246,16 @@ async def test_parquet_rows_are_numbered_as_rows(tmp_path, loaded):
         table = screen.query_one(DataTable)
         assert str(table.columns["line"].label) == "row"
         assert cell(table, 1, "line") == "2"
+
+
+async def test_a_model_that_failed_to_load_is_named_in_the_status(tmp_path):
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), None)
+    app.load_error = "cannot load model 'x': no config.json"
+    async with app.run_test(size=(140, 40)) as pilot:
+        status = app.screen.query_one("#browser-status")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if "no model" in str(status.render()):
+                break
+        assert "no model: cannot load model 'x': no config.json" in str(status.render())
+        assert app.screen.query_one(DataTable).row_count == len(ROWS)  # the rows are still listed
