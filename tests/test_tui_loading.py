@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import types
 
 import pytest
@@ -14,7 +15,7 @@ from textual.widgets import Static
 
 from engine.inputs import SampleSpec
 from engine.session import ModelSpec
-from tui.app import TokstepApp, run_app
+from tui.app import Backend, TokstepApp, run_app
 from tui.stepper import StepperScreen
 
 PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
@@ -43,8 +44,8 @@ async def wait_for(pilot, condition, what: str, seconds: float = 60.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def plain(widget: Static) -> str:
-    return str(widget.render())
+def plain(widget) -> str:
+    return widget.plain_text() if hasattr(widget, "plain_text") else str(widget.render())
 
 
 async def test_model_loads_in_a_worker_and_the_last_position_matches_hf(model_dir):
@@ -58,13 +59,28 @@ async def test_model_loads_in_a_worker_and_the_last_position_matches_hf(model_di
         assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
 
 
-async def test_loading_state_is_visible_before_the_trace_arrives(model_dir):
-    app = TokstepApp(spec_of(model_dir), SampleSpec(text="Hello world! Hello there."))
+class GatedBackend(Backend):
+    """The real engine, but loading waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def load(self, spec):
+        self.gate.wait(30)
+        return super().load(spec)
+
+
+async def test_loading_state_is_visible_and_the_ui_responsive_while_the_model_loads(model_dir):
+    backend = GatedBackend()
+    app = TokstepApp(spec_of(model_dir), SampleSpec(text="Hello world! Hello there."), backend=backend)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause()
+        await pilot.pause(0.3)
         assert app.query_one("#spinner").display and "loading" in plain(app.query_one("#loading-log"))
+        assert not isinstance(app.screen, StepperScreen)
+        backend.gate.set()
         await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
         assert "model loaded" in plain(app.query_one("#loading-log"))
+        assert not app.query_one("#spinner").display  # covered: it must not animate under the stepper
 
 
 async def test_load_failure_is_shown_in_the_app_with_the_reason():

@@ -105,6 +105,10 @@ class LoadingView(Vertical):
         log = self.query_one("#loading-log", Static)
         log.update(Text.assemble(str(log.content) if str(log.content) else "", f"[{elapsed:5.1f}s] {text}\n"))
 
+    def cover(self) -> None:
+        """Another screen now hides this one: stop the spinner, whose animation would repaint that screen."""
+        self.query_one("#spinner").display = False
+
     def fail(self, reason: str) -> None:
         self.query_one("#spinner").display = False
         self.query_one("#loading-error", Static).update(
@@ -156,6 +160,7 @@ class TokstepApp(App[int]):
             from tui.browser import DataBrowserScreen  # a colleague's screen; imported only when asked for
 
             self.push_screen(DataBrowserScreen(self.data, self.args))
+            self.query_one(LoadingView).cover()
         elif self.sample_spec is not None:
             self.trace_sample(self.sample_spec, from_browser=False)
 
@@ -216,6 +221,7 @@ class TokstepApp(App[int]):
         from tui.stepper import StepperScreen
 
         result = message.result
+        self.query_one(LoadingView).cover()
         if result.nonfinite_error:
             self.notify(result.nonfinite_error, severity="error", timeout=10)
         self.push_screen(

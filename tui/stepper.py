@@ -68,7 +68,7 @@ class StepperScreen(Screen[None]):
         Binding("q", "quit", "quit", id="quit"),
     ]
 
-    cursor: reactive[int] = reactive(0, init=False)
+    cursor: reactive[int] = reactive(0, init=False, repaint=False)  # the panels repaint themselves
 
     def __init__(
         self,
@@ -117,6 +117,9 @@ class StepperScreen(Screen[None]):
         self.query_one(
             "#context-box"
         ).border_subtitle = "␣ space  ↵ newline  dim = masked (−100)  click a token"
+        self.query_one(
+            "#context-box"
+        ).border_title = "context · position t reads tokens 0..t ▮ and predicts t+1 ▮"
         self.query_one("#topk").border_title = f"top-{self.result.trace.top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
@@ -129,15 +132,11 @@ class StepperScreen(Screen[None]):
 
     def watch_cursor(self, t: int) -> None:
         """The one place the screen reacts to a move: every panel redraws itself for position t."""
-        self.query_one("#context-box").border_title = self._context_title(t)
         for widget in self.panels:
             widget.show(t)  # type: ignore[attr-defined]
 
     def validate_cursor(self, t: int) -> int:
         return min(max(t, 0), len(self.result.trace) - 1)
-
-    def _context_title(self, t: int) -> str:
-        return f"context · t = {t} reads tokens 0..{t}, predicts token {t + 1}"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "lints":

@@ -8,17 +8,17 @@ by the loss of predicting it (the CE at position i-1).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from rich.cells import cell_len
 from rich.style import Style
-from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.widget import Widget
 
 from engine.session import TraceResult
 from tui.formatting import clip, token_label
+from tui.widgets.lines import LinesView
 
 SHADES = (Style(bgcolor="grey19"), Style(bgcolor="grey30"))
 MASKED = Style(dim=True, italic=True)
@@ -30,10 +30,21 @@ HEAT = tuple(
     for c in ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")
 )
 
-Line = list[tuple[int, str]]  # (token index, what is drawn for it)
+Layout = list[tuple[int, str]]
 
 
-class ContextStrip(Widget):
+@lru_cache(maxsize=64)
+def _token_style(shade: int, heat: int | None, special: bool, masked: bool) -> Style:
+    """A context token's style, combined once per distinct case."""
+    style = SHADES[shade] if heat is None else HEAT[heat]
+    if special:
+        style += SPECIAL
+    if masked:
+        style += MASKED
+    return style  # one line: (token index, what is drawn for it)
+
+
+class ContextStrip(LinesView):
     """Tokens 0..N-1 around the cursor; click a token to go to the position that predicts it."""
 
     DEFAULT_CSS = "ContextStrip { height: 1fr; min-height: 1; }"
@@ -52,6 +63,7 @@ class ContextStrip(Widget):
         self.no_color = no_color  # then a space marks each boundary (spaces in tokens are shown as ␣)
         self._start = 0  # first token of the visible window; kept while the cursor stays in view
         self._hits: list[list[tuple[int, int, int]]] = []  # per line: (x0, x1, token index)
+        self._tokens: dict[int, tuple[str, int, bool]] = {}
         ids = result.sample.input_ids
         self._ids: list[int] = ids.tolist()
         self._masked = np.asarray([not r.counted for r in result.sample.mask_reasons])
@@ -66,21 +78,31 @@ class ContextStrip(Widget):
 
     def show(self, cursor: int) -> None:
         self.cursor = cursor
-        self.refresh()
+        self._draw()
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         self._start = 0
-        self.refresh()
+        self._tokens.clear()
+        self._draw()
 
     def set_heatmap(self, on: bool) -> None:
         self.heatmap = on
-        self.refresh()
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
 
     # -- layout ----------------------------------------------------------------------------------------
 
-    def _label(self, index: int) -> str:
-        return token_label(self.result.texts, self._ids[index], self.mode)
+    def _token(self, index: int) -> tuple[str, int, bool]:
+        """(label, cells it takes with its gap, whether a line break follows it), cached per display mode."""
+        cached = self._tokens.get(index)
+        if cached is None:
+            label = token_label(self.result.texts, self._ids[index], self.mode)
+            breaks = self.mode == "text" and label.endswith("↵")  # a newline ends the line, as written
+            cached = self._tokens[index] = (label, cell_len(label) + len(self._gap), breaks)
+        return cached
 
     @property
     def _gap(self) -> str:
@@ -88,20 +110,21 @@ class ContextStrip(Widget):
         return " " if self.no_color or self.mode == "id" else ""
 
     def _cells(self, index: int) -> int:
-        return cell_len(self._label(index)) + len(self._gap)
+        return self._token(index)[1]
 
     def _breaks_after(self, index: int) -> bool:
-        """A newline inside the token ends the line, so text reads as it was written."""
-        return self.mode == "text" and self._label(index).endswith("↵")
+        return self._token(index)[2]
 
-    def _layout(self, start: int, width: int, height: int) -> list[Line]:
+    def _layout(self, start: int, width: int, height: int) -> list[Layout]:
         """Wrap tokens start.. into at most `height` lines of `width` cells."""
-        lines: list[Line] = [[]]
+        lines: list[Layout] = [[]]
         used = 0
         gap = len(self._gap)
         for index in range(start, len(self._ids)):
-            label = clip(self._label(index), width - gap)
-            size = cell_len(label) + gap
+            label, size, breaks = self._token(index)
+            if size > width:  # a token wider than the strip: cut it
+                label = clip(label, width - gap)
+                size = cell_len(label) + gap
             if used + size > width and lines[-1]:
                 if len(lines) == height:
                     break
@@ -109,7 +132,7 @@ class ContextStrip(Widget):
                 used = 0
             lines[-1].append((index, label))
             used += size
-            if self._breaks_after(index):
+            if breaks:
                 if len(lines) == height:
                     break
                 lines.append([])
@@ -130,7 +153,7 @@ class ContextStrip(Widget):
             start -= 1
         return start
 
-    def _visible(self, lines: list[Line], index: int, height: int) -> bool:
+    def _visible(self, lines: list[Layout], index: int, height: int) -> bool:
         """Token `index` is on screen and not on the last line (unless everything fits)."""
         last_full = len(lines) == height and lines[-1] and lines[-1][-1][0] < len(self._ids) - 1
         for row, line in enumerate(lines):
@@ -138,7 +161,7 @@ class ContextStrip(Widget):
                 return not (last_full and row == height - 1 and height > 2)
         return False
 
-    def _window(self, width: int, height: int) -> list[Line]:
+    def _window(self, width: int, height: int) -> list[Layout]:
         target = min(self.cursor + 1, len(self._ids) - 1)
         if self.cursor >= self._start:
             lines = self._layout(self._start, width, height)
@@ -158,40 +181,37 @@ class ContextStrip(Widget):
             return CURRENT
         if index == self.cursor + 1:
             return TARGET
-        style = SHADES[index % 2]
-        if self.heatmap and index > 0:
-            style = self._heat(float(self.result.trace.ce[index - 1]))
-        if self._special[index]:
-            style += SPECIAL
-        if self._masked[index]:
-            style += MASKED
-        return style
+        heat = self._heat_level(index) if self.heatmap else None
+        return _token_style(index % 2, heat, bool(self._special[index]), bool(self._masked[index]))
 
-    def _heat(self, ce: float) -> Style:
+    def _heat_level(self, index: int) -> int | None:
+        """Which HEAT colour token `index` gets: by the CE of predicting it (position index-1)."""
+        if index == 0:
+            return None
+        ce = float(self.result.trace.ce[index - 1])
         if not math.isfinite(ce):
-            return HEAT[-1] + Style(bold=True)
-        level = min(int(ce / max(self._heat_scale, 1e-6) * (len(HEAT) - 1)), len(HEAT) - 1)
-        return HEAT[max(level, 0)]
+            return len(HEAT) - 1
+        level = int(ce / max(self._heat_scale, 1e-6) * (len(HEAT) - 1))
+        return min(max(level, 0), len(HEAT) - 1)
 
-    def render(self) -> Text:
-        width, height = self.content_size.width, self.content_size.height
+    def _draw(self) -> None:
+        width, height = self.size.width, self.size.height
         if width < 2 or height < 1:
-            return Text("")
-        text = Text(no_wrap=True, overflow="crop", end="")
-        self._hits = []
+            return
         gap = self._gap
-        for row, line in enumerate(self._window(width, height)):
-            if row:
-                text.append("\n")
-            hits, x = [], 0
-            for index, label in line:
-                text.append(label, self._style(index))
-                text.append(gap)
+        lines, self._hits = [], []
+        for layout in self._window(width, height):
+            line, hits, x = [], [], 0
+            for index, label in layout:
+                line.append((label, self._style(index)))
+                if gap:
+                    line.append((gap, None))
                 size = cell_len(label) + len(gap)
                 hits.append((x, x + size, index))
                 x += size
+            lines.append(line)
             self._hits.append(hits)
-        return text
+        self.set_lines(lines)
 
     def token_at(self, x: int, y: int) -> int | None:
         """The token drawn at content cell (x, y), if any."""

@@ -1,17 +1,18 @@
 """One line about the target token (t+1): id, raw piece, text, UTF-8 bytes, and a split character it completes.
 
-Uses `engine.inspector.inspect_token` when that module is present; the line hides itself otherwise.
+Uses `engine.inspector.inspect_token` when that module is present; the stepper leaves the line out otherwise.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
-
-from rich.text import Text
-from textual.widgets import Static
 
 from engine.session import TraceResult
 from engine.tokens import make_visible
+from tui.widgets.lines import Lines, LinesView
+
+NEIGHBOURS = 8  # ids passed to the inspector on each side of the token
 
 
 def load_inspector() -> Any | None:
@@ -23,7 +24,7 @@ def load_inspector() -> Any | None:
     return inspect_token
 
 
-class InspectorLine(Static):
+class InspectorLine(LinesView):
     """`target #13  id 1234  piece 'Ġthe'  text '␣the'  bytes 20 74 68 65`, plus special / partial marks."""
 
     DEFAULT_CSS = "InspectorLine { height: 1; }"
@@ -38,24 +39,30 @@ class InspectorLine(Static):
     def show(self, cursor: int) -> None:
         self.cursor = cursor
         index = min(cursor + 1, len(self._ids) - 1)  # the target of position t
+        # A split character spans at most 4 bytes, so a few neighbours each side are all it needs:
+        # pass a window, not all T ids (that would cost O(T) per step).
+        lo = max(index - NEIGHBOURS, 0)
         try:
-            info = self.inspect(self.result.texts.tokenizer, self._ids, index)
+            info = self.inspect(
+                self.result.texts.tokenizer, self._ids[lo : index + NEIGHBOURS + 1], index - lo
+            )
+            info = replace(info, index=info.index + lo, span=(info.span[0] + lo, info.span[1] + lo))
         except Exception as error:  # noqa: BLE001 - the inspector must never take the stepper down
-            self.update(Text(f"inspector: {type(error).__name__}: {error}", style="dim"), layout=False)
+            self.set_lines(Lines().add(f"inspector: {type(error).__name__}: {error}", "dim"))
             return
-        self.update(describe(info), layout=False)
+        self.set_lines(describe(info))
 
 
-def describe(info: Any) -> Text:
-    line = Text(no_wrap=True, overflow="ellipsis")
-    line.append(f"target #{info.index} ", "bold")
-    line.append(f" id {info.token_id}  piece {info.piece!r}  text '{make_visible(info.text)}'  ")
-    line.append(f"bytes {info.utf8_hex or '—'}", "dim")
+def describe(info: Any) -> Lines:
+    line = Lines()
+    line.add(f"target #{info.index} ", "bold")
+    line.add(f" id {info.token_id}  piece {info.piece!r}  text '{make_visible(info.text)}'  ")
+    line.add(f"bytes {info.utf8_hex or '—'}", "dim")
     if info.special:
-        line.append("  special", "bold magenta")
+        line.add("  special", "bold magenta")
     if info.partial:
         start, end = info.span
-        line.append(
+        line.add(
             f"  partial UTF-8: tokens {start}–{end - 1} make '{make_visible(info.completes)}'", "bold yellow"
         )
     return line

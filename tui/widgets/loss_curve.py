@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from rich.text import Text
-from textual.widget import Widget
 
 from engine.session import TraceResult
+from tui.widgets.lines import Line, LinesView, style
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
+CURSOR, COUNTED, MASKED, LABEL = style("bold yellow"), style("cyan"), style("dim"), style("bold")
 
 
-class LossCurve(Widget):
+class LossCurve(LinesView):
     """One column per bin of positions (mean CE of the bin); masked bins dim; `▲` under the cursor's bin."""
 
     DEFAULT_CSS = "LossCurve { height: 1fr; min-height: 2; }"
@@ -20,23 +20,18 @@ class LossCurve(Widget):
         super().__init__(id=id)
         self.result = result
         self.cursor = 0
-        self._cache: tuple[int, int, list[str], np.ndarray] | None = None
+        self._cache: tuple[int, int, list[str], list[bool], np.ndarray] | None = None
 
-    def show(self, cursor: int) -> None:
-        self.cursor = cursor
-        self.refresh()
+    def on_resize(self) -> None:
+        self.show(self.cursor)
 
-    def _bins(self, width: int) -> np.ndarray:
-        """(width+1,) bin edges over positions 0..T."""
-        return np.linspace(0, len(self.result.trace), min(width, len(self.result.trace)) + 1).astype(int)
-
-    def _columns(self, width: int, rows: int) -> tuple[list[str], np.ndarray]:
-        """Per bin: its column of block characters (top to bottom) and whether anything in it is counted."""
+    def _columns(self, width: int, rows: int) -> tuple[list[str], list[bool], np.ndarray]:
+        """Per bin: its column of blocks (top to bottom), whether anything in it is counted; and the bin edges."""
         if self._cache and self._cache[:2] == (width, rows):
-            return self._cache[2], self._cache[3]
+            return self._cache[2], self._cache[3], self._cache[4]
         trace = self.result.trace
         ce = np.where(trace.finite, trace.ce, np.nan)  # (T,)
-        edges = self._bins(width)
+        edges = np.linspace(0, len(trace), min(width, len(trace)) + 1).astype(int)  # (bins+1,)
         values, counted = [], []
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
             chunk = ce[lo:hi]
@@ -46,36 +41,37 @@ class LossCurve(Widget):
         columns = []
         for value in values:
             eighths = round(min(value / top, 1.0) * rows * 8)
-            column = ""
-            for row in range(rows - 1, -1, -1):  # top row first
-                level = min(max(eighths - row * 8, 0), 8)
-                column += BLOCKS[level]
-            columns.append(column)
-        self._cache = (width, rows, columns, np.asarray(counted))
-        return columns, self._cache[3]
+            columns.append(
+                "".join(BLOCKS[min(max(eighths - row * 8, 0), 8)] for row in range(rows - 1, -1, -1))
+            )
+        self._cache = (width, rows, columns, counted, edges)
+        return columns, counted, edges
 
-    def render(self) -> Text:
-        width, height = self.content_size.width, self.content_size.height
+    def show(self, cursor: int) -> None:
+        self.cursor = cursor
+        width, height = self.size.width, self.size.height
         if width < 1 or height < 2 or len(self.result.trace) == 0:
-            return Text("")
+            self.set_lines([])
+            return
         rows = height - 1  # the last line carries the cursor marker
-        columns, counted = self._columns(width, rows)
-        edges = self._bins(width)
-        here = int(np.searchsorted(edges, self.cursor, side="right")) - 1
+        columns, counted, edges = self._columns(width, rows)
+        here = int(np.searchsorted(edges, cursor, side="right")) - 1
         repeat = max(width // len(columns), 1)  # short samples: each position several cells wide
-        text = Text(no_wrap=True, overflow="crop", end="")
+        lines: list[Line] = []
         for row in range(rows):
+            line: Line = []
+            run, run_style = "", None
             for i, column in enumerate(columns):
-                style = "bold yellow" if i == here else "cyan" if counted[i] else "dim"
-                text.append(column[row] * repeat, style)
-            text.append("\n")
-        marker = here * repeat + repeat // 2
-        label = f"t={self.cursor}"
+                piece_style = CURSOR if i == here else COUNTED if counted[i] else MASKED
+                if piece_style is not run_style and run:
+                    line.append((run, run_style))
+                    run = ""
+                run, run_style = run + column[row] * repeat, piece_style
+            line.append((run, run_style))
+            lines.append(line)
+        marker, label = here * repeat + repeat // 2, f"t={cursor}"
         if marker + 2 + len(label) <= width:
-            text.append(" " * marker + "▲ ", "bold yellow")
-            text.append(label, "bold")
+            lines.append([(" " * marker + "▲ ", CURSOR), (label, LABEL)])
         else:
-            text.append(" " * max(marker - len(label) - 1, 0))
-            text.append(label + " ", "bold")
-            text.append("▲", "bold yellow")
-        return text
+            lines.append([(" " * max(marker - len(label) - 1, 0) + label + " ", LABEL), ("▲", CURSOR)])
+        self.set_lines(lines)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-from rich.text import Text
-from textual.widgets import Static
-
 from engine.session import TraceResult
 from tui.formatting import number
+from tui.widgets.lines import Lines, LinesView
 
 
 def parity(result: TraceResult) -> tuple[str, bool | None]:
@@ -27,7 +25,7 @@ def parity(result: TraceResult) -> tuple[str, bool | None]:
     return (f"✓ match |Δ| {diff:.1e}" if ok else f"✗ MISMATCH |Δ| {diff:.1e}"), ok
 
 
-class LossPanel(Static):
+class LossPanel(LinesView):
     """Numbers for the cursor's position; masked positions say why they are not counted."""
 
     DEFAULT_CSS = "LossPanel { height: 5; }"
@@ -38,39 +36,33 @@ class LossPanel(Static):
         self.cursor = 0
 
     def show(self, cursor: int) -> None:
-        self.cursor = cursor
-        self.update(self._body(), layout=False)
-
-    def _body(self) -> Text:
-        result, t = self.result, self.cursor
+        self.cursor = t = cursor
+        result = self.result
         trace, sample = result.trace, result.sample
         counted = bool(trace.supervised[t])
         ce = float(trace.ce[t]) if trace.finite[t] else math.nan
-        count = int(trace.running_count[t])
 
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("CE      ", "bold")
-        text.append(number(ce), "bold" if counted else "dim")
-        text.append(f"   entropy {number(float(trace.entropy[t]), 3)} nats\n")
+        lines = Lines()
+        lines.add("CE      ", "bold").add(number(ce), "bold" if counted else "dim")
+        lines.add(f"   entropy {number(float(trace.entropy[t]), 3)} nats\n")
         if counted:
-            text.append("counted ✓ supervised\n", "green")
+            lines.add("counted ✓ supervised\n", "green")
         else:
             reason = sample.mask_reasons[t + 1].value  # the target token's reason: labels[t+1] = -100
-            text.append(f"not counted: {reason} (label −100)\n", "dim")
-        text.append("Σ CE    ", "bold")
-        text.append(f"{number(float(trace.running_sum[t]))} over n = {count} supervised\n")
-        text.append("mean    ", "bold")
+            lines.add(f"not counted: {reason} (label −100)\n", "dim")
+        lines.add("Σ CE    ", "bold")
+        lines.add(
+            f"{number(float(trace.running_sum[t]))} over n = {int(trace.running_count[t])} supervised\n"
+        )
         mean = trace.running_mean(t)
-        text.append(number(mean), "bold")
-        text.append(" = Σ / n" if mean is not None else " (nothing counted yet)")
-        text.append("\n")
+        lines.add("mean    ", "bold").add(number(mean), "bold")
+        lines.add(" = Σ / n\n" if mean is not None else " (nothing counted yet)\n")
         if t == len(trace) - 1:
             badge, ok = parity(result)
-            text.append("HF loss ", "bold")
-            text.append(number(result.reference, 6) if result.reference_computed else "—")
-            text.append("  ")
-            style = "dim" if ok is None else "bold green" if ok else "bold white on red"
-            text.append(badge, style)
+            lines.add("HF loss ", "bold").add(
+                number(result.reference, 6) if result.reference_computed else "—"
+            )
+            lines.add("  ").add(badge, "dim" if ok is None else "bold green" if ok else "bold white on red")
         else:
-            text.append("HF loss: at the last position (End)", "dim")
-        return text
+            lines.add("HF loss: at the last position (End)", "dim")
+        self.set_lines(lines)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 
-from rich.text import Text
-from textual.widgets import Static
-
 from engine.session import TraceResult
 from tui.formatting import clip, number, probability, token_label
+from tui.widgets.lines import Lines, LinesView
 
 TARGET_STYLE = "bold black on yellow"
 
 
-class OneHotPanel(Static):
+class OneHotPanel(LinesView):
     """p = [0, …, 1, …, 0] at the target id, q at the same id, and CE = −log q(target)."""
 
     DEFAULT_CSS = "OneHotPanel { height: 4; }"
@@ -23,36 +21,29 @@ class OneHotPanel(Static):
         self.result = result
         self.cursor = 0
 
-    def show(self, cursor: int) -> None:
-        self.cursor = cursor
-        self.update(self._body(), layout=False)
-
     def on_resize(self) -> None:
         self.show(self.cursor)
 
-    def _body(self) -> Text:
-        trace, texts, t = self.result.trace, self.result.texts, self.cursor
+    def show(self, cursor: int) -> None:
+        self.cursor = cursor
+        trace, texts, t = self.result.trace, self.result.texts, cursor
         target = int(trace.target_ids[t])
-        vocab = trace.model_vocab_size
-        width = max(self.content_size.width, 20)
-        label = clip(token_label(texts, target), max(width - 30, 6))
+        width = max(self.size.width, 20)
         logprob = float(trace.logprob[t])
         finite = bool(trace.finite[t]) and math.isfinite(logprob)
         q = math.exp(logprob) if finite else math.nan
 
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("p = [0 … 0 ")
-        text.append("1", TARGET_STYLE)
-        text.append(" 0 … 0]  ")
-        text.append(f"1 at id {target} ")
-        text.append(label, "bold")
-        text.append(f"\nq = [· … · {probability(q)} · … ·]  of {vocab} ids\n")
-        text.append("Σ −p·log q: only the target's term\n", "dim")
-        text.append("CE = −log q(target) = ", "bold")
+        lines = Lines()
+        lines.add("p = [0 … 0 ").add("1", TARGET_STYLE).add(" 0 … 0]  ")
+        prefix = f"1 at id {target} "
+        lines.add(prefix).add(clip(token_label(texts, target), max(width - 21 - len(prefix), 4)), "bold")
+        lines.add(f"\nq = [· … · {probability(q)} · … ·]  of {trace.model_vocab_size} ids\n")
+        lines.add("Σ −p·log q: only the target's term\n", "dim")
+        lines.add("CE = −log q(target) = ", "bold")
         if finite:
             if width >= 46:
-                text.append(f"−log {probability(q)} = ")
-            text.append(number(-logprob), "bold")
+                lines.add(f"−log {probability(q)} = ")
+            lines.add(number(-logprob), "bold")
         else:
-            text.append("NaN/inf (non-finite logits at this position)", "bold red")
-        return text
+            lines.add("NaN/inf (non-finite logits)", "bold red")
+        self.set_lines(lines)

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import math
 
-from rich.table import Table
-from rich.text import Text
-from textual.widgets import Static
+from rich.cells import cell_len
 
 from engine.session import TraceResult
 from tui.formatting import bar, clip, number, probability, token_label
+from tui.widgets.lines import Line, LinesView, style
 
-TARGET_STYLE = "bold black on yellow"
-SPECIAL_STYLE = "magenta"
+TARGET = style("bold black on yellow")
+SPECIAL = style("magenta")
+HEADER = style("bold")
 
 
-class TopKTable(Static):
-    """Rank, token (readable and raw piece), id, q as a bar and a number, log q."""
+def _fit(text: str, width: int) -> str:
+    """Clip or pad to exactly `width` cells."""
+    text = clip(text, width)
+    return text + " " * (width - cell_len(text))
+
+
+class TopKTable(LinesView):
+    """Rank, token (readable and raw piece), id, q as a number and a bar, log q."""
 
     DEFAULT_CSS = "TopKTable { height: 1fr; }"
 
@@ -25,10 +31,7 @@ class TopKTable(Static):
         self.result = result
         self.cursor = 0
         self.mode = "text"
-
-    def show(self, cursor: int) -> None:
-        self.cursor = cursor
-        self.update(self._table(), layout=False)
+        self.id_width = max(len(str(result.trace.model_vocab_size)), 2)
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -37,69 +40,56 @@ class TopKTable(Static):
     def on_resize(self) -> None:
         self.show(self.cursor)
 
-    def _token(self, token_id: int, width: int) -> Text:
-        texts = self.result.texts
-        style = SPECIAL_STYLE if texts.is_special(token_id) or not texts.in_tokenizer(token_id) else ""
-        label = token_label(texts, token_id, "piece" if self.mode == "piece" else "text")
-        return Text(clip(label, width), style=style)
-
-    def _table(self) -> Table:
-        trace, t = self.result.trace, self.cursor
-        width = max(self.content_size.width, 30)
-        rows_available = max(self.content_size.height - 1, 2)  # minus the header line
-        fixed = 2 + 4 + 6 + 7 + 7  # marker, rank, id, q, log q (each with a space after it)
+    def show(self, cursor: int) -> None:
+        self.cursor = t = cursor
+        trace = self.result.trace
+        width = max(self.size.width, 30)
+        rows_available = max(self.size.height - 1, 2)  # minus the header line
+        fixed = 2 + 6 + self.id_width + 1 + 8 + 8  # marker, rank, id, q, log q with their gaps
         bar_width = min(max(width - fixed - 16, 0), 10)  # the bar only takes room the token does not need
-        show_piece = width - fixed - bar_width >= 40 and self.mode != "piece"
-        token_width = max((width - fixed - bar_width - 2) // (2 if show_piece else 1), 4)
+        free = width - fixed - (bar_width + 1 if bar_width else 0)
+        show_piece = free >= 34 and self.mode != "piece"
+        self._token_width = max((free - 1) // 2 if show_piece else free, 4)
+        self._piece_width = (free - 1 - self._token_width) if show_piece else 0
+        self._bar_width = bar_width
 
-        table = Table(
-            box=None, expand=True, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 1, 0, 0)
+        header = (
+            "  " + f"{'#':>5} " + _fit("raw piece" if self.mode == "piece" else "token", self._token_width)
         )
-        table.add_column(" ", width=1, no_wrap=True)
-        table.add_column("#", justify="right", no_wrap=True)
-        table.add_column("raw piece" if self.mode == "piece" else "token", no_wrap=True, ratio=1, min_width=4)
         if show_piece:
-            table.add_column("piece", no_wrap=True, ratio=1, min_width=4)
-        table.add_column("id", justify="right", no_wrap=True)
-        table.add_column("q", justify="right", no_wrap=True)
-        if bar_width:
-            table.add_column("", width=bar_width, no_wrap=True)
-        table.add_column("log q", justify="right", no_wrap=True)
+            header += " " + _fit("piece", self._piece_width)
+        header += (
+            f" {'id':>{self.id_width}} {'q':>7} "
+            + (" " * (bar_width + 1) if bar_width else "")
+            + f"{'log q':>7}"
+        )
+        lines: list[Line] = [[(header, HEADER)]]
 
         target = int(trace.target_ids[t])
         ids, logprobs = trace.topk_ids[t].tolist(), trace.topk_logprobs[t].tolist()
         target_inside = target in ids
         shown = min(len(ids), rows_available - (0 if target_inside else 2))
         for rank, (token_id, logprob) in enumerate(zip(ids[:shown], logprobs[:shown], strict=True), start=1):
-            self._add_row(
-                table, str(rank), token_id, logprob, token_width, show_piece, bar_width, token_id == target
-            )
+            lines.append(self._row(str(rank), token_id, logprob, token_id == target))
         if not target_inside:
-            table.add_row("", "⋮", *[""] * (len(table.columns) - 2))
-            rank = f"{int(trace.rank[t])}{'=' if trace.ties[t] else ''}"
-            self._add_row(
-                table, rank, target, float(trace.logprob[t]), token_width, show_piece, bar_width, True
-            )
-        return table
+            lines.append([(f"  {'⋮':>5}", None)])
+            rank_text = f"{int(trace.rank[t])}{'=' if trace.ties[t] else ''}"
+            lines.append(self._row(rank_text, target, float(trace.logprob[t]), True))
+        self.set_lines(lines)
 
-    def _add_row(
-        self,
-        table: Table,
-        rank: str,
-        token_id: int,
-        logprob: float,
-        token_width: int,
-        show_piece: bool,
-        bar_width: int,
-        is_target: bool,
-    ) -> None:
+    def _row(self, rank: str, token_id: int, logprob: float, is_target: bool) -> Line:
+        texts = self.result.texts
         q = math.exp(logprob) if math.isfinite(logprob) else math.nan
-        cells: list[Text | str] = ["▶" if is_target else "", rank, self._token(token_id, token_width)]
-        if show_piece:
-            cells.append(clip(self.result.texts.piece(token_id), token_width))
-        cells += (
-            [str(token_id), probability(q)]
-            + ([bar(q, bar_width)] if bar_width else [])
-            + [number(logprob, 3)]
-        )
-        table.add_row(*cells, style=TARGET_STYLE if is_target else None)
+        label = token_label(texts, token_id, "piece" if self.mode == "piece" else "text")
+        special = texts.is_special(token_id) or not texts.in_tokenizer(token_id)
+        row_style = TARGET if is_target else None
+        pieces: Line = [(("▶ " if is_target else "  ") + f"{rank:>5} ", row_style)]
+        pieces.append((_fit(label, self._token_width), TARGET if is_target else SPECIAL if special else None))
+        if self._piece_width:
+            pieces.append((" " + _fit(texts.piece(token_id), self._piece_width), row_style))
+        tail = f" {token_id:>{self.id_width}} {probability(q):>7} "
+        if self._bar_width:
+            tail += bar(q, self._bar_width) + " "
+        tail += f"{number(logprob, 3):>7}"
+        pieces.append((tail, row_style))
+        return pieces
