@@ -227,7 +227,8 @@ class DataBrowserScreen(Screen[None]):
             loaded = self._wait_for_model(worker)
             tokenizer = getattr(loaded, "tokenizer", None)
             if tokenizer is None:
-                self.post_message(BrowserStatus("no tokenizer: cannot count tokens or lint"))
+                if loaded is not None:  # else _wait_for_model has said why
+                    self.post_message(BrowserStatus("no tokenizer: cannot count tokens or lint"))
                 return
         results: dict[int, RowLint] = {}
         for row in rows:
