@@ -6,19 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from engine.errors import TokstepError
 
-DTYPES: dict[str, torch.dtype | str] = {
-    "auto": "auto",
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
+# torch is imported inside the functions that need it: `tokstep lint` loads only a tokenizer.
+DTYPES = {"auto": "auto", "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +35,8 @@ class LoadedModel:
 
 def resolve_device(device: str) -> str:
     """Turn `auto` into the best available device; check an explicit one exists."""
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -62,6 +55,12 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "mps"):
         raise TokstepError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, DTYPES[name])
 
 
 def _first_line(error: BaseException) -> str:
@@ -85,6 +84,38 @@ def max_positions_of(config: Any) -> int | None:
     return None
 
 
+def _resolve(name_or_path: str, revision: str | None, trust_remote_code: bool) -> tuple[str, dict[str, Any]]:
+    """Where to load from, and the from_pretrained flags: a local folder is never looked up online."""
+    is_local = Path(name_or_path).expanduser().is_dir()
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.rstrip("/").count("/") > 1
+    if not is_local and looks_like_path:
+        raise TokstepError(f"model folder not found: {name_or_path}")
+    location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
+    common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if is_local:
+        common["local_files_only"] = True
+    return location, common
+
+
+def _tokenizer_from(location: str, common: dict[str, Any], name_or_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    except Exception as error:  # noqa: BLE001 - every loader failure becomes one line
+        raise TokstepError(f"cannot load the tokenizer of '{name_or_path}': {_first_line(error)}") from None
+    if len(tokenizer) < 2:  # transformers builds an empty tokenizer when the folder has no tokenizer files
+        raise TokstepError(f"'{name_or_path}' has no usable tokenizer (no tokenizer files found)")
+    return tokenizer
+
+
+def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """Load only the tokenizer (for `tokstep lint`: no weights, no forward pass), with load_model's rules."""
+    quiet_transformers()
+    location, common = _resolve(name_or_path, revision, trust_remote_code)
+    return _tokenizer_from(location, common, name_or_path)
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -95,20 +126,12 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     quiet_transformers()
     if dtype not in DTYPES:
         raise TokstepError(f"--dtype {dtype}: expected one of auto, bfloat16, float16, float32")
-    is_local = Path(name_or_path).expanduser().is_dir()
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.rstrip("/").count("/") > 1
-    if not is_local and looks_like_path:
-        raise TokstepError(f"model folder not found: {name_or_path}")
-    location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
-    common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-    if is_local:
-        common["local_files_only"] = True
-
+    location, common = _resolve(name_or_path, revision, trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(location, **common)
     except Exception as error:  # noqa: BLE001 - every loader failure becomes one line
@@ -116,7 +139,7 @@ def load_model(
     target_device = resolve_device(device) if device_map is None else None
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            location, config=config, dtype=DTYPES[dtype], device_map=device_map, **common
+            location, config=config, dtype=_torch_dtype(dtype), device_map=device_map, **common
         )
     except ValueError as error:
         if "Unrecognized configuration class" in str(error):
@@ -125,13 +148,7 @@ def load_model(
         raise TokstepError(f"cannot load model '{name_or_path}': {_first_line(error)}") from None
     except Exception as error:  # noqa: BLE001
         raise TokstepError(f"cannot load model '{name_or_path}': {_first_line(error)}") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **common)
-    except Exception as error:  # noqa: BLE001
-        raise TokstepError(f"cannot load the tokenizer of '{name_or_path}': {_first_line(error)}") from None
-    if len(tokenizer) < 2:  # transformers builds an empty tokenizer when the folder has no tokenizer files
-        raise TokstepError(f"'{name_or_path}' has no usable tokenizer (no tokenizer files found)")
-
+    tokenizer = _tokenizer_from(location, common, name_or_path)
     if target_device is not None:
         model.to(target_device)
     return wrap_model(model, tokenizer, name_or_path)
@@ -154,24 +171,3 @@ def wrap_model(model: Any, tokenizer: Any, name: str = "model") -> LoadedModel:
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)
-
-
-def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
-    """Load only the tokenizer (for `tokstep lint`: no weights, no forward pass), with load_model's rules."""
-    from transformers import AutoTokenizer
-
-    quiet_transformers()
-    is_local = Path(name_or_path).expanduser().is_dir()
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.rstrip("/").count("/") > 1
-    if not is_local and looks_like_path:
-        raise TokstepError(f"model folder not found: {name_or_path}")
-    location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
-    common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-    if is_local:
-        common["local_files_only"] = True
-    try:
-        return AutoTokenizer.from_pretrained(location, **common)
-    except Exception as error:  # noqa: BLE001 - every loader failure becomes one line
-        raise TokstepError(f"cannot load the tokenizer of '{name_or_path}': {_first_line(error)}") from None
-    if len(tokenizer) < 2:  # transformers builds an empty tokenizer when the folder has no tokenizer files
-        raise TokstepError(f"'{name_or_path}' has no usable tokenizer (no tokenizer files found)")
