@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 EXACT_FLOAT_COUNT = 1 << 24  # float32 sums of 0/1 flags are exact below this many columns
+TOPK_BLOCK = 64  # columns per block in the two-stage top-k
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +85,28 @@ def _topk_resolving_ties(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     return logits.gather(-1, top_ids), top_ids
 
 
+def _top_values(logits: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n largest values of each (c, V) row, desc, with ids (order among equal values unspecified).
+
+    On the CPU, torch.topk over a long row costs several times a plain pass, so rows are cut into
+    blocks of TOPK_BLOCK: one `amax` pass finds each block's max, and only the n blocks with the largest
+    maxima (plus the ragged tail) can hold the top n values: if a top-n value sat in another block,
+    the n chosen blocks would each hold a value at least as large, n values in all, a contradiction.
+    """
+    rows, vocab = logits.shape
+    blocks = vocab // TOPK_BLOCK
+    if logits.device.type != "cpu" or logits.stride(-1) != 1 or blocks < 4 * n:
+        return logits.topk(n, dim=-1)
+    block_max = logits[:, : blocks * TOPK_BLOCK].view(rows, blocks, TOPK_BLOCK).amax(-1)  # (c, B)
+    chosen = block_max.topk(n, dim=-1).indices  # (c, n): NaN blocks first, as topk ranks NaN highest
+    offsets = torch.arange(TOPK_BLOCK, device=logits.device)
+    candidates = (chosen[:, :, None] * TOPK_BLOCK + offsets).view(rows, n * TOPK_BLOCK)
+    tail = torch.arange(blocks * TOPK_BLOCK, vocab, device=logits.device).expand(rows, -1)
+    candidates = torch.cat([candidates, tail], dim=1)  # (c, n * TOPK_BLOCK + tail)
+    values, where = logits.gather(-1, candidates).topk(n, dim=-1)  # (c, n)
+    return values, candidates.gather(-1, where)
+
+
 def deterministic_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of (c, V) float32 logits ordered by value desc, then id asc: ties never depend on the kernel.
 
@@ -93,7 +116,7 @@ def deterministic_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     """
     vocab = logits.shape[-1]
     k = min(k, vocab)
-    values, ids = logits.topk(min(k + 1, vocab), dim=-1)  # (c, k or k+1), by value desc
+    values, ids = _top_values(logits, min(k + 1, vocab))  # (c, k or k+1), by value desc
     if k < vocab:
         ambiguous = _same(values[:, k], values[:, k - 1])  # (c,): the k-th value also appears outside
         values, ids = values[:, :k], ids[:, :k]
@@ -112,9 +135,10 @@ def reduce_logits(
     """logits (c, V) in any dtype, targets (c,) -> float32 statistics, moved to the CPU.
 
     rank = 1 + #(logit > logit[target]) (ties counted separately in `ties`); entropy in nats.
-    log q comes from `log_softmax`, the very kernel HF's cross-entropy uses; entropy = -sum(q * log q).
-    Passes over the chunk: topk, two compare-and-count, log_softmax, exp, multiply-and-sum.
-    Pass `scratch` to reuse the work buffers across chunks.
+    q = softmax(logits); log q(v) = logit(v) - lse with lse = max - log q(argmax) (q(argmax) is exactly
+    1/sum exp(logit - max) up to one rounding), so log q stays finite where q itself underflows;
+    entropy = -sum q log q. Passes over the chunk: block max + small top-k, two compare-and-count,
+    softmax, log, multiply-and-sum. Pass `scratch` to reuse the work buffers across chunks.
     """
     scratch = scratch if scratch is not None else Scratch()
     rows, vocab = logits.shape
@@ -124,24 +148,28 @@ def reduce_logits(
     else:  # upcast exactly as HF's loss does, into a reused buffer
         x = scratch.take("upcast", rows, vocab, torch.float32, device).copy_(logits)
     top_logits, top_ids = deterministic_topk(x, k)  # (c, k); NaN sorts first, so [:, 0] is the row max
-    finite = ~(torch.isnan(top_logits[:, 0]) | torch.isposinf(top_logits[:, 0]))  # (c,) no NaN, no +inf
+    row_max = top_logits[:, :1]  # (c, 1)
+    finite = ~(torch.isnan(row_max) | torch.isposinf(row_max))[:, 0]  # (c,) no NaN, no +inf in the row
     target_logit = x.gather(-1, targets[:, None])  # (c, 1)
 
-    flags_dtype = torch.float32 if vocab < EXACT_FLOAT_COUNT else torch.int64
-    flags = scratch.take("flags", rows, vocab, flags_dtype, device)  # (c, V) 0/1, summed exactly
-    rank = 1 + torch.gt(x, target_logit, out=flags).sum(-1)  # (c,)
-    ties = torch.eq(x, target_logit, out=flags).sum(-1) - 1  # (c,)
+    work = scratch.take("work", rows, vocab, torch.float32, device)  # (c, V)
+    if vocab < EXACT_FLOAT_COUNT:  # 0/1 flags summed in float32: exact, and faster than bool sums
+        rank = 1 + torch.gt(x, target_logit, out=work).sum(-1)  # (c,)
+        ties = torch.eq(x, target_logit, out=work).sum(-1) - 1  # (c,)
+    else:
+        rank = 1 + (x > target_logit).sum(-1)
+        ties = (x == target_logit).sum(-1) - 1
 
-    log_q = torch.log_softmax(x, -1, out=scratch.take("log_q", rows, vocab, torch.float32, device))
-    q = torch.exp(log_q, out=flags if flags_dtype == torch.float32 else None)  # (c, V)
+    q = torch.softmax(x, -1, out=scratch.take("q", rows, vocab, torch.float32, device))  # (c, V)
+    lse = row_max - torch.log(q.gather(-1, top_ids[:, :1]))  # (c, 1) log sum exp(logits)
     # (c,) -sum q log q; torch.sum's cascade keeps float32 accurate where a plain dot loses ~1e-4
-    entropy = -torch.mul(q, log_q, out=q).sum(-1) if q is flags else -(q * log_q).sum(-1)
-    redo = torch.isnan(entropy) & finite & torch.isfinite(top_logits[:, 0])  # -inf logits: 0 * -inf
-    if redo.any():  # only rows holding -inf logits come here
-        entropy[redo] = _entropy(log_q[redo])
+    entropy = -torch.mul(q, torch.log(q, out=work), out=work).sum(-1)
+    redo = torch.isnan(entropy) & finite  # q underflowed to 0 somewhere: 0 * log 0 must count as 0
+    if redo.any():
+        entropy[redo] = -torch.special.xlogy(q[redo], q[redo]).sum(-1)
 
-    logprob = log_q.gather(-1, targets[:, None])[:, 0]  # (c,) = log q(target)
-    top_logprobs = log_q.gather(-1, top_ids)  # (c, k)
+    logprob = (target_logit - lse)[:, 0]  # (c,) log q(target)
+    top_logprobs = top_logits - lse  # (c, k)
     return PositionStats(
         logprob=logprob.cpu().numpy(),
         rank=rank.cpu().numpy().astype(np.int64),
@@ -151,8 +179,3 @@ def reduce_logits(
         topk_logprobs=top_logprobs.cpu().numpy(),
         finite=finite.cpu().numpy(),
     )
-
-
-def _entropy(log_q: torch.Tensor) -> torch.Tensor:
-    """-sum q log q of (r, V) log-probabilities, with 0 log 0 = 0."""
-    return torch.special.entr(log_q.exp()).sum(-1)

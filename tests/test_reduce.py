@@ -128,3 +128,30 @@ def test_k_equal_to_vocab_orders_everything():
     logits = torch.tensor([[1.0, 3.0, 3.0, -2.0, 1.0]])
     _, ids = deterministic_topk(logits, 5)
     assert ids[0].tolist() == [1, 2, 0, 4, 3]
+
+
+def test_underflowing_probabilities_keep_finite_logprobs_and_zero_entropy_terms():
+    logits = torch.full((2, 3000), -300.0)
+    logits[0, 5] = 0.0  # every other q underflows to exactly 0 in float32
+    logits[1, :] = torch.linspace(-150.0, 0.0, 3000)
+    targets = torch.tensor([17, 0])
+    stats = reduce_logits(logits, targets, 4)
+    assert stats.logprob[0] == pytest.approx(-300.0, abs=1e-3)
+    assert np.isfinite(stats.entropy).all() and stats.entropy[0] == pytest.approx(0.0, abs=1e-6)
+    check_against_naive(logits, targets, k=4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_long_rows_with_ties_and_nan_across_blocks_match_naive(seed):
+    """Vocabularies long enough for the two-stage top-k, with ties/NaN in and across blocks and the tail."""
+    gen = torch.Generator().manual_seed(seed)
+    vocab = 64 * 100 + 37  # a ragged tail after the last full block
+    logits = torch.randint(-50, 8, (12, vocab), generator=gen).float()  # many exact ties near the top
+    logits[0, -3:] = 20.0  # the maximum sits in the ragged tail
+    logits[1, [5, 64 * 7 + 1, vocab - 1]] = NAN  # NaN in two blocks and the tail
+    logits[2, :] = 1.0
+    logits[2, [100, 3000, 6400]] = 2.0
+    logits[3] = torch.randn(vocab, generator=gen).to(torch.bfloat16).float()  # bf16-like value grid
+    targets = torch.randint(0, vocab, (12,), generator=gen)
+    check_against_naive(logits, targets, k=10)
+    check_against_naive(logits, targets, k=1)
