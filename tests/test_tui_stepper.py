@@ -327,7 +327,7 @@ async def test_loss_panel_shows_running_sum_count_mean_and_mask_reason(result):
         await pilot.pause()
         shown = text_of(loss)
         ce = trace.ce[: counted + 1][trace.supervised[: counted + 1]]  # naive recomputation
-        assert f"{ce.sum():.4f} over n = {ce.size} supervised" in shown
+        assert f"{ce.sum():.4f}  n = {ce.size} counted" in shown
         assert f"mean    {ce.mean():.4f}" in shown
         assert "counted ✓" in shown
 

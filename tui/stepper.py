@@ -37,6 +37,9 @@ from tui.widgets.topk_table import TopKTable
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
 MODES = ("text", "piece", "id")
+CONTEXT_TITLE = (
+    "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
+)
 
 
 class StepperScreen(Screen[None]):
@@ -113,14 +116,12 @@ class StepperScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#panels").styles.height = self.result.trace.top_k + 5  # header, extra row, borders
-        self.query_one(
-            "#context-box"
-        ).border_subtitle = "␣ space  ↵ newline  dim = masked (−100)  click a token"
-        self.query_one(
-            "#context-box"
-        ).border_title = "context · position t reads tokens 0..t ▮ and predicts t+1 ▮"
-        self.query_one("#topk").border_title = f"top-{self.result.trace.top_k} next tokens at t"
+        top_k = self.result.trace.top_k
+        self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
+        context = self.query_one("#context-box")
+        context.border_title = CONTEXT_TITLE
+        context.border_subtitle = "␣ space  ↵ newline  dim = masked (−100)  click a token"
+        self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
         self.query_one(StatusBar).lints = len(self.findings)

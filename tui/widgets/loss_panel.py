@@ -22,7 +22,7 @@ def parity(result: TraceResult) -> tuple[str, bool | None]:
         return "✗ MISMATCH (one side undefined)", False
     diff = abs(ours - theirs)
     ok = diff <= parity_tolerance(result.info.dtype) * max(abs(theirs), 1e-12)
-    return (f"✓ match |Δ| {diff:.1e}" if ok else f"✗ MISMATCH |Δ| {diff:.1e}"), ok
+    return (f"✓ match |Δ|={diff:.0e}" if ok else f"✗ MISMATCH |Δ|={diff:.1e}"), ok
 
 
 class LossPanel(LinesView):
@@ -51,18 +51,16 @@ class LossPanel(LinesView):
             reason = sample.mask_reasons[t + 1].value  # the target token's reason: labels[t+1] = -100
             lines.add(f"not counted: {reason} (label −100)\n", "dim")
         lines.add("Σ CE    ", "bold")
-        lines.add(
-            f"{number(float(trace.running_sum[t]))} over n = {int(trace.running_count[t])} supervised\n"
-        )
+        lines.add(f"{number(float(trace.running_sum[t]))}  n = {int(trace.running_count[t])} counted\n")
         mean = trace.running_mean(t)
         lines.add("mean    ", "bold").add(number(mean), "bold")
         lines.add(" = Σ / n\n" if mean is not None else " (nothing counted yet)\n")
         if t == len(trace) - 1:
             badge, ok = parity(result)
-            lines.add("HF loss ", "bold").add(
+            lines.add("HF      ", "bold").add(
                 number(result.reference, 6) if result.reference_computed else "—"
             )
-            lines.add("  ").add(badge, "dim" if ok is None else "bold green" if ok else "bold white on red")
+            lines.add(" ").add(badge, "dim" if ok is None else "bold green" if ok else "bold white on red")
         else:
-            lines.add("HF loss: at the last position (End)", "dim")
+            lines.add("HF loss: compared at the end (End)", "dim")
         self.set_lines(lines)

@@ -7,7 +7,7 @@ from tui.widgets.lines import Lines, LinesView
 
 
 class StatusBar(LinesView):
-    """`tokstep │ model · dtype · device │ sample │ t 12 / 57 │ 40 counted │ ▶ 5/s │ ⚠ 2 lints`."""
+    """`tokstep  t 12 / 57 ▶ 5/s ⚠ 2 lints │ sample (40 counted) │ model · dtype · device`: most urgent first."""
 
     DEFAULT_CSS = "StatusBar { dock: top; height: 1; }"
 
@@ -23,12 +23,12 @@ class StatusBar(LinesView):
         info, sample, trace = self.result.info, self.result.sample, self.result.trace
         line = Lines()
         line.add(" tokstep ", "bold reverse")
-        line.add(f" {info.name} · {info.dtype} · {info.device} ")
-        line.add("│ ", "dim").add(f"{sample.name} ", "bold").add("│ ", "dim")
-        line.add(f"t {cursor} / {len(trace)}", "bold")  # t / T: positions run 0..T-1
-        line.add(f"  {trace.num_supervised} counted", "dim")
+        line.add(f" t {cursor} / {len(trace)} ", "bold")  # t / T: positions run 0..T-1
         if self.playing is not None:
-            line.add(f"  ▶ {self.playing:g}/s", "bold green")
+            line.add(f"▶ {self.playing:g}/s ", "bold green")
         if self.lints:
-            line.add(f"  ⚠ {self.lints} lint{'s' if self.lints != 1 else ''} (L)", "bold yellow")
+            line.add(f"⚠ {self.lints} lint{'s' if self.lints != 1 else ''} (L) ", "bold yellow")
+        line.add("│ ", "dim").add(f"{sample.name} ", "bold")
+        line.add(f"({trace.num_supervised} counted) ", "dim").add("│ ", "dim")
+        line.add(f"{info.name} · {info.dtype} · {info.device}")
         self.set_lines(line)

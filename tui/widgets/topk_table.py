@@ -46,9 +46,9 @@ class TopKTable(LinesView):
         width = max(self.size.width, 30)
         rows_available = max(self.size.height - 1, 2)  # minus the header line
         fixed = 2 + 6 + self.id_width + 1 + 8 + 8  # marker, rank, id, q, log q with their gaps
-        bar_width = min(max(width - fixed - 16, 0), 10)  # the bar only takes room the token does not need
+        show_piece = width - fixed >= 34 and self.mode != "piece"
+        bar_width = min(max(width - fixed - (26 if show_piece else 12), 0), 8)  # room the tokens do not need
         free = width - fixed - (bar_width + 1 if bar_width else 0)
-        show_piece = free >= 34 and self.mode != "piece"
         self._token_width = max((free - 1) // 2 if show_piece else free, 4)
         self._piece_width = (free - 1 - self._token_width) if show_piece else 0
         self._bar_width = bar_width
