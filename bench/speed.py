@@ -38,6 +38,11 @@ class PairedTimes:
         return statistics.median(t.wall / f.wall for f, t in zip(self.forward, self.trace, strict=True))
 
     @property
+    def min_ratio(self) -> float:
+        """Fastest trace over fastest forward: load only ever adds time, so minima are the least noisy."""
+        return min(t.wall for t in self.trace) / min(f.wall for f in self.forward)
+
+    @property
     def cpu_ratio(self) -> float:
         return statistics.median(t.cpu / f.cpu for f, t in zip(self.forward, self.trace, strict=True))
 
@@ -68,7 +73,7 @@ def bare_forward(loaded: LoadedModel, ids: torch.Tensor) -> Callable[[], object]
     return run
 
 
-def trace_vs_forward(loaded: LoadedModel, sample: Sample, repeats: int) -> PairedTimes:
+def trace_vs_forward(loaded: LoadedModel, sample: Sample, repeats: int, warm_up: bool = True) -> PairedTimes:
     ids = input_ids(loaded, sample)
     forward = bare_forward(loaded, ids)
     paths: set[str] = set()
@@ -76,7 +81,8 @@ def trace_vs_forward(loaded: LoadedModel, sample: Sample, repeats: int) -> Paire
     def trace() -> None:
         paths.add(trace_sample(loaded, sample).path)
 
-    timed(loaded, forward), timed(loaded, trace)  # warm-up: allocator, kernels, lazy init
+    if warm_up:  # allocator, kernels, lazy init at this size
+        timed(loaded, forward), timed(loaded, trace)
     forwards, traces = [], []
     for r in range(repeats):
         if r % 2 == 0:
