@@ -252,7 +252,7 @@ async def test_question_mark_lists_every_binding(result):
         help_text = "\n".join(text_of(w) for w in app.screen.query("Static"))
         for binding in StepperScreen.BINDINGS:
             assert binding.description in help_text
-        assert "click a token" in help_text
+        assert "a token: go to its position" in help_text
         await pilot.press("escape")
         assert isinstance(app.screen, StepperScreen)
 
@@ -302,7 +302,7 @@ async def test_topk_marks_the_target_and_adds_a_row_when_it_ranks_below_k(result
 
 async def test_onehot_panel_states_ce_as_minus_log_q_of_the_target(result):
     app = make_app(result)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(140, 40)) as pilot:
         stepper = await stepper_of(app, pilot)
         stepper.cursor = 77
         await pilot.pause()

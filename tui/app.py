@@ -265,7 +265,7 @@ def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: Sample
         data=getattr(args, "data", None),
         args=args,
     )
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped
         return _headless_check(app)
     app.run()
     if app.load_error:

@@ -31,13 +31,15 @@ class HelpScreen(ModalScreen[None]):
         self.extra = extra
 
     def compose(self) -> ComposeResult:
-        table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column()
-        for binding in self.bindings:
-            table.add_row(key_names(self.app, binding.key), binding.description)
-        for keys, description in self.extra:
-            table.add_row(keys, description)
+        entries = [(key_names(self.app, b.key), b.description) for b in self.bindings] + list(self.extra)
+        half = (len(entries) + 1) // 2  # two columns, so the whole list fits on an 80x24 screen
+        key_width = max(len(keys) for keys, _ in entries[:-1] or entries)  # the mouse line may be long
+        table = Table(box=None, show_header=False, padding=(0, 1, 0, 0), expand=True)
+        for _ in range(2):
+            table.add_column(style="bold", no_wrap=True, min_width=min(key_width, 12))
+            table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+        for left, right in zip(entries[:half], entries[half:] + [("", "")], strict=False):
+            table.add_row(*left, *right)
         with VerticalScroll(id="help-body"):
             yield Static(Text("Keys", style="bold"))
             yield Static(table)

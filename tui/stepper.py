@@ -289,7 +289,7 @@ class StepperScreen(Screen[None]):
     # -- other screens ---------------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        extra = [("mouse", "click a token: go to the position that predicts it")]
+        extra = [("click", "a token: go to its position")]
         self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))
 
     def action_lints(self) -> None:

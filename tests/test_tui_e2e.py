@@ -1,0 +1,148 @@
+"""End to end: `tokstep` in a real terminal (tmux), keys pressed, the screen read back as text.
+
+Needs tmux (CI installs it: .ci/run). A tiny model saved to a temp folder keeps it fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import tiny
+
+TOKSTEP = Path(sys.executable).with_name("tokstep")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-llama-e2e")
+    tokenizer = tiny.sentencepiece_bpe(chat_template=tiny.CHATML)
+    tiny.tiny_model("llama", len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+class Terminal:
+    """One tmux session running a command; `screen()` is what a user would see."""
+
+    def __init__(
+        self, command: list[str], cols: int = 100, rows: int = 30, env: dict[str, str] | None = None
+    ):
+        assert shutil.which("tmux"), "tmux is required for the end-to-end test (apt-get install -y tmux)"
+        self.name = f"tokstep-e2e-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        # after the program exits, print its status and keep the pane alive so the test can read it
+        shell = f'env TERM=xterm-256color {exports} {shlex.join(command)}; echo "[exit $?]"; sleep 60'
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(cols), "-y", str(rows), shell],
+            check=True,
+        )
+        # a tmux server started elsewhere may impose its own window size: insist on ours
+        subprocess.run(
+            ["tmux", "resize-window", "-t", self.name, "-x", str(cols), "-y", str(rows)], check=False
+        )
+
+    def screen(self) -> str:
+        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        return out.stdout
+
+    def wait_for(self, text: str, seconds: float = 90.0) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; the screen was:\n{self.screen()}")
+
+    def press(self, *keys: str) -> None:
+        for key in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
+            time.sleep(0.15)
+
+    def exit_status(self, seconds: float = 15.0) -> int:
+        screen = self.wait_for("[exit ", seconds)
+        return int(screen.split("[exit ")[1].split("]")[0])
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture
+def terminal():
+    opened: list[Terminal] = []
+
+    def open_terminal(*args, **kwargs) -> Terminal:
+        opened.append(Terminal(*args, **kwargs))
+        return opened[-1]
+
+    yield open_terminal
+    for term in opened:
+        term.close()
+
+
+def test_tokstep_steps_through_a_sample_in_a_real_terminal(model_dir, terminal):
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        str(TOKSTEP),
+        "--model",
+        model_dir,
+        "--device",
+        "cpu",
+        "--prompt",
+        "Question: 2+2?",
+        "--answer",
+        " 4",
+    ]
+    term = terminal(command, cols=100, rows=30, env=env)
+    screen = term.wait_for("t 0 / ")
+    assert "top-10 next tokens" in screen and "CE = −log q(target)" in screen and "one-hot target" in screen
+
+    term.press("Right", "Right", "l")
+    screen = term.wait_for("t 3 / ")
+    total = int(screen.split("t 3 / ")[1].split()[0])
+
+    term.press("End")
+    screen = term.wait_for(f"t {total - 1} / {total}")
+    assert "✓ match" in screen  # our mean equals HF's model(input_ids, labels=labels).loss
+
+    term.press("?")
+    assert "Keys" in term.wait_for("a token: go to its")
+    term.press("Escape", "q")
+    assert term.exit_status() == 0
+
+
+def test_a_load_failure_is_shown_in_the_app_then_left_as_one_line(terminal, tmp_path):
+    missing = tmp_path / "no-such-model"
+    term = terminal([str(TOKSTEP), "--model", str(missing), "--text", "hi"], env={"HF_HUB_OFFLINE": "1"})
+    screen = term.wait_for("could not start")
+    squeezed = "".join(screen.split())  # the reason may wrap over lines
+    assert "".join(f"model folder not found: {missing}".split()) in squeezed
+    term.press("q")
+    assert term.exit_status() == 2
+    after = "".join(line.rstrip() for line in term.screen().splitlines())  # undo the terminal's wrapping
+    # Textual draws on stderr: once it has restored the terminal, the same reason is left there as one line
+    assert after == f"tokstep: error: model folder not found: {missing}[exit 2]"
+
+
+def test_no_color_still_marks_token_boundaries(model_dir, terminal):
+    env = {"HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    command = [
+        str(TOKSTEP),
+        "--model",
+        model_dir,
+        "--device",
+        "cpu",
+        "--text",
+        "I love dogs and I love cats.",
+    ]
+    term = terminal(command, env=env)
+    screen = term.wait_for("t 0 / ")
+    context = screen.splitlines()[2]  # the first line inside the context box
+    assert "<s> " in context  # a space after each token: boundaries survive without colour
