@@ -34,10 +34,10 @@ class OneHotPanel(LinesView):
         q = math.exp(logprob) if finite else math.nan
 
         lines = Lines()
-        lines.add("p = [0 … 0 ").add("1", TARGET_STYLE).add(" 0 … 0]  ")
+        lines.add("p = [0…0 ").add("1", TARGET_STYLE).add(" 0…0]  ")
         prefix = f"1 at id {target} "
-        lines.add(prefix).add(clip(token_label(texts, target), max(width - 21 - len(prefix), 4)), "bold")
-        lines.add(f"\nq = [· … · {probability(q)} · … ·]  of {trace.model_vocab_size} ids\n")
+        lines.add(prefix).add(clip(token_label(texts, target), max(width - 17 - len(prefix), 4)), "bold")
+        lines.add(f"\nq = [·…· {probability(q)} ·…·]  of {trace.model_vocab_size} ids\n")
         lines.add("Σ −p·log q: only the target's term\n", "dim")
         lines.add("CE = −log q(target) = ", "bold")
         if finite:

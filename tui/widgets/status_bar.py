@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.session import TraceResult
 from tui.widgets.lines import Lines, LinesView
+
+
+def short_name(name: str) -> str:
+    """A local folder by its last part (`tokstep-mini`); a hub id (`org/model`) as it is."""
+    path = Path(name).expanduser()
+    return path.name if path.is_absolute() or name.startswith((".", "~")) else name
 
 
 class StatusBar(LinesView):
@@ -30,5 +38,5 @@ class StatusBar(LinesView):
             line.add(f"⚠ {self.lints} lint{'s' if self.lints != 1 else ''} (L) ", "bold yellow")
         line.add("│ ", "dim").add(f"{sample.name} ", "bold")
         line.add(f"({trace.num_supervised} counted) ", "dim").add("│ ", "dim")
-        line.add(f"{info.name} · {info.dtype} · {info.device}")
+        line.add(f"{short_name(info.name)} · {info.dtype} · {info.device}")
         self.set_lines(line)
