@@ -203,8 +203,15 @@ def section_startup(plan: Plan, lines: list[str]) -> None:
             f"| `tokstep report` (bundled model, demo sample): first output | {result.report.first_output:.2f} s{status} |",
             f"| `tokstep report`: total wall time | {result.report.total:.2f} s |",
         ]
+        frame = (
+            "no frame within 120 s" if result.tui_first_frame is None else f"{result.tui_first_frame:.2f} s"
+        )
+        lines.append(f"| `tokstep` (TUI, 120x40 pseudo-terminal): first frame | {frame} |")
     lines.append("")
-    lines.append("Heavy modules checked: torch, transformers, textual (in a fresh interpreter each).")
+    lines.append(
+        "Heavy modules checked: torch, transformers, textual (in a fresh interpreter each). First frame: "
+        f"{startup.FRAME_BYTES} bytes written after the switch to the alternate screen."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,11 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench import machine
+    from engine.errors import TokstepError
     from engine.loading import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except TokstepError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
     plan = QUICK if args.quick else FULL
     sections = set(args.only or ["speed", "memory", "tui", "startup"])
     started = time.perf_counter()

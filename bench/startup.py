@@ -79,6 +79,52 @@ def time_to_first_output(command: list[str], timeout: float = 600) -> FirstOutpu
     return FirstOutput(first, time.perf_counter() - start, code)
 
 
+ALT_SCREEN = b"\x1b[?1049h"  # Textual switches to the alternate screen before its first frame
+FRAME_BYTES = 2000  # a full frame at 120x40 is far larger than the mode-setting sequences before it
+
+
+def time_to_first_frame(
+    command: list[str], size: tuple[int, int] = (120, 40), timeout: float = 120
+) -> float | None:
+    """Start the TUI in a pseudo-terminal; seconds until its first frame (FRAME_BYTES after the switch to
+    the alternate screen) has been written. None if no frame came within `timeout`."""
+    import fcntl
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+
+    start = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its terminal
+        os.chdir(ROOT)
+        os.execvpe(command[0], command, {**_env(), "TERM": "xterm-256color", "COLUMNS": str(size[0])})
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    seen, after = b"", -1
+    elapsed = None
+    try:
+        while time.perf_counter() - start < timeout:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child exited
+                break
+            seen += chunk
+            if after < 0 and ALT_SCREEN in seen:
+                after = seen.index(ALT_SCREEN) + len(ALT_SCREEN)
+            if after >= 0 and len(seen) - after >= FRAME_BYTES:
+                elapsed = time.perf_counter() - start
+                break
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return elapsed
+
+
 @dataclass(frozen=True)
 class Startup:
     help_seconds: float
@@ -86,6 +132,7 @@ class Startup:
     report_help_heavy: list[str]
     cli_import_heavy: list[str]
     report: FirstOutput | None  # None when the bundled model is not there
+    tui_first_frame: float | None  # seconds; None when not measured
 
 
 def measure(repeats: int) -> Startup:
@@ -102,13 +149,15 @@ def measure(repeats: int) -> Startup:
         text=True,
         timeout=120,
     )
-    report = None
+    report = frame = None
     if (DEFAULT_MODEL / "config.json").exists():
         report = time_to_first_output([*command, "report"])
+        frame = time_to_first_frame(command)
     return Startup(
         help_seconds=wall_time([*command, "--help"], repeats),
         help_heavy=heavy_imports(["--help"]),
         report_help_heavy=heavy_imports(["report", "--help"]),
         cli_import_heavy=json.loads(cli_only.stdout.strip().splitlines()[-1]),
         report=report,
+        tui_first_frame=frame,
     )
