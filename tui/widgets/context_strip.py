@@ -30,6 +30,7 @@ HEAT = tuple(
     for c in ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")
 )
 
+MAX_LINES = 16  # the most lines the strip asks for; longer samples scroll with the cursor
 Layout = list[tuple[int, str]]
 
 
@@ -47,7 +48,7 @@ def _token_style(shade: int, heat: int | None, special: bool, masked: bool) -> S
 class ContextStrip(LinesView):
     """Tokens 0..N-1 around the cursor; click a token to go to the position that predicts it."""
 
-    DEFAULT_CSS = "ContextStrip { height: 1fr; min-height: 1; }"
+    DEFAULT_CSS = "ContextStrip { height: auto; min-height: 1; }"
 
     class TokenClicked(Message):
         def __init__(self, token_index: int) -> None:
@@ -92,6 +93,10 @@ class ContextStrip(LinesView):
 
     def on_resize(self) -> None:
         self._draw()
+
+    def get_content_height(self, container: object, viewport: object, width: int) -> int:
+        """A short sample needs only a few lines: ask for those, up to MAX_LINES, and leave the rest to the panels."""
+        return len(self._layout(0, max(width, 2), MAX_LINES))
 
     # -- layout ----------------------------------------------------------------------------------------
 
