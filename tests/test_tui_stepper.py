@@ -352,6 +352,9 @@ async def test_small_terminal_keeps_every_panel_and_resize_adapts(result):
             widget = stepper.query_one(name)
             assert widget.region.height > 0 and widget.region.right <= 80, name
         assert "CE = −log q(target) =" in text_of(stepper.query_one("#onehot"))
+        # a long sample must not push the panels off screen: the top-k keeps its k rows + header + extra row
+        assert stepper.query_one("#topk").region.height >= result.trace.top_k + 5
+        assert stepper.query_one("#topk").region.bottom <= 23  # above the footer
         await pilot.resize_terminal(140, 45)
         await pilot.pause()
         assert stepper.query_one("#context").region.width > 120

@@ -36,7 +36,6 @@ from tui.widgets.status_bar import StatusBar
 from tui.widgets.topk_table import TopKTable
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
-MODES = ("text", "piece", "id")
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
@@ -128,8 +127,19 @@ class StepperScreen(Screen[None]):
         self.panels = list(
             self.query("StatusBar, ContextStrip, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve")
         )
+        self._fit_context()
         self.refresh_bindings()
         self.watch_cursor(self.cursor)
+
+    def on_resize(self) -> None:
+        self._fit_context()
+
+    def _fit_context(self) -> None:
+        """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
+        fixed = (
+            2 + (1 if self.inspect is not None else 0) + self.result.trace.top_k + 5
+        )  # status, footer, ...
+        self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def watch_cursor(self, t: int) -> None:
         """The one place the screen reacts to a move: every panel redraws itself for position t."""
