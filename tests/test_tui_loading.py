@@ -7,6 +7,7 @@ import argparse
 import sys
 import threading
 import types
+from dataclasses import replace
 
 import pytest
 import tiny
@@ -15,8 +16,9 @@ from textual.widgets import Static
 
 from engine.inputs import SampleSpec
 from engine.session import ModelSpec
-from tui.app import Backend, TokstepApp, run_app
+from tui.app import Backend, PrecomputedBackend, TokstepApp, run_app
 from tui.stepper import StepperScreen
+from tui.synthetic import synthetic_result
 
 PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
 
@@ -187,3 +189,34 @@ async def test_lints_and_inspector_come_from_the_engine(model_dir):
         inspector = plain(stepper.query_one("#inspector"))
         target = text_ids[0]  # position 1 predicts token 2, the first text token
         assert "target #2" in inspector and repr(tokenizer.convert_ids_to_tokens(target)) in inspector
+
+
+class SlowFirstTrace(PrecomputedBackend):
+    """Serves a synthetic result named after the sample; the first trace waits until the test lets it go."""
+
+    def __init__(self, result) -> None:
+        super().__init__(result, findings=[])
+        self.release_first = threading.Event()
+        self.calls = 0
+
+    def trace(self, loaded, sample, top_k, progress):
+        self.calls += 1
+        if self.calls == 1:
+            self.release_first.wait(10)
+        return replace(self.result, sample=replace(self.result.sample, name=sample.name))
+
+
+async def test_a_newer_open_sample_replaces_one_still_tracing():
+    backend = SlowFirstTrace(synthetic_result(50))
+    app = TokstepApp(sample_spec=None, backend=backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        browser = FakeBrowser()
+        await app.push_screen(browser)
+        app.open_sample(SampleSpec(text="a"), "row A")
+        await wait_for(pilot, lambda: backend.calls == 1, "the first trace to start")
+        app.open_sample(SampleSpec(text="b"), "row B")
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the second stepper")
+        backend.release_first.set()
+        await pilot.pause(0.3)
+        steppers = [s for s in app.screen_stack if isinstance(s, StepperScreen)]
+        assert [s.result.sample.name for s in steppers] == ["row B"]

@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
+from textual.worker import get_current_worker
 
 from engine.errors import TokstepError
 
@@ -196,7 +197,8 @@ class TokstepApp(App[int]):
         except Exception as error:  # noqa: BLE001
             self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", from_browser))
             return
-        self.post_message(TraceReady(result, findings, from_browser))
+        if not get_current_worker().is_cancelled:  # a newer open_sample replaced this one: drop it
+            self.post_message(TraceReady(result, findings, from_browser))
 
     def _lint(self, result: TraceResult, sample: SampleSpec) -> list[Any]:
         try:
