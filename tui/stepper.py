@@ -27,7 +27,7 @@ from tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tui.widgets.context_strip import ContextStrip
+from tui.widgets.context_strip import HEAT_COLOURS, ContextStrip
 from tui.widgets.inspector_line import InspectorLine, load_inspector
 from tui.widgets.loss_curve import LossCurve
 from tui.widgets.loss_panel import LossPanel
@@ -36,9 +36,16 @@ from tui.widgets.status_bar import StatusBar
 from tui.widgets.topk_table import TopKTable
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
+CONTEXT_LEGEND = "␣ space  ↵ newline  dim = masked (−100)  click a token"
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
+
+
+def heat_legend(scale: float) -> str:
+    """The heatmap's key: each token coloured by the CE of predicting it, from green (0) to red (>= scale)."""
+    swatches = "".join(f"[black on {colour}] [/]" for colour in HEAT_COLOURS)
+    return f"token colour = CE of predicting it: 0 {swatches} ≥ {scale:.2f}  (95th percentile)"
 
 
 class StepperScreen(Screen[None]):
@@ -119,7 +126,7 @@ class StepperScreen(Screen[None]):
         self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
         context = self.query_one("#context-box")
         context.border_title = CONTEXT_TITLE
-        context.border_subtitle = "␣ space  ↵ newline  dim = masked (−100)  click a token"
+        context.border_subtitle = CONTEXT_LEGEND
         self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
@@ -293,7 +300,10 @@ class StepperScreen(Screen[None]):
 
     def action_toggle_heatmap(self) -> None:
         self.heatmap = not self.heatmap
-        self.query_one(ContextStrip).set_heatmap(self.heatmap)
+        strip = self.query_one(ContextStrip)
+        strip.set_heatmap(self.heatmap)
+        box = self.query_one("#context-box")
+        box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else CONTEXT_LEGEND
         self.notify(f"loss heatmap {'on' if self.heatmap else 'off'}", timeout=2)
 
     # -- other screens ---------------------------------------------------------------------------------

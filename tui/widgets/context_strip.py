@@ -25,10 +25,8 @@ MASKED = Style(dim=True, italic=True)
 SPECIAL = Style(color="magenta", bold=True)
 CURRENT = Style(reverse=True, bold=True)
 TARGET = Style(color="black", bgcolor="yellow", bold=True, underline=True)
-HEAT = tuple(
-    Style(color="black", bgcolor=c)
-    for c in ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")
-)
+HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")  # low -> high CE
+HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
 
 MAX_LINES = 16  # the most lines the strip asks for; longer samples scroll with the cursor
 Layout = list[tuple[int, str]]
@@ -73,7 +71,7 @@ class ContextStrip(LinesView):
         )
         ce = result.trace.ce
         finite_ce = ce[np.isfinite(ce)]
-        self._heat_scale = float(np.percentile(finite_ce, 95)) if finite_ce.size else 1.0
+        self.heat_scale = float(np.percentile(finite_ce, 95)) if finite_ce.size else 1.0  # CE shown as red
 
     # -- what the screen calls -------------------------------------------------------------------------
 
@@ -196,7 +194,7 @@ class ContextStrip(LinesView):
         ce = float(self.result.trace.ce[index - 1])
         if not math.isfinite(ce):
             return len(HEAT) - 1
-        level = int(ce / max(self._heat_scale, 1e-6) * (len(HEAT) - 1))
+        level = int(ce / max(self.heat_scale, 1e-6) * (len(HEAT) - 1))
         return min(max(level, 0), len(HEAT) - 1)
 
     def _draw(self) -> None:
