@@ -381,3 +381,43 @@ async def test_no_color_separates_tokens_with_spaces(result):
         first = [result.texts.visible(int(i)) for i in result.sample.input_ids[:3]]
         assert line.startswith(" ".join(first) + " ")
         assert stepper is not strip
+
+
+def with_nonfinite(result, positions):
+    """The same trace, but the logits at `positions` were NaN/inf (as an overflowing fp16 model gives)."""
+    trace = result.trace
+    logprob, finite = trace.logprob.copy(), trace.finite.copy()
+    logprob[positions], finite[positions] = np.nan, False
+    ce = -logprob.astype(np.float64)
+    running_sum = np.cumsum(
+        np.where(trace.supervised, ce, 0.0)
+    )  # NaN from there on, as the engine's would be
+    new_trace = replace(trace, logprob=logprob, finite=finite, running_sum=running_sum)
+    return replace(result, trace=new_trace)
+
+
+async def test_nonfinite_positions_never_show_nan_as_a_number(result):
+    bad = [len(result.trace) // 2]
+    app = make_app(with_nonfinite(result, bad))
+    async with app.run_test(size=(120, 40)) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("n")  # non-finite logits always count as a surprise
+        surprises = np.flatnonzero(SurpriseRule().flags(stepper.result.trace)).tolist()
+        assert stepper.cursor == surprises[0]
+        stepper.cursor = bad[0]
+        await pilot.pause()
+        shown = {name: text_of(stepper.query_one(name)) for name in ("#topk", "#onehot", "#loss", "#status")}
+        assert "NaN/inf" in shown["#onehot"] and "NaN/inf" in shown["#loss"]
+        assert not any("nan" in text.replace("NaN/inf", "") for text in shown.values())
+        await pilot.press("c", "end")  # heatmap and the last position cope too
+        assert "nan" not in text_of(stepper.query_one("#loss")).replace("NaN/inf", "")
+
+
+async def test_a_two_token_sample_has_one_position(result):
+    app = make_app(synthetic_result(2, prompt_fraction=0.0))
+    async with app.run_test(size=(80, 24)) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("right", "pagedown", "end", "n", "m", "p")
+        await pilot.pause(0.2)
+        assert stepper.cursor == 0 and stepper.player is None
+        assert "t 0 / 1" in text_of(stepper.query_one("#status"))
