@@ -150,7 +150,8 @@ def _post_head(model: Any, logits: torch.Tensor) -> torch.Tensor:
 def _hidden_states_and_last_logits(
     model: Any, inputs: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Run the model once, keeping the final hidden states and only the last position's logits.
+    """Run the model once, keeping the final hidden states and the model's own logits at the last
+    position that predicts something (N-2): the trace checks its chunked head against them for free.
 
     Returns None when the model cannot do this (no `logits_to_keep`, no separable base model).
     """
@@ -166,14 +167,14 @@ def _hidden_states_and_last_logits(
 
     handle = base.register_forward_hook(keep_hidden)
     try:
-        out = model(**inputs, use_cache=False, logits_to_keep=1)
+        out = model(**inputs, use_cache=False, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
     except TypeError:
         return None
     finally:
         handle.remove()
-    if len(captured) != 1 or out.logits.shape[1] != 1:
+    if len(captured) != 1 or out.logits.shape[1] != 2:
         return None
-    return captured[0][0], out.logits[0, -1]  # (N, d), (V,)
+    return captured[0][0], out.logits[0, -2]  # (N, d), (V,)
 
 
 def _head_logits(model: Any, hidden: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
@@ -193,10 +194,11 @@ def _head_logits(model: Any, hidden: torch.Tensor, scratch: Scratch | None = Non
     return _post_head(model, logits)
 
 
-def _head_matches_model(model: Any, hidden: torch.Tensor, last_logits: torch.Tensor) -> bool:
-    """Check on the fly that head(hidden) reproduces the model's own logits (catches unknown transforms)."""
-    ours = _head_logits(model, hidden[-1:])[0].float()
-    theirs = last_logits.float().to(ours.device)
+def _head_matches_model(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Check that our head's logits (V,) reproduce the model's own at the same position (catches unknown
+    post-head transforms)."""
+    ours = ours.float()
+    theirs = theirs.float().to(ours.device)
     finite = torch.isfinite(theirs)
     if not torch.equal(finite, torch.isfinite(ours)):
         return False
@@ -230,7 +232,7 @@ def trace_sample(
     stats: list[PositionStats] = []
     scratch = Scratch()  # work buffers shared by every chunk
     kept = None if force_logits_path else _hidden_states_and_last_logits(model, inputs)
-    if kept is not None and _head_matches_model(model, *kept):
+    if kept is not None:
         hidden = kept[0][:n_positions]  # (T, d): the last token predicts nothing
         targets = torch.from_numpy(targets_np)
         head_device = model.get_output_embeddings().weight.device
@@ -243,9 +245,12 @@ def trace_sample(
                 stats.append(
                     reduce_logits(logits[sub : sub + rows], chunk_targets[sub : sub + rows], top_k, scratch)
                 )
+        if not _head_matches_model(logits[-1], kept[1]):  # position T-1: ours vs the model's own
+            del hidden, logits
+            stats, kept, scratch = [], None, Scratch()  # an unknown post-head transform: fall back
+    if kept is not None:
         path = HIDDEN_PATH
     else:
-        del kept
         logits_all = model(**inputs, use_cache=False).logits[0]  # (N, V): logits[t] predicts token t+1
         targets = torch.as_tensor(targets_np, device=logits_all.device)
         rows = _chunk_rows(vocab, logits_all.device)
