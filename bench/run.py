@@ -65,10 +65,11 @@ def section_speed(plan: Plan, device: str, lines: list[str], naive_lines: list[s
         "Forward = `model(input_ids, use_cache=False)` (full [T, 50257] logits); Trace = `trace_sample` "
         "(per-position log q, rank, ties, entropy, top-10). Each repeat runs both back to back (order "
         "alternating). Wall-clock ratios: the median over repeats of trace/forward, and the fastest trace "
-        "over the fastest forward (the least noisy on a shared machine); CPU time = process CPU seconds, "
-        "all threads (inflated by threads spinning while the machine is oversubscribed).",
+        "over the fastest forward (load only ever adds time); and the same with process CPU seconds, which "
+        "other processes disturb least when torch runs one thread (`--threads 1`; with more threads, "
+        "waiting threads spin and count). Forward and Trace seconds are medians.",
         "",
-        "| T | repeats | forward (s) | Trace (s) | Trace / forward: median of pairs | ratio of minima | CPU-time ratio | goal | path |",
+        "| T | repeats | forward (s) | Trace (s) | Trace / forward: median of pairs | ratio of minima | CPU time, ratio of minima | goal | path |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     trace_seconds = {}

@@ -44,7 +44,8 @@ class PairedTimes:
 
     @property
     def cpu_ratio(self) -> float:
-        return statistics.median(t.cpu / f.cpu for f, t in zip(self.forward, self.trace, strict=True))
+        """Least CPU time of a trace over least of a forward (process CPU seconds, all threads)."""
+        return min(t.cpu for t in self.trace) / min(f.cpu for f in self.forward)
 
     @property
     def forward_median(self) -> float:
