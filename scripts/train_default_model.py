@@ -308,6 +308,16 @@ def git_rev() -> str:
         return ""
 
 
+def make_config_portable(path: Path) -> None:
+    """Name the tokenizer class and extra specials so transformers 4.x loads the folder too (5.x writes
+    `TokenizersBackend` and `extra_special_tokens`, which 4.x does not know)."""
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(config.get("extra_special_tokens"), list):
+        config["additional_special_tokens"] = config.pop("extra_special_tokens")
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("/tmp/kjv.jsonl"))
@@ -339,6 +349,7 @@ def main() -> int:
     tk = train_tokenizer(train_ch, random.Random(SEED + 1))
     args.out.mkdir(parents=True, exist_ok=True)
     tk.save_pretrained(args.out, save_jinja_files=False)  # chat_template inside tokenizer_config.json
+    make_config_portable(args.out / "tokenizer_config.json")
     tk = AutoTokenizer.from_pretrained(args.out)  # from here on, exactly what users load
     tok_facts = check_tokenizer(tk)
     special_ids = {s: tk.convert_tokens_to_ids(s) for s in SPECIALS}
