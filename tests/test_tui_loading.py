@@ -4,10 +4,13 @@ samples opened from a data browser, lints and the token inspector wired to the e
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import threading
+import time
 import types
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import tiny
@@ -20,6 +23,7 @@ from tui.app import Backend, PrecomputedBackend, TokstepApp, run_app
 from tui.stepper import StepperScreen
 from tui.synthetic import synthetic_result
 
+ROOT = Path(__file__).resolve().parent.parent
 PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
 
 
@@ -220,3 +224,31 @@ async def test_a_newer_open_sample_replaces_one_still_tracing():
         await pilot.pause(0.3)
         steppers = [s for s in app.screen_stack if isinstance(s, StepperScreen)]
         assert [s.result.sample.name for s in steppers] == ["row B"]
+
+
+QUIT_DURING_LOAD = """
+import time
+from engine.inputs import SampleSpec
+from tui.app import Backend, TokstepApp
+
+class NeverLoads(Backend):
+    def load(self, spec):
+        time.sleep(60)  # a multi-gigabyte checkpoint, say
+
+async def press_q(pilot):
+    await pilot.pause(0.5)
+    await pilot.press("q")
+
+TokstepApp(sample_spec=SampleSpec(text="hi"), backend=NeverLoads()).run(headless=True, auto_pilot=press_q)
+print("exited")
+"""
+
+
+def test_quitting_while_the_model_loads_does_not_wait_for_the_load():
+    # A real process: Python joins Textual's worker threads at exit, which the in-process Pilot never shows.
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", QUIT_DURING_LOAD], capture_output=True, text=True, timeout=50, cwd=ROOT
+    )
+    assert done.stdout.strip().endswith("exited"), done.stderr
+    assert time.monotonic() - started < 30  # not the 60 s the load would take

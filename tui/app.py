@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.text import Text
 from textual import work
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from engine.session import ModelSpec, TraceResult
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 class Backend:
@@ -69,6 +70,39 @@ class PrecomputedBackend(Backend):
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Any]:
         return list(self.findings) if self.findings is not None else super().lint(result, sample)
+
+
+class Abandoned(Exception):
+    """The worker was cancelled (the app is closing, or a newer request replaced it)."""
+
+
+def abandonable(call: Callable[[], T]) -> T:
+    """Run a blocking engine call from a thread worker so that cancelling the worker never waits for it.
+
+    Textual's thread workers run in an executor that is joined when the app exits: quitting during a
+    large model load would hang until the load finished. The call runs in a daemon thread instead; the
+    worker polls it and raises `Abandoned` as soon as it is cancelled, leaving the thread to die with the
+    process. Errors from the call are re-raised here.
+    """
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the worker below
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="tokstep-engine", daemon=True).start()
+    worker = get_current_worker()
+    while not done.wait(0.05):
+        if worker.is_cancelled:
+            raise Abandoned
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class LoadProgress(Message):
@@ -170,8 +204,10 @@ class TokstepApp(App[int]):
     @work(thread=True, exit_on_error=False, group="load")
     def load_model(self) -> None:
         try:
-            self.loaded = self.backend.load(self.model_spec)  # type: ignore[arg-type]
+            self.loaded = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
             self.post_message(LoadProgress("model loaded"))
+        except Abandoned:
+            return
         except TokstepError as error:
             self.load_error = str(error)
         except Exception as error:  # noqa: BLE001 - shown as one line, like the CLI does
@@ -183,14 +219,15 @@ class TokstepApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
     def trace_sample(self, sample: SampleSpec, from_browser: bool) -> None:
-        self.model_ready.wait()
-        if self.load_error:
-            return  # load_model has reported it
         try:
-            result = self.backend.trace(
-                self.loaded, sample, self.top_k, lambda text: self.post_message(LoadProgress(text))
-            )
+            abandonable(lambda: self.model_ready.wait())
+            if self.load_error:
+                return  # load_model has reported it
+            progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
+            result = abandonable(lambda: self.backend.trace(self.loaded, sample, self.top_k, progress))
             findings = self._lint(result, sample)
+        except Abandoned:
+            return
         except TokstepError as error:
             self.post_message(LoadFailed(str(error), from_browser))
             return
