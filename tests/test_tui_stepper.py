@@ -421,3 +421,18 @@ async def test_a_two_token_sample_has_one_position(result):
         await pilot.pause(0.2)
         assert stepper.cursor == 0 and stepper.player is None
         assert "t 0 / 1" in text_of(stepper.query_one("#status"))
+
+
+async def test_the_cursor_and_its_target_are_always_in_the_drawn_window():
+    long_result = synthetic_result(3000, seed=5)
+    app = make_app(long_result)
+    rng = np.random.default_rng(0)
+    jumps = rng.integers(0, len(long_result.trace), 40).tolist()
+    async with app.run_test(size=(80, 24)) as pilot:
+        stepper = await stepper_of(app, pilot)
+        strip = stepper.query_one(ContextStrip)
+        for t in [*range(0, 60), *jumps, len(long_result.trace) - 1, 0]:
+            stepper.cursor = t
+            drawn = {index for line in strip._hits for _x0, _x1, index in line}
+            assert {t, t + 1} <= drawn, f"t={t}: drawn {min(drawn)}..{max(drawn)}"
+            assert len(strip._hits) <= strip.size.height  # only the visible window is laid out

@@ -29,7 +29,7 @@ HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e"
 HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
 
 MAX_LINES = 16  # the most lines the strip asks for; longer samples scroll with the cursor
-Layout = list[tuple[int, str]]
+Layout = list[tuple[int, str]]  # one line: (token index, what is drawn for it)
 
 
 @lru_cache(maxsize=64)
@@ -40,7 +40,7 @@ def _token_style(shade: int, heat: int | None, special: bool, masked: bool) -> S
         style += SPECIAL
     if masked:
         style += MASKED
-    return style  # one line: (token index, what is drawn for it)
+    return style
 
 
 class ContextStrip(LinesView):
