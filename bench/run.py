@@ -261,10 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     facts["load average (1/5/15 min)"] = f"{load_before} at start, {machine.load_average()} at end"
     facts["mode"] = ("--quick" if args.quick else "full") + f", {time.perf_counter() - started:.0f} s in all"
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)])
     header = [
         "# tokstep benchmark results",
         "",
-        f"Written by `python -m bench.run{' --quick' if args.quick else ''}` on {when}.",
+        f"Written by `{command}` on {when}.",
         "",
         "| machine | |",
         "|---|---|",
