@@ -169,6 +169,8 @@ async def test_p_plays_and_pauses_and_plus_minus_change_speed(result):
         moved = stepper.cursor
         assert moved >= 2  # 10 positions per second for half a second
         assert "▶" in text_of(stepper.query_one("#status"))
+        footer_keys = {binding.action for (_node, binding, enabled, _tip) in app.active_bindings.values()}
+        assert "pause" in footer_keys and "play" not in footer_keys  # the footer says what p will do
         await pilot.press("p")
         assert stepper.player is None
         stopped_at = stepper.cursor

@@ -66,6 +66,7 @@ class StepperScreen(Screen[None]):
         Binding("M", "mask_boundary(-1)", "previous mask boundary", show=False, id="previous-mask-boundary"),
         Binding("slash", "search", "search", id="search"),
         Binding("p", "play", "play", id="play"),
+        Binding("p", "pause", "pause", id="pause"),
         Binding("plus,equals_sign", "speed(1)", "play faster", show=False, id="faster"),
         Binding("minus", "speed(-1)", "play slower", show=False, id="slower"),
         Binding("r", "toggle_mode('piece')", "raw pieces on/off", show=False, id="raw-pieces"),
@@ -161,6 +162,8 @@ class StepperScreen(Screen[None]):
             return bool(self.findings)
         if action == "back":
             return self.can_go_back or self.player is not None
+        if action in ("play", "pause"):  # one key, labelled by what it will do
+            return (self.player is None) == (action == "play")
         return True
 
     # -- moving ----------------------------------------------------------------------------------------
@@ -251,6 +254,9 @@ class StepperScreen(Screen[None]):
     @property
     def speed(self) -> float:
         return SPEEDS[self.speed_index]
+
+    def action_pause(self) -> None:
+        self._stop()
 
     def action_play(self) -> None:
         if self.player is not None:
