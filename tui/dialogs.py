@@ -31,7 +31,12 @@ class HelpScreen(ModalScreen[None]):
         self.extra = extra
 
     def compose(self) -> ComposeResult:
-        entries = [(key_names(self.app, b.key), b.description) for b in self.bindings] + list(self.extra)
+        entries: list[tuple[str, str]] = []
+        for binding in self.bindings:  # one line per key; the tooltip is the longer description
+            entry = (key_names(self.app, binding.key), binding.tooltip or binding.description)
+            if entry not in entries:
+                entries.append(entry)
+        entries += list(self.extra)
         half = (len(entries) + 1) // 2  # two columns, so the whole list fits on an 80x24 screen
         key_width = max(len(keys) for keys, _ in entries[:-1] or entries)  # the mouse line may be long
         table = Table(box=None, show_header=False, padding=(0, 1, 0, 0), expand=True)

@@ -52,28 +52,28 @@ class StepperScreen(Screen[None]):
     """Step through positions t = 0..T-1; position t reads tokens 0..t and predicts token t+1."""
 
     BINDINGS = [
-        Binding("right,l,space", "step(1)", "next", key_display="→", id="next"),
-        Binding("left,h", "step(-1)", "prev", key_display="←", id="previous"),
-        Binding("home,g", "first", "first", show=False, id="first"),
-        Binding("end,G", "last", "last", show=False, id="last"),
+        Binding("right,l,space", "step(1)", "next", key_display="→", id="next", tooltip="next position"),
+        Binding("left,h", "step(-1)", "prev", key_display="←", id="previous", tooltip="previous position"),
+        Binding("home,g", "first", "first", show=False, id="first", tooltip="first position"),
+        Binding("end,G", "last", "last", show=False, id="last", tooltip="last position (vs HF)"),
         Binding("pagedown", "step(10)", "+10 positions", show=False, id="forward-10"),
         Binding("pageup", "step(-10)", "−10 positions", show=False, id="back-10"),
-        Binding("colon", "goto", "go to", id="goto"),
-        Binding("n", "surprise(1)", "surprise", id="next-surprise"),
+        Binding("colon", "goto", "go to", id="goto", tooltip="go to a position"),
+        Binding("n", "surprise(1)", "surprise", id="next-surprise", tooltip="next surprise"),
         Binding("N", "surprise(-1)", "previous surprise", show=False, id="previous-surprise"),
         Binding("t", "thresholds", "set surprise thresholds", show=False, id="thresholds"),
         Binding("m", "mask_boundary(1)", "next mask boundary", show=False, id="next-mask-boundary"),
         Binding("M", "mask_boundary(-1)", "previous mask boundary", show=False, id="previous-mask-boundary"),
-        Binding("slash", "search", "search", id="search"),
-        Binding("p", "play", "play", id="play"),
-        Binding("p", "pause", "pause", id="pause"),
+        Binding("slash", "search", "search", id="search", tooltip="search the text"),
+        Binding("p", "play", "play", id="play", tooltip="play / pause"),
+        Binding("p", "pause", "pause", id="pause", tooltip="play / pause"),
         Binding("plus,equals_sign", "speed(1)", "play faster", show=False, id="faster"),
         Binding("minus", "speed(-1)", "play slower", show=False, id="slower"),
         Binding("r", "toggle_mode('piece')", "raw pieces on/off", show=False, id="raw-pieces"),
         Binding("i", "toggle_mode('id')", "token ids on/off", show=False, id="token-ids"),
         Binding("c", "toggle_heatmap", "loss heatmap on/off", show=False, id="heatmap"),
-        Binding("L", "lints", "lints", show=False, id="lints"),
-        Binding("escape", "back", "back", show=False, id="back"),
+        Binding("L", "lints", "lints", show=False, id="lints", tooltip="the sample's lints"),
+        Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
     ]
@@ -315,7 +315,7 @@ class StepperScreen(Screen[None]):
     # -- other screens ---------------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        extra = [("click", "a token: go to its position")]
+        extra = [("click", "a token: jump to it")]
         self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))
 
     def action_lints(self) -> None:
