@@ -237,6 +237,21 @@ async def test_L_lists_lints_and_enter_jumps_to_the_first_position(result):
         assert app.screen is stepper and stepper.cursor == 119  # the position that predicts token 120
 
 
+async def test_tokens_a_lint_points_at_are_underlined_in_the_context(result):
+    findings = [FakeFinding("split-char", "warning", (3, 5), "a character split over tokens")]
+    app = make_app(result, findings)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        stepper.cursor = 20  # so tokens 3 and 5 are drawn in their own styles, not the cursor's
+        strip = stepper.query_one(ContextStrip)
+        styles = {  # without colour gaps, each drawn piece is one token
+            index: style
+            for line, hits in zip(strip._lines, strip._hits, strict=True)
+            for (_text, style), (_x0, _x1, index) in zip(line, hits, strict=True)
+        }
+        assert styles[3].underline and styles[5].underline and not styles[4].underline
+
+
 async def test_L_does_nothing_without_findings(result):
     app = make_app(result, findings=[])
     async with app.run_test(size=SIZE) as pilot:

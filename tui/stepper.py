@@ -111,7 +111,8 @@ class StepperScreen(Screen[None]):
         result = self.result
         yield StatusBar(result, id="status")
         with Vertical(id="context-box"):
-            yield ContextStrip(result, no_color=self.no_color, id="context")
+            flagged = frozenset(int(i) for f in self.findings for i in getattr(f, "positions", ()) or ())
+            yield ContextStrip(result, flagged=flagged, no_color=self.no_color, id="context")
         if self.inspect is not None:
             yield InspectorLine(result, self.inspect, id="inspector")
         with Horizontal(id="panels"):

@@ -1,8 +1,9 @@
 """The context: the sample's tokens as a wrapped strip, only the visible window laid out and drawn.
 
-Token boundaries alternate two shades; masked (-100) tokens are dim; special tokens are marked; the
-current token t is reversed and its target t+1 highlighted. With the heatmap on, each token i is coloured
-by the loss of predicting it (the CE at position i-1).
+Token boundaries alternate two shades; masked (-100) tokens are dim; special tokens are marked; tokens a
+lint finding points at are underlined in red; the current token t is reversed and its target t+1
+highlighted. With the heatmap on, each token i is coloured by the loss of predicting it (the CE at
+position i-1).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SPECIAL = Style(color="magenta", bold=True)
 CURRENT = Style(reverse=True, bold=True)
 TARGET = Style(color="black", bgcolor="yellow", bold=True, underline=True)
 HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")  # low -> high CE
+FLAGGED = Style(color="red", underline=True)  # a lint finding concerns this token
 HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
 
 MAX_LINES = 16  # the most lines the strip asks for; longer samples scroll with the cursor
@@ -33,13 +35,15 @@ Layout = list[tuple[int, str]]  # one line: (token index, what is drawn for it)
 
 
 @lru_cache(maxsize=64)
-def _token_style(shade: int, heat: int | None, special: bool, masked: bool) -> Style:
+def _token_style(shade: int, heat: int | None, special: bool, masked: bool, flagged: bool) -> Style:
     """A context token's style, combined once per distinct case."""
     style = SHADES[shade] if heat is None else HEAT[heat]
     if special:
         style += SPECIAL
     if masked:
         style += MASKED
+    if flagged:
+        style += FLAGGED
     return style
 
 
@@ -53,8 +57,16 @@ class ContextStrip(LinesView):
             super().__init__()
             self.token_index = token_index
 
-    def __init__(self, result: TraceResult, *, no_color: bool = False, id: str | None = None) -> None:
+    def __init__(
+        self,
+        result: TraceResult,
+        *,
+        flagged: frozenset[int] = frozenset(),
+        no_color: bool = False,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
+        self.flagged = flagged  # token indices some lint finding points at
         self.result = result
         self.cursor = 0
         self.mode = "text"  # text | piece | id
@@ -185,7 +197,9 @@ class ContextStrip(LinesView):
         if index == self.cursor + 1:
             return TARGET
         heat = self._heat_level(index) if self.heatmap else None
-        return _token_style(index % 2, heat, bool(self._special[index]), bool(self._masked[index]))
+        return _token_style(
+            index % 2, heat, bool(self._special[index]), bool(self._masked[index]), index in self.flagged
+        )
 
     def _heat_level(self, index: int) -> int | None:
         """Which HEAT colour token `index` gets: by the CE of predicting it (position index-1)."""
