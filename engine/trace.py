@@ -230,7 +230,7 @@ def trace_sample(
     n_positions = len(sample) - 1
 
     stats: list[PositionStats] = []
-    scratch = Scratch()  # work buffers shared by every chunk
+    scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
     kept = None if force_logits_path else _hidden_states_and_last_logits(model, inputs)
     if kept is not None:
         hidden = kept[0][:n_positions]  # (T, d): the last token predicts nothing
@@ -247,7 +247,7 @@ def trace_sample(
                 )
         if not _head_matches_model(logits[-1], kept[1]):  # position T-1: ours vs the model's own
             del hidden, logits
-            stats, kept, scratch = [], None, Scratch()  # an unknown post-head transform: fall back
+            stats, kept = [], None  # an unknown post-head transform: fall back
     if kept is not None:
         path = HIDDEN_PATH
     else:
