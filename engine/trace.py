@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,13 @@ HEAD_CHUNK_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 26}
 HIDDEN_PATH = "hidden states + chunked head"  # no [T, vocab] tensor exists at all
 LOGITS_PATH = "full logits + chunked reductions"  # fallback: the model's logits, reduced chunk by chunk
 INCREMENTAL_PATH = "incremental (KV cache)"
+# Models whose chunked head already reproduced their own logits once: later traces skip the model's
+# output head entirely (the forward stops once the final hidden states exist).
+_VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+class _HiddenStatesCaptured(Exception):
+    """Raised by the hook to stop a verified model's forward before its output head."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,12 +156,13 @@ def _post_head(model: Any, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _hidden_states_and_last_logits(
-    model: Any, inputs: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor] | None:
+    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Run the model once, keeping the final hidden states and the model's own logits at the last
     position that predicts something (N-2): the trace checks its chunked head against them for free.
 
     Returns None when the model cannot do this (no `logits_to_keep`, no separable base model).
+    With `stop_at_hidden` the forward stops at the hidden states and no logits come back.
     """
     base = getattr(model, "base_model", None)
     if base is None or base is model or model.get_output_embeddings() is None:
@@ -164,10 +173,14 @@ def _hidden_states_and_last_logits(
         hidden = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", None)
         if isinstance(hidden, torch.Tensor):
             captured.append(hidden)
+            if stop_at_hidden:
+                raise _HiddenStatesCaptured
 
     handle = base.register_forward_hook(keep_hidden)
     try:
         out = model(**inputs, use_cache=False, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
+    except _HiddenStatesCaptured:
+        return captured[0][0], None  # (N, d)
     except TypeError:
         return None
     finally:
@@ -231,7 +244,10 @@ def trace_sample(
 
     stats: list[PositionStats] = []
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
-    kept = None if force_logits_path else _hidden_states_and_last_logits(model, inputs)
+    verified = _VERIFIED_HEADS.get(model, False)
+    kept = (
+        None if force_logits_path else _hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified)
+    )
     if kept is not None:
         hidden = kept[0][:n_positions]  # (T, d): the last token predicts nothing
         targets = torch.from_numpy(targets_np)
@@ -245,9 +261,12 @@ def trace_sample(
                 stats.append(
                     reduce_logits(logits[sub : sub + rows], chunk_targets[sub : sub + rows], top_k, scratch)
                 )
-        if not _head_matches_model(logits[-1], kept[1]):  # position T-1: ours vs the model's own
-            del hidden, logits
-            stats, kept = [], None  # an unknown post-head transform: fall back
+        if not verified:  # position T-1: our head's logits vs the model's own
+            if _head_matches_model(logits[-1], kept[1]):
+                _VERIFIED_HEADS[model] = True
+            else:  # an unknown post-head transform: fall back
+                del hidden, logits
+                stats, kept = [], None
     if kept is not None:
         path = HIDDEN_PATH
     else:
