@@ -1,1 +1,1 @@
-"""tokstep's benchmark suite: `python -m bench.run` (see docs/performance.md)."""
+"""tokstep's benchmark suite: `python -m bench.run` (see the Performance section of README.md)."""
