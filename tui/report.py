@@ -36,6 +36,11 @@ def token_text(result: TraceResult, token_id: int) -> Text:
     return Text(texts.visible(token_id), style=style)
 
 
+def fmt_prob(q: float) -> str:
+    """Four decimals, or two significant digits when that would print 0.0000."""
+    return f"{q:.4f}" if q >= 1e-4 or q == 0.0 else f"{q:.1e}"
+
+
 def fmt_loss(value: float | None) -> str:
     return "undefined" if value is None or math.isnan(value) else f"{value:.6f}"
 
@@ -75,8 +80,8 @@ def positions_table(result: TraceResult, limit: int | None = None) -> Table:
         ("q(target)", "right", 9),
         ("rank", "right", 5),
         ("top-1", "left", 10),
-        ("CE", "right", 8),
-        ("mean", "right", 6),
+        ("CE", "right", 9),
+        ("mean", "right", 7),
         ("counted", "left", 8),  # min width too: the reason must stay readable
     ]:
         fixed = justify == "right" or name == "counted"
@@ -102,7 +107,7 @@ def positions_table(result: TraceResult, limit: int | None = None) -> Table:
             str(t),
             token_text(result, int(sample.input_ids[t])),
             token_text(result, target),
-            f"{float(trace.prob[t]):.4f}" if finite else "—",
+            fmt_prob(float(trace.prob[t])) if finite else "—",
             str(int(trace.rank[t])) + ("=" if trace.ties[t] else ""),
             top1_text,
             ce_text if counted else Text(f"({ce_text})", style="dim"),
