@@ -225,3 +225,14 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "model folder not found" in proc.stderr
+
+
+def test_flags_before_the_sub_command_are_kept(capsys, model_dir):
+    code, out, _ = run(capsys, "--model", str(model_dir), "--text", "I love dogs", "report")
+    assert code == 0
+    assert str(model_dir) in out and "[text]" in out  # not the bundled model, not the demo
+
+
+def test_flags_after_the_sub_command_win(capsys, model_dir):
+    code, out, _ = run(capsys, "--text", "I love cats", "report", "--model", str(model_dir), "--demo", "text")
+    assert code == 2  # two sample sources: the top-level --text is kept, not silently dropped

@@ -87,7 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.lint_cmd import add_lint_parser
 
     add_lint_parser(commands, _add_model_flags)
+    _keep_flags_given_before_the_command(parser, commands)
     return parser
+
+
+def _keep_flags_given_before_the_command(
+    parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
+) -> None:
+    """`tokstep --model M report` must not lose --model: a sub-command's copy of a top-level flag sets
+    nothing unless it is given (argparse would otherwise overwrite the top-level value with its default)."""
+    top_level = {action.dest for action in parser._actions if action.dest != "help"}
+    for sub in commands.choices.values():
+        for action in sub._actions:
+            if action.dest in top_level:
+                action.default = argparse.SUPPRESS
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
