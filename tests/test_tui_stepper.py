@@ -217,6 +217,25 @@ async def test_c_toggles_the_loss_heatmap(result):
         assert not strip.heatmap
 
 
+async def test_w_colours_tokens_by_mask_reason_with_a_legend(result):
+    from tui.widgets.context_strip import REASON_STYLES
+
+    app = make_app(result)
+    async with app.run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(app, pilot)
+        strip, box = stepper.query_one(ContextStrip), stepper.query_one("#context-box")
+        await pilot.press("c", "w")  # one colouring at a time: w replaces the heatmap
+        assert strip.reason_colours and not strip.heatmap
+        drawn = {index for hits in strip._hits for _, _, index in hits} - {strip.cursor, strip.cursor + 1}
+        for index in drawn:  # every drawn token (but the cursor and its target) has its reason's colour
+            reason = result.sample.mask_reasons[index]
+            assert strip._style(index).bgcolor == REASON_STYLES[reason].bgcolor
+        reasons = {result.sample.mask_reasons[i].value for i in drawn}
+        assert all(name in str(box.border_subtitle) for name in reasons)
+        await pilot.press("w")
+        assert not strip.reason_colours
+
+
 @dataclass(frozen=True)
 class FakeFinding:
     code: str

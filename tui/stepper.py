@@ -27,7 +27,7 @@ from tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tui.widgets.context_strip import HEAT_COLOURS, ContextStrip
+from tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
 from tui.widgets.inspector_line import InspectorLine, load_inspector
 from tui.widgets.loss_curve import LossCurve
 from tui.widgets.loss_panel import LossPanel
@@ -46,6 +46,12 @@ def heat_legend(scale: float) -> str:
     """The heatmap's key: each token coloured by the CE of predicting it, from green (0) to red (>= scale)."""
     swatches = "".join(f"[black on {colour}] [/]" for colour in HEAT_COLOURS)
     return f"token colour = CE of predicting it: 0 {swatches} ≥ {scale:.2f}  (95th percentile)"
+
+
+def reason_legend(result: TraceResult) -> str:
+    """The key of the mask-reason colours, for the reasons this sample has (counted first)."""
+    present = sorted(set(result.sample.mask_reasons), key=list(REASON_COLOURS).index)
+    return "  ".join(f"[on {REASON_COLOURS[r]}] {r.value} [/]" for r in present)
 
 
 class StepperScreen(Screen[None]):
@@ -72,6 +78,7 @@ class StepperScreen(Screen[None]):
         Binding("r", "toggle_mode('piece')", "raw pieces on/off", show=False, id="raw-pieces"),
         Binding("i", "toggle_mode('id')", "token ids on/off", show=False, id="token-ids"),
         Binding("c", "toggle_heatmap", "loss heatmap on/off", show=False, id="heatmap"),
+        Binding("w", "toggle_reasons", "colour by mask reason", show=False, id="mask-reasons"),
         Binding("L", "lints", "lints", show=False, id="lints", tooltip="the sample's lints"),
         Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
@@ -312,6 +319,14 @@ class StepperScreen(Screen[None]):
         box = self.query_one("#context-box")
         box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else CONTEXT_LEGEND
         self.notify(f"loss heatmap {'on' if self.heatmap else 'off'}", timeout=2)
+
+    def action_toggle_reasons(self) -> None:
+        strip = self.query_one(ContextStrip)
+        strip.set_reason_colours(not strip.reason_colours)
+        self.heatmap = strip.heatmap
+        box = self.query_one("#context-box")
+        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else CONTEXT_LEGEND
+        self.notify(f"mask-reason colours {'on' if strip.reason_colours else 'off'}", timeout=2)
 
     # -- other screens ---------------------------------------------------------------------------------
 

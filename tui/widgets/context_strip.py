@@ -3,7 +3,7 @@
 Token boundaries alternate two shades; masked (-100) tokens are dim; special tokens are marked; tokens a
 lint finding points at are underlined in red; the current token t is reversed and its target t+1
 highlighted. With the heatmap on, each token i is coloured by the loss of predicting it (the CE at
-position i-1).
+position i-1); with reason colours on, by why it is or is not counted (its mask reason).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from rich.style import Style
 from textual import events
 from textual.message import Message
 
+from engine.sample import MaskReason
 from engine.session import TraceResult
 from tui.formatting import clip, token_label
 from tui.widgets.lines import LinesView
@@ -29,6 +30,19 @@ TARGET = Style(color="black", bgcolor="yellow", bold=True, underline=True)
 HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")  # low -> high CE
 FLAGGED = Style(color="red", underline=True)  # a lint finding concerns this token
 HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
+
+# Background per mask reason (the `w` key): counted tokens green, each kind of masking its own colour.
+REASON_COLOURS = {
+    MaskReason.SUPERVISED: "#1f4d1f",
+    MaskReason.PROMPT: "#1f3f6b",
+    MaskReason.SYSTEM: "#6b4f1f",
+    MaskReason.USER: "#1f5f5f",
+    MaskReason.TEMPLATE: "#4f2f6b",
+    MaskReason.PAD: "grey11",
+    MaskReason.GIVEN: "#6b1f1f",
+    MaskReason.FIRST: "grey30",
+}
+REASON_STYLES = {reason: Style(bgcolor=colour) for reason, colour in REASON_COLOURS.items()}
 
 MAX_LINES = 16  # the most lines the strip asks for; longer samples scroll with the cursor
 Layout = list[tuple[int, str]]  # one line: (token index, what is drawn for it)
@@ -71,6 +85,8 @@ class ContextStrip(LinesView):
         self.cursor = 0
         self.mode = "text"  # text | piece | id
         self.heatmap = False
+        self.reason_colours = False
+        self._reasons = result.sample.mask_reasons
         self.no_color = no_color  # then a space marks each boundary (spaces in tokens are shown as ␣)
         self._start = 0  # first token of the visible window; kept while the cursor stays in view
         self._hits: list[list[tuple[int, int, int]]] = []  # per line: (x0, x1, token index)
@@ -98,7 +114,12 @@ class ContextStrip(LinesView):
         self._draw()
 
     def set_heatmap(self, on: bool) -> None:
-        self.heatmap = on
+        self.heatmap, self.reason_colours = on, self.reason_colours and not on
+        self._draw()
+
+    def set_reason_colours(self, on: bool) -> None:
+        """Colour every token by its mask reason (one colouring at a time: this turns the heatmap off)."""
+        self.reason_colours, self.heatmap = on, self.heatmap and not on
         self._draw()
 
     def on_resize(self) -> None:
@@ -196,6 +217,11 @@ class ContextStrip(LinesView):
             return CURRENT
         if index == self.cursor + 1:
             return TARGET
+        if self.reason_colours:
+            style = REASON_STYLES[self._reasons[index]]
+            if self._special[index]:
+                style += SPECIAL
+            return style + FLAGGED if index in self.flagged else style
         heat = self._heat_level(index) if self.heatmap else None
         return _token_style(
             index % 2, heat, bool(self._special[index]), bool(self._masked[index]), index in self.flagged
