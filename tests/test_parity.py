@@ -145,7 +145,9 @@ def test_topk_rank_entropy_match_a_naive_full_log_softmax(sp_tokenizer):
 
     loaded, sample, trace = _traced("gemma2", sp_tokenizer, SPECS["text"], top_k=7)
     with torch.no_grad():
-        logits = loaded.model(torch.tensor(sample.input_ids)[None]).logits[0, :-1].float()  # (T, V), t predicts t+1
+        logits = (
+            loaded.model(torch.tensor(sample.input_ids)[None]).logits[0, :-1].float()
+        )  # (T, V), t predicts t+1
     logp = torch.log_softmax(logits, dim=-1).double()
     targets = torch.tensor(trace.target_ids)
     target_logp = logp.gather(1, targets[:, None])[:, 0]
