@@ -29,7 +29,11 @@ def model_dir(tmp_path_factory):
 
 
 class Terminal:
-    """One tmux session running a command; `screen()` is what a user would see."""
+    """One tmux session running a command; `screen()` is what a user would see.
+
+    Each terminal has its own tmux server (`-L`): no race with another test's server shutting down, and no
+    window size imposed by a tmux the user has open.
+    """
 
     def __init__(
         self, command: list[str], cols: int = 100, rows: int = 30, env: dict[str, str] | None = None
@@ -39,17 +43,19 @@ class Terminal:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         # after the program exits, print its status and keep the pane alive so the test can read it
         shell = f'env TERM=xterm-256color {exports} {shlex.join(command)}; echo "[exit $?]"; sleep 60'
+        self.tmux = ["tmux", "-L", self.name]
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(cols), "-y", str(rows), shell],
+            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(cols), "-y", str(rows), shell],
             check=True,
         )
-        # a tmux server started elsewhere may impose its own window size: insist on ours
         subprocess.run(
-            ["tmux", "resize-window", "-t", self.name, "-x", str(cols), "-y", str(rows)], check=False
+            [*self.tmux, "resize-window", "-t", self.name, "-x", str(cols), "-y", str(rows)], check=False
         )
 
     def screen(self) -> str:
-        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        out = subprocess.run(
+            [*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+        )
         return out.stdout
 
     def wait_for(self, text: str, seconds: float = 90.0) -> str:
@@ -63,7 +69,7 @@ class Terminal:
 
     def press(self, *keys: str) -> None:
         for key in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
+            subprocess.run([*self.tmux, "send-keys", "-t", self.name, key], check=True)
             time.sleep(0.15)
 
     def exit_status(self, seconds: float = 15.0) -> int:
@@ -71,7 +77,7 @@ class Terminal:
         return int(screen.split("[exit ")[1].split("]")[0])
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 @pytest.fixture
