@@ -62,3 +62,12 @@ def test_folder_without_tokenizer(tmp_path):
     tiny.tiny_model("gpt2", 300).save_pretrained(tmp_path)
     with pytest.raises(TokstepError, match="tokenizer"):
         load_model(str(tmp_path), device="cpu")
+
+
+def test_device_map_auto_loads_through_accelerate_and_traces(saved_llama):
+    from engine.inputs import SampleSpec, build_sample
+    from engine.trace import reference_loss, trace_sample
+
+    loaded = load_model(str(saved_llama), dtype="float32", device_map="auto")
+    sample = build_sample(SampleSpec(text="I love dogs and cats."), loaded.tokenizer)
+    assert trace_sample(loaded, sample).loss == pytest.approx(reference_loss(loaded, sample), rel=1e-6)
