@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from engine.inspector import token_bytes
+from engine.inspector import special_ids, token_bytes
 
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "→", "\r": "␍"}
 
@@ -30,7 +30,7 @@ class TokenTexts:
         self.tokenizer = tokenizer
         self.size = len(tokenizer)
         self.model_vocab_size = model_vocab_size or self.size
-        self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
+        self.special_ids = special_ids(tokenizer)
         self.piece = lru_cache(maxsize=65536)(self._piece)
         self.text = lru_cache(maxsize=65536)(self._text)
 

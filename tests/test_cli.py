@@ -17,9 +17,7 @@ from tui.cli import main
 def model_dir(tmp_path_factory):
     """A tiny Llama with a SentencePiece-style tokenizer and a Llama-3 chat template, saved as safetensors."""
     path = tmp_path_factory.mktemp("llama")
-    tokenizer = tiny.sentencepiece_bpe(chat_template=tiny.LLAMA3)
-    tiny.tiny_model("llama", len(tokenizer), max_positions=128).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    tiny.save_model_folder(path, tiny.sentencepiece_bpe(chat_template=tiny.LLAMA3), max_positions=128)
     return path
 
 
@@ -27,9 +25,7 @@ def model_dir(tmp_path_factory):
 def plain_gpt2_dir(tmp_path_factory):
     """GPT-2 style model and tokenizer with no chat template."""
     path = tmp_path_factory.mktemp("gpt2")
-    tokenizer = tiny.byte_level_bpe()
-    tiny.tiny_model("gpt2", len(tokenizer)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    tiny.save_model_folder(path, tiny.byte_level_bpe(), "gpt2")
     return path
 
 

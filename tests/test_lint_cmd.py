@@ -134,11 +134,9 @@ def test_rows_with_errors_are_printed_before_info_only_rows(tmp_path, model_dir,
 
 
 def test_report_prints_mask_reasons_lints_roundtrip_and_split_characters(tmp_path, capsys):
-    from tiny import tiny_model
+    from tiny import save_model_folder
 
-    tokenizer = byte_bpe(adds_bos=True)
-    tiny_model("llama", len(tokenizer)).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
+    save_model_folder(tmp_path, byte_bpe(adds_bos=True))
     argv = [
         "report",
         "--model",

@@ -14,9 +14,7 @@ from engine.loading import load_model
 
 @pytest.fixture()
 def saved_llama(tmp_path):
-    tokenizer = tiny.sentencepiece_bpe(chat_template=tiny.CHATML)
-    tiny.tiny_model("llama", len(tokenizer)).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
+    tiny.save_model_folder(tmp_path, tiny.sentencepiece_bpe(chat_template=tiny.CHATML))
     return tmp_path
 
 

@@ -21,11 +21,8 @@ TOKSTEP = Path(sys.executable).with_name("tokstep")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-llama-e2e")
     tokenizer = tiny.sentencepiece_bpe(chat_template=tiny.CHATML)
-    tiny.tiny_model("llama", len(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return tiny.save_model_folder(tmp_path_factory.mktemp("tiny-llama-e2e"), tokenizer)
 
 
 class Terminal:

@@ -30,11 +30,8 @@ PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny Llama with a SentencePiece-style tokenizer, saved like a user's checkpoint folder."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = tiny.sentencepiece_bpe(chat_template=tiny.CHATML)
-    tiny.tiny_model("llama", len(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return tiny.save_model_folder(tmp_path_factory.mktemp("tiny-llama"), tokenizer)
 
 
 def spec_of(folder: str) -> ModelSpec:

@@ -167,3 +167,10 @@ def tiny_model(arch: str, vocab_size: int, *, max_positions: int = 256, seed: in
     else:
         raise ValueError(arch)
     return model.eval()
+
+
+def save_model_folder(folder, tokenizer, arch: str = "llama", **model_kwargs) -> str:
+    """A tiny model and its tokenizer saved like a user's checkpoint folder (safetensors); returns the path."""
+    tiny_model(arch, len(tokenizer), **model_kwargs).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tui.formatting import number, probability
+
 if TYPE_CHECKING:
     from engine.inputs import SampleSpec
     from engine.session import ModelSpec, TraceResult
@@ -34,11 +36,6 @@ def token_text(result: TraceResult, token_id: int) -> Text:
     texts = result.texts
     style = "magenta" if texts.is_special(token_id) or not texts.in_tokenizer(token_id) else ""
     return Text(texts.visible(token_id), style=style)
-
-
-def fmt_prob(q: float) -> str:
-    """Four decimals, or two significant digits when that would print 0.0000."""
-    return f"{q:.4f}" if q >= 1e-4 or q == 0.0 else f"{q:.1e}"
 
 
 def fmt_loss(value: float | None) -> str:
@@ -100,18 +97,18 @@ def positions_table(result: TraceResult, limit: int | None = None) -> Table:
         counted = bool(trace.supervised[t])
         finite = bool(trace.finite[t])
         ce = float(trace.ce[t])
-        ce_text = f"{ce:.4f}" if finite else "NaN/inf"
+        ce_text = number(ce)
         mean = trace.running_mean(t)
         top1_text = Text("= target", style="green") if top1 == target else token_text(result, top1)
         table.add_row(
             str(t),
             token_text(result, int(sample.input_ids[t])),
             token_text(result, target),
-            fmt_prob(float(trace.prob[t])) if finite else "—",
+            probability(float(trace.prob[t])) if finite else "—",
             str(int(trace.rank[t])) + ("=" if trace.ties[t] else ""),
             top1_text,
             ce_text if counted else Text(f"({ce_text})", style="dim"),
-            "—" if mean is None else f"{mean:.4f}",
+            number(mean),
             "✓"
             if counted
             else Text(SHORT_REASON.get(sample.mask_reasons[t + 1].value, "masked"), style="dim"),
