@@ -55,7 +55,7 @@ def verdict(ok: bool) -> str:
 def section_speed(plan: Plan, device: str, lines: list[str], naive_lines: list[str]) -> None:
     """Sections 1 and 3 (they share the GPT-2 model); section 3's lines go to `naive_lines`."""
     from bench import models, speed
-    from engine.trace import trace_sample
+    from tokstep.engine.trace import trace_sample
 
     loaded = models.gpt2_small(max(plan.tokens) + 1, device)
     trace_sample(loaded, models.random_sample(129, loaded.info.vocab_size))  # first-call costs, once
@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench import machine
-    from engine.errors import TokstepError
-    from engine.loading import resolve_device
+    from tokstep.engine.errors import TokstepError
+    from tokstep.engine.loading import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from bench.models import input_ids, synchronize
-from engine.loading import LoadedModel
-from engine.reduce import reduce_logits
-from engine.sample import Sample
-from engine.trace import trace_sample
+from tokstep.engine.loading import LoadedModel
+from tokstep.engine.reduce import reduce_logits
+from tokstep.engine.sample import Sample
+from tokstep.engine.trace import trace_sample
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.defaults import DEFAULT_MODEL
+from tokstep.engine.defaults import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY_MODULES = ("torch", "transformers", "textual")
 
 IMPORT_PROBE = """
 import json, sys
-from tui.cli import main
+from tokstep.tui.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit:
@@ -29,7 +29,7 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.std
 
 def tokstep_command() -> list[str]:
     script = Path(sys.executable).parent / "tokstep"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tokstep"]
 
 
 def _env() -> dict[str, str]:
@@ -141,7 +141,7 @@ def measure(repeats: int) -> Startup:
         [
             sys.executable,
             "-c",
-            f"import json, sys, tui.cli; print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))",
+            f"import json, sys, tokstep.tui.cli; print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))",
         ],
         cwd=ROOT,
         env=_env(),

@@ -26,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.inputs import SampleSpec  # noqa: E402
-from tui.app import PrecomputedBackend, TokstepApp  # noqa: E402
-from tui.stepper import StepperScreen  # noqa: E402
-from tui.synthetic import synthetic_result  # noqa: E402
+from tokstep.engine.inputs import SampleSpec  # noqa: E402
+from tokstep.tui.app import PrecomputedBackend, TokstepApp  # noqa: E402
+from tokstep.tui.stepper import StepperScreen  # noqa: E402
+from tokstep.tui.synthetic import synthetic_result  # noqa: E402
 
 KEY_MIXES = {
     "→ (next)": ["right"],

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import TokstepError
-from engine.inputs import SampleSpec
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs import SampleSpec
 
 SCAN_BYTES = 16 << 20  # bytes of a JSONL file indexed per step
 WHOLE_JSON_LIMIT = 256 << 20  # a .json file larger than this is read as JSON Lines only

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.session import TraceResult
+from tokstep.engine.results import TraceResult
 
 
 def _num(value: float | None) -> float | None:

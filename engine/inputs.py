@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.errors import TokstepError
-from engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 
 Toggle = Literal["auto", "add", "none"]
 

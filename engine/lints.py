@@ -15,12 +15,12 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from engine.data import DataRow
-from engine.errors import TokstepError
-from engine.inputs import SampleSpec, build_sample
-from engine.inspector import roundtrip, special_ids, token_bytes
-from engine.sample import IGNORE_INDEX, MaskReason, Sample
-from engine.tokens import make_visible
+from tokstep.engine.data import DataRow
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs import SampleSpec, build_sample
+from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
+from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.tokens import make_visible
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -540,7 +540,7 @@ def _boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterato
 
 def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
     """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
-    from engine.inputs import _message_spans  # the same spans from_chat masks by
+    from tokstep.engine.inputs import _message_spans  # the same spans from_chat masks by
 
     try:
         rendered, spans = _message_spans(tokenizer, list(spec.chat or ()))

@@ -6,24 +6,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import TokstepError
+from tokstep.engine.defaults import DEFAULT_MODEL
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.results import ModelInfo
 
 # torch is imported inside the functions that need it: `tokstep lint` loads only a tokenizer.
 DTYPES = {"auto": "auto", "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What the UI says about the loaded model."""
+class ModelSpec:
+    """How to load the model (the CLI's --model/--revision/--dtype/--device/... flags)."""
 
-    name: str
-    architecture: str
-    dtype: str
-    device: str
-    vocab_size: int  # rows of the output head (may exceed the tokenizer)
-    tokenizer_size: int
-    max_positions: int | None
-    num_parameters: int
+    name_or_path: str = str(DEFAULT_MODEL)
+    revision: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    device_map: str | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def is_default(self) -> bool:
+        return self.name_or_path == str(DEFAULT_MODEL)
+
+    @property
+    def display_name(self) -> str:
+        return "tokstep-mini (bundled)" if self.is_default else self.name_or_path
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from engine.inspector import special_ids, token_bytes
+from tokstep.engine.inspector import special_ids, token_bytes
 
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "→", "\r": "␍"}
 

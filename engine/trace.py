@@ -11,16 +11,16 @@ from __future__ import annotations
 import inspect
 import math
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from engine.errors import TokstepError
-from engine.loading import LoadedModel
-from engine.reduce import PositionStats, Scratch, reduce_logits
-from engine.sample import IGNORE_INDEX, Sample
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.loading import LoadedModel
+from tokstep.engine.reduce import PositionStats, Scratch, reduce_logits
+from tokstep.engine.results import Trace, parity_tolerance  # noqa: F401 - re-exported
+from tokstep.engine.sample import IGNORE_INDEX, Sample
 
 # Logits per reduction chunk: [rows, vocab] never exceeds this. On the CPU 16 MiB keeps the reductions'
 # passes cache-friendly; GPUs like bigger launches.
@@ -39,65 +39,6 @@ _VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionar
 
 class _HiddenStatesCaptured(Exception):
     """Raised by the hook to stop a verified model's forward before its output head."""
-
-
-@dataclass(frozen=True, eq=False)
-class Trace:
-    """Everything the stepper shows, as O(T*k) arrays. Strings are decoded on demand elsewhere."""
-
-    sample: Sample
-    target_ids: np.ndarray  # (T,) int64: labels[t+1] where supervised, else input_ids[t+1]
-    supervised: np.ndarray  # (T,) bool: labels[t+1] != -100
-    logprob: np.ndarray  # (T,) float32: log q(target)
-    rank: np.ndarray  # (T,) int64: 1 + number of tokens with a strictly larger logit
-    ties: np.ndarray  # (T,) int64: other tokens whose logit equals the target's exactly
-    entropy: np.ndarray  # (T,) float32, nats
-    topk_ids: np.ndarray  # (T, k) int64, by logit desc then id asc
-    topk_logprobs: np.ndarray  # (T, k) float32
-    finite: np.ndarray  # (T,) bool: no NaN / +inf among the logits at t
-    running_sum: np.ndarray  # (T,) float64: sum of CE over supervised positions <= t
-    running_count: np.ndarray  # (T,) int64
-    path: str  # which computation produced it (HIDDEN_PATH, LOGITS_PATH, INCREMENTAL_PATH)
-    model_vocab_size: int
-
-    def __post_init__(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, np.ndarray):
-                value.setflags(write=False)
-
-    def __len__(self) -> int:
-        return len(self.target_ids)
-
-    @property
-    def top_k(self) -> int:
-        return self.topk_ids.shape[1]
-
-    @property
-    def ce(self) -> np.ndarray:
-        """(T,) cross-entropy -log q(target) at every position, counted or not."""
-        return -self.logprob.astype(np.float64)
-
-    @property
-    def prob(self) -> np.ndarray:
-        return np.exp(self.logprob.astype(np.float64))
-
-    def running_mean(self, t: int) -> float | None:
-        """Mean CE over supervised positions <= t; None while nothing is counted (never NaN)."""
-        count = int(self.running_count[t])
-        return float(self.running_sum[t] / count) if count else None
-
-    @property
-    def loss(self) -> float | None:
-        """The sample's loss (= HF's `model(input_ids, labels=labels).loss`), None if nothing is supervised."""
-        return self.running_mean(len(self) - 1) if len(self) else None
-
-    @property
-    def num_supervised(self) -> int:
-        return int(self.running_count[-1]) if len(self) else 0
-
-    @property
-    def nonfinite_positions(self) -> np.ndarray:
-        return np.flatnonzero(~self.finite)
 
 
 def shifted_targets(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -341,9 +282,3 @@ def max_drift(a: Trace, b: Trace) -> float:
     if not both.any():
         return math.nan
     return float(np.max(np.abs(a.logprob[both].astype(np.float64) - b.logprob[both])))
-
-
-def parity_tolerance(dtype: str) -> float:
-    """Relative |ours - HF| we promise: float32 reductions of the same logits agree to float32 rounding;
-    in 16-bit dtypes the chunked head's matmuls may round differently from HF's single one."""
-    return 1e-6 if dtype in ("float32", "float64") else 1e-3

@@ -14,10 +14,10 @@ from textual.widgets import DataTable
 from tiny import tiny_model
 from tiny_tokenizers import byte_bpe
 
-from engine.inputs import build_sample
-from engine.loading import wrap_model
-from tui import browser
-from tui.browser import DataBrowserScreen
+from tokstep.engine.inputs import build_sample
+from tokstep.engine.loading import wrap_model
+from tokstep.tui import browser
+from tokstep.tui.browser import DataBrowserScreen
 
 ROWS = [
     {"text": "the cat sat on the mat and the dog sat on the log"},
@@ -185,8 +185,8 @@ async def test_missing_file_is_reported_in_the_screen(tmp_path, loaded):
 
 
 async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(tmp_path, loaded):
-    from tui.app import Backend, TokstepApp
-    from tui.stepper import StepperScreen
+    from tokstep.tui.app import Backend, TokstepApp
+    from tokstep.tui.stepper import StepperScreen
 
     class TinyBackend(Backend):
         def load(self, spec):
@@ -212,7 +212,7 @@ async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(
 
 
 async def test_lints_appear_before_the_model_has_loaded(tmp_path, loaded):
-    from engine.session import ModelSpec
+    from tokstep.engine.loading import ModelSpec
 
     folder = tmp_path / "model"
     loaded.tokenizer.save_pretrained(folder)  # the tokenizer alone is enough for tokens and lints

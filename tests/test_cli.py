@@ -10,7 +10,7 @@ import pytest
 import tiny
 import torch
 
-from tui.cli import main
+from tokstep.tui.cli import main
 
 
 @pytest.fixture(scope="session")
@@ -212,7 +212,7 @@ def test_nan_logits_are_reported_not_shown(capsys, tmp_path):
 
 def test_real_process_prints_one_line_and_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "report", "--model", str(tmp_path / "missing"), "--text", "hi"],
+        [sys.executable, "-m", "tokstep", "report", "--model", str(tmp_path / "missing"), "--text", "hi"],
         capture_output=True,
         text=True,
         timeout=120,

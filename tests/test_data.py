@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine import data as data_module
-from engine.data import Columns, open_data, row_to_spec
-from engine.errors import TokstepError
+from tokstep.engine import data as data_module
+from tokstep.engine.data import Columns, open_data, row_to_spec
+from tokstep.engine.errors import TokstepError
 
 CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import tiny
 
-from engine.errors import TokstepError
-from engine.inputs import (
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs import (
     SampleSpec,
     build_sample,
     from_chat,
@@ -15,7 +15,7 @@ from engine.inputs import (
     from_text,
     truncate,
 )
-from engine.sample import IGNORE_INDEX, MaskReason
+from tokstep.engine.sample import IGNORE_INDEX, MaskReason
 
 
 def supervised_text(tokenizer, sample) -> str:

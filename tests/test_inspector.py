@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_tokenizers import byte_bpe, sentencepiece_bpe
 
-from engine.inspector import inspect_token, roundtrip, token_bytes
+from tokstep.engine.inspector import inspect_token, roundtrip, token_bytes
 
 TEXT = "is 사랑 Paris"  # 사 = ec 82 ac, 랑 = eb 9e 91: both split into single bytes by these tokenizers
 
@@ -99,7 +99,7 @@ def test_roundtrip_points_at_the_unknown_token():
 
 
 def test_split_characters_lists_each_split_once(sp):
-    from engine.inspector import split_characters
+    from tokstep.engine.inspector import split_characters
 
     ids = sp(TEXT)["input_ids"]
     splits = split_characters(sp, ids)

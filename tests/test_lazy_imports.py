@@ -14,7 +14,7 @@ HEAVY = ("torch", "transformers", "textual")
 
 PROBE = """
 import json, sys
-from tui.cli import main
+from tokstep.tui.cli import main
 code = None
 try:
     main(sys.argv[1:])
@@ -39,7 +39,7 @@ def test_help_imports_no_heavy_module(argv):
 
 
 def test_importing_the_cli_imports_no_heavy_module():
-    code = f"import json, sys, tui.cli; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    code = f"import json, sys, tokstep.tui.cli; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
@@ -47,6 +47,29 @@ def test_importing_the_cli_imports_no_heavy_module():
 
 def test_the_probe_would_notice_a_heavy_import():
     """The check itself works: a module that imports torch shows up."""
-    code = f"import json, sys, engine.reduce; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    code = f"import json, sys, tokstep.engine.reduce; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "torch" in json.loads(done.stdout)
+
+
+def test_every_tui_module_leaves_torch_out():
+    """The seam: screens hold numpy-only result types; no tui module imports torch, even indirectly."""
+    code = (
+        "import importlib, json, pkgutil, sys, tokstep.tui as tui\n"
+        "names = [m.name for m in pkgutil.walk_packages(tui.__path__, 'tokstep.tui.')]\n"
+        "for name in names: importlib.import_module(name)\n"
+        "print(json.dumps({'names': names, 'heavy': [m for m in ('torch', 'transformers') if m in sys.modules]}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert "tokstep.tui.stepper" in result["names"] and "tokstep.tui.widgets.status_bar" in result["names"]
+    assert result["heavy"] == []
+
+
+def test_python_dash_m_tokstep_runs_the_cli():
+    done = subprocess.run(
+        [sys.executable, "-m", "tokstep", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: tokstep" in done.stdout

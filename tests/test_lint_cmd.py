@@ -7,7 +7,7 @@ import json
 import pytest
 from tiny_tokenizers import byte_bpe
 
-from tui.cli import main
+from tokstep.tui.cli import main
 
 CLEAN = [
     {"prompt": "The capital of France is", "completion": " Paris."},

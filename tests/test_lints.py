@@ -8,8 +8,8 @@ import pytest
 from tiny_tokenizers import CHATML_NO_END, byte_bpe, gpt2_style, llama3_style, sentencepiece_bpe
 from tokenizers import normalizers
 
-from engine.inputs import SampleSpec
-from engine.lints import LINTS, WHITESPACE_RUN, lint_sample, lint_spec
+from tokstep.engine.inputs import SampleSpec
+from tokstep.engine.lints import LINTS, WHITESPACE_RUN, lint_sample, lint_spec
 
 CHAT = (
     {"role": "user", "content": "What is the capital of France?"},
@@ -222,7 +222,7 @@ def test_unbuildable_row_is_an_error_finding(chatml):
 
 
 def test_lint_sample_works_without_a_spec(gpt2):
-    from engine.inputs import from_ids
+    from tokstep.engine.inputs import from_ids
 
     ids = gpt2("the cat sat on the mat")["input_ids"]
     sample = from_ids({"input_ids": ids, "labels": ids[1:] + [-100]}, pad_id=gpt2.pad_token_id)
@@ -236,8 +236,8 @@ def test_every_documented_lint_has_a_test_here():
 
 
 def test_unreadable_data_row_is_a_bad_row_error(chatml):
-    from engine.data import DataRow
-    from engine.lints import lint_row
+    from tokstep.engine.data import DataRow
+    from tokstep.engine.lints import lint_row
 
     result = lint_row(chatml, DataRow(index=3, line=7, spec=None, error="not valid JSON"))
     assert only(list(result.findings), "bad-row").message == "not valid JSON"
@@ -245,8 +245,8 @@ def test_unreadable_data_row_is_a_bad_row_error(chatml):
 
 
 def test_readable_data_row_counts_tokens_and_supervised(chatml):
-    from engine.data import DataRow
-    from engine.lints import lint_row
+    from tokstep.engine.data import DataRow
+    from tokstep.engine.lints import lint_row
 
     spec = SampleSpec(prompt="The capital of France is", answer=" Paris")
     result = lint_row(chatml, DataRow(index=0, line=1, spec=spec))
@@ -281,8 +281,8 @@ def test_template_space_before_the_reply_leaves_its_first_word_untrained(make):
 @pytest.fixture(scope="module")
 def bundled():
     """The bundled tokstep-mini tokenizer (byte-level BPE, adds <s>, ChatML template that never writes <s>)."""
-    from engine.defaults import DEFAULT_MODEL
-    from engine.loading import load_tokenizer
+    from tokstep.engine.defaults import DEFAULT_MODEL
+    from tokstep.engine.loading import load_tokenizer
 
     return load_tokenizer(str(DEFAULT_MODEL))
 
@@ -302,8 +302,8 @@ def test_bundled_tokenizer_catches_a_rendered_chat_trained_as_text_and_pad_train
 
 
 def test_a_row_that_breaks_the_tokenizer_is_an_error_finding_not_a_crash(chatml):
-    from engine.data import DataRow
-    from engine.lints import lint_row
+    from tokstep.engine.data import DataRow
+    from tokstep.engine.lints import lint_row
 
     chat = (
         {"role": "user", "content": "hi"},

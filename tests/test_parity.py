@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import tiny
 
-from engine.inputs import SampleSpec, build_sample
-from engine.loading import wrap_model
-from engine.trace import HIDDEN_PATH, LOGITS_PATH, max_drift, reference_loss, trace_incremental, trace_sample
+from tokstep.engine.inputs import SampleSpec, build_sample
+from tokstep.engine.loading import wrap_model
+from tokstep.engine.trace import (
+    HIDDEN_PATH,
+    LOGITS_PATH,
+    max_drift,
+    reference_loss,
+    trace_incremental,
+    trace_sample,
+)
 
 ARCHS = ["gpt2", "llama", "gpt_neox", "gemma2"]
 
@@ -128,7 +135,7 @@ def test_incremental_kv_cache_trace_matches_single_pass(arch, bpe_tokenizer):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_bfloat16_parity_within_stated_tolerance(arch, sp_tokenizer):
-    from engine.trace import parity_tolerance
+    from tokstep.engine.results import parity_tolerance
 
     model = tiny.tiny_model(arch, len(sp_tokenizer)).to(dtype=__import__("torch").bfloat16)
     loaded = wrap_model(model, sp_tokenizer)

@@ -17,11 +17,11 @@ import tiny
 from textual.screen import Screen
 from textual.widgets import Static
 
-from engine.inputs import SampleSpec
-from engine.session import ModelSpec
-from tui.app import Backend, PrecomputedBackend, TokstepApp, run_app
-from tui.stepper import StepperScreen
-from tui.synthetic import synthetic_result
+from tokstep.engine.inputs import SampleSpec
+from tokstep.engine.loading import ModelSpec
+from tokstep.tui.app import Backend, PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.stepper import StepperScreen
+from tokstep.tui.synthetic import synthetic_result
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
@@ -163,7 +163,9 @@ async def test_data_flag_puts_the_browser_screen_underneath(model_dir, monkeypat
             super().__init__()
             made.append((data_path, args))
 
-    monkeypatch.setitem(sys.modules, "tui.browser", types.SimpleNamespace(DataBrowserScreen=RecordingBrowser))
+    monkeypatch.setitem(
+        sys.modules, "tokstep.tui.browser", types.SimpleNamespace(DataBrowserScreen=RecordingBrowser)
+    )
     args = argparse.Namespace(data="rows.jsonl")
     app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", args=args)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -225,8 +227,8 @@ async def test_a_newer_open_sample_replaces_one_still_tracing():
 
 QUIT_DURING_LOAD = """
 import time
-from engine.inputs import SampleSpec
-from tui.app import Backend, TokstepApp
+from tokstep.engine.inputs import SampleSpec
+from tokstep.tui.app import Backend, TokstepApp
 
 class NeverLoads(Backend):
     def load(self, spec):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tui.formatting import bar, clip, number, probability
-from tui.navigation import (
+from tokstep.tui.formatting import bar, clip, number, probability
+from tokstep.tui.navigation import (
     Marks,
     SurpriseRule,
     TokenSearch,
@@ -17,7 +17,7 @@ from tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tui.synthetic import synthetic_result
+from tokstep.tui.synthetic import synthetic_result
 
 
 @pytest.fixture(scope="module")

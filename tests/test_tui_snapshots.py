@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine import defaults
-from engine.session import ModelSpec, load, run_trace
-from tui.app import Backend, PrecomputedBackend, TokstepApp
-from tui.cli import demo_spec
-from tui.stepper import StepperScreen
+from tokstep.engine import defaults
+from tokstep.engine.session import ModelSpec, load, run_trace
+from tokstep.tui.app import Backend, PrecomputedBackend, TokstepApp
+from tokstep.tui.cli import demo_spec
+from tokstep.tui.stepper import StepperScreen
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from engine.inputs import SampleSpec
-from tui.app import PrecomputedBackend, TokstepApp
-from tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
-from tui.navigation import SurpriseRule, mask_boundaries
-from tui.stepper import SPEEDS, StepperScreen
-from tui.synthetic import synthetic_result
-from tui.widgets.context_strip import ContextStrip
+from tokstep.engine.inputs import SampleSpec
+from tokstep.tui.app import PrecomputedBackend, TokstepApp
+from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
+from tokstep.tui.navigation import SurpriseRule, mask_boundaries
+from tokstep.tui.stepper import SPEEDS, StepperScreen
+from tokstep.tui.synthetic import synthetic_result
+from tokstep.tui.widgets.context_strip import ContextStrip
 
 SIZE = (100, 30)
 
@@ -218,7 +218,7 @@ async def test_c_toggles_the_loss_heatmap(result):
 
 
 async def test_w_colours_tokens_by_mask_reason_with_a_legend(result):
-    from tui.widgets.context_strip import REASON_STYLES
+    from tokstep.tui.widgets.context_strip import REASON_STYLES
 
     app = make_app(result)
     async with app.run_test(size=SIZE) as pilot:

@@ -23,11 +23,12 @@ from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
-from engine.errors import TokstepError
+from tokstep.engine.errors import TokstepError
 
 if TYPE_CHECKING:
-    from engine.inputs import SampleSpec
-    from engine.session import ModelSpec, TraceResult
+    from tokstep.engine.inputs import SampleSpec
+    from tokstep.engine.loading import ModelSpec
+    from tokstep.engine.results import TraceResult
 
 Progress = Callable[[str], None]
 T = TypeVar("T")
@@ -37,19 +38,19 @@ class Backend:
     """The engine calls the app makes, in a worker thread. Tests and benchmarks substitute their own."""
 
     def load(self, spec: ModelSpec) -> Any:
-        from engine.session import load
+        from tokstep.engine.session import load
 
         return load(spec)
 
     def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
-        from engine.session import run_trace
+        from tokstep.engine.session import run_trace
 
         return run_trace(loaded, sample, top_k=top_k, progress=progress)
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Any]:
         """`engine.lints.lint_sample` findings for the sample, [] while that module does not exist."""
         try:
-            from engine.lints import lint_sample
+            from tokstep.engine.lints import lint_sample
         except ImportError:
             return []
         return list(lint_sample(result.texts.tokenizer, result.sample, sample))
@@ -192,7 +193,9 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).add_step(f"loading {name}", 0.0)
         self.load_model()
         if self.data:
-            from tui.browser import DataBrowserScreen  # a colleague's screen; imported only when asked for
+            from tokstep.tui.browser import (
+                DataBrowserScreen,  # a colleague's screen; imported only when asked for
+            )
 
             self.push_screen(DataBrowserScreen(self.data, self.args))
             self.query_one(LoadingView).cover()
@@ -257,7 +260,7 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).add_step(message.text, time.monotonic() - self.started)
 
     def on_trace_ready(self, message: TraceReady) -> None:
-        from tui.stepper import StepperScreen
+        from tokstep.tui.stepper import StepperScreen
 
         result = message.result
         self.query_one(LoadingView).cover()

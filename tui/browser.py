@@ -24,11 +24,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from engine.errors import TokstepError
+from tokstep.engine.errors import TokstepError
 
 if TYPE_CHECKING:
-    from engine.data import DataFile, DataRow
-    from engine.lints import RowLint
+    from tokstep.engine.data import DataFile, DataRow
+    from tokstep.engine.lints import RowLint
 
 PAGE_ROWS = 500  # rows listed at once
 PREVIEW_CHARS = 60
@@ -181,7 +181,7 @@ class DataBrowserScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="browser-open")
     def open_file(self) -> None:
-        from tui.lint_cmd import open_data_from_args
+        from tokstep.tui.lint_cmd import open_data_from_args
 
         defaults = {"bos": "auto", "eos": "auto", "truncate": None}
         for name, value in defaults.items():
@@ -218,8 +218,8 @@ class DataBrowserScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="browser-stats", exclusive=True)
     def compute_stats(self, rows: list[DataRow]) -> None:
         """Tokenize + lint each row (tokenizer only), then trace each for its loss (one forward pass each)."""
-        from engine.lints import lint_row
-        from engine.trace import trace_sample
+        from tokstep.engine.lints import lint_row
+        from tokstep.engine.trace import trace_sample
 
         worker = get_current_worker()
         tokenizer = self._tokenizer_now()
@@ -271,7 +271,7 @@ class DataBrowserScreen(Screen[None]):
             spec = getattr(self.app, "model_spec", None)
             if spec is None:
                 return None
-            from engine.loading import load_tokenizer
+            from tokstep.engine.loading import load_tokenizer
 
             try:
                 self._tokenizer = load_tokenizer(

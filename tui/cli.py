@@ -8,8 +8,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.inputs import SampleSpec
-    from engine.session import ModelSpec
+    from tokstep.engine.inputs import SampleSpec
+    from tokstep.engine.loading import ModelSpec
 
 DEMOS = ("qa", "text", "chat")
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--limit", type=int, metavar="N", help="print at most N rows (the summary still covers all)"
     )
-    from tui.lint_cmd import add_lint_parser
+    from tokstep.tui.lint_cmd import add_lint_parser
 
     add_lint_parser(commands, _add_model_flags)
     _keep_flags_given_before_the_command(parser, commands)
@@ -104,7 +104,7 @@ def _keep_flags_given_before_the_command(
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    from tui.lint_cmd import add_column_flags
+    from tokstep.tui.lint_cmd import add_column_flags
 
     parser.add_argument(
         "--data",
@@ -115,7 +115,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def model_spec(args: argparse.Namespace) -> ModelSpec:
-    from engine.session import ModelSpec
+    from tokstep.engine.loading import ModelSpec
 
     spec = ModelSpec(
         revision=args.revision,
@@ -133,9 +133,9 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 
 def sample_spec(args: argparse.Namespace) -> SampleSpec:
     """Turn the sample flags into a SampleSpec; exactly one source, or the demo."""
-    from engine import defaults
-    from engine.errors import TokstepError
-    from engine.inputs import SampleSpec, read_json, read_text
+    from tokstep.engine import defaults
+    from tokstep.engine.errors import TokstepError
+    from tokstep.engine.inputs import SampleSpec, read_json, read_text
 
     given = [name for name in ("text", "file", "chat", "ids", "demo") if getattr(args, name) is not None]
     if args.prompt is not None or args.answer is not None:
@@ -167,7 +167,7 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
 
 
 def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore[no-untyped-def]
-    from engine.inputs import SampleSpec, read_json, read_text
+    from tokstep.engine.inputs import SampleSpec, read_json, read_text
 
     if which == "text":
         return SampleSpec(text=read_text(defaults.DEMO_TEXT).strip(), name="demo: text", **common)
@@ -186,26 +186,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from engine.errors import TokstepError
+        from tokstep.engine.errors import TokstepError
     except ImportError as error:  # a broken install: still one line
         return _fail(f"cannot import tokstep's engine: {error}")
     try:
         if args.command == "report":
-            from tui.report import run_report
+            from tokstep.tui.report import run_report
 
             return run_report(args, model_spec(args), sample_spec(args))
         if args.command == "lint":
-            from tui.lint_cmd import run_lint
+            from tokstep.tui.lint_cmd import run_lint
 
             spec = model_spec(args)
             return run_lint(args, spec.name_or_path, spec.display_name)
         if args.data:
-            from tui.lint_cmd import open_data_from_args
+            from tokstep.tui.lint_cmd import open_data_from_args
 
             open_data_from_args(
                 args, args.data
             ).close()  # a missing or unreadable file: one line, before the TUI
-        from tui.app import run_app
+        from tokstep.tui.app import run_app
 
         return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
     except TokstepError as error:

@@ -21,8 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from engine.data import Columns, DataFile
-    from engine.lints import RowLint
+    from tokstep.engine.data import Columns, DataFile
+    from tokstep.engine.lints import RowLint
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
@@ -46,7 +46,7 @@ def add_column_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def columns_from_args(args: argparse.Namespace) -> Columns:
-    from engine.data import Columns
+    from tokstep.engine.data import Columns
 
     defaults = Columns()
     answer = getattr(args, "answer_column", None)
@@ -62,7 +62,7 @@ def columns_from_args(args: argparse.Namespace) -> Columns:
 
 
 def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
-    from engine.data import open_data
+    from tokstep.engine.data import open_data
 
     return open_data(path, columns_from_args(args), bos=args.bos, eos=args.eos, truncate=args.truncate)
 
@@ -128,7 +128,7 @@ def lint_file(
     tokenizer: Any, data: DataFile, max_rows: int | None = None, progress: Any = None
 ) -> LintSummary:
     """Lint the rows of `data` in order, streaming: one row's text and sample in memory at a time."""
-    from engine.lints import lint_row
+    from tokstep.engine.lints import lint_row
 
     summary = LintSummary()
     for row in data.rows(0, max_rows):
@@ -162,7 +162,7 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
 
 
 def summary_table(summary: LintSummary) -> Table:
-    from engine.lints import LINTS, SEVERITIES
+    from tokstep.engine.lints import LINTS, SEVERITIES
 
     per_code, severity_of = summary.rows_per_code, summary.severity_of
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -216,7 +216,7 @@ def _positions(positions: tuple[int, ...]) -> str:
 
 
 def write_json(payload: dict[str, Any], path: str, force: bool) -> None:
-    from engine.errors import TokstepError
+    from tokstep.engine.errors import TokstepError
 
     text = json.dumps(payload, ensure_ascii=False, indent=1)
     if path == "-":
@@ -233,8 +233,8 @@ def write_json(payload: dict[str, Any], path: str, force: bool) -> None:
 
 def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> int:
     """The `lint` sub-command. Returns the exit status; TokstepError propagates to the CLI's one-line error."""
-    from engine.errors import TokstepError
-    from engine.loading import load_tokenizer
+    from tokstep.engine.errors import TokstepError
+    from tokstep.engine.loading import load_tokenizer
 
     if args.max_rows is not None and args.max_rows < 1:
         raise TokstepError("--max-rows must be at least 1")

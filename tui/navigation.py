@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.tokens import TokenTexts
-from engine.trace import Trace
+from tokstep.engine.results import Trace
+from tokstep.engine.tokens import TokenTexts
 
 
 def position_predicting(token_index: int, num_positions: int) -> int:

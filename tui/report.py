@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tui.formatting import number, probability
+from tokstep.tui.formatting import number, probability
 
 if TYPE_CHECKING:
-    from engine.inputs import SampleSpec
-    from engine.session import ModelSpec, TraceResult
+    from tokstep.engine.inputs import SampleSpec
+    from tokstep.engine.loading import ModelSpec
+    from tokstep.engine.results import TraceResult
 
 
 SHORT_REASON = {
@@ -44,7 +45,7 @@ def fmt_loss(value: float | None) -> str:
 
 def parity_line(result: TraceResult) -> Text:
     """Ours vs Hugging Face's loss, side by side, with a match badge."""
-    from engine.trace import parity_tolerance
+    from tokstep.engine.results import parity_tolerance
 
     ours, theirs = result.trace.loss, result.reference
     line = Text()
@@ -144,15 +145,15 @@ def print_report(result: TraceResult, console: Console, limit: int | None = None
 
 def check_json_target(path: str | None, force: bool) -> None:
     """Refuse to overwrite a user's file before any slow work starts."""
-    from engine.errors import TokstepError
+    from tokstep.engine.errors import TokstepError
 
     if path and path != "-" and Path(path).expanduser().exists() and not force:
         raise TokstepError(f"{path} already exists: pass --force to overwrite it")
 
 
 def write_json(result: TraceResult, path: str, force: bool) -> None:
-    from engine.errors import TokstepError
-    from engine.export import trace_to_dict
+    from tokstep.engine.errors import TokstepError
+    from tokstep.engine.export import trace_to_dict
 
     payload = json.dumps(trace_to_dict(result), ensure_ascii=False, indent=1)
     if path == "-":
@@ -167,7 +168,7 @@ def write_json(result: TraceResult, path: str, force: bool) -> None:
 
 
 def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -> int:
-    from engine.session import load, run_trace
+    from tokstep.engine.session import load, run_trace
 
     check_json_target(args.json, args.force)
     err = Console(stderr=True)
@@ -198,8 +199,8 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
     """Why tokens are masked, the lints, the round-trip check and characters split over several tokens."""
     from collections import Counter
 
-    from engine.inspector import roundtrip, split_characters
-    from engine.lints import lint_sample
+    from tokstep.engine.inspector import roundtrip, split_characters
+    from tokstep.engine.lints import lint_sample
 
     sample, tokenizer = result.sample, result.texts.tokenizer
     masked = Counter(r.value for r in sample.mask_reasons[1:] if not r.counted)

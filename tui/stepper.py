@@ -16,9 +16,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
-from engine.session import TraceResult
-from tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
-from tui.navigation import (
+from tokstep.engine.results import TraceResult
+from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
+from tokstep.tui.navigation import (
     Marks,
     SurpriseRule,
     TokenSearch,
@@ -27,13 +27,13 @@ from tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
-from tui.widgets.inspector_line import InspectorLine, load_inspector
-from tui.widgets.loss_curve import LossCurve
-from tui.widgets.loss_panel import LossPanel
-from tui.widgets.onehot_panel import OneHotPanel
-from tui.widgets.status_bar import StatusBar
-from tui.widgets.topk_table import TopKTable
+from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
+from tokstep.tui.widgets.inspector_line import InspectorLine, load_inspector
+from tokstep.tui.widgets.loss_curve import LossCurve
+from tokstep.tui.widgets.loss_panel import LossPanel
+from tokstep.tui.widgets.onehot_panel import OneHotPanel
+from tokstep.tui.widgets.status_bar import StatusBar
+from tokstep.tui.widgets.topk_table import TopKTable
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
 CONTEXT_LEGEND = "␣ space  ↵ newline  dim = masked (−100)  click a token"

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.loading import ModelInfo
-from engine.sample import IGNORE_INDEX, MaskReason, Sample
-from engine.session import TraceResult
-from engine.tokens import TokenTexts
-from engine.trace import Trace
+from tokstep.engine.results import ModelInfo, Trace, TraceResult
+from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.tokens import TokenTexts
 
 WORDS = [
     "the",

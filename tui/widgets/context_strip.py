@@ -17,10 +17,10 @@ from rich.style import Style
 from textual import events
 from textual.message import Message
 
-from engine.sample import MaskReason
-from engine.session import TraceResult
-from tui.formatting import clip, token_label
-from tui.widgets.lines import LinesView
+from tokstep.engine.results import TraceResult
+from tokstep.engine.sample import MaskReason
+from tokstep.tui.formatting import clip, token_label
+from tokstep.tui.widgets.lines import LinesView
 
 SHADES = (Style(bgcolor="grey19"), Style(bgcolor="grey30"))
 MASKED = Style(dim=True, italic=True)

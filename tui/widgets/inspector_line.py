@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from engine.session import TraceResult
-from engine.tokens import make_visible
-from tui.widgets.lines import Lines, LinesView
+from tokstep.engine.results import TraceResult
+from tokstep.engine.tokens import make_visible
+from tokstep.tui.widgets.lines import Lines, LinesView
 
 NEIGHBOURS = 8  # ids passed to the inspector on each side of the token
 
@@ -18,7 +18,7 @@ NEIGHBOURS = 8  # ids passed to the inspector on each side of the token
 def load_inspector() -> Any | None:
     """`engine.inspector.inspect_token`, or None while that module does not exist."""
     try:
-        from engine.inspector import inspect_token
+        from tokstep.engine.inspector import inspect_token
     except ImportError:
         return None
     return inspect_token

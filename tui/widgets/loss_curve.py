@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.session import TraceResult
-from tui.widgets.lines import Line, LinesView, style
+from tokstep.engine.results import TraceResult
+from tokstep.tui.widgets.lines import Line, LinesView, style
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 CURSOR, COUNTED, MASKED, LABEL = style("bold yellow"), style("cyan"), style("dim"), style("bold")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 
-from engine.session import TraceResult
-from tui.formatting import number
-from tui.widgets.lines import Lines, LinesView
+from tokstep.engine.results import TraceResult
+from tokstep.tui.formatting import number
+from tokstep.tui.widgets.lines import Lines, LinesView
 
 
 def parity(result: TraceResult) -> tuple[str, bool | None]:
     """How our mean compares with HF's `model(input_ids, labels=labels).loss`: (badge text, ok or None)."""
-    from engine.trace import parity_tolerance
+    from tokstep.engine.results import parity_tolerance
 
     ours, theirs = result.trace.loss, result.reference
     if not result.reference_computed:

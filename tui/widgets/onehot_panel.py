@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from engine.session import TraceResult
-from tui.formatting import clip, number, probability, token_label
-from tui.widgets.lines import Lines, LinesView
+from tokstep.engine.results import TraceResult
+from tokstep.tui.formatting import clip, number, probability, token_label
+from tokstep.tui.widgets.lines import Lines, LinesView
 
 TARGET_STYLE = "bold black on yellow"
 

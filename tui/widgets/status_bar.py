@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.session import TraceResult
-from tui.widgets.lines import Lines, LinesView
+from tokstep.engine.results import TraceResult
+from tokstep.tui.widgets.lines import Lines, LinesView
 
 
 def short_name(name: str) -> str:

@@ -6,9 +6,9 @@ import math
 
 from rich.cells import cell_len
 
-from engine.session import TraceResult
-from tui.formatting import bar, clip, number, probability, token_label
-from tui.widgets.lines import Line, LinesView, style
+from tokstep.engine.results import TraceResult
+from tokstep.tui.formatting import bar, clip, number, probability, token_label
+from tokstep.tui.widgets.lines import Line, LinesView, style
 
 TARGET = style("bold black on yellow")
 SPECIAL = style("magenta")
