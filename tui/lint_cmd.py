@@ -8,17 +8,16 @@ same as JSON. Exit status: 0 clean, 1 when an error-level lint fired (or a warni
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from tokstep.tui import output
 
 if TYPE_CHECKING:
     from tokstep.engine.data import Columns, DataFile
@@ -215,22 +214,6 @@ def _positions(positions: tuple[int, ...]) -> str:
     return shown + ("…" if len(positions) > 6 else "")
 
 
-def write_json(payload: dict[str, Any], path: str, force: bool) -> None:
-    from tokstep.engine.errors import TokstepError
-
-    text = json.dumps(payload, ensure_ascii=False, indent=1)
-    if path == "-":
-        sys.stdout.write(text + "\n")
-        return
-    target = Path(path).expanduser()
-    if target.exists() and not force:
-        raise TokstepError(f"{path} already exists: pass --force to overwrite it")
-    try:
-        target.write_text(text + "\n", encoding="utf-8")
-    except OSError as error:
-        raise TokstepError(f"cannot write {path}: {error.strerror or error}") from None
-
-
 def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> int:
     """The `lint` sub-command. Returns the exit status; TokstepError propagates to the CLI's one-line error."""
     from tokstep.engine.errors import TokstepError
@@ -254,7 +237,7 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
     if not summary.rows:
         raise TokstepError(f"{args.file} has no rows")
     if args.json:
-        write_json(findings_json(summary, args.file, display_name), args.json, args.force)
+        output.write_json(findings_json(summary, args.file, display_name), args.json, args.force)
     counts = summary.counts()
     if args.json != "-":
         console = Console()

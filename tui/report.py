@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tokstep.tui import output
 from tokstep.tui.formatting import number, probability
 
 if TYPE_CHECKING:
@@ -143,34 +142,16 @@ def print_report(result: TraceResult, console: Console, limit: int | None = None
         )
 
 
-def check_json_target(path: str | None, force: bool) -> None:
-    """Refuse to overwrite a user's file before any slow work starts."""
-    from tokstep.engine.errors import TokstepError
-
-    if path and path != "-" and Path(path).expanduser().exists() and not force:
-        raise TokstepError(f"{path} already exists: pass --force to overwrite it")
-
-
 def write_json(result: TraceResult, path: str, force: bool) -> None:
-    from tokstep.engine.errors import TokstepError
     from tokstep.engine.export import trace_to_dict
 
-    payload = json.dumps(trace_to_dict(result), ensure_ascii=False, indent=1)
-    if path == "-":
-        sys.stdout.write(payload + "\n")
-        return
-    check_json_target(path, force)
-    target = Path(path).expanduser()
-    try:
-        target.write_text(payload + "\n", encoding="utf-8")
-    except OSError as error:
-        raise TokstepError(f"cannot write {path}: {error.strerror or error}") from None
+    output.write_json(trace_to_dict(result), path, force)
 
 
 def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -> int:
     from tokstep.engine.session import load, run_trace
 
-    check_json_target(args.json, args.force)
+    output.check_target(args.json, args.force)
     err = Console(stderr=True)
     with err.status(f"loading {model.display_name}"):
         loaded = load(model)

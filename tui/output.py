@@ -1,0 +1,71 @@
+"""The one way tokstep writes a user-named file (--json, --html, --svg, ...): checked early, written atomically.
+
+A target is refused before any slow work starts when it exists (a file, a directory, or a symlink, dangling or
+not) unless `force`; an empty path is an error, not a no-op; `-` means standard output. The text goes to a
+temporary file in the target's folder, which is then renamed over the target, so a crash or a full disk never
+leaves a torn or half-overwritten file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+STDOUT = "-"
+
+
+def _error(message: str) -> Exception:
+    from tokstep.engine.errors import TokstepError
+
+    return TokstepError(message)
+
+
+def check_target(path: str | None, force: bool, flag: str = "--json") -> None:
+    """Refuse a target we must not (or cannot) write, before the model loads."""
+    if path is None or path == STDOUT:
+        return
+    if not path.strip():
+        raise _error(f"{flag} needs a file name (or - for standard output)")
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise _error(f"{flag} {path} is a directory: name a file")
+    if target.is_symlink() or target.exists():
+        if not force:
+            raise _error(f"{path} already exists: pass --force to overwrite it")
+        if target.is_symlink():
+            raise _error(f"{path} is a symbolic link: name the file itself")
+    folder = target.parent
+    if not folder.is_dir():
+        raise _error(f"{flag} {path}: no such folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise _error(f"{flag} {path}: folder {folder} is not writable")
+
+
+def write_text(text: str, path: str, force: bool, flag: str = "--json") -> None:
+    """Write `text` to `path` atomically (temp file in the same folder + rename), or to stdout for `-`."""
+    if path == STDOUT:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    check_target(path, force, flag)
+    target = Path(path).expanduser()
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text if text.endswith("\n") else text + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise _error(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def write_json(payload: Any, path: str, force: bool, flag: str = "--json") -> None:
+    write_text(json.dumps(payload, ensure_ascii=False, indent=1), path, force, flag)
