@@ -56,10 +56,38 @@ async def test_model_loads_in_a_worker_and_the_last_position_matches_hf(model_di
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
         stepper = app.screen
-        assert stepper.result.sample.name == "qa" and stepper.result.reference_computed
+        await wait_for(pilot, lambda: stepper.result.reference_computed, "HF's reference")
+        assert stepper.result.sample.name == "qa"
         await pilot.press("end")
         loss = plain(stepper.query_one("#loss"))
         assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
+
+
+class SlowReferenceBackend(Backend):
+    """The real engine, but HF's reference waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def reference(self, loaded, result, mode):
+        self.gate.wait(30)
+        return super().reference(loaded, result, mode)
+
+
+async def test_stepper_shows_before_the_reference_and_the_badge_updates_when_it_arrives(model_dir):
+    backend = SlowReferenceBackend()
+    app = TokstepApp(spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), backend=backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        await pilot.press("end")
+        assert stepper.result.reference_pending
+        assert "computing HF's reference" in plain(stepper.query_one("#loss"))
+        backend.gate.set()
+        await wait_for(pilot, lambda: stepper.result.reference_computed, "HF's reference")
+        loss = plain(stepper.query_one("#loss"))
+        assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
+        assert stepper.result.reference == pytest.approx(stepper.result.trace.loss, rel=1e-6)
 
 
 class GatedBackend(Backend):

@@ -43,9 +43,16 @@ class Backend:
         return load(spec)
 
     def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
+        """The trace alone; HF's reference comes later (`reference`), so the stepper shows first."""
         from tokstep.engine.session import run_trace
 
-        return run_trace(loaded, sample, top_k=top_k, progress=progress)
+        return run_trace(loaded, sample, top_k=top_k, reference="later", progress=progress)
+
+    def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
+        """`result` with HF's reference loss filled in (`mode`: chunked, full or off; engine.reference)."""
+        from tokstep.engine.session import add_reference
+
+        return add_reference(loaded, result, mode)
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Any]:
         """`engine.lints.lint_sample` findings for the sample, [] while that module does not exist."""
@@ -68,6 +75,11 @@ class PrecomputedBackend(Backend):
 
     def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
         return self.result
+
+    def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
+        from dataclasses import replace
+
+        return replace(result, reference_pending=False)  # whatever the precomputed result holds
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Any]:
         return list(self.findings) if self.findings is not None else super().lint(result, sample)
@@ -118,6 +130,14 @@ class TraceReady(Message):
         self.result = result
         self.findings = findings
         self.from_browser = from_browser
+
+
+class ReferenceReady(Message):
+    """HF's reference loss for a result already on screen (computed after the stepper was shown)."""
+
+    def __init__(self, result: TraceResult) -> None:
+        super().__init__()
+        self.result = result
 
 
 class LoadFailed(Message):
@@ -176,6 +196,7 @@ class TokstepApp(App[int]):
         self.model_spec = model_spec
         self.sample_spec = sample_spec
         self.top_k = top_k
+        self.reference_mode = getattr(args, "reference", None) or "chunked"
         self.data = data
         self.args = args
         self.backend = backend or Backend()
@@ -239,6 +260,25 @@ class TokstepApp(App[int]):
             return
         if not get_current_worker().is_cancelled:  # a newer open_sample replaced this one: drop it
             self.post_message(TraceReady(result, findings, from_browser))
+            if result.reference_pending:
+                self.compute_reference(result)
+
+    @work(thread=True, exit_on_error=False, group="reference")
+    def compute_reference(self, result: TraceResult) -> None:
+        """HF's loss for a result already shown; the loss panel's badge updates when it arrives."""
+        try:
+            done = abandonable(lambda: self.backend.reference(self.loaded, result, self.reference_mode))
+        except Abandoned:
+            return
+        except Exception as error:  # noqa: BLE001 - the reference is a check; stepping goes on without it
+            from dataclasses import replace
+
+            done = replace(
+                result,
+                reference_pending=False,
+                reference_note=f"HF reference failed: {type(error).__name__}: {error}",
+            )
+        self.post_message(ReferenceReady(done))
 
     def _lint(self, result: TraceResult, sample: SampleSpec) -> list[Any]:
         try:
@@ -272,6 +312,13 @@ class TokstepApp(App[int]):
             )
         )
 
+    def on_reference_ready(self, message: ReferenceReady) -> None:
+        from tokstep.tui.stepper import StepperScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, StepperScreen) and screen.result.sample is message.result.sample:
+                screen.update_result(message.result)
+
     def on_load_failed(self, message: LoadFailed) -> None:
         if message.from_browser and self.loaded is not None:
             self.notify(message.reason, title="cannot open this sample", severity="error", timeout=10)
@@ -287,7 +334,9 @@ def _headless_check(app: TokstepApp) -> int:
     try:
         loaded = app.backend.load(app.model_spec)  # type: ignore[arg-type]
         if app.sample_spec is not None and not app.data:
-            app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
+            result = app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
+            if result.reference_pending:
+                app.backend.reference(loaded, result, app.reference_mode)
     except TokstepError as error:
         print(f"tokstep: error: {error}", file=sys.stderr)
         return 2

@@ -66,20 +66,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_flags(parser)
     _add_sample_flags(parser)
+    _add_reference_flag(parser)
     _add_data_flags(parser)
     commands = parser.add_subparsers(dest="command", metavar="{report,lint}")
     report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
     _add_model_flags(report)
     _add_sample_flags(report)
+    _add_reference_flag(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
-    report.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
+    report.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained HTML page: coloured context, summary, worst",
+    )
+    report.add_argument("--svg", metavar="FILE", help="the same as a self-contained SVG image")
+    report.add_argument(
+        "--colour-by",
+        "--color-by",
+        dest="colour_by",
+        default="ce",
+        choices=["ce", "reason"],
+        help="--html/--svg context colours: the CE of predicting each token (default) or its mask reason",
+    )
+    report.add_argument(
+        "--force", action="store_true", help="allow --json/--html/--svg to overwrite an existing file"
+    )
+    report.add_argument(
+        "--data",
+        metavar="FILE",
+        help="report every row of a .jsonl / .json / .parquet file (counts, loss, lints, supervised text)",
+    )
+    report.add_argument(
+        "--rows",
+        metavar="RANGES",
+        help="with --data: only these rows, by the line (JSONL/JSON) or row (Parquet) numbers the "
+        "screens show, e.g. 11-15 or 3,7,20-",
+    )
+    from tokstep.tui.lint_cmd import add_column_flags
+
+    add_column_flags(report)
     report.add_argument(
         "--incremental",
         action="store_true",
         help="also trace token by token with the KV cache and report the drift",
     )
     report.add_argument(
-        "--no-reference", action="store_true", help="skip HF's reference loss (saves a forward pass)"
+        "--no-reference",
+        dest="reference",
+        action="store_const",
+        const="off",
+        help="the same as --reference off (saves a forward pass)",
     )
     report.add_argument(
         "--limit", type=int, metavar="N", help="print at most N rows (the summary still covers all)"
@@ -101,6 +137,16 @@ def _keep_flags_given_before_the_command(
         for action in sub._actions:
             if action.dest in top_level:
                 action.default = argparse.SUPPRESS
+
+
+def _add_reference_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        default="chunked",
+        choices=["chunked", "full", "off"],
+        help="HF's loss beside ours: chunked (default: HF's head and loss function over chunks, no "
+        "[T, vocab] tensor), full (model(input_ids, labels=labels).loss, HF's full logits) or off",
+    )
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:

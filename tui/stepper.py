@@ -150,6 +150,14 @@ class StepperScreen(Screen[None]):
     def on_resize(self) -> None:
         self._fit_context()
 
+    def update_result(self, result: TraceResult) -> None:
+        """The same trace with HF's reference filled in (it arrives after the stepper is shown)."""
+        self.result = result
+        for widget in self.query(LossPanel):
+            widget.result = result
+            if self.panels:
+                widget.show(self.cursor)
+
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
         fixed = (
