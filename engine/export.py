@@ -65,6 +65,8 @@ def trace_to_dict(result: TraceResult) -> dict[str, Any]:
         "loss": _num(trace.loss),
         "supervised_count": trace.num_supervised,
         "hf_reference_loss": _num(result.reference),
+        "hf_reference_computed": result.reference_computed,
+        "hf_reference_note": result.reference_note,
         "incremental_max_drift": _num(result.incremental_drift),
         "positions": positions,
     }

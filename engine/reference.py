@@ -30,7 +30,10 @@ from tokstep.engine.trace import reference_loss
 MODES = ("chunked", "full", "off")
 DEFAULT_MODE = "chunked"
 FULL_BUDGET_BYTES = 512 << 20  # HF's float32 [T, vocab] logits allowed when `chunked` cannot run
-CHUNK_ELEMENTS = 1 << 22  # logits per chunk: [rows, vocab] float32 = 16 MiB (cross_entropy adds ~2 copies)
+# Logits per chunk ([rows, vocab] float32; cross_entropy adds about two copies). Every chunk re-reads the whole
+# [vocab, d] head weight, so chunks are tall: 64 MiB on the CPU (110 rows of a 151k vocabulary), 256 MiB on GPUs.
+CHUNK_ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 26}
+DEFAULT_CHUNK_ELEMENTS = 1 << 24
 FULL_NOTE = "HF model(input_ids, labels=labels).loss"
 CHUNKED_NOTE = "HF loss_function over HF's head, in chunks"
 
@@ -40,7 +43,7 @@ class _Captured(Exception):
 
 
 def compute_reference(
-    loaded: LoadedModel, sample: Sample, mode: str = DEFAULT_MODE, *, chunk_elements: int = CHUNK_ELEMENTS
+    loaded: LoadedModel, sample: Sample, mode: str = DEFAULT_MODE, *, chunk_elements: int | None = None
 ) -> tuple[float | None, bool, str]:
     """HF's loss for `sample`: (loss or None when undefined, computed?, note: how, or why not)."""
     if mode == "off":
@@ -66,7 +69,7 @@ _UNAVAILABLE: Any = object()
 
 @torch.inference_mode()
 def chunked_reference_loss(
-    loaded: LoadedModel, sample: Sample, *, chunk_elements: int = CHUNK_ELEMENTS
+    loaded: LoadedModel, sample: Sample, *, chunk_elements: int | None = None
 ) -> float | None | Any:
     """HF's loss from HF's head and HF's loss function over chunks; `_UNAVAILABLE` if the model does not allow it."""
     model = loaded.model
@@ -118,6 +121,8 @@ def chunked_reference_loss(
     if n_items == 0:
         return None  # HF returns NaN: the mean of nothing
     vocab = int(model_last.shape[-1])
+    if chunk_elements is None:
+        chunk_elements = CHUNK_ELEMENTS.get(device.type, DEFAULT_CHUNK_ELEMENTS)
     rows = max(1, chunk_elements // max(vocab, 1))
     total = 0.0
     for start in range(0, len(sample) - 1, rows):  # the last position predicts nothing (label -100)

@@ -128,8 +128,13 @@ def parity(result: TraceResult) -> Parity:
     ours, theirs = result.trace.loss, result.reference
     if result.reference_pending:
         return Parity(None, None, "computing HF's reference …")
-    if not result.reference_computed:
-        return Parity(None, None, result.reference_note or "HF reference not computed")
+    if not result.reference_computed:  # short enough for the loss panel; the note says the rest
+        note = result.reference_note
+        if "skipped" in note:
+            return Parity(None, None, "skipped: --reference full forces it")
+        if "failed" in note:
+            return Parity(None, None, "failed (see the note)")
+        return Parity(None, None, "off (--reference to compute it)")
     if ours is None and theirs is None:
         return Parity(True, None, "✓ both undefined (nothing supervised)")
     if ours is None or theirs is None:

@@ -279,3 +279,28 @@ def test_quitting_while_the_model_loads_does_not_wait_for_the_load():
     )
     assert done.stdout.strip().endswith("exited"), done.stderr
     assert time.monotonic() - started < 30  # not the 60 s the load would take
+
+
+class SkippingBackend(Backend):
+    """The real trace; the reference reports that it was skipped (as over the memory budget)."""
+
+    NOTE = "HF reference skipped: full logits would take 9.9 GiB (budget 512 MiB); --reference full forces it"
+
+    def reference(self, loaded, result, mode):
+        from dataclasses import replace
+
+        return replace(result, reference_pending=False, reference_note=self.NOTE)
+
+
+async def test_skipped_reference_says_why_and_how_to_force_it(model_dir):
+    app = TokstepApp(
+        spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), backend=SkippingBackend()
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        await wait_for(pilot, lambda: not stepper.result.reference_pending, "the reference verdict")
+        await pilot.press("end")
+        loss = plain(stepper.query_one("#loss"))
+        assert "skipped: --reference full forces it" in loss and "match" not in loss
+        assert any(SkippingBackend.NOTE in str(n.message) for n in app._notifications)

@@ -315,6 +315,11 @@ class TokstepApp(App[int]):
     def on_reference_ready(self, message: ReferenceReady) -> None:
         from tokstep.tui.stepper import StepperScreen
 
+        result = message.result
+        if not result.reference_computed and (
+            "skipped" in result.reference_note or "failed" in result.reference_note
+        ):
+            self.notify(result.reference_note, title="HF reference", severity="warning", timeout=15)
         for screen in self.screen_stack:
             if isinstance(screen, StepperScreen) and screen.result.sample is message.result.sample:
                 screen.update_result(message.result)

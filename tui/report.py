@@ -58,7 +58,7 @@ def parity_line(result: TraceResult) -> Text:
         line.append(fmt_loss(result.reference) + "  ")
     style = "dim" if verdict.ok is None else "green" if verdict.ok else "bold red"
     line.append(verdict.badge, style=style)
-    if result.reference_computed and result.reference_note:
+    if result.reference_note:
         line.append(f"  ({result.reference_note})", style="dim")
     return line
 

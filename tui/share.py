@@ -23,7 +23,9 @@ from tokstep.tui import output
 
 WIDTH = 110  # cells per line of the exported page
 WORST = 10  # positions in the worst-positions table
-SVG_FORMAT = re.sub(r"@font-face\s*\{\{.*?\}\}", "", CONSOLE_SVG_FORMAT, flags=re.DOTALL)  # self-contained: no CDN font
+SVG_FORMAT = re.sub(
+    r"@font-face\s*\{\{.*?\}\}", "", CONSOLE_SVG_FORMAT, flags=re.DOTALL
+)  # self-contained: no CDN font
 HTML_FORMAT = CONSOLE_HTML_FORMAT
 
 
