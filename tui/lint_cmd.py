@@ -240,7 +240,9 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
         output.write_json(findings_json(summary, args.file, display_name), args.json, args.force)
     counts = summary.counts()
     if args.json != "-":
-        console = Console()
+        from tokstep.tui.report import report_console
+
+        console = report_console()  # piped: no width limit, so no finding or meaning is wrapped
         console.print(
             Text.assemble(
                 ("tokstep lint  ", "bold"),
