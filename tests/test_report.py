@@ -67,6 +67,7 @@ def test_report_reference_modes_and_json(capsys, tmp_path):
         code, out, _ = run(capsys, "report", "--limit", "0", "--reference", mode, "--json", str(target))
         data = json.loads(target.read_text())
         assert code == 0 and data["hf_reference_computed"] is computed, mode
+        assert data["hf_match"] is (True if computed else None)
         if computed:
             assert data["hf_reference_loss"] == pytest.approx(data["loss"], rel=1e-6)
             assert "✓ match" in out
@@ -274,3 +275,20 @@ def test_cli_writes_html_and_svg_atomically_and_refuses_to_overwrite(capsys, tmp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
     code, _, err = run(capsys, "report", "--limit", "0", "--html", str(html))
     assert code == 2 and "--force" in err
+
+
+def test_shared_context_wraps_between_tokens_never_inside_one(chat_result):
+    from tokstep.tui.share import coloured_context
+
+    context, _ = coloured_context(chat_result)
+    labels = [chat_result.texts.visible(int(i)) for i in chat_result.sample.input_ids]
+    boundaries, at = {0}, 0
+    for label in labels:
+        at += len(label)
+        boundaries.add(at)
+    lines = context.plain.split("\n")
+    assert "".join(lines) == "".join(labels)
+    at = 0
+    for line in lines:
+        at += len(line)
+        assert at in boundaries and cell_len(line) <= 110

@@ -54,6 +54,9 @@ def parity_line(result: TraceResult) -> Text:
     line.append(f"  over {result.trace.num_supervised} supervised tokens")
     verdict = parity(result)
     line.append("\nHF loss          ", style="bold")
+    if not result.reference_computed and result.reference_note:  # the whole reason and how to change it
+        line.append(result.reference_note, style="yellow" if "skipped" in result.reference_note else "dim")
+        return line
     if result.reference_computed:
         line.append(fmt_loss(result.reference) + "  ")
     style = "dim" if verdict.ok is None else "green" if verdict.ok else "bold red"

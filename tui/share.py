@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 from rich._export_format import CONSOLE_HTML_FORMAT, CONSOLE_SVG_FORMAT
+from rich.cells import cell_len
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
@@ -42,7 +43,7 @@ def coloured_context(result: TraceResult, colour_by: str = "ce") -> tuple[Text, 
     texts, sample, trace = result.texts, result.sample, result.trace
     finite_ce = trace.ce[trace.finite]
     scale = float(np.percentile(finite_ce, 95)) if finite_ce.size else 1.0
-    context = Text()
+    context, line = Text(), 0
     for i, token in enumerate(sample.input_ids.tolist()):
         label = texts.visible(int(token))
         if colour_by == "reason":
@@ -55,7 +56,14 @@ def coloured_context(result: TraceResult, colour_by: str = "ce") -> tuple[Text, 
             style = Style(color="black", bgcolor=heat[min(max(level, 0), len(heat) - 1)])
         if colour_by == "ce" and i > 0 and not trace.supervised[i - 1]:
             style += Style(italic=True)
+        if line and line + cell_len(label) > WIDTH:  # wrap between tokens, never inside one
+            context.append("\n")
+            line = 0
         context.append(label, style=style)
+        line += cell_len(label)
+        if label.endswith("↵"):  # a newline token ends its line, as in the stepper
+            context.append("\n")
+            line = 0
     legend = Text()
     if colour_by == "reason":
         for reason in sorted(set(sample.mask_reasons), key=list(reasons).index):
@@ -100,7 +108,7 @@ def render(result: TraceResult, colour_by: str = "ce") -> Console:
     console.print()
     context, legend = coloured_context(result, colour_by)
     console.print(Text("context", style="bold"))
-    console.print(context)
+    console.print(context, overflow="fold", no_wrap=True)
     console.print(legend)
     console.print()
     worst = worst_positions(result)
