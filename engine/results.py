@@ -141,4 +141,6 @@ def parity(result: TraceResult) -> Parity:
         return Parity(False, None, "✗ MISMATCH (one side undefined)")
     diff = abs(ours - theirs)
     ok = diff <= parity_tolerance(result.info.dtype) * max(abs(theirs), 1e-12)
-    return Parity(ok, diff, f"✓ match |Δ|={diff:.1e}" if ok else f"✗ MISMATCH |Δ|={diff:.1e}")
+    return Parity(
+        ok, diff, f"✓ match |Δ|={diff:.0e}" if ok else f"✗ MISMATCH |Δ|={diff:.0e}"
+    )  # fits the panel
