@@ -304,3 +304,17 @@ async def test_skipped_reference_says_why_and_how_to_force_it(model_dir):
         loss = plain(stepper.query_one("#loss"))
         assert "skipped: --reference full forces it" in loss and "match" not in loss
         assert any(SkippingBackend.NOTE in str(n.message) for n in app._notifications)
+
+
+async def test_reference_off_from_the_command_line_is_said_in_the_panel(model_dir):
+    import argparse
+
+    args = argparse.Namespace(reference="off", top_k=10, data=None)
+    app = TokstepApp(spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), args=args)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        await wait_for(pilot, lambda: not stepper.result.reference_pending, "the reference verdict")
+        await pilot.press("end")
+        assert not stepper.result.reference_computed
+        assert "off (--reference to compute it)" in plain(stepper.query_one("#loss"))
