@@ -25,7 +25,7 @@ import torch
 
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.sample import IGNORE_INDEX, Sample
-from tokstep.engine.trace import reference_loss
+from tokstep.engine.trace import reference_loss, serialized
 
 MODES = ("chunked", "full", "off")
 DEFAULT_MODE = "chunked"
@@ -67,6 +67,7 @@ def compute_reference(
 _UNAVAILABLE: Any = object()
 
 
+@serialized
 @torch.inference_mode()
 def chunked_reference_loss(
     loaded: LoadedModel, sample: Sample, *, chunk_elements: int | None = None

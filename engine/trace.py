@@ -8,9 +8,12 @@ logits upcast to float32, labels shifted left by one, `cross_entropy(ignore_inde
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,22 @@ INCREMENTAL_PATH = "incremental (KV cache)"
 # Models whose chunked head already reproduced their own logits once: later traces skip the model's
 # output head entirely (the forward stops once the final hidden states exist).
 _VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+# One model call at a time: the trace and the HF reference register forward hooks on the model's base, and a
+# hook fires in every thread's forward (the TUI traces a new sample while the last one's reference computes).
+MODEL_LOCK = threading.RLock()
+
+
+def serialized(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `function` holding MODEL_LOCK (every engine call that runs the model goes through it)."""
+
+    @functools.wraps(function)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with MODEL_LOCK:
+            return function(*args, **kwargs)
+
+    return locked
 
 
 class _HiddenStatesCaptured(Exception):
@@ -167,6 +186,7 @@ def _chunk_rows(vocab: int, device: torch.device, elements: dict[str, int] = CHU
     return max(1, elements.get(device.type, DEFAULT_CHUNK_ELEMENTS) // max(vocab, 1))
 
 
+@serialized
 @torch.inference_mode()
 def trace_sample(
     loaded: LoadedModel,
@@ -221,6 +241,7 @@ def trace_sample(
     return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), path, vocab)
 
 
+@serialized
 @torch.inference_mode()
 def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -> Trace:
     """The same Trace, produced one position at a time through the KV cache, as generation does."""
@@ -267,6 +288,7 @@ def _assemble(
     )
 
 
+@serialized
 @torch.inference_mode()
 def reference_loss(loaded: LoadedModel, sample: Sample) -> float | None:
     """Hugging Face's own number: `model(input_ids, labels=labels).loss` (None when it is NaN: all masked)."""

@@ -83,3 +83,22 @@ def test_over_budget_reference_is_skipped_with_the_reason_and_the_flag(sp_tokeni
     assert "skipped" in note and "--reference full" in note
     forced, computed, _ = compute_reference(loaded, sample, "full")
     assert computed and forced == pytest.approx(reference_loss(loaded, sample))
+
+
+def test_trace_and_reference_in_two_threads_do_not_see_each_others_hooks(sp_tokenizer):
+    """The TUI traces a new sample while the last one's reference computes: both hook the same base model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tokstep.engine.trace import HIDDEN_PATH, trace_sample
+
+    loaded = _loaded("llama", sp_tokenizer)
+    sample = build_sample(SPECS["text"], sp_tokenizer)
+    other = build_sample(SPECS["prompt+answer"], sp_tokenizer)
+    full = reference_loss(loaded, sample)
+    trace_sample(loaded, other)  # verified head: later traces stop at the hidden states (raise in the hook)
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            traced = pool.submit(trace_sample, loaded, other)
+            chunked = pool.submit(chunked_reference_loss, loaded, sample)
+            assert chunked.result() == pytest.approx(full, rel=1e-6)
+            assert traced.result().path == HIDDEN_PATH
