@@ -17,6 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from tokstep.engine.results import TraceResult
+from tokstep.tui.backend import Backend, EngineBackend
 from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
 from tokstep.tui.navigation import (
     Marks,
@@ -28,7 +29,7 @@ from tokstep.tui.navigation import (
     position_predicting,
 )
 from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
-from tokstep.tui.widgets.inspector_line import InspectorLine, load_inspector
+from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
@@ -92,6 +93,7 @@ class StepperScreen(Screen[None]):
         result: TraceResult,
         *,
         findings: Sequence[Any] = (),
+        backend: Backend | None = None,
         can_go_back: bool = False,
         no_color: bool = False,
     ) -> None:
@@ -109,7 +111,7 @@ class StepperScreen(Screen[None]):
         self.heatmap = False
         self.speed_index = SPEEDS.index(5.0)
         self.player: Timer | None = None
-        self.inspect = load_inspector()
+        self.backend = backend or EngineBackend()
         self.panels: list[Any] = []  # every widget with a show(t), filled on mount
 
     # -- layout ----------------------------------------------------------------------------------------
@@ -120,8 +122,7 @@ class StepperScreen(Screen[None]):
         with Vertical(id="context-box"):
             flagged = frozenset(int(i) for f in self.findings for i in getattr(f, "positions", ()) or ())
             yield ContextStrip(result, flagged=flagged, no_color=self.no_color, id="context")
-        if self.inspect is not None:
-            yield InspectorLine(result, self.inspect, id="inspector")
+        yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
             yield TopKTable(result, id="topk")
             with Vertical(id="right"):
@@ -152,9 +153,7 @@ class StepperScreen(Screen[None]):
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
-        fixed = (
-            2 + (1 if self.inspect is not None else 0) + self.result.trace.top_k + 5
-        )  # status, footer, ...
+        fixed = 3 + self.result.trace.top_k + 5  # status, inspector, footer; the panels
         self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def watch_cursor(self, t: int) -> None:

@@ -1,6 +1,6 @@
 """One line about the target token (t+1): id, raw piece, text, UTF-8 bytes, and a split character it completes.
 
-Uses `engine.inspector.inspect_token` when that module is present; the stepper leaves the line out otherwise.
+The token facts come from the screen's backend (`Backend.inspect_token`), passed in as `inspect`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,6 @@ from tokstep.engine.tokens import make_visible
 from tokstep.tui.widgets.lines import Lines, LinesView
 
 NEIGHBOURS = 8  # ids passed to the inspector on each side of the token
-
-
-def load_inspector() -> Any | None:
-    """`engine.inspector.inspect_token`, or None while that module does not exist."""
-    try:
-        from tokstep.engine.inspector import inspect_token
-    except ImportError:
-        return None
-    return inspect_token
 
 
 class InspectorLine(LinesView):
