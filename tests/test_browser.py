@@ -280,3 +280,27 @@ async def test_a_model_that_failed_to_load_is_named_in_the_status(tmp_path, load
         assert "no model: cannot load model 'x': no config.json" in str(status.render())
         assert app.screen.query_one(DataTable).row_count == len(ROWS)  # the rows are still listed
         assert app.is_running
+
+
+async def test_the_trained_text_column_shows_what_each_row_teaches(tmp_path, loaded):
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, len(ROWS))
+        table = screen.query_one(DataTable)
+        eos = loaded.tokenizer.eos_token
+        assert cell(table, 1, "preview") == f" Paris.{eos}"  # the completion and its EOS, not the prompt
+        chat = cell(table, 3, "preview")
+        assert chat.startswith("Hi! How can I help?") and "Hello there" not in chat  # the assistant turn only
+        assert cell(table, 4, "preview") == "(nothing trained)"
+        assert "ids" not in cell(table, 4, "preview")  # no longer "5 ids"
+
+
+def test_trained_text_joins_separate_spans_and_names_ids_beyond_the_tokenizer(loaded):
+    from tokstep.engine.tokens import TRAINED_GAP, trained_text
+
+    tok = loaded.tokenizer
+    a, b = tok.encode(" cat", add_special_tokens=False), tok.encode(" dog", add_special_tokens=False)
+    labels = [-100, *a, -100, *b, len(tok) + 5]
+    assert trained_text(tok, labels) == f" cat{TRAINED_GAP} dog<id {len(tok) + 5}>"
+    assert trained_text(tok, [a[0], -100]) == ""  # labels[0] is never a target

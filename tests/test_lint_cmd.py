@@ -50,6 +50,11 @@ def test_error_lint_fails_and_json_lists_each_row(tmp_path, model_dir, capsys):
         4: {"bad-row"},
         5: {"bad-row"},
     }  # 2: info only
+    assert all(
+        r["row"] == r["line"] for r in payload["results"]
+    )  # one numbering: 1-based, as the file's lines
+    nothing = next(r for r in payload["results"] if r["line"] == 3)["findings"][0]
+    assert nothing["fix"].startswith("Check the masking")  # each finding says how to fix it
 
 
 def test_warning_fails_only_when_asked(tmp_path, model_dir, capsys):

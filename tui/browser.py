@@ -105,7 +105,7 @@ def preview_cell(row: DataRow, result: RowLint | None) -> Text:
         return Text(result.findings[0].message if result.findings else "—", style="red")
     if not result.trained:
         return Text("(nothing trained)", style="dim")
-    text = make_visible(result.trained)
+    text = " ".join(make_visible(part) for part in result.trained[: PREVIEW_CHARS * 2].split(" "))
     return Text(text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…")
 
 
@@ -251,7 +251,11 @@ class DataBrowserScreen(Screen[None]):
                 return
             result = self.lints.get(row.index)
             if result is None:
-                result = self.backend.lint_row(tokenizer, row)  # never raises: a bad row is a finding
+                try:
+                    result = self.backend.lint_row(tokenizer, row)  # a bad row is a finding, not an error
+                except Exception as error:  # noqa: BLE001 - a broken linter must not stop the listing
+                    self.post_message(BrowserStatus(f"cannot lint {row.where}: {_error(error)}"))
+                    continue
                 self.post_message(RowLinted(result))
             linted[row.index] = result
         if model is None:
@@ -259,7 +263,7 @@ class DataBrowserScreen(Screen[None]):
         for row in rows:
             if worker.is_cancelled:
                 return
-            if row.index in self.losses:
+            if row.index in self.losses or row.index not in linted:
                 continue
             sample = linted[row.index].sample
             if sample is None:

@@ -38,6 +38,7 @@ from tokstep.tui.widgets.topk_table import TopKTable
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
 CONTEXT_LEGEND = "␣ space  ↵ newline  dim = masked (−100)  click a token"
+NO_COLOR_LEGEND = "␣ space  ↵ newline  underlined = counted, plain = masked (−100)"
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
@@ -136,7 +137,7 @@ class StepperScreen(Screen[None]):
         self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
         context = self.query_one("#context-box")
         context.border_title = CONTEXT_TITLE
-        context.border_subtitle = CONTEXT_LEGEND
+        context.border_subtitle = self.legend
         self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
@@ -150,6 +151,11 @@ class StepperScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self._fit_context()
+
+    @property
+    def legend(self) -> str:
+        """The context's key: without colour, dim may be invisible, so counted tokens are underlined."""
+        return NO_COLOR_LEGEND if self.no_color else CONTEXT_LEGEND
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""

@@ -41,7 +41,20 @@ class InspectorLine(LinesView):
         except Exception as error:  # noqa: BLE001 - the inspector must never take the stepper down
             self.set_lines(Lines().add(f"inspector: {type(error).__name__}: {error}", "dim"))
             return
-        self.set_lines(describe(info))
+        if self.result.trace.label_differs(cursor):
+            self.set_lines(describe_mismatch(info, int(self.result.trace.target_ids[cursor]), self.result))
+        else:
+            self.set_lines(describe(info))
+
+
+def describe_mismatch(info: Any, label: int, result: TraceResult) -> Lines:
+    """The next input token and the label both, and that the loss scores the label."""
+    line = Lines()
+    line.add("label ≠ next input ", "bold black on yellow")
+    line.add(f" #{info.index} input id {info.token_id} '{make_visible(info.text)}'  ")
+    line.add(f"label id {label} '{result.texts.visible(label)}'", "bold")
+    line.add("  the loss scores the label (labels shifted?)", "dim")
+    return line
 
 
 def describe(info: Any) -> Lines:
