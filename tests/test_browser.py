@@ -10,8 +10,7 @@ import pytest
 import torch
 from textual.app import App
 from textual.widgets import DataTable
-from tiny import tiny_model
-from tiny_tokenizers import byte_bpe
+from tiny import byte_bpe, tiny_model
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import build_sample

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny_tokenizers import byte_bpe
+from tiny import byte_bpe
 
 from tokstep.tui.cli import main
 

@@ -6,7 +6,7 @@ Stepping never recomputes the model: each key moves the cursor and the widgets r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -35,6 +35,9 @@ from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
 from tokstep.tui.widgets.status_bar import StatusBar
 from tokstep.tui.widgets.topk_table import TopKTable
+
+if TYPE_CHECKING:
+    from tokstep.engine.lints import Finding
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
 CONTEXT_LEGEND = "␣ space  ↵ newline  dim = masked (−100)  click a token"
@@ -93,7 +96,7 @@ class StepperScreen(Screen[None]):
         self,
         result: TraceResult,
         *,
-        findings: Sequence[Any] = (),
+        findings: Sequence[Finding] = (),
         backend: Backend | None = None,
         can_go_back: bool = False,
         no_color: bool = False,
@@ -121,7 +124,7 @@ class StepperScreen(Screen[None]):
         result = self.result
         yield StatusBar(result, id="status")
         with Vertical(id="context-box"):
-            flagged = frozenset(int(i) for f in self.findings for i in getattr(f, "positions", ()) or ())
+            flagged = frozenset(int(i) for f in self.findings for i in f.positions)
             yield ContextStrip(result, flagged=flagged, no_color=self.no_color, id="context")
         yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
