@@ -7,6 +7,7 @@ import json
 import pytest
 from tiny import byte_bpe
 
+from tokstep.engine.lints import LINTS
 from tokstep.tui.cli import main
 
 CLEAN = [
@@ -64,6 +65,8 @@ def test_warning_fails_only_when_asked(tmp_path, model_dir, capsys):
     assert main(["lint", path, "--model", model_dir]) == 0
     out = capsys.readouterr().out
     assert "answer-leading-space" in out
+    fix = " ".join(LINTS["answer-leading-space"].fix.split()[:6])
+    assert "fix: " + fix in " ".join(out.split())  # the printed finding says how to fix it
     assert main(["lint", path, "--model", model_dir, "--fail-on", "warning"]) == 1
 
 

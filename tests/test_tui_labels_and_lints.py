@@ -134,3 +134,17 @@ async def test_NO_COLOR_reaches_the_context_strip(monkeypatch):
         }
         counted = {i for i, r in enumerate(app.screen.result.sample.mask_reasons) if r.counted}
         assert underlined - {31} and underlined - {31} <= counted  # 31: the target, always marked
+
+
+async def test_the_loss_panel_names_a_mask_from_the_users_labels_for_its_source():
+    base = synthetic_result(60, seed=1)
+    sample = base.sample
+    reasons = tuple(r if r.counted or i == 0 else MaskReason.GIVEN for i, r in enumerate(sample.mask_reasons))
+    given = Sample(sample.input_ids.copy(), sample.labels.copy(), reasons, "ids", sample.name)
+    result = replace(base, sample=given, trace=replace(base.trace, sample=given))
+    async with app_for(result).run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(pilot.app, pilot)
+        stepper.cursor = 2  # masked
+        await pilot.pause()
+        shown = stepper.query_one("#loss").plain_text()
+        assert "not counted: masked in your labels" in shown and "user" not in shown

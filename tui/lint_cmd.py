@@ -197,7 +197,7 @@ def print_findings(summary: LintSummary, console: Console, show: int) -> None:
         )
         console.print(Text.assemble((row.where, "bold"), (size, "dim")))
         for f in result.findings:
-            where = f"  t={_positions(f.positions)}" if f.positions else ""
+            where = f"  token {_positions(f.positions)}" if f.positions else ""
             console.print(
                 Text.assemble(
                     "  ",

@@ -195,7 +195,7 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
         Text.assemble(("lints: ", "bold"), ("none", "green") if not findings else f"{len(findings)}")
     )
     for f in findings:
-        where = f" t={','.join(map(str, f.positions[:8]))}" if f.positions else ""
+        where = f" @ token {','.join(map(str, f.positions[:8]))}" if f.positions else ""
         console.print(Text.assemble("  ", severity_text(f.severity), f" {f.code}{where}: {f.message}"))
         if f.fix:
             console.print(Text(f"    fix: {f.fix}", style="dim"), highlight=False)
@@ -216,7 +216,7 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
         ids = sample.input_ids[info.span[0] : info.span[1]]
         pieces = " ".join(tokenizer.convert_ids_to_tokens([int(i) for i in ids]))
         console.print(
-            f"split character: t={info.span[0]}..{info.span[1] - 1} {pieces} = {info.completes!r}",
+            f"split character: tokens {info.span[0]}..{info.span[1] - 1} {pieces} = {info.completes!r}",
             markup=False,
             highlight=False,
         )
