@@ -242,3 +242,16 @@ async def test_the_help_screen_footer_and_bindings_agree():
             assert (binding.tooltip or binding.description) in help_text
         await pilot.press("escape")
         assert isinstance(app.screen, DataBrowserScreen)
+
+
+def test_data_options_come_from_the_cli_flags_without_touching_them():
+    import argparse
+
+    from tokstep.tui.backend import DataOptions
+
+    args = argparse.Namespace(text_column="body", answer_column="reply", bos="none", truncate=5)
+    before = dict(vars(args))
+    options = DataOptions.from_args(args)
+    assert options.columns.text == "body" and options.columns.answer == ("reply",)
+    assert (options.bos, options.eos, options.truncate) == ("none", "auto", 5)
+    assert vars(args) == before  # the Namespace is read, never written
