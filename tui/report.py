@@ -26,6 +26,7 @@ SHORT_REASON = {
     "user turn": "user",
     "template markup": "template",
     "padding": "pad",
+    "document start": "doc start",
     "given by user": "given",
     "first token": "first",
 }

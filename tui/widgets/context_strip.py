@@ -39,6 +39,7 @@ REASON_COLOURS = {
     MaskReason.USER: "#1f5f5f",
     MaskReason.TEMPLATE: "#4f2f6b",
     MaskReason.PAD: "grey11",
+    MaskReason.DOCUMENT: "#5f5f1f",
     MaskReason.GIVEN: "#6b1f1f",
     MaskReason.FIRST: "grey30",
 }
