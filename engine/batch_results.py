@@ -72,6 +72,7 @@ class BatchLoss:
     mean_of_row_means: float | None  # a loop averaging each row's own loss
     mean_of_batch_means: float | None  # a loop averaging each step's model(**batch).loss
     trainer_used: str | None  # TOKEN_WEIGHTED | PER_BATCH_MEAN when recorded, else None
+    accumulation_steps: int | None = None  # batches per optimizer step, when recorded
 
     def batch_mean(self, batch: int) -> float | None:
         for b, total, count, _rows in self.per_batch:
@@ -99,7 +100,9 @@ class BatchReport:
         return total + float(trace.running_sum[t]), count + int(trace.running_count[t])
 
 
-def reduce_batch_loss(rows: tuple[RowResult, ...], trainer_used: str | None) -> BatchLoss:
+def reduce_batch_loss(
+    rows: tuple[RowResult, ...], trainer_used: str | None, accumulation_steps: int | None = None
+) -> BatchLoss:
     """Token-weighted (HF Trainer's num_items_in_batch), mean of per-row means, mean of per-batch means."""
     batches: dict[int, list[RowResult]] = {}
     for r in rows:
@@ -118,4 +121,5 @@ def reduce_batch_loss(rows: tuple[RowResult, ...], trainer_used: str | None) -> 
         mean_of_row_means=float(np.mean(row_means)) if row_means else None,
         mean_of_batch_means=float(np.mean(batch_means)) if batch_means else None,
         trainer_used=trainer_used,
+        accumulation_steps=accumulation_steps,
     )

@@ -237,4 +237,6 @@ def trace_batches(
     used = recorded.pop() if len(recorded) == 1 else None
     if used not in (TOKEN_WEIGHTED, PER_BATCH_MEAN):
         used = None
-    return BatchReport(batches.path, tuple(rows), tuple(errors), reduce_batch_loss(tuple(rows), used))
+    steps = {r.row.settings.accumulation_steps for r in rows if r.row.settings.accumulation_steps}
+    loss = reduce_batch_loss(tuple(rows), used, steps.pop() if len(steps) == 1 else None)
+    return BatchReport(batches.path, tuple(rows), tuple(errors), loss)
