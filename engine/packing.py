@@ -18,6 +18,7 @@ from tokstep.engine.batch_results import (
     BatchReport,
     DocumentCheck,
     RowResult,
+    noise_floor,
     reduce_batch_loss,
 )
 from tokstep.engine.batches import BadLine, BatchFile, BatchRow, Settings, row_sample
@@ -31,12 +32,6 @@ from tokstep.engine.trace import FLASH_KWARGS, Forward, reference_loss, trace_sa
 
 Progress = Callable[[str], None]
 FLASH_PREFIX = "flash_attention"
-
-
-def noise_floor(dtype: str) -> float:
-    """|Δ log q| a packed trace may differ from the same document alone by rounding alone (measured: 8e-6 in
-    float32, eager and sdpa); beyond it the documents saw each other."""
-    return 1e-3 if dtype in ("float32", "float64") else 0.1
 
 
 def effective_settings(loaded: LoadedModel, recorded: Settings, flags: Settings) -> Settings:

@@ -47,6 +47,18 @@ class Backend:
 
         return run_trace(loaded, sample, top_k=top_k, progress=progress)
 
+    def trace_batches(self, loaded: Any, path: str, flags: Any, top_k: int, progress: Progress) -> Any:
+        """Every row of a file of trainer batches, traced as the trainer's forward saw it (a BatchReport)."""
+        from tokstep.engine.batches import read_batches
+        from tokstep.engine.errors import TokstepError
+        from tokstep.engine.packing import trace_batches
+
+        report = trace_batches(loaded, read_batches(path), flags=flags, top_k=top_k, progress=progress)
+        if not report.rows:
+            first = report.errors[0].message if report.errors else "no rows"
+            raise TokstepError(f"no row of {path} could be opened ({first})")
+        return report
+
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Any]:
         """`engine.lints.lint_sample` findings for the sample, [] while that module does not exist."""
         try:
@@ -120,6 +132,12 @@ class TraceReady(Message):
         self.from_browser = from_browser
 
 
+class BatchesReady(Message):
+    def __init__(self, report: Any) -> None:
+        super().__init__()
+        self.report = report
+
+
 class LoadFailed(Message):
     def __init__(self, reason: str, from_browser: bool) -> None:
         super().__init__()
@@ -171,8 +189,10 @@ class TokstepApp(App[int]):
         data: str | None = None,
         args: argparse.Namespace | None = None,
         backend: Backend | None = None,
+        batches: str | None = None,
     ) -> None:
         super().__init__()
+        self.batches = batches  # a file of trainer batches (tokstep --batches)
         self.model_spec = model_spec
         self.sample_spec = sample_spec
         self.top_k = top_k
@@ -199,6 +219,8 @@ class TokstepApp(App[int]):
 
             self.push_screen(DataBrowserScreen(self.data, self.args))
             self.query_one(LoadingView).cover()
+        elif self.batches:
+            self.trace_batches_file()
         elif self.sample_spec is not None:
             self.trace_sample(self.sample_spec, from_browser=False)
 
@@ -239,6 +261,35 @@ class TokstepApp(App[int]):
             return
         if not get_current_worker().is_cancelled:  # a newer open_sample replaced this one: drop it
             self.post_message(TraceReady(result, findings, from_browser))
+
+    @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
+    def trace_batches_file(self) -> None:
+        from tokstep.tui.batch_report import batch_flags
+
+        try:
+            abandonable(lambda: self.model_ready.wait())
+            if self.load_error:
+                return
+            progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
+            flags = batch_flags(self.args) if self.args is not None else None
+            report = abandonable(
+                lambda: self.backend.trace_batches(self.loaded, self.batches, flags, self.top_k, progress)  # type: ignore[arg-type]
+            )
+        except Abandoned:
+            return
+        except TokstepError as error:
+            self.post_message(LoadFailed(str(error), False))
+            return
+        except Exception as error:  # noqa: BLE001
+            self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", False))
+            return
+        self.post_message(BatchesReady(report))
+
+    def on_batches_ready(self, message: BatchesReady) -> None:
+        from tokstep.tui.batches_screen import BatchesScreen
+
+        self.query_one(LoadingView).cover()
+        self.push_screen(BatchesScreen(message.report, no_color=self.no_color))
 
     def _lint(self, result: TraceResult, sample: SampleSpec) -> list[Any]:
         try:
@@ -286,7 +337,13 @@ def _headless_check(app: TokstepApp) -> int:
     """Not a terminal: run the same load (and trace) so failures still print as one line, then explain."""
     try:
         loaded = app.backend.load(app.model_spec)  # type: ignore[arg-type]
-        if app.sample_spec is not None and not app.data:
+        if app.batches:
+            from tokstep.tui.batch_report import batch_flags
+
+            app.backend.trace_batches(
+                loaded, app.batches, batch_flags(app.args), app.top_k, lambda _text: None
+            )
+        elif app.sample_spec is not None and not app.data:
             app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
     except TokstepError as error:
         print(f"tokstep: error: {error}", file=sys.stderr)
@@ -306,6 +363,7 @@ def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: Sample
         top_k=getattr(args, "top_k", 10),
         data=getattr(args, "data", None),
         args=args,
+        batches=getattr(args, "batches", None),
     )
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped
         return _headless_check(app)

@@ -68,7 +68,7 @@ def delta_text(value: float | None, floor: float) -> Text:
 
 
 def rows_table(report: BatchReport) -> Table:
-    from tokstep.engine.packing import noise_floor
+    from tokstep.engine.batch_results import noise_floor
     from tokstep.engine.results import parity_tolerance
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -115,7 +115,7 @@ def rows_table(report: BatchReport) -> Table:
 
 
 def documents_table(row: RowResult) -> Table:
-    from tokstep.engine.packing import noise_floor
+    from tokstep.engine.batch_results import noise_floor
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in ("doc", "tokens", "counted", "loss", "alone", "max |Δ log q|"):
@@ -188,7 +188,7 @@ def trainer_line(loss: BatchLoss) -> str:
 
 
 def print_batch_report(report: BatchReport, console: Console) -> None:
-    from tokstep.engine.packing import noise_floor
+    from tokstep.engine.batch_results import noise_floor
 
     first = report.rows[0]
     info = first.result.info
