@@ -306,3 +306,27 @@ def test_report_json_has_documents_and_deltas(tmp_path, capsys, docs):
     )  # predicts the next document: nothing to compare
     assert positions[len(docs[0])]["document"] == 1
     assert not np.isnan(data["batch_loss"]["token_weighted"])
+
+
+def test_batches_with_a_sample_flag_is_one_line(tmp_path, capsys):
+    path = write_rows(tmp_path / "b.jsonl", [GOOD])
+    assert main(["report", "--batches", path, "--text", "hello"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "tokstep: error: --batches opens a file of trainer batches: drop --text"
+    )
+
+
+def test_ids_outside_the_vocabulary_fail_that_row_only(tmp_path, mini, docs):
+    path = write_rows(tmp_path / "b.jsonl", [{"input_ids": [1, 99999]}, {"input_ids": docs[0]}])
+    report = trace_batches(mini, read_batches(path), with_reference=False)
+    assert [r.row.line for r in report.rows] == [2]
+    assert report.errors[0].message.startswith(
+        "line 1: input_ids[1] = 99999 is outside the model's vocabulary"
+    )
+
+
+def test_save_batches_is_in_the_lazy_public_api():
+    import tokstep
+
+    assert tokstep.save_batches is save_batches

@@ -267,8 +267,13 @@ def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
         print(f"tokstep: error: {args.batches} {bad.message}", file=sys.stderr)
     if not report.rows:
         raise TokstepError(f"no row of {args.batches} could be traced")
+    nonfinite = [r for r in report.rows if r.result.nonfinite_error]
+    for r in nonfinite:
+        print(
+            f"tokstep: error: {args.batches} line {r.row.line}: {r.result.nonfinite_error}", file=sys.stderr
+        )
     if args.json:
         output.write_json(report_to_dict(report), args.json, args.force)
     if args.json != "-":
         print_batch_report(report, Console(width=None if sys.stdout.isatty() else 110))
-    return 1 if report.errors else 0
+    return 3 if nonfinite else 1 if report.errors else 0

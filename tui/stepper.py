@@ -389,7 +389,13 @@ class StepperScreen(Screen[None]):
 
     def action_help(self) -> None:
         extra = [("click", "a token: jump to it")]
-        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))
+        document_keys = {"next-document", "previous-document", "goto-document"}
+        shown = [
+            b
+            for b in self.BINDINGS
+            if isinstance(b, Binding) and (len(self.documents) > 1 or b.id not in document_keys)
+        ]
+        self.app.push_screen(HelpScreen(shown, extra))
 
     def action_lints(self) -> None:
         def jump(token_index: int | None) -> None:
