@@ -68,7 +68,7 @@ def test_save_batches_writes_one_line_per_row_with_every_per_token_key(tmp_path,
     batch = {
         "input_ids": torch.tensor([[5, 6, 7, 8], [9, 10, 2, 2]]),
         "labels": torch.tensor([[5, 6, 7, 8], [9, 10, -100, -100]]),
-        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool),
         "position_ids": torch.tensor([[0, 1, 0, 1], [0, 1, 2, 3]]),
     }
     flat = {

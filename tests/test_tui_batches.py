@@ -69,6 +69,8 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
         assert stepper.cursor == 0
         await pilot.press("D", "2", "enter")
         assert stepper.cursor == second
+        await pilot.press("D", "2", "colon", "3", "enter")
+        assert stepper.cursor == second + 3
         strip = stepper.query_one("#context")
         assert second in strip.boundaries
         assert stepper.findings and stepper.findings[0].code == "cross-document-attention"

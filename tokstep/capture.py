@@ -31,6 +31,10 @@ def _plain(value: Any) -> Any:
         value = value.detach()
         if hasattr(value, "cpu"):
             value = value.cpu()
+        if "bool" in str(getattr(value, "dtype", "")):
+            value = value.long()  # a boolean attention mask: 0/1
+    elif "bool" in str(getattr(value, "dtype", "")) and hasattr(value, "astype"):
+        value = value.astype("int64")  # numpy
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (list, tuple)):

@@ -280,20 +280,28 @@ class StepperScreen(Screen[None]):
         count = len(self.documents)
 
         def parse(text: str) -> int:
+            """`d` -> the start of document d; `d:t` -> position t inside it (both 1-based d, 0-based t)."""
+            doc, _, offset = text.strip().partition(":")
             try:
-                d = int(text.strip())
+                d, t = int(doc), int(offset or 0)
             except ValueError:
-                raise ValueError(f"a document number, 1..{count}") from None
+                raise ValueError(f"a document 1..{count}, optionally :t (e.g. 2:5)") from None
             if not 1 <= d <= count:
                 raise ValueError(f"a document number, 1..{count}")
-            return d
+            start, end = self.documents[d - 1]
+            if not 0 <= t < end - start:
+                raise ValueError(f"document {d} has positions 0..{end - start - 1}")
+            return start + t
 
         def go(text: str | None) -> None:
             if text is not None:
-                self.cursor = self.documents[parse(text) - 1][0]
+                self.cursor = parse(text)
 
         self.app.push_screen(
-            PromptScreen(f"Go to the start of document (1..{count})", placeholder="1", validate=parse), go
+            PromptScreen(
+                f"Go to document d (1..{count}), or position t of it as d:t", placeholder="1", validate=parse
+            ),
+            go,
         )
 
     def action_search(self) -> None:
