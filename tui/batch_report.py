@@ -133,7 +133,8 @@ def documents_table(row: RowResult) -> Table:
     return table
 
 
-def loss_table(loss: BatchLoss) -> Table:
+def loss_table(loss: BatchLoss, max_batches: int | None = None) -> Table:
+    """The batch loss, reduced each way; with `max_batches`, the per-batch lines only when there are that few."""
     from tokstep.engine.batch_results import PER_BATCH_MEAN, TOKEN_WEIGHTED
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -143,7 +144,16 @@ def loss_table(loss: BatchLoss) -> Table:
     batches, steps = len(loss.per_batch), loss.accumulation_steps
     token_weighted = loss.trainer_used == TOKEN_WEIGHTED
     marker = Text("  ◀ used", style="bold")
-    for b, total, count, rows in loss.per_batch:
+    shown = loss.per_batch if max_batches is None or batches <= max_batches else ()
+    if not shown:
+        means = [total / count for _, total, count, _ in loss.per_batch if count]
+        used = token_weighted and steps == 1
+        table.add_row(
+            f"per batch ({batches} batches): Σ CE / n",
+            f"{min(means):.4f}–{max(means):.4f}" if means else "—",
+            Text.assemble("model(**batch).loss (see each row)", marker if used else ""),
+        )
+    for b, total, count, rows in shown:
         used = token_weighted and (steps == 1 or batches == 1)
         table.add_row(
             f"batch {b}: Σ CE / n ({count} tokens, {rows} row{'s' if rows != 1 else ''})",

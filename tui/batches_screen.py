@@ -24,7 +24,7 @@ class BatchesScreen(Screen[None]):
     DEFAULT_CSS = """
     BatchesScreen #batch-loss { height: auto; padding: 0 1; border: round $secondary; }
     BatchesScreen #batch-errors { height: auto; padding: 0 1; color: $error; }
-    BatchesScreen DataTable { height: 1fr; }
+    BatchesScreen DataTable { height: 1fr; min-height: 5; }
     """
 
     def __init__(self, report: BatchReport, *, no_color: bool = False) -> None:
@@ -35,7 +35,7 @@ class BatchesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         report = self.report
         yield Static(Text.assemble(("tokstep --batches ", "bold"), report.path), id="batch-title")
-        yield Static(loss_table(report.loss), id="batch-loss")
+        yield Static(loss_table(report.loss, max_batches=3), id="batch-loss")
         yield Static(Text(trainer_line(report.loss), style="dim"), id="batch-trainer")
         if report.errors:
             yield Static("\n".join(e.message for e in report.errors), id="batch-errors")
