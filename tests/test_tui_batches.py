@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_tui_stepper import text_of
 
 from tokstep.tui.app import PrecomputedBackend, TokstepApp
 
@@ -74,5 +75,10 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
         strip = stepper.query_one("#context")
         assert second in strip.boundaries
         assert stepper.findings and stepper.findings[0].code == "cross-document-attention"
+        await pilot.press("question_mark")
+        help_text = "\n".join(text_of(w) for w in app.screen.query("Static"))
+        for name in ("next document", "previous document", "go to document"):
+            assert name in help_text
+        await pilot.press("escape")
         await pilot.press("escape")
         assert isinstance(app.screen, BatchesScreen)
