@@ -25,7 +25,7 @@ import torch
 
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.sample import IGNORE_INDEX, Sample
-from tokstep.engine.trace import reference_loss, serialized
+from tokstep.engine.trace import Forward, _model_inputs, _use_cache, reference_loss, serialized
 
 MODES = ("chunked", "full", "off")
 DEFAULT_MODE = "chunked"
@@ -43,19 +43,25 @@ class _Captured(Exception):
 
 
 def compute_reference(
-    loaded: LoadedModel, sample: Sample, mode: str = DEFAULT_MODE, *, chunk_elements: int | None = None
+    loaded: LoadedModel,
+    sample: Sample,
+    mode: str = DEFAULT_MODE,
+    *,
+    forward: Forward | None = None,
+    chunk_elements: int | None = None,
 ) -> tuple[float | None, bool, str]:
-    """HF's loss for `sample`: (loss or None when undefined, computed?, note: how, or why not)."""
+    """HF's loss for `sample` (called as `forward` says, for a trainer's packed or padded row): (loss or None
+    when undefined, computed?, note: how, or why not)."""
     if mode == "off":
         return None, False, "HF reference off (--reference chunked or full to compute it)"
     if mode == "full":
-        return reference_loss(loaded, sample), True, FULL_NOTE
-    loss = chunked_reference_loss(loaded, sample, chunk_elements=chunk_elements)
+        return reference_loss(loaded, sample, forward), True, FULL_NOTE
+    loss = chunked_reference_loss(loaded, sample, forward=forward, chunk_elements=chunk_elements)
     if loss is not _UNAVAILABLE:
         return loss, True, CHUNKED_NOTE  # type: ignore[return-value]
     need = len(sample) * loaded.info.vocab_size * 4
     if need <= FULL_BUDGET_BYTES:
-        return reference_loss(loaded, sample), True, FULL_NOTE
+        return reference_loss(loaded, sample, forward), True, FULL_NOTE
     return (
         None,
         False,
@@ -70,7 +76,7 @@ _UNAVAILABLE: Any = object()
 @serialized
 @torch.inference_mode()
 def chunked_reference_loss(
-    loaded: LoadedModel, sample: Sample, *, chunk_elements: int | None = None
+    loaded: LoadedModel, sample: Sample, *, forward: Forward | None = None, chunk_elements: int | None = None
 ) -> float | None | Any:
     """HF's loss from HF's head and HF's loss function over chunks; `_UNAVAILABLE` if the model does not allow it."""
     model = loaded.model
@@ -80,10 +86,7 @@ def chunked_reference_loss(
     if base is None or base is model or head is None or loss_function is None:
         return _UNAVAILABLE
     device = head.weight.device
-    embed_device = model.get_input_embeddings().weight.device
-    inputs = {"input_ids": torch.tensor(sample.input_ids, device=embed_device)[None]}  # (1, N)
-    if sample.attention_mask is not None:
-        inputs["attention_mask"] = torch.tensor(sample.attention_mask, device=embed_device)[None]
+    inputs = _model_inputs(loaded, sample, forward)  # input_ids (1, N), masks / positions as the trainer had
     kept: list[torch.Tensor] = []
 
     def keep(_module: Any, _args: Any, output: Any) -> None:
@@ -93,7 +96,9 @@ def chunked_reference_loss(
 
     handle = base.register_forward_hook(keep)
     try:
-        out = model(**inputs, use_cache=False, logits_to_keep=1)  # HF's logits at the last position only
+        out = model(
+            **inputs, use_cache=_use_cache(forward), logits_to_keep=1
+        )  # HF's logits at the last position only
     except TypeError:
         return _UNAVAILABLE
     finally:

@@ -19,7 +19,8 @@ from textual.widgets import Static
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.loading import ModelSpec
-from tokstep.tui.app import Backend, PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.backend import DataOptions
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.synthetic import synthetic_result
 
@@ -63,7 +64,7 @@ async def test_model_loads_in_a_worker_and_the_last_position_matches_hf(model_di
         assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
 
 
-class SlowReferenceBackend(Backend):
+class SlowReferenceBackend(EngineBackend):
     """The real engine, but HF's reference waits until the test opens the gate."""
 
     def __init__(self) -> None:
@@ -90,7 +91,7 @@ async def test_stepper_shows_before_the_reference_and_the_badge_updates_when_it_
         assert stepper.result.reference == pytest.approx(stepper.result.trace.loss, rel=1e-6)
 
 
-class GatedBackend(Backend):
+class GatedBackend(EngineBackend):
     """The real engine, but loading waits until the test opens the gate."""
 
     def __init__(self) -> None:
@@ -178,7 +179,7 @@ async def test_a_row_that_fails_to_trace_leaves_the_browser_open(model_dir):
         browser = FakeBrowser()
         await app.push_screen(browser)
         app.open_sample(SampleSpec(ids={"input_ids": [5]}), "row 1")
-        await wait_for(pilot, lambda: app.model_ready.is_set() and not app.workers, "the trace worker", 30)
+        await wait_for(pilot, lambda: app.loaded is not None and not app.workers, "the trace worker", 30)
         await pilot.pause()
         assert app.screen is browser and app.load_error is None
 
@@ -187,20 +188,23 @@ async def test_data_flag_puts_the_browser_screen_underneath(model_dir, monkeypat
     made: list[tuple[str, object]] = []
 
     class RecordingBrowser(FakeBrowser):
-        def __init__(self, data_path, args):
+        def __init__(self, data_path, *, backend, model_spec, options):
             super().__init__()
-            made.append((data_path, args))
+            made.append((data_path, options))
+
+        def model_loaded(self, model) -> None:
+            made.append(("model", model))
 
     monkeypatch.setitem(
         sys.modules, "tokstep.tui.browser", types.SimpleNamespace(DataBrowserScreen=RecordingBrowser)
     )
-    args = argparse.Namespace(data="rows.jsonl")
-    app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", args=args)
+    options = DataOptions(bos="none")
+    app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", data_options=options)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready.is_set(), "the model")
+        await wait_for(pilot, lambda: app.loaded is not None, "the model")
         await pilot.pause(0.2)
-        assert isinstance(app.screen, RecordingBrowser) and made == [("rows.jsonl", args)]
-        assert app.loaded is not None  # loaded for the browser, nothing traced yet
+        assert isinstance(app.screen, RecordingBrowser)
+        assert made == [("rows.jsonl", options), ("model", app.loaded)]  # told, not polled; nothing traced
 
 
 async def test_lints_and_inspector_come_from_the_engine(model_dir):
@@ -256,9 +260,9 @@ async def test_a_newer_open_sample_replaces_one_still_tracing():
 QUIT_DURING_LOAD = """
 import time
 from tokstep.engine.inputs import SampleSpec
-from tokstep.tui.app import Backend, TokstepApp
+from tokstep.tui.app import EngineBackend, TokstepApp
 
-class NeverLoads(Backend):
+class NeverLoads(EngineBackend):
     def load(self, spec):
         time.sleep(60)  # a multi-gigabyte checkpoint, say
 
@@ -281,7 +285,7 @@ def test_quitting_while_the_model_loads_does_not_wait_for_the_load():
     assert time.monotonic() - started < 30  # not the 60 s the load would take
 
 
-class SkippingBackend(Backend):
+class SkippingBackend(EngineBackend):
     """The real trace; the reference reports that it was skipped (as over the memory budget)."""
 
     NOTE = "HF reference skipped: full logits would take 9.9 GiB (budget 512 MiB); --reference full forces it"
@@ -307,10 +311,7 @@ async def test_skipped_reference_says_why_and_how_to_force_it(model_dir):
 
 
 async def test_reference_off_from_the_command_line_is_said_in_the_panel(model_dir):
-    import argparse
-
-    args = argparse.Namespace(reference="off", top_k=10, data=None)
-    app = TokstepApp(spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), args=args)
+    app = TokstepApp(spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), reference="off")
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
         stepper = app.screen

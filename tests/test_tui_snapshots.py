@@ -14,7 +14,7 @@ import pytest
 from pinned_demo import demo, fresh_result, pinned_result
 from tolerant import assert_same_ranking
 
-from tokstep.tui.app import Backend, PrecomputedBackend, TokstepApp
+from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp
 from tokstep.tui.stepper import StepperScreen
 
 
@@ -22,7 +22,7 @@ from tokstep.tui.stepper import StepperScreen
 def demo_result():
     _, spec = demo()
     result = pinned_result()
-    return spec, result, Backend().lint(result, spec)
+    return spec, result, EngineBackend().lint(result, spec)
 
 
 def test_pinned_demo_trace_matches_a_fresh_trace(demo_result):

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from tokstep.tui import output
 from tokstep.tui.formatting import clip, number, probability
+from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs import SampleSpec
@@ -28,7 +29,8 @@ SHORT_REASON = {
     "user turn": "user",
     "template markup": "template",
     "padding": "pad",
-    "given by user": "given",
+    "document start": "doc start",
+    "masked in your labels": "labels",
     "first token": "first",
 }
 
@@ -182,21 +184,18 @@ def print_report(result: TraceResult, console: Console, limit: int | None = None
         )
 
 
-SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-
-
 def findings_grid(findings: Iterable[Any]) -> Table:
-    """Lint findings as a grid: severity and code in one column, the message wrapping in its own (never under
-    the code); piped output has no width limit, so each finding stays on one line."""
+    """Lint findings as a grid: severity and code in one column, the message (and its fix) wrapping in their
+    own, never under the code; piped output has no width limit, so each stays on one line."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column(no_wrap=True)
-    grid.add_column(ratio=1, overflow="fold")
+    grid.add_column(overflow="fold")
     for f in findings:
-        where = f" t={','.join(map(str, f.positions[:8]))}" if f.positions else ""
-        grid.add_row(
-            " ", Text.assemble((f.severity, SEVERITY_STYLES[f.severity]), f" {f.code}{where}:"), f.message
-        )
+        where = f" @ token {','.join(map(str, f.positions[:8]))}" if f.positions else ""
+        grid.add_row(" ", Text.assemble(severity_text(f.severity), f" {f.code}{where}:"), f.message)
+        if getattr(f, "fix", None):
+            grid.add_row(" ", "", Text(f"fix: {f.fix}", style="dim"))
     return grid
 
 
@@ -283,7 +282,7 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
         ids = sample.input_ids[info.span[0] : info.span[1]]
         pieces = " ".join(tokenizer.convert_ids_to_tokens([int(i) for i in ids]))
         console.print(
-            f"split character: t={info.span[0]}..{info.span[1] - 1} {pieces} = {info.completes!r}",
+            f"split character: tokens {info.span[0]}..{info.span[1] - 1} {pieces} = {info.completes!r}",
             markup=False,
             highlight=False,
         )

@@ -59,26 +59,13 @@ def selected_rows(data: Any, ranges: RowRanges | None) -> Iterator[Any]:
             yield row
 
 
-def supervised_spans(labels: Any) -> list[tuple[int, int]]:
-    """[start, stop) index spans of labels != -100 (the tokens the loss trains)."""
-    spans, start = [], None
-    for i, label in enumerate(list(labels) + [-100]):
-        if label != -100 and start is None:
-            start = i
-        elif label == -100 and start is not None:
-            spans.append((start, i))
-            start = None
-    return spans
-
-
 def supervised_text(tokenizer: Any, labels: Any) -> list[str]:
-    """The supervised tokens decoded span by span, special tokens kept (what the model is trained to say).
-    labels[0] is never a target (position t predicts t+1), so it is left out whatever it holds."""
-    labels = [-100] + [int(t) for t in labels[1:]]
-    return [
-        tokenizer.decode([int(t) for t in labels[a:b]], skip_special_tokens=False)
-        for a, b in supervised_spans(labels)
-    ]
+    """The supervised tokens decoded span by span, special tokens kept (what the model is trained to say):
+    engine.tokens.trained_text, one string per span."""
+    from tokstep.engine.tokens import TRAINED_GAP, trained_text
+
+    text = trained_text(tokenizer, labels)
+    return text.split(TRAINED_GAP) if text else []
 
 
 def visible(text: str) -> str:
