@@ -1,0 +1,314 @@
+"""Small faithful chat templates of six families, a tokenizer for each, and trainer-built rows with the
+label bugs people ship (for the structure-recovery lints).
+
+Each family's template reproduces what the public original emits for a plain system/user/assistant chat:
+ChatML (Qwen2.5: default system prompt), Llama-3 (BOS written by the template, `<|eot_id|>`), Llama-2
+(`[INST]` as text, system inside the first user turn, SentencePiece), Gemma (no system role: it goes into the
+first user turn; `model` role), Phi-3 (EOS at the end of a full render), Mistral (`[INST]`/`[/INST]` control
+tokens, no separator between turns).
+
+The reference labels are built here by hand from each family's known end-of-turn text and character offsets,
+independently of `engine.structure` (which learns the markup by probing the template).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from tests.tiny_tokenizers import sentencepiece_bpe
+
+CHATML = (
+    "{%- if messages[0]['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- for m in messages -%}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+LLAMA3 = (
+    "{{- bos_token -}}"
+    "{%- for m in messages -%}"
+    "{%- set role = 'ipython' if m['role'] == 'tool' else m['role'] -%}"
+    "{{- '<|start_header_id|>' + role + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}"
+)
+
+LLAMA2 = (
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set loop_messages = messages[1:] -%}{%- set system_message = messages[0]['content'] -%}"
+    "{%- else -%}{%- set loop_messages = messages -%}{%- set system_message = false -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') -}}"
+    "{%- endif -%}"
+    "{%- if loop.index0 == 0 and system_message != false -%}"
+    "{%- set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] -%}"
+    "{%- else -%}{%- set content = message['content'] -%}{%- endif -%}"
+    "{%- if message['role'] == 'user' -%}{{- bos_token + '[INST] ' + content.strip() + ' [/INST]' -}}"
+    "{%- elif message['role'] == 'assistant' -%}{{- ' ' + content.strip() + ' ' + eos_token -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+GEMMA = (
+    "{{- bos_token -}}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') -}}"
+    "{%- endif -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{- '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') "
+    "+ message['content'] | trim + '<end_of_turn>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\\n' -}}{%- endif -%}"
+)
+
+PHI3 = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{- '<|system|>\\n' + message['content'] + '<|end|>\\n' -}}"
+    "{%- elif message['role'] == 'user' -%}{{- '<|user|>\\n' + message['content'] + '<|end|>\\n' -}}"
+    "{%- elif message['role'] == 'assistant' -%}{{- '<|assistant|>\\n' + message['content'] + '<|end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>\\n' -}}{%- else -%}{{- eos_token -}}{%- endif -%}"
+)
+
+MISTRAL = (
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set system_message = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{{- bos_token -}}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{%- if loop.last and system_message is defined -%}"
+    "{{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' -}}"
+    "{%- else -%}{{- '[INST] ' + message['content'] + '[/INST]' -}}{%- endif -%}"
+    "{%- elif message['role'] == 'assistant' -%}{{- ' ' + message['content'] + eos_token -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+SPECIALS = [
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<unk>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<bos>",
+    "<eos>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+    "[INST]",
+    "[/INST]",
+]
+
+CORPUS = [
+    "What is the capital of France? The capital of France is Paris.",
+    "You are a helpful assistant. Answer briefly and politely.",
+    "And what about Germany? Berlin is the capital of Germany.",
+    "system\nuser\nassistant\nmodel\ntool\nipython\nHello there, how can I help you today?",
+    "the weather is sunny and the answer is yes, thank you very much",
+] * 4
+
+
+@dataclass(frozen=True)
+class Family:
+    """A template family: its template, tokenizer specials, and what ends an assistant / user turn (text)."""
+
+    name: str
+    template: str
+    bos: str | None
+    eos: str
+    pad: str | None
+    assistant_end: str  # the end-of-turn text right after an assistant's content (supervised by convention)
+    user_end: str  # what the template writes right after a user's content
+    assistant_header: str  # what the template writes right before an assistant's content
+    system: bool  # the family takes a system message
+    sentencepiece: bool = False
+
+
+FAMILIES = {
+    f.name: f
+    for f in [
+        Family(
+            "chatml",
+            CHATML,
+            None,
+            "<|im_end|>",
+            "<|endoftext|>",
+            "<|im_end|>",
+            "<|im_end|>",
+            "<|im_start|>assistant\n",
+            True,
+        ),
+        Family(
+            "llama3",
+            LLAMA3,
+            "<|begin_of_text|>",
+            "<|eot_id|>",
+            "<|eot_id|>",
+            "<|eot_id|>",
+            "<|eot_id|>",
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            True,
+        ),
+        Family(
+            "llama2", LLAMA2, "<s>", "</s>", None, " </s>", " [/INST]", " [/INST] ", True, sentencepiece=True
+        ),
+        Family(
+            "gemma",
+            GEMMA,
+            "<bos>",
+            "<eos>",
+            "<pad>",
+            "<end_of_turn>",
+            "<end_of_turn>",
+            "<start_of_turn>model\n",
+            True,
+        ),
+        Family(
+            "phi3",
+            PHI3,
+            "<s>",
+            "<|endoftext|>",
+            "<|endoftext|>",
+            "<|end|>",
+            "<|end|>",
+            "<|assistant|>\n",
+            True,
+        ),
+        Family("mistral", MISTRAL, "<s>", "</s>", None, "</s>", "[/INST]", "[/INST] ", False),
+    ]
+}
+
+
+@lru_cache(maxsize=1)
+def _trained() -> str:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        min_frequency=2,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    return tok.to_str()
+
+
+def tokenizer_for(name: str) -> Any:
+    """A fresh tokenizer for the family (byte-level BPE with every family's specials; Llama-2: SentencePiece)."""
+    family = FAMILIES[name]
+    if family.sentencepiece:
+        tok = sentencepiece_bpe()
+        tok.chat_template = family.template
+        return tok
+    specials = {family.bos, family.eos, family.pad} - {None}
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_trained()),
+        bos_token=family.bos,
+        eos_token=family.eos,
+        pad_token=family.pad,
+        unk_token="<unk>",
+        additional_special_tokens=[s for s in SPECIALS if s not in specials],
+        clean_up_tokenization_spaces=False,
+    )
+    hf.chat_template = family.template
+    return hf
+
+
+CHAT = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "The capital of France is Paris."},
+    {"role": "user", "content": "And Germany?"},
+    {"role": "assistant", "content": "Berlin is the capital of Germany."},
+]
+
+
+@dataclass(frozen=True)
+class Row:
+    """A tokenized chat with the character spans the reference labels are made from."""
+
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    rendered: str
+    assistant: list[tuple[int, int, int]]  # (content start, content end, end-of-turn end) chars
+    user: list[tuple[int, int, int]]  # (content start, content end, user footer end) chars
+    headers: list[tuple[int, int]]  # the assistant headers' char spans (markup right before the content)
+
+    def tokens_in(self, lo: int, hi: int) -> list[int]:
+        """Token indices overlapping chars [lo, hi)."""
+        return [i for i, (s, e) in enumerate(self.offsets) if s < hi and e > lo and e > s]
+
+    def labels(self, supervised: set[int]) -> list[int]:
+        return [t if i in supervised else -100 for i, t in enumerate(self.ids)]
+
+
+def chat_for(name: str) -> list[dict[str, str]]:
+    return CHAT if FAMILIES[name].system else CHAT[1:]
+
+
+def render_row(tokenizer: Any, name: str, template: str | None = None) -> Row:
+    """Render the test chat with `template` (default: the family's) and tokenize it as a trainer does."""
+    family = FAMILIES[name]
+    rendered = tokenizer.apply_chat_template(
+        chat_for(name), tokenize=False, chat_template=template or family.template
+    )
+    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    assistant, user, headers, cursor = [], [], [], 0
+    for message in chat_for(name):
+        content = message["content"]
+        start = rendered.find(content, cursor)
+        assert start >= 0, (name, content)
+        end = start + len(content)
+        cursor = end
+        if message["role"] == "assistant":
+            assert rendered.startswith(family.assistant_end, end), (name, rendered[end:])
+            assistant.append((start, end, end + len(family.assistant_end)))
+            assert rendered.endswith(family.assistant_header, 0, start), (name, rendered[:start])
+            headers.append((start - len(family.assistant_header), start))
+        elif message["role"] == "user":
+            assert rendered.startswith(family.user_end, end), (name, rendered[end:])
+            user.append((start, end, end + len(family.user_end)))
+    return Row(
+        list(encoded["input_ids"]), list(encoded["offset_mapping"]), rendered, assistant, user, headers
+    )
+
+
+def header_tokens(row: Row) -> set[int]:
+    """Tokens wholly inside an assistant header (a token shared with the content is content)."""
+    return {
+        i
+        for lo, hi in row.headers
+        for i in row.tokens_in(lo, hi)
+        if row.offsets[i][0] >= lo and row.offsets[i][1] <= hi
+    }
+
+
+def correct(row: Row) -> set[int]:
+    """Reference supervision: each assistant content and its end-of-turn text."""
+    return {i for start, _end, eot in row.assistant for i in row.tokens_in(start, eot)}
