@@ -277,6 +277,7 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
         )
     )
     ends = {role: _end_length(footer_of.get(role, ()), specials) for role in ROLES}
+    inserted = {_strip_leading_blanks(seq, blank) for seq in inserted} - {()}
     return Markup(
         headers=tuple(sorted(headers.items(), key=lambda kv: -len(kv[1]))),
         footers={r: tuple(s for s in f if _distinctive(s, specials)) for r, f in footers.items()},
@@ -308,6 +309,12 @@ def _generation_ids(tokenizer: Any, blank: Any) -> tuple[int, ...]:
 
 def _encode(tokenizer: Any, text: str) -> tuple[int, ...]:
     return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _strip_leading_blanks(seq: tuple[int, ...], blank: Any) -> tuple[int, ...]:
+    while seq and blank(seq[0]):
+        seq = seq[1:]
+    return seq
 
 
 def _strip_blanks(seq: tuple[int, ...], blank: Any) -> tuple[int, ...]:
@@ -453,6 +460,10 @@ def _fill_turn(
                 roles[body : body + len(seq)] = code
                 parts[body : body + len(seq)] = Part.INSERTED
                 body += len(seq)
+                while body < limit and markup.blank is not None and markup.blank(int(ids[body])):
+                    roles[body] = code
+                    parts[body] = Part.INSERTED
+                    body += 1
                 break
     own = [s for s in markup.separators if s[0] == role]
     handoff = _first(ids, [s[1] for s in own], body, limit)

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from tiny_tokenizers import sentencepiece_bpe
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
-
-from tests.tiny_tokenizers import sentencepiece_bpe
 
 CHATML = (
     "{%- if messages[0]['role'] != 'system' -%}"
@@ -99,6 +98,18 @@ MISTRAL = (
     "{%- endfor -%}"
 )
 
+# Qwen3: ChatML whose last assistant turn gets an empty think block the message does not contain.
+QWEN3 = (
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' and loop.last -%}"
+    "{{- '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' + m['content'] + '<|im_end|>\\n' -}}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
 SPECIALS = [
     "<s>",
     "</s>",
@@ -121,6 +132,8 @@ SPECIALS = [
     "<|end|>",
     "[INST]",
     "[/INST]",
+    "<think>",
+    "</think>",
 ]
 
 CORPUS = [
@@ -272,12 +285,11 @@ def chat_for(name: str) -> list[dict[str, str]]:
     return CHAT if FAMILIES[name].system else CHAT[1:]
 
 
-def render_row(tokenizer: Any, name: str, template: str | None = None) -> Row:
-    """Render the test chat with `template` (default: the family's) and tokenize it as a trainer does."""
-    family = FAMILIES[name]
-    rendered = tokenizer.apply_chat_template(
-        chat_for(name), tokenize=False, chat_template=template or family.template
-    )
+def render_row(tokenizer: Any, name: str, template_of: str | None = None) -> Row:
+    """Render the family's test chat with the template of `template_of` (default: its own), tokenized as a
+    trainer does (the rendered text, add_special_tokens=False)."""
+    family = FAMILIES[template_of or name]
+    rendered = tokenizer.apply_chat_template(chat_for(name), tokenize=False, chat_template=family.template)
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     assistant, user, headers, cursor = [], [], [], 0
     for message in chat_for(name):
@@ -312,3 +324,44 @@ def header_tokens(row: Row) -> set[int]:
 def correct(row: Row) -> set[int]:
     """Reference supervision: each assistant content and its end-of-turn text."""
     return {i for start, _end, eot in row.assistant for i in row.tokens_in(start, eot)}
+
+
+OTHER = {"llama3": "chatml"}  # whose template builds the labels in the "other template" bug (default llama3)
+
+
+def bug_rows(tokenizer: Any, name: str) -> dict[str, tuple[list[int], list[int], set[int]]]:
+    """Each bug as (input_ids, labels, the positions a lint must name), built from char offsets by hand."""
+    row = render_row(tokenizer, name)
+    good = correct(row)
+    user = {i for start, end, _ in row.user for i in row.tokens_in(start, end)}
+    user_turns = {i for start, _, footer in row.user for i in row.tokens_in(start, footer)}
+    firsts = {row.tokens_in(start, end)[0] for start, end, _ in row.assistant}
+    ends = {i for _, end, eot in row.assistant for i in row.tokens_in(end, eot)}
+    n = len(row.ids)
+    after = {max(row.tokens_in(start, eot)) + 1 for start, _, eot in row.assistant} - {n}
+    shifted = {i + 1 for i in good if i + 1 < n}
+    headers = header_tokens(row)
+    other_name = OTHER.get(name, "llama3")
+    other = render_row(tokenizer, name, "chatml" if FAMILIES[name].sentencepiece else other_name)
+    other_labels = other.labels(correct(other))
+    other_labels = (other_labels + [-100] * n)[:n]
+    differ = {
+        i for i, (t, label) in enumerate(zip(row.ids, other_labels, strict=True)) if label not in (-100, t)
+    }
+    return {
+        "clean": (row.ids, row.labels(good), set()),
+        "user-header": (row.ids, row.labels(user_turns), user),
+        "off-by-one": (row.ids, row.labels(shifted), firsts | after),
+        "eot-masked": (row.ids, row.labels(good - ends), ends),
+        "header": (row.ids, row.labels(good | headers), headers),
+        "other-template": (row.ids, other_labels, differ),
+    }
+
+
+BUG_LINT = {
+    "user-header": "trains-on-user",
+    "off-by-one": "mask-off-by-one",
+    "eot-masked": "eos-masked",
+    "header": "trains-on-markup",
+    "other-template": "labels-other-template",
+}
