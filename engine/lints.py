@@ -1011,6 +1011,7 @@ class RowLint:
     findings: tuple[Finding, ...]
     num_tokens: int | None = None
     num_supervised: int | None = None
+    disagree: int | None = None  # tokens whose label disagrees with the recovered chat structure (None: none)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -1018,7 +1019,16 @@ class RowLint:
     def slim(self) -> RowLint:
         """Only what a report needs: no sample arrays, no row text (for linting huge files)."""
         row = DataRow(self.row.index, self.row.line, None, self.row.error)
-        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised)
+        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised, self.disagree)
+
+
+def disagreements(sample: Sample) -> np.ndarray | None:
+    """Token indices whose given label disagrees with the chat structure recovered from the ids (padding and
+    template-inserted markup excepted); None when the row has no recovered structure."""
+    if sample.layout is None:
+        return None
+    padding = None if sample.attention_mask is None else sample.attention_mask == 0
+    return sample.layout.disagreements(sample.labels, padding)
 
 
 def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
@@ -1031,4 +1041,12 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
         return RowLint(row, None, (finding("unbuildable", (), f"{type(error).__name__}: {error}"),))
     if sample is None:
         return RowLint(row, None, tuple(findings))
-    return RowLint(row, sample, tuple(findings), len(sample), sample.num_supervised)
+    differ = disagreements(sample)
+    return RowLint(
+        row,
+        sample,
+        tuple(findings),
+        len(sample),
+        sample.num_supervised,
+        None if differ is None else len(differ),
+    )

@@ -30,7 +30,7 @@ import numpy as np
 from tokstep.engine.inspector import special_ids, token_bytes
 from tokstep.engine.sample import MaskReason
 
-CONVENTION = "assistant content + its end-of-turn supervised, headers and other roles masked"
+CONVENTION = "assistant content + its end-of-turn trained, the rest masked"
 
 ROLES = ("system", "user", "assistant", "tool")
 ROLE_REASON = {
