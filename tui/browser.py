@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 PAGE_ROWS = 500  # rows listed at once
 PREVIEW_CHARS = 60
 COLUMNS = [("line", "line"), ("form", "form"), ("tokens", "tokens"), ("sup", "supervised")]
-COLUMNS += [("lints", "lints"), ("loss", "loss"), ("preview", "preview")]
-SORTS = ("row", "loss", "lints")
+COLUMNS += [("lints", "lints"), ("≠chat", "disagree"), ("loss", "loss"), ("preview", "preview")]
+SORTS = ("row", "loss", "lints", "disagree")
 
 
 class PageRead(Message):
@@ -118,6 +118,16 @@ def lint_badge(result: RowLint | None) -> Text:
     return badge
 
 
+def disagree_cell(result: RowLint | None) -> Text:
+    """Tokens whose label disagrees with the chat structure recovered from the ids: red when any, `—` when the
+    row has no recovered structure (not ids, or no chat template turns found), `…` while unknown."""
+    if result is None:
+        return Text("…", style="dim")
+    if result.disagree is None:
+        return Text("—", style="dim", justify="right")
+    return Text(f"{result.disagree:,}", style="bold red" if result.disagree else "green", justify="right")
+
+
 def loss_cell(value: float | None, error: str | None, computed: bool) -> Text:
     if not computed:
         return Text("…", style="dim")
@@ -133,10 +143,11 @@ class DataBrowserScreen(Screen[None]):
 
     BINDINGS = [
         Binding("enter", "open_row", "open in stepper", id="open-row", priority=True),
-        Binding("s", "cycle_sort", "sort: row/loss/lints", id="sort"),
+        Binding("s", "cycle_sort", "sort: row/loss/lints/≠chat", id="sort"),
         Binding("L", "sort('loss')", "sort by loss", show=False, id="sort-loss"),
         Binding("I", "sort('lints')", "sort by lints", show=False, id="sort-lints"),
         Binding("O", "sort('row')", "file order", show=False, id="sort-row"),
+        Binding("D", "sort('disagree')", "sort by labels ≠ chat", show=False, id="sort-disagree"),
         Binding("n", "page(1)", "next page", id="next-page"),
         Binding("p", "page(-1)", "previous page", id="previous-page"),
     ]
@@ -321,6 +332,7 @@ class DataBrowserScreen(Screen[None]):
         table.update_cell(key, "tokens", _count(result.num_tokens), update_width=True)
         table.update_cell(key, "supervised", _count(result.num_supervised), update_width=True)
         table.update_cell(key, "lints", lint_badge(result), update_width=True)
+        table.update_cell(key, "disagree", disagree_cell(result), update_width=True)
         if self._highlighted() == result.row.index:
             self._show_detail(result.row.index)
 
@@ -398,6 +410,15 @@ class DataBrowserScreen(Screen[None]):
                 return (0, -result.count("error"), -result.count("warning"))
 
             return sorted(indices, key=by_lints)
+        if self.sort_by == "disagree":
+
+            def by_disagree(i: int) -> tuple[int, int]:
+                result = self.lints.get(i)
+                if result is None or result.disagree is None:
+                    return (1, 0)
+                return (0, -result.disagree)
+
+            return sorted(indices, key=by_disagree)
         return indices
 
     def _fill_table(self) -> None:
@@ -414,6 +435,7 @@ class DataBrowserScreen(Screen[None]):
                 _count(None if result is None else result.num_tokens, result is None),
                 _count(None if result is None else result.num_supervised, result is None),
                 lint_badge(result) if row.error is None or result else Text("1E", style="bold red"),
+                disagree_cell(result),
                 loss_cell(loss, error, index in self.losses),
                 Text(_preview(row), style="red" if row.error else ""),
                 key=str(index),

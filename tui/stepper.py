@@ -27,7 +27,13 @@ from tokstep.tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
+from tokstep.tui.widgets.context_strip import (
+    HEAT_COLOURS,
+    REASON_COLOURS,
+    ROLE_COLOURS,
+    ContextStrip,
+    token_roles,
+)
 from tokstep.tui.widgets.inspector_line import InspectorLine, load_inspector
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
@@ -40,6 +46,15 @@ CONTEXT_LEGEND = "␣ space  ↵ newline  dim = masked (−100)  click a token"
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
+
+
+def context_legend(result: TraceResult) -> str:
+    """The strip's key: for ids rows with recovered chat turns, the role colours with the mask on top."""
+    if result.sample.layout is None:
+        return CONTEXT_LEGEND
+    roles = {r for r in token_roles(result) if r}
+    swatches = " ".join(f"[on {ROLE_COLOURS[r][1]}] {r} [/]" for r in ROLE_COLOURS if r in roles)
+    return f"{swatches}  bright = trained, dim = masked (−100)  click a token"
 
 
 def heat_legend(scale: float) -> str:
@@ -135,7 +150,7 @@ class StepperScreen(Screen[None]):
         self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
         context = self.query_one("#context-box")
         context.border_title = CONTEXT_TITLE
-        context.border_subtitle = CONTEXT_LEGEND
+        context.border_subtitle = context_legend(self.result)
         self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
@@ -317,7 +332,7 @@ class StepperScreen(Screen[None]):
         strip = self.query_one(ContextStrip)
         strip.set_heatmap(self.heatmap)
         box = self.query_one("#context-box")
-        box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else CONTEXT_LEGEND
+        box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else context_legend(self.result)
         self.notify(f"loss heatmap {'on' if self.heatmap else 'off'}", timeout=2)
 
     def action_toggle_reasons(self) -> None:
@@ -325,7 +340,9 @@ class StepperScreen(Screen[None]):
         strip.set_reason_colours(not strip.reason_colours)
         self.heatmap = strip.heatmap
         box = self.query_one("#context-box")
-        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else CONTEXT_LEGEND
+        box.border_subtitle = (
+            reason_legend(strip.result) if strip.reason_colours else context_legend(self.result)
+        )
         self.notify(f"mask-reason colours {'on' if strip.reason_colours else 'off'}", timeout=2)
 
     # -- other screens ---------------------------------------------------------------------------------
