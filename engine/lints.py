@@ -374,7 +374,7 @@ def _bos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
             f"BOS {facts.name(bos)} twice at the start ({cause}): tokenize with add_special_tokens=False",
         )
     elif ids[0] != bos and facts.adds_bos:
-        if sample.kind == "chat" and not facts.template_writes_bos:
+        if (sample.kind == "chat" or sample.layout is not None) and not facts.template_writes_bos:
             yield Finding(
                 "missing-bos",
                 "info",

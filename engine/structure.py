@@ -335,9 +335,15 @@ def _find(seq: tuple[int, ...], part: tuple[int, ...]) -> int:
     return next((k for k in range(len(seq) - n + 1) if seq[k : k + n] == part), -1)
 
 
+def _control_ids(tokenizer: Any) -> frozenset[int]:
+    """Special tokens plus every added token (`<|im_end|>` may be added without being in all_special_ids)."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return special_ids(tokenizer) | frozenset(int(i) for i in added)
+
+
 def _blank_test(tokenizer: Any) -> Any:
-    """A cached `id -> bool`: the token is whitespace only (and not a special token)."""
-    specials = special_ids(tokenizer)
+    """A cached `id -> bool`: the token is whitespace only (and not a special or added token)."""
+    specials = _control_ids(tokenizer)
 
     @lru_cache(maxsize=4096)
     def blank(token_id: int) -> bool:
@@ -362,7 +368,7 @@ def markup_for(tokenizer: Any) -> Markup | None:
         if cached_template == template:
             return cached
     try:
-        markup = learn_markup(tokenizer, special_ids(tokenizer), _blank_test(tokenizer))
+        markup = learn_markup(tokenizer, _control_ids(tokenizer), _blank_test(tokenizer))
     except Exception:  # noqa: BLE001 - a template or tokenizer we cannot probe: no structure, no finding
         markup = None
     if markup is not None and not markup.usable:

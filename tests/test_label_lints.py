@@ -219,3 +219,47 @@ def test_turns_are_well_formed_in_every_family(tokenizers):
             assert turn.start <= turn.content_start < turn.content_end <= turn.end
             assert {layout.role(i) for i in turn.content} == {turn.role}
         assert set(layout.roles.tolist()) <= {-1, *range(len(ROLES))}
+
+
+@pytest.mark.parametrize("fixture", ["bpe_tokenizer", "sp_tokenizer"])
+def test_expected_mask_equals_the_templates_own_generation_mask(fixture, request):
+    """Templates with {% generation %}: the recovered mask is what transformers' assistant mask says."""
+    tokenizer = request.getfixturevalue(fixture)
+    chat = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The answer is Paris."},
+        {"role": "user", "content": "And the dog?"},
+        {"role": "assistant", "content": "The dog sat on the log."},
+    ]
+    out = tokenizer.apply_chat_template(
+        chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    layout = recover_layout(tokenizer, out["input_ids"])
+    assert layout is not None
+    assert layout.expected().astype(int).tolist() == list(out["assistant_masks"])
+    labels = [t if m else -100 for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True)]
+    assert [f for f in lint_ids(tokenizer, out["input_ids"], labels)[1] if f.severity != "info"] == []
+
+
+def test_bundled_model_rows_train_on_the_user_turn_is_caught():
+    from tokstep.engine.defaults import DEFAULT_MODEL
+    from tokstep.engine.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(str(DEFAULT_MODEL))
+    chat = [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is Paris."},
+    ]
+    out = tokenizer.apply_chat_template(
+        chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    start = ids.index(tokenizer.convert_tokens_to_ids("<|im_start|>")) + 3  # after `<|im_start|>user\n`
+    end = ids.index(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    wrong = [t if start <= i < end else -100 for i, t in enumerate(ids)]
+    _, findings = lint_ids(tokenizer, ids, wrong)
+    (found,) = [f for f in findings if f.code == "trains-on-user"]
+    assert found.positions == tuple(range(start, end))
+    clean = lint_ids(tokenizer, ids, [t if m else -100 for t, m in zip(ids, mask, strict=True)])[1]
+    assert [(f.code, f.severity) for f in clean] == [("missing-bos", "info")]  # as for chats from messages

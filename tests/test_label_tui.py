@@ -9,6 +9,7 @@ import pytest
 from rich.color import Color
 
 from tokstep.engine.inputs import SampleSpec
+from tokstep.engine.sample import MaskReason
 from tokstep.engine.structure import ROLES, ChatLayout, Part, Turn
 from tokstep.tui.app import PrecomputedBackend, TokstepApp
 from tokstep.tui.stepper import StepperScreen
@@ -31,10 +32,7 @@ def user_trained_result():
     turns = (Turn("user", 0, 3, 13, 14, True), Turn("assistant", 14, 17, 31, 32, True))
     ids = result.sample.input_ids
     labels = np.where(np.isin(np.arange(40), list(USER)), ids, -100)
-    reasons = tuple(
-        result.sample.mask_reasons[0].__class__("supervised" if label != -100 else "given by user")
-        for label in labels
-    )
+    reasons = tuple(MaskReason.SUPERVISED if label != -100 else MaskReason.USER for label in labels)
     sample = replace(
         result.sample, labels=labels, mask_reasons=reasons, layout=ChatLayout(turns, roles, parts)
     )
