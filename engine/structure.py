@@ -96,18 +96,16 @@ class ChatLayout:
 
     def reasons(self) -> tuple[MaskReason, ...]:
         """The mask reason each token would have in a chat built from messages (SUPERVISED where expected)."""
-        expected = self.expected()
-        out = []
-        for i in range(len(self.parts)):
-            role, part = self.role(i), int(self.parts[i])
-            if i == 0:
-                out.append(MaskReason.FIRST)
-            elif expected[i]:
-                out.append(MaskReason.SUPERVISED)
-            elif part == Part.CONTENT and role in ROLE_REASON:
-                out.append(ROLE_REASON[role])
-            else:
-                out.append(MaskReason.TEMPLATE)
+        table = [MaskReason.TEMPLATE] * (len(ROLES) + 1)  # by role code + 1 (NO_ROLE -> 0)
+        for role, reason in ROLE_REASON.items():
+            table[ROLES.index(role) + 1] = reason
+        codes = np.where(self.parts == Part.CONTENT, self.roles.astype(np.int64) + 1, 0)  # (N,)
+        codes[:1] = 0
+        out = [table[c] for c in codes.tolist()]
+        for i in np.flatnonzero(self.expected()).tolist():
+            out[i] = MaskReason.SUPERVISED
+        if out:
+            out[0] = MaskReason.FIRST
         return tuple(out)
 
     def disagreements(self, labels: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
@@ -394,20 +392,36 @@ def _occurrences(ids: np.ndarray, seq: tuple[int, ...]) -> list[int]:
     return hits.tolist()
 
 
+class _Hits:
+    """Where each markup sequence occurs in one row, found once per row (sorted start indices)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self.found: dict[tuple[int, ...], np.ndarray] = {}
+
+    def of(self, seq: tuple[int, ...]) -> np.ndarray:
+        hits = self.found.get(seq)
+        if hits is None:
+            hits = self.found[seq] = np.asarray(_occurrences(self.ids, seq), dtype=np.int64)
+        return hits
+
+
 def _first(
-    ids: np.ndarray, seqs: Sequence[tuple[int, ...]], lo: int, hi: int, last_start: int | None = None
+    hits: _Hits, seqs: Sequence[tuple[int, ...]], lo: int, hi: int, last_start: int | None = None
 ) -> tuple[int, int] | None:
     """The earliest (start, length) of any of `seqs` inside ids[lo:hi] starting at or before `last_start`."""
     best: tuple[int, int] | None = None
-    window = ids[lo:hi]
     last = hi if last_start is None else last_start
     for seq in seqs:
-        for start in _occurrences(window, seq)[:1]:
-            start += lo
-            if start > last:
-                continue
-            if best is None or start < best[0] or (start == best[0] and len(seq) > best[1]):
-                best = (start, len(seq))
+        starts = hits.of(seq)
+        k = int(np.searchsorted(starts, lo))
+        if k == len(starts):
+            continue
+        start = int(starts[k])
+        if start > last or start + len(seq) > hi:
+            continue
+        if best is None or start < best[0] or (start == best[0] and len(seq) > best[1]):
+            best = (start, len(seq))
     return best
 
 
@@ -435,16 +449,18 @@ def recover_layout(tokenizer: Any, input_ids: np.ndarray | Sequence[int]) -> Cha
     roles = np.full(n, NO_ROLE, dtype=np.int8)
     parts = np.full(n, int(Part.TEMPLATE), dtype=np.int8)
     turns: list[Turn] = []
+    hits = _Hits(ids)
     for k, (start, size, role) in enumerate(starts):
         limit = starts[k + 1][0] if k + 1 < len(starts) else n
         roles[start : start + size] = ROLES.index(role)
         parts[start : start + size] = Part.HEADER
-        _fill_turn(ids, markup, role, start, start + size, limit, roles, parts, turns)
+        _fill_turn(ids, hits, markup, role, start, start + size, limit, roles, parts, turns)
     return ChatLayout(tuple(turns), roles, parts)
 
 
 def _fill_turn(
     ids: np.ndarray,
+    hits: _Hits,
     markup: Markup,
     role: str,
     start: int,
@@ -472,9 +488,9 @@ def _fill_turn(
                     body += 1
                 break
     own = [s for s in markup.separators if s[0] == role]
-    handoff = _first(ids, [s[1] for s in own], body, limit)
+    handoff = _first(hits, [s[1] for s in own], body, limit)
     stop = handoff[0] if handoff else limit
-    footer = _first(ids, markup.footers.get(role, ()), body, limit, stop)
+    footer = _first(hits, markup.footers.get(role, ()), body, limit, stop)
     end_size = markup.ends.get(role, 0)
     if footer is not None and end_size:
         content_end, end = footer[0], min(footer[0] + end_size, stop)
@@ -495,4 +511,4 @@ def _fill_turn(
         if footer is None:  # the separator itself closes this turn
             roles[sep_start : sep_start + sep_size] = code
         next_body = sep_start + sep_size
-        _fill_turn(ids, markup, sep_role, next_body, next_body, limit, roles, parts, turns)
+        _fill_turn(ids, hits, markup, sep_role, next_body, next_body, limit, roles, parts, turns)
