@@ -36,8 +36,10 @@ ROLES = ("system", "user", "assistant", "tool")
 ROLE_REASON = {
     "system": MaskReason.SYSTEM,
     "user": MaskReason.USER,
-    "tool": MaskReason.USER,  # no tool reason yet; a tool result is input, like the user's words
+    # the chat-template work adds TOOL (and INSERTED); until then a tool result reads as input, like the user's
+    "tool": getattr(MaskReason, "TOOL", MaskReason.USER),
 }
+INSERTED_REASON = getattr(MaskReason, "INSERTED", MaskReason.TEMPLATE)
 
 
 class Part(IntEnum):
@@ -74,7 +76,7 @@ class Turn:
 
 
 @dataclass(frozen=True, eq=False)
-class ChatLayout:
+class TurnLayout:
     """Every token of a row attributed to a role and a part of its turn."""
 
     turns: tuple[Turn, ...]
@@ -102,6 +104,8 @@ class ChatLayout:
         codes = np.where(self.parts == Part.CONTENT, self.roles.astype(np.int64) + 1, 0)  # (N,)
         codes[:1] = 0
         out = [table[c] for c in codes.tolist()]
+        for i in np.flatnonzero(self.parts == Part.INSERTED).tolist():
+            out[i] = INSERTED_REASON
         for i in np.flatnonzero(self.expected()).tolist():
             out[i] = MaskReason.SUPERVISED
         if out:
@@ -425,7 +429,7 @@ def _first(
     return best
 
 
-def recover_layout(tokenizer: Any, input_ids: np.ndarray | Sequence[int]) -> ChatLayout | None:
+def recover_layout(tokenizer: Any, input_ids: np.ndarray | Sequence[int]) -> TurnLayout | None:
     """Attribute every token of a tokenized chat to a role and a part of its turn; None when no turn is found.
 
     Fast enough to run on every row of a data file: the template is probed once per tokenizer; a row
@@ -455,7 +459,7 @@ def recover_layout(tokenizer: Any, input_ids: np.ndarray | Sequence[int]) -> Cha
         roles[start : start + size] = ROLES.index(role)
         parts[start : start + size] = Part.HEADER
         _fill_turn(ids, hits, markup, role, start, start + size, limit, roles, parts, turns)
-    return ChatLayout(tuple(turns), roles, parts)
+    return TurnLayout(tuple(turns), roles, parts)
 
 
 def _fill_turn(

@@ -10,7 +10,7 @@ from rich.color import Color
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.sample import MaskReason
-from tokstep.engine.structure import ROLES, ChatLayout, Part, Turn
+from tokstep.engine.structure import ROLES, Part, Turn, TurnLayout
 from tokstep.tui.app import PrecomputedBackend, TokstepApp
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.synthetic import synthetic_result
@@ -34,7 +34,7 @@ def user_trained_result():
     labels = np.where(np.isin(np.arange(40), list(USER)), ids, -100)
     reasons = tuple(MaskReason.SUPERVISED if label != -100 else MaskReason.USER for label in labels)
     sample = replace(
-        result.sample, labels=labels, mask_reasons=reasons, layout=ChatLayout(turns, roles, parts)
+        result.sample, labels=labels, mask_reasons=reasons, layout=TurnLayout(turns, roles, parts)
     )
     return replace(result, sample=sample)
 
