@@ -553,11 +553,26 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
         return  # the labels belong to other positions: comparing them token by token would only add noise
     versus = f"(convention: {CONVENTION})"
     expected = layout.expected()
+    replies = [t for t in layout.turns if t.role == "assistant" and t.content_end > t.content_start]
+    displaced = _displaced_mask(layout, supervised, replies)
+    if displaced:
+        moved = (
+            np.flatnonzero(supervised ^ expected)[1:]
+            if not expected[0]
+            else np.flatnonzero(supervised ^ expected)
+        )
+        yield finding(
+            "labels-other-template",
+            moved.tolist(),
+            f"each supervised span has the length of an assistant reply but sits {', '.join(f'{d:+d}' for d in displaced)} "
+            "tokens away from it: the mask was computed on another rendering (a template with other header "
+            "lengths); build ids and labels from one rendering",
+        )
+        return
     padding = np.zeros(n, dtype=bool) if sample.attention_mask is None else sample.attention_mask == 0
     if facts.pad_id is not None:
         padding |= (ids == facts.pad_id) & (layout.roles == NO_ROLE)  # pad-trained reports those
     explained = padding | (layout.parts == Part.INSERTED)
-    replies = [t for t in layout.turns if t.role == "assistant" and t.content_end > t.content_start]
     untrained, holes, off, off_notes, masked_ends, unclosed = [], [], [], [], [], []
     for turn in replies:
         lo, hi = turn.content_start, turn.end
@@ -637,6 +652,25 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
         yield from _truncated_answer(tokenizer, sample, unclosed[-1], ends_named)
     stray = supervised & ~expected & ~explained  # (N,) supervised where the structure says masked
     yield from _stray_findings(tokenizer, layout, ids, np.flatnonzero(stray).tolist(), versus)
+
+
+def _displaced_mask(layout: Any, supervised: np.ndarray, replies: list[Any]) -> list[int] | None:
+    """Per reply, how far its supervised span was moved, when every span has a reply's length but sits 3+
+    tokens away and covers no recovered turn exactly (a mask computed on another template's rendering)."""
+    runs = _runs(supervised)
+    if not replies or len(runs) != len(replies):
+        return None
+    starts = {t.content_start for t in replies}
+    turn_spans = {(t.content_start, t.end if t.end > t.content_end else t.content_end) for t in layout.turns}
+    turn_spans |= {(t.content_start, t.content_end) for t in layout.turns}
+    shifts = []
+    for turn, (start, end) in zip(replies, runs, strict=True):
+        if start in starts or (start, end) in turn_spans:
+            return None  # aligned with a reply, or exactly another role's turn (trains-on-... says it)
+        if abs((end - start) - (turn.end - turn.content_start)) > 1 or abs(start - turn.content_start) < 3:
+            return None
+        shifts.append(start - turn.content_start)
+    return shifts
 
 
 def _shift(supervised: np.ndarray, lo: int, hi: int) -> int:

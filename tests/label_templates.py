@@ -365,3 +365,15 @@ BUG_LINT = {
     "header": "trains-on-markup",
     "other-template": "labels-other-template",
 }
+
+
+def mask_from_other_template(tokenizer: Any, name: str) -> tuple[list[int], list[int], set[int]]:
+    """ids rendered with the family's template; the mask positions computed on another template's rendering
+    (labels copy these ids there). Returns (ids, labels, tokens whose supervision is wrong)."""
+    row = render_row(tokenizer, name)
+    other_name = OTHER.get(name, "llama3")
+    other = render_row(tokenizer, name, "chatml" if FAMILIES[name].sentencepiece else other_name)
+    mask = correct(other)
+    labels = [t if i in mask else -100 for i, t in enumerate(row.ids)]
+    wrong = {i for i in range(1, len(row.ids)) if (i in mask) != (i in correct(row))}
+    return row.ids, labels, wrong

@@ -263,3 +263,13 @@ def test_bundled_model_rows_train_on_the_user_turn_is_caught():
     assert found.positions == tuple(range(start, end))
     clean = lint_ids(tokenizer, ids, [t if m else -100 for t, m in zip(ids, mask, strict=True)])[1]
     assert [(f.code, f.severity) for f in clean] == [("missing-bos", "info")]  # as for chats from messages
+
+
+def test_a_mask_computed_on_another_templates_rendering_is_named(tokenizers):
+    """Llama-3 ids, mask positions from the ChatML rendering of the same chat (labels copy the ids there)."""
+    from label_templates import mask_from_other_template
+
+    ids, labels, wrong = mask_from_other_template(tokenizers["llama3"], "llama3")
+    _, findings = lint_ids(tokenizers["llama3"], ids, labels)
+    assert [f.code for f in findings] == ["labels-other-template"]
+    assert set(findings[0].positions) <= wrong and "another rendering" in findings[0].message
