@@ -281,18 +281,46 @@ class Row:
         return [t if i in supervised else -100 for i, t in enumerate(self.ids)]
 
 
+USERS = [
+    "What is the capital of France?",
+    "And Germany?",
+    "Thank you very much",
+    "Hello there, how are you today?",
+]
+REPLIES = ["The capital of France is Paris.", "Berlin is the capital of Germany.", "You are welcome!", "yes"]
+
+
+def chats(name: str) -> list[list[dict[str, str]]]:
+    """1 to 4 exchanges, with and without a system message where the family takes one."""
+    out = []
+    for turns in (1, 2, 3, 4):
+        for system in (False, True) if FAMILIES[name].system else (False,):
+            chat = (
+                [{"role": "system", "content": "You are a helpful assistant. Answer briefly."}]
+                if system
+                else []
+            )
+            for k in range(turns):
+                chat += [{"role": "user", "content": USERS[k]}, {"role": "assistant", "content": REPLIES[k]}]
+            out.append(chat)
+    return out
+
+
 def chat_for(name: str) -> list[dict[str, str]]:
     return CHAT if FAMILIES[name].system else CHAT[1:]
 
 
-def render_row(tokenizer: Any, name: str, template_of: str | None = None) -> Row:
-    """Render the family's test chat with the template of `template_of` (default: its own), tokenized as a
-    trainer does (the rendered text, add_special_tokens=False)."""
+def render_row(
+    tokenizer: Any, name: str, template_of: str | None = None, chat: list[dict[str, str]] | None = None
+) -> Row:
+    """Render the family's test chat (or `chat`) with the template of `template_of` (default: its own),
+    tokenized as a trainer does (the rendered text, add_special_tokens=False)."""
     family = FAMILIES[template_of or name]
-    rendered = tokenizer.apply_chat_template(chat_for(name), tokenize=False, chat_template=family.template)
+    chat = chat or chat_for(name)
+    rendered = tokenizer.apply_chat_template(chat, tokenize=False, chat_template=family.template)
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     assistant, user, headers, cursor = [], [], [], 0
-    for message in chat_for(name):
+    for message in chat:
         content = message["content"]
         start = rendered.find(content, cursor)
         assert start >= 0, (name, content)

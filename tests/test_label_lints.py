@@ -15,6 +15,7 @@ from label_templates import (
     FAMILIES,
     QWEN3,
     bug_rows,
+    chats,
     correct,
     render_row,
     tokenizer_for,
@@ -47,6 +48,22 @@ def test_recovered_mask_equals_the_hand_built_one(tokenizers, name):
     user_words = {i for start, end, _ in row.user for i in row.tokens_in(start, end)}
     assert all(layout.role(i) == "user" and layout.parts[i] == Part.CONTENT for i in user_words)
     assert [t.role for t in layout.turns if t.role == "assistant"] == ["assistant", "assistant"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_clean_rows_of_every_shape_have_no_finding(tokenizers, name):
+    """1-4 exchanges, with and without a system message, with and without right padding (attention_mask 0)."""
+    tokenizer = tokenizers[name]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for chat in chats(name):
+        row = render_row(tokenizer, name, chat=chat)
+        labels = row.labels(correct(row))
+        for padding in (0, 5):
+            ids = row.ids + [pad] * padding
+            mask = {"attention_mask": [1] * len(row.ids) + [0] * padding} if padding else {}
+            sample, findings = lint_ids(tokenizer, ids, labels + [-100] * padding, **mask)
+            assert sample.layout is not None
+            assert [f for f in findings if f.severity != "info"] == [], (len(chat), padding)
 
 
 @pytest.mark.parametrize("name", NAMES)
