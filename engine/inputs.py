@@ -62,15 +62,12 @@ def with_layout(sample: Sample, tokenizer: Any) -> Sample:
     layout = recover_layout(tokenizer, sample.input_ids)
     if layout is None:
         return sample
-    structural = layout.reasons()
-    reasons = tuple(
-        given
-        if given in (MaskReason.SUPERVISED, MaskReason.PAD, MaskReason.FIRST)
-        or wanted is MaskReason.SUPERVISED
-        else wanted
-        for given, wanted in zip(sample.mask_reasons, structural, strict=True)
-    )
-    return replace(sample, mask_reasons=reasons, layout=layout)
+    reasons = list(layout.reasons())
+    kept = (MaskReason.SUPERVISED, MaskReason.PAD, MaskReason.FIRST)
+    for i, given in enumerate(sample.mask_reasons):
+        if given is kept[0] or given is kept[1] or given is kept[2] or reasons[i] is MaskReason.SUPERVISED:
+            reasons[i] = given  # trained, padding, or a -100 where the structure expects training: the user's
+    return replace(sample, mask_reasons=tuple(reasons), layout=layout)
 
 
 def _encode(tokenizer: Any, text: str, *, special: bool) -> list[int]:
