@@ -539,7 +539,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
     """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure)."""
-    from tokstep.engine.structure import CONVENTION, NO_ROLE, Part
+    from tokstep.engine.structure import CONVENTION, NO_ROLE, ROLES, Part
 
     layout = sample.layout
     if layout is None or sample.num_supervised == 0:
@@ -552,6 +552,19 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
         yield from other
         return  # the labels belong to other positions: comparing them token by token would only add noise
     versus = f"(convention: {CONVENTION})"
+    if supervised[1:].all():  # nothing masked: full-sequence training on a transcript, not a mask bug
+        words = np.flatnonzero((layout.parts == Part.CONTENT) & (layout.roles != ROLES.index("assistant")))
+        words = words[words > 0].tolist()
+        if words:
+            yield Finding(
+                "trains-on-user",
+                "warning",
+                tuple(words[:MAX_POSITIONS]),
+                "nothing is masked: every token is trained, the user's and system's words and the template's "
+                f"markup too ({len(words)} tokens not from the assistant); fine for pretraining on transcripts, "
+                f"not for SFT: supervise only the assistant turns {versus}",
+            )
+        return
     expected = layout.expected()
     replies = [t for t in layout.turns if t.role == "assistant" and t.content_end > t.content_start]
     displaced = _displaced_mask(layout, supervised, replies)

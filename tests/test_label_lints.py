@@ -290,3 +290,13 @@ def test_a_mask_computed_on_another_templates_rendering_is_named(tokenizers):
     _, findings = lint_ids(tokenizers["llama3"], ids, labels)
     assert [f.code for f in findings] == ["labels-other-template"]
     assert set(findings[0].positions) <= wrong and "another rendering" in findings[0].message
+
+
+def test_ids_with_no_mask_at_all_is_one_warning(tokenizers):
+    """labels = input_ids (full-sequence training on a transcript): a warning naming the non-assistant words."""
+    tokenizer = tokenizers["chatml"]
+    row = render_row(tokenizer, "chatml")
+    _, findings = lint_ids(tokenizer, row.ids, row.ids)
+    assert [(f.code, f.severity) for f in findings] == [("trains-on-user", "warning")]
+    user_words = {i for start, end, _ in row.user for i in row.tokens_in(start, end)}
+    assert user_words <= set(findings[0].positions) and "nothing is masked" in findings[0].message
