@@ -1014,6 +1014,10 @@ def _positions_of_text(
 def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) -> list[Finding]:
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
     facts = tokenizer_facts(tokenizer)
+    if sample.kind == "ids" and sample.layout is None and facts.has_template:
+        from tokstep.engine.inputs import with_layout
+
+        sample = with_layout(sample, tokenizer)  # ids built elsewhere (batches, scan): recover the turns here
     findings: list[Finding] = []
     findings += _bos_lints(tokenizer, sample, facts)
     findings += _label_lints(tokenizer, sample, facts)

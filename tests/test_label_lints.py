@@ -300,3 +300,16 @@ def test_ids_with_no_mask_at_all_is_one_warning(tokenizers):
     assert [(f.code, f.severity) for f in findings] == [("trains-on-user", "warning")]
     user_words = {i for start, end, _ in row.user for i in row.tokens_in(start, end)}
     assert user_words <= set(findings[0].positions) and "nothing is masked" in findings[0].message
+
+
+def test_lint_sample_recovers_the_turns_of_ids_built_elsewhere(tokenizers):
+    """A Sample made by from_ids (as batch/scan readers do) is checked against the structure too."""
+    from tokstep.engine.inputs import from_ids
+    from tokstep.engine.lints import lint_sample
+
+    tokenizer = tokenizers["gemma"]
+    ids, labels, want = bug_rows(tokenizer, "gemma")["user-header"]
+    sample = from_ids({"input_ids": ids, "labels": labels}, pad_id=tokenizer.pad_token_id)
+    assert sample.layout is None
+    (found,) = [f for f in lint_sample(tokenizer, sample) if f.code == "trains-on-user"]
+    assert set(found.positions) == want
