@@ -660,7 +660,7 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
             "no-eos",
             unclosed,
             f"the assistant reply ends at t = {unclosed[-1]} with no {ends_named} after it: the model never "
-            "learns to stop",
+            f"learns to stop; end every reply with the template's end-of-turn {versus}",
         )
         yield from _truncated_answer(tokenizer, sample, unclosed[-1], ends_named)
     stray = supervised & ~expected & ~explained  # (N,) supervised where the structure says masked
