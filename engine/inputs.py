@@ -55,7 +55,7 @@ def with_layout(sample: Sample, tokenizer: Any) -> Sample:
     """An ids row with its chat turns recovered from the template (when it has one and they are found).
 
     Masked tokens then get the reason a chat built from messages would give them (user turn, template
-    markup...); a masked token the structure expects supervised keeps "given": the -100 is the user's.
+    markup...); a masked token the structure expects supervised keeps "masked in your labels" (GIVEN).
     """
     from tokstep.engine.structure import recover_layout
 

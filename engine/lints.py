@@ -20,7 +20,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
-from tokstep.engine.tokens import make_visible
+from tokstep.engine.tokens import make_visible, trained_text
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -37,6 +37,12 @@ class Finding:
     severity: Severity
     positions: tuple[int, ...]  # token indices into the sample's input_ids
     message: str
+
+    @property
+    def fix(self) -> str:
+        """How to fix it (the lint's documented fix; the README's table shows the same text)."""
+        doc = LINTS.get(self.code)
+        return doc.fix if doc is not None else ""
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,14 @@ LINTS: dict[str, LintDoc] = {
             "error",
             "A row of the data file cannot be read: invalid JSON, not an object, or no usable columns.",
             "Fix the row at the line shown (or point --text-column / --prompt-column... at your columns).",
+        ),
+        LintDoc(
+            "cross-document-attention",
+            "error",
+            "A packed row's documents attend to each other: traced as the trainer's forward saw it, a document's "
+            "log-probs differ from the same document traced alone (tokstep --batches).",
+            "Pass position_ids restarting at 0 with no 2D attention_mask and use_cache=False, or a flash-attention "
+            "varlen path (cu_seq_lens), or a 4D block-diagonal mask.",
         ),
         LintDoc(
             "unbuildable",
@@ -640,8 +654,7 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
         yield finding(
             "mask-off-by-one",
             off,
-            f"the supervised span is off against the assistant reply: {'; '.join(off_notes[:3])}; recompute "
-            f"the span boundaries from the token offsets {versus}",
+            f"the supervised span is off against the assistant reply: {'; '.join(off_notes[:3])} {versus}",
         )
     if masked_ends:
         token = next(
@@ -707,8 +720,7 @@ def _untrained_finding(untrained: list[Any], replies: list[Any], versus: str) ->
         return finding(
             "assistant-not-trained",
             positions,
-            f"no assistant reply is supervised ({where}): the labels train other tokens; supervise the "
-            f"assistant turns {versus}",
+            f"no assistant reply is supervised ({where}): the labels train other tokens {versus}",
         )
     if untrained == replies[:-1]:
         return Finding(
@@ -745,9 +757,9 @@ def _stray_findings(
             tail_only &= role == "assistant" and kind == part.TEMPLATE
     hints = {
         "user": "the model learns to write the user's words (a pattern that matched the user header, not the "
-        "assistant's?); supervise only assistant turns",
-        "system": "mask the system prompt; supervise only assistant turns",
-        "tool": "mask tool results; supervise only assistant turns",
+        "assistant's?)",
+        "system": "the model learns to write the system prompt",
+        "tool": "the model learns to write the tool's results",
     }
     for role in ("user", "system", "tool"):
         if role in by_role:
@@ -775,8 +787,7 @@ def _stray_findings(
                 "trains-on-markup",
                 markup,
                 f"{len(markup)} supervised template token(s) at t = {_fmt_positions(markup)} ({pieces}): role "
-                f"headers / markup are the template's, not the reply; start each span after the assistant header "
-                f"and end it at the end-of-turn {versus}",
+                f"headers / markup are the template's, not the reply {versus}",
             )
 
 
@@ -1062,6 +1073,7 @@ class RowLint:
     findings: tuple[Finding, ...]
     num_tokens: int | None = None
     num_supervised: int | None = None
+    trained: str | None = None  # the supervised labels decoded: what the row trains the model to say
     disagree: int | None = None  # tokens whose label disagrees with the recovered chat structure (None: none)
 
     def count(self, severity: Severity) -> int:
@@ -1070,7 +1082,7 @@ class RowLint:
     def slim(self) -> RowLint:
         """Only what a report needs: no sample arrays, no row text (for linting huge files)."""
         row = DataRow(self.row.index, self.row.line, None, self.row.error)
-        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised, self.disagree)
+        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised, disagree=self.disagree)
 
 
 def disagreements(sample: Sample) -> np.ndarray | None:
@@ -1093,11 +1105,13 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
     if sample is None:
         return RowLint(row, None, tuple(findings))
     differ = disagreements(sample)
+    trained = trained_text(tokenizer, sample.labels)
     return RowLint(
         row,
         sample,
         tuple(findings),
         len(sample),
         sample.num_supervised,
+        trained,
         None if differ is None else len(differ),
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from tiny_tokenizers import sentencepiece_bpe
+from tiny import sentencepiece_handmade
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -236,7 +236,7 @@ def tokenizer_for(name: str) -> Any:
     """A fresh tokenizer for the family (byte-level BPE with every family's specials; Llama-2: SentencePiece)."""
     family = FAMILIES[name]
     if family.sentencepiece:
-        tok = sentencepiece_bpe()
+        tok = sentencepiece_handmade()
         tok.chat_template = family.template
         return tok
     specials = {family.bos, family.eos, family.pad} - {None}

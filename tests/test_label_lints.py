@@ -206,7 +206,7 @@ def test_truncated_reply_is_no_eos_and_truncated(tokenizers):
 
 
 def test_truncated_answer_without_structure(tokenizers):
-    from tiny_tokenizers import byte_bpe
+    from tiny import byte_bpe
 
     tokenizer = byte_bpe(template=None)
     spec = SampleSpec(prompt="The capital of France is", answer=" Paris and the capi", eos="none")
