@@ -42,6 +42,8 @@ def main() -> None:
     from tokstep.engine.structure import markup_for, recover_layout
 
     tokenizer = load_tokenizer(str(DEFAULT_MODEL))
+    plain_tokenizer = load_tokenizer(str(DEFAULT_MODEL))
+    plain_tokenizer.chat_template = None  # the same lints with no chat structure to recover
     started = time.perf_counter()
     markup_for(tokenizer)
     print(f"template probe, once per tokenizer: {1000 * (time.perf_counter() - started):.1f} ms")
@@ -56,7 +58,7 @@ def main() -> None:
         plain = from_ids(spec.ids, pad_id=tokenizer.pad_token_id)
         recover = per_call(lambda i=row_ids: recover_layout(tokenizer, i), 200)
         linted = per_call(lambda s=spec: lint_spec(tokenizer, s), 200)
-        without = per_call(lambda p=plain, s=spec: lint_sample(tokenizer, p, s), 200)
+        without = per_call(lambda p=plain, s=spec: lint_sample(plain_tokenizer, p, s), 200)
         print(
             f"{len(row_ids):5d} tokens, {5 * repeat:3d} turns: recover_layout {1000 * recover:.2f} ms, "
             f"lint with structure {1000 * linted:.2f} ms, lints without it {1000 * without:.2f} ms"
