@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -50,6 +51,14 @@ class CompareResult:
 
     def __post_init__(self) -> None:
         self.kl.setflags(write=False)
+
+    @cached_property
+    def summary_cached(self) -> CompareSummary:
+        return self.summary()
+
+    @cached_property
+    def by_kl_marks(self) -> np.ndarray:
+        return self.by_kl()
 
     def __len__(self) -> int:
         return len(self.kl)

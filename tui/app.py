@@ -26,9 +26,12 @@ from textual.worker import get_current_worker
 from tokstep.engine.errors import TokstepError
 
 if TYPE_CHECKING:
+    from tokstep.engine.compare_results import CompareResult, LensResult, TokenizerCompareResult
+    from tokstep.engine.compare_spec import CompareSpec
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.loading import ModelSpec
     from tokstep.engine.results import TraceResult
+    from tokstep.engine.sample import Sample
 
 Progress = Callable[[str], None]
 T = TypeVar("T")
@@ -54,6 +57,25 @@ class Backend:
         except ImportError:
             return []
         return list(lint_sample(result.texts.tokenizer, result.sample, sample))
+
+    def load_compare(self, spec: CompareSpec) -> Any:
+        """Model B (or, for --compare-tokenizer, the second tokenizer)."""
+        from tokstep.engine.compare_session import load_b
+
+        return load_b(spec)
+
+    def compare(
+        self, loaded: Any, loaded_b: Any, sample: SampleSpec, top_k: int, progress: Progress
+    ) -> CompareResult | TokenizerCompareResult:
+        from tokstep.engine.compare_session import run_compare
+
+        return run_compare(loaded, loaded_b, sample, top_k=top_k, progress=progress)
+
+    def lens(self, loaded: Any, sample: Sample, t: int, top_k: int = 5) -> LensResult:
+        """The logit lens of one model at position t (each layer through the final norm and head)."""
+        from tokstep.engine.lens import logit_lens
+
+        return logit_lens(loaded, sample, t, top_k=top_k)
 
 
 class PrecomputedBackend(Backend):
@@ -120,6 +142,13 @@ class TraceReady(Message):
         self.from_browser = from_browser
 
 
+class CompareReady(Message):
+    def __init__(self, result: CompareResult | TokenizerCompareResult, findings: list[Any]) -> None:
+        super().__init__()
+        self.result = result
+        self.findings = findings
+
+
 class LoadFailed(Message):
     def __init__(self, reason: str, from_browser: bool) -> None:
         super().__init__()
@@ -171,8 +200,11 @@ class TokstepApp(App[int]):
         data: str | None = None,
         args: argparse.Namespace | None = None,
         backend: Backend | None = None,
+        compare: CompareSpec | None = None,
     ) -> None:
         super().__init__()
+        self.compare = compare  # a second model (or tokenizer) to compare with, on the one sample
+        self.loaded_b: Any = None
         self.model_spec = model_spec
         self.sample_spec = sample_spec
         self.top_k = top_k
@@ -209,6 +241,10 @@ class TokstepApp(App[int]):
         try:
             self.loaded = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
             self.post_message(LoadProgress("model loaded"))
+            if self.compare is not None:
+                self.post_message(LoadProgress(f"loading B: {self.compare.description}"))
+                self.loaded_b = abandonable(lambda: self.backend.load_compare(self.compare))  # type: ignore[arg-type]
+                self.post_message(LoadProgress("B loaded"))
         except Abandoned:
             return
         except TokstepError as error:
@@ -227,6 +263,13 @@ class TokstepApp(App[int]):
             if self.load_error:
                 return  # load_model has reported it
             progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
+            if self.compare is not None and not from_browser:
+                compared = abandonable(
+                    lambda: self.backend.compare(self.loaded, self.loaded_b, sample, self.top_k, progress)
+                )
+                findings = self._lint(compared.a, sample)
+                self.post_message(CompareReady(compared, findings))
+                return
             result = abandonable(lambda: self.backend.trace(self.loaded, sample, self.top_k, progress))
             findings = self._lint(result, sample)
         except Abandoned:
@@ -272,6 +315,22 @@ class TokstepApp(App[int]):
             )
         )
 
+    def on_compare_ready(self, message: CompareReady) -> None:
+        from tokstep.engine.compare_results import CompareResult
+        from tokstep.tui.compare_screen import AlignmentScreen, CompareScreen
+        from tokstep.tui.stepper import StepperScreen
+
+        self.query_one(LoadingView).cover()
+        result = message.result
+        if isinstance(result, CompareResult):
+            for side in (result.a, result.b):
+                if side.nonfinite_error:
+                    self.notify(side.nonfinite_error, severity="warning", timeout=10)
+            self.push_screen(CompareScreen(result, findings=message.findings, no_color=self.no_color))
+            return
+        self.push_screen(StepperScreen(result.a, findings=message.findings, no_color=self.no_color))
+        self.push_screen(AlignmentScreen(result))
+
     def on_load_failed(self, message: LoadFailed) -> None:
         if message.from_browser and self.loaded is not None:
             self.notify(message.reason, title="cannot open this sample", severity="error", timeout=10)
@@ -286,7 +345,11 @@ def _headless_check(app: TokstepApp) -> int:
     """Not a terminal: run the same load (and trace) so failures still print as one line, then explain."""
     try:
         loaded = app.backend.load(app.model_spec)  # type: ignore[arg-type]
-        if app.sample_spec is not None and not app.data:
+        if app.compare is not None:
+            loaded_b = app.backend.load_compare(app.compare)
+            if app.sample_spec is not None:
+                app.backend.compare(loaded, loaded_b, app.sample_spec, app.top_k, lambda _text: None)
+        elif app.sample_spec is not None and not app.data:
             app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
     except TokstepError as error:
         print(f"tokstep: error: {error}", file=sys.stderr)
@@ -298,7 +361,12 @@ def _headless_check(app: TokstepApp) -> int:
     return 2
 
 
-def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: SampleSpec) -> int:
+def run_app(
+    args: argparse.Namespace,
+    model_spec: ModelSpec,
+    sample_spec: SampleSpec,
+    compare: CompareSpec | None = None,
+) -> int:
     """Entry point for `tokstep` with no sub-command. Returns the exit code; a load failure is one line."""
     app = TokstepApp(
         model_spec,
@@ -306,6 +374,7 @@ def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: Sample
         top_k=getattr(args, "top_k", 10),
         data=getattr(args, "data", None),
         args=args,
+        compare=compare,
     )
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped
         return _headless_check(app)

@@ -80,6 +80,7 @@ class StepperScreen(Screen[None]):
         Binding("c", "toggle_heatmap", "loss heatmap on/off", show=False, id="heatmap"),
         Binding("w", "toggle_reasons", "colour by mask reason", show=False, id="mask-reasons"),
         Binding("L", "lints", "lints", show=False, id="lints", tooltip="the sample's lints"),
+        Binding("y", "lens", "logit lens", show=False, id="lens", tooltip="logit lens at t (each layer)"),
         Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
@@ -340,6 +341,13 @@ class StepperScreen(Screen[None]):
                 self.jump_to_token(token_index)
 
         self.app.push_screen(LintsScreen(self.findings), jump)
+
+    def action_lens(self, which: str = "a") -> None:
+        from tokstep.tui.lens_screen import open_lens
+
+        result = self.result
+        label = f"{result.info.name} · {result.info.dtype} · {result.info.device}"
+        open_lens(self, getattr(self.app, "loaded", None), result.texts, result.sample, self.cursor, label)
 
     def action_back(self) -> None:
         if self.player is not None:
