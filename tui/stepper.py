@@ -80,7 +80,7 @@ class StepperScreen(Screen[None]):
         Binding("c", "toggle_heatmap", "loss heatmap on/off", show=False, id="heatmap"),
         Binding("w", "toggle_reasons", "colour by mask reason", show=False, id="mask-reasons"),
         Binding("L", "lints", "lints", show=False, id="lints", tooltip="the sample's lints"),
-        Binding("y", "lens", "logit lens", show=False, id="lens", tooltip="logit lens at t (each layer)"),
+        Binding("y", "lens", "logit lens", show=False, id="lens", tooltip="logit lens at t"),
         Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
