@@ -119,8 +119,8 @@ def test_different_tokenizers_compare_bits_per_byte(capsys, folders, tmp_path):
     assert code == 0
     assert "two tokenizers on the same text" in out and "bits per byte" in out
     lines = out.splitlines()
-    a_row = next(i for i, line in enumerate(lines) if line.startswith("A  "))
-    assert lines[a_row + 1].startswith("B  ")  # stacked boundaries
+    a_row = next(i for i, line in enumerate(lines) if line.startswith("A  |"))
+    assert lines[a_row - 1].startswith("   A␣lazy") and lines[a_row + 1].startswith("B  |")  # stacked
     data = json.loads(target.read_text())["compare"]
     assert data["mode"] == "tokenizers" and data["text_bytes"] == len(TEXT.encode())
     assert data["bits_per_byte_a"] > 0 and data["bits_per_byte_b"] > 0

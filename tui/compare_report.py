@@ -118,38 +118,29 @@ def print_compare(result: CompareResult, console: Console, limit: int | None = N
 
 
 def boundary_rows(alignment: TokenAlignment, width: int) -> list[Text]:
-    """The text three lines at a time: A's tokens, B's tokens (alternating shades), and `^` where a token
-    starts in only one of them. One column per character; whitespace shown as ␣ ↵ →."""
+    """The text in chunks of one column per character (whitespace shown as ␣ ↵ →), each followed by a row
+    with `|` where A starts a token, one where B does, and `^` where only one of them does."""
     from tokstep.engine.tokens import make_visible
 
     text = alignment.text
-    byte_of_char, offset = [], 0
-    for ch in text:
-        byte_of_char.append(offset)
+    char_of, offset = {}, 0
+    for i, ch in enumerate(text):
+        char_of[offset] = i
         offset += len(ch.encode("utf-8"))
-    char_of = {b: i for i, b in enumerate(byte_of_char)}
 
-    def token_index(starts) -> list[int]:  # type: ignore[no-untyped-def]
-        index, current, marks = [], -1, {char_of.get(int(s), -1) for s in starts}
-        for i in range(len(text)):
-            current += i in marks
-            index.append(current)
-        return index
+    def chars(starts) -> set[int]:  # type: ignore[no-untyped-def]
+        return {char_of[int(b)] for b in starts if int(b) in char_of}  # a start inside a character: dropped
 
-    index_a, index_b = token_index(alignment.starts_a), token_index(alignment.starts_b)
-    only = {char_of.get(int(s), -1) for s in (*alignment.only_a, *alignment.only_b)}
-    shades = ("on grey23", "on grey35")
+    starts_a, starts_b = chars(alignment.starts_a), chars(alignment.starts_b)
+    differ = starts_a ^ starts_b
     rows: list[Text] = []
     step = max(width - 3, 10)
     for lo in range(0, len(text), step):
-        hi = min(lo + step, len(text))
-        line_a, line_b, marks = Text("A  "), Text("B  "), Text("   ")
-        for i in range(lo, hi):
-            ch = make_visible(text[i])[:1]
-            line_a.append(ch, style=shades[index_a[i] % 2])
-            line_b.append(ch, style=shades[index_b[i] % 2])
-            marks.append("^" if i in only else " ", style="bold yellow")
-        rows += [line_a, line_b, marks]
+        span = range(lo, min(lo + step, len(text)))
+        rows.append(Text("   " + "".join(make_visible(text[i])[:1] for i in span)))
+        rows.append(Text("A  " + "".join("|" if i in starts_a else " " for i in span), style="cyan"))
+        rows.append(Text("B  " + "".join("|" if i in starts_b else " " for i in span), style="magenta"))
+        rows.append(Text("   " + "".join("^" if i in differ else " " for i in span), style="bold yellow"))
     return rows
 
 

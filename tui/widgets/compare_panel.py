@@ -34,24 +34,22 @@ class ComparePanel(LinesView):
         both = bool(r.both_finite[t])
         line = Lines().add("KL(A‖B) ", "bold")
         if both:
-            line.add(f"{kl_number(float(r.kl[t]))} nats  ", "bold yellow" if r.by_kl_marks[t] else "")
-            line.add(
-                "top-1 agree" if self.agree[t] else "top-1 differ", "green" if self.agree[t] else "bold red"
-            )
+            line.add(f"{kl_number(float(r.kl[t]))} nats", "bold yellow" if r.by_kl_marks[t] else "")
         else:
             line.add("NaN/inf logits: not averaged", "bold red")
-        line.newline().add(f"{'':6}{'A':>9} {'B':>9} {'B − A':>9}", "bold")
+        line.newline().add(f"{'':6}{'A':>8} {'B':>8} {'B − A':>8}", "bold")
         ce_a = float(a.ce[t]) if a.finite[t] else math.nan
         ce_b = float(b.ce[t]) if b.finite[t] else math.nan
         delta = f"{self.delta[t]:+.4f}" if both else "—"
-        line.newline().add("CE    ", "bold").add(f"{number(ce_a):>9} {number(ce_b):>9} {delta:>9}")
+        line.newline().add("CE    ", "bold").add(f"{number(ce_a):>8} {number(ce_b):>8} {delta:>8}")
         rank_delta = f"{int(b.rank[t]) - int(a.rank[t]):+d}"
-        line.newline().add("rank  ", "bold").add(f"{int(a.rank[t]):>9} {int(b.rank[t]):>9} {rank_delta:>9}")
+        line.newline().add("rank  ", "bold").add(f"{int(a.rank[t]):>8} {int(b.rank[t]):>8} {rank_delta:>8}")
         q_a, q_b = probability(float(a.prob[t])), probability(float(b.prob[t]))
-        line.newline().add("q     ", "bold").add(f"{q_a:>9} {q_b:>9}")
-        top_a = clip(token_label(r.a.texts, int(a.topk_ids[t, 0])), 9)
-        top_b = clip(token_label(r.b.texts, int(b.topk_ids[t, 0])), 9)
-        line.newline().add("top-1 ", "bold").add(f"{top_a:>9} {top_b:>9}")
+        line.newline().add("q     ", "bold").add(f"{q_a:>8} {q_b:>8}")
+        top_a = clip(token_label(r.a.texts, int(a.topk_ids[t, 0])), 8)
+        top_b = clip(token_label(r.b.texts, int(b.topk_ids[t, 0])), 8)
+        line.newline().add("top-1 ", "bold").add(f"{top_a:>8} {top_b:>8} ")
+        line.add("  ✓ same" if self.agree[t] else "  ✗ differ", "green" if self.agree[t] else "bold red")
         self.set_lines(line)
 
 
@@ -70,9 +68,11 @@ class CompareBar(LinesView):
         if s.mean_kl is None:
             line.add("KL undefined", "bold red")
         else:
-            line.add(f"mean KL {s.mean_kl:.3e}  median {s.median_kl:.2e}  p99 {s.p99_kl:.2e}  ")
-            line.add(f"p99.9 {s.p999_kl:.2e}  top-1 {100 * (s.top1_agreement or 0):.1f}%  ")
-            line.add(f"Δloss {s.delta_loss:+.5f}")
+            line.add(f"mean KL {s.mean_kl:.3e} ", "bold").add(
+                f"· top-1 {100 * (s.top1_agreement or 0):.1f}% "
+            )
+            line.add(f"· Δloss {s.delta_loss:+.5f} · median {s.median_kl:.2e} · p99 {s.p99_kl:.2e} ")
+            line.add(f"· p99.9 {s.p999_kl:.2e}", "dim")
         if s.nonfinite:
             line.add(f"  ⚠ {s.nonfinite} NaN/inf", "bold red")
         self.set_lines(line)
