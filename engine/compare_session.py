@@ -32,14 +32,16 @@ def load_b(spec: CompareSpec) -> LoadedModel | Any:
             raise TokstepError(f"--compare-tokenizer: {error}") from None
     try:
         return load(spec.model)
-    except TokstepError as error:
+    except (TokstepError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         text = str(error)
         if "out of memory" in text.lower():
             raise TokstepError(
                 f"cannot hold both models: loading B on {spec.model.device} ran out of memory "
                 "(try --compare-device cpu or another GPU)"
             ) from None
-        raise TokstepError(f"model B: {text}") from None
+        if isinstance(error, TokstepError):
+            raise TokstepError(f"model B: {text}") from None
+        raise
 
 
 def _result(loaded: LoadedModel, sample: Any, trace: Any, with_reference: bool) -> TraceResult:

@@ -142,3 +142,23 @@ def test_ids_sample_with_different_vocabularies_is_an_error(sp_tokenizer, bpe_to
     ids = SampleSpec(ids={"input_ids": [1, 20, 30, 40]})
     with pytest.raises(TokstepError, match="aligned by bytes"):
         run_compare(a, b, ids, with_reference=False)
+
+
+def test_after_the_first_compare_neither_models_head_runs_inside_the_forward(pair, sp_tokenizer):
+    """Both forwards stop at the final hidden states: each head only runs in the engine's chunks, so
+    no [T, vocab] logits of either model are made."""
+    a, b = pair
+    sample = build_sample(TEXT, sp_tokenizer)
+    compare_traces(a, b, sample)  # checks both heads once
+    calls = [0]
+
+    def count(*_args):
+        calls[0] += 1
+
+    handles = [m.model.get_output_embeddings().register_forward_hook(count) for m in (a, b)]
+    try:
+        trace_a, trace_b, _ = compare_traces(a, b, sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls[0] == 0 and trace_a.path == trace_b.path == HIDDEN_PATH

@@ -171,3 +171,27 @@ def test_bad_compare_input_is_one_line(capsys, folders, tmp_path, fragment, extr
     if "--ids" not in argv:
         argv += ["--text", TEXT]
     expect_error(capsys, fragment, "report", "--model", folders["a"], *argv)
+
+
+def test_out_of_memory_loading_b_is_one_line(capsys, folders, monkeypatch):
+    import tokstep.engine.compare_session as session
+
+    real = session.load
+
+    def load(spec):
+        if spec.dtype == "bfloat16":  # B only: A loads as usual
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(spec)
+
+    monkeypatch.setattr(session, "load", load)
+    expect_error(
+        capsys,
+        "cannot hold both models",
+        "report",
+        "--model",
+        folders["a"],
+        "--compare-dtype",
+        "bfloat16",
+        "--text",
+        TEXT,
+    )
