@@ -20,7 +20,7 @@ class MaskReason(str, Enum):
     USER = "user turn"
     TEMPLATE = "template markup"
     PAD = "padding"
-    GIVEN = "given by user"  # -100 came verbatim from the user's labels
+    GIVEN = "masked in your labels"  # -100 came verbatim from the user's labels (--ids, data rows); was "given by user"
 
     @property
     def counted(self) -> bool:

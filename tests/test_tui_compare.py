@@ -11,7 +11,8 @@ from tokstep.engine.compare_spec import CompareSpec
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.lens import logit_lens
 from tokstep.engine.loading import ModelSpec, wrap_model
-from tokstep.tui.app import Backend, TokstepApp
+from tokstep.tui.app import TokstepApp
+from tokstep.tui.backend import EngineBackend
 from tokstep.tui.compare_screen import AlignmentScreen, CompareScreen
 from tokstep.tui.lens_screen import LensScreen
 from tokstep.tui.stepper import StepperScreen
@@ -21,7 +22,7 @@ TEXT = SampleSpec(text="A lazy cat loves brown dogs and quick foxes in France. H
 SIZE = (120, 40)
 
 
-class PreloadedBackend(Backend):
+class PreloadedBackend(EngineBackend):
     """The real engine calls, on models built in the test instead of loaded from disk."""
 
     def __init__(self, a, b=None) -> None:

@@ -49,10 +49,18 @@ class CompareScreen(StepperScreen):
     ]
 
     def __init__(
-        self, compare: CompareResult, *, findings: Sequence[Any] = (), no_color: bool = False
+        self,
+        compare: CompareResult,
+        *,
+        findings: Sequence[Any] = (),
+        backend: Backend | None = None,
+        model: Any = None,
+        model_b: Any = None,
+        no_color: bool = False,
     ) -> None:
-        super().__init__(compare.a, findings=findings, no_color=no_color)
+        super().__init__(compare.a, findings=findings, backend=backend, model=model, no_color=no_color)
         self.compare = compare
+        self.model_b = model_b  # the backend's handle of B (for B's logit lens)
         self.kl_marks = Marks(compare.by_kl_marks)
 
     def compose(self) -> ComposeResult:
@@ -62,8 +70,7 @@ class CompareScreen(StepperScreen):
         with Vertical(id="context-box"):
             flagged = frozenset(int(i) for f in self.findings for i in getattr(f, "positions", ()) or ())
             yield ContextStrip(result, flagged=flagged, no_color=self.no_color, id="context")
-        if self.inspect is not None:
-            yield InspectorLine(result, self.inspect, id="inspector")
+        yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
             yield TopKTable(result, id="topk-a")
             yield TopKTable(compare.b, id="topk-b")
@@ -81,7 +88,7 @@ class CompareScreen(StepperScreen):
         context.border_title = (
             "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
         )
-        context.border_subtitle = "␣ space  ↵ newline  dim = masked (−100)"
+        context.border_subtitle = self.legend
         for which, side in (("a", self.compare.a), ("b", self.compare.b)):
             title = f"{which.upper()} · {side.info.dtype} · {side.info.device} · top-{top_k}"
             self.query_one(f"#topk-{which}").border_title = title
@@ -99,7 +106,7 @@ class CompareScreen(StepperScreen):
         self.watch_cursor(self.cursor)
 
     def _fit_context(self) -> None:
-        fixed = 3 + (1 if self.inspect is not None else 0) + self.result.trace.top_k + 5
+        fixed = 4 + self.result.trace.top_k + 5  # status, compare bar, inspector, footer; the panels
         self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def action_toggle_mode(self, mode: str) -> None:
@@ -117,12 +124,14 @@ class CompareScreen(StepperScreen):
             self.cursor = found
 
     def action_lens(self, which: str = "a") -> None:
-        from tokstep.tui.lens_screen import open_lens
+        from tokstep.tui.lens_screen import LensScreen
 
-        side = self.compare.a if which == "a" else self.compare.b
-        loaded = getattr(self.app, "loaded" if which == "a" else "loaded_b", None)
+        side, model = (self.compare.a, self.model) if which == "a" else (self.compare.b, self.model_b)
+        if model is None:
+            self.notify("the logit lens needs the model (none is loaded here)", severity="warning", timeout=3)
+            return
         label = self.compare.label_a if which == "a" else self.compare.label_b
-        open_lens(self, loaded, side.texts, side.sample, self.cursor, label)
+        self.app.push_screen(LensScreen(self.backend, model, side, self.cursor, label))
 
 
 class AlignmentScreen(ModalScreen[None]):

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -15,8 +16,11 @@ from textual.widgets import Static
 
 from tokstep.engine.compare_results import LensResult
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.results import TraceResult
 from tokstep.engine.tokens import TokenTexts
+from tokstep.tui.backend import Backend
 from tokstep.tui.formatting import bar, clip, probability, token_label
+from tokstep.tui.messages import LensFailed, LensReady
 
 
 def lens_table(lens: LensResult, texts: TokenTexts) -> Table:
@@ -42,15 +46,19 @@ def lens_table(lens: LensResult, texts: TokenTexts) -> Table:
 
 
 class LensScreen(ModalScreen[None]):
-    """Shows 'computing…' at once, then the lens table (or the reason it cannot be computed)."""
+    """The lens of one model at position t: 'computing…' at once, then the table (or why it cannot be)."""
 
     BINDINGS = [Binding("escape,y,Y,q", "close", "close")]
 
-    def __init__(self, title: str, texts: TokenTexts) -> None:
+    def __init__(self, backend: Backend, model: Any, result: TraceResult, t: int, label: str) -> None:
         super().__init__()
-        self.title_text = title
-        self.texts = texts
+        self.backend = backend
+        self.model = model  # the backend's handle
+        self.result = result
+        self.position = t
+        self.title_text = f"logit lens at t = {t} · {label}"
         self.lens: LensResult | None = None
+        self.error: str | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog wide", id="lens-body"):
@@ -58,47 +66,35 @@ class LensScreen(ModalScreen[None]):
             yield Static(Text("computing the logit lens …", style="dim"), id="lens-table")
             yield Static(Text("Escape closes", style="dim"), id="lens-hint")
 
-    def show_lens(self, lens: LensResult) -> None:
-        self.lens = lens
-        target = token_label(self.texts, lens.target_id)
-        self.query_one("#lens-table", Static).update(lens_table(lens, self.texts))
+    def on_mount(self) -> None:
+        self.compute()
+
+    @work(thread=True, exit_on_error=False, group="lens", exclusive=True)
+    def compute(self) -> None:
+        try:
+            lens = self.backend.lens(self.model, self.result.sample, self.position)
+        except TokstepError as error:
+            self.post_message(LensFailed(str(error)))
+        except Exception as error:  # noqa: BLE001 - one line, never a traceback
+            self.post_message(LensFailed(f"internal error: {type(error).__name__}: {error}"))
+        else:
+            self.post_message(LensReady(lens))
+
+    def on_lens_ready(self, message: LensReady) -> None:
+        lens = self.lens = message.lens
+        texts = self.result.texts
+        self.query_one("#lens-table", Static).update(lens_table(lens, texts))
         self.query_one("#lens-hint", Static).update(
             Text(
-                f"target {target!s} (id {lens.target_id}); each layer's hidden state at t through "
-                f"{lens.final_norm} and the output head. Escape closes",
+                f"target {token_label(texts, lens.target_id)} (id {lens.target_id}); each layer's hidden state "
+                f"at t through {lens.final_norm} and the output head. Escape closes",
                 style="dim",
             )
         )
 
-    def fail(self, reason: str) -> None:
-        self.query_one("#lens-table", Static).update(Text(reason, style="bold red"))
+    def on_lens_failed(self, message: LensFailed) -> None:
+        self.error = message.reason
+        self.query_one("#lens-table", Static).update(Text(message.reason, style="bold red"))
 
     def action_close(self) -> None:
         self.dismiss(None)
-
-
-def open_lens(screen: Any, loaded: Any, texts: TokenTexts, sample: Any, t: int, label: str) -> None:
-    """Push a LensScreen for position t of `sample` and compute the lens in a worker of `screen`."""
-    if loaded is None:
-        screen.notify("the logit lens needs the loaded model", severity="warning", timeout=3)
-        return
-    lens_screen = LensScreen(f"logit lens at t = {t} · {label}", texts)
-    screen.app.push_screen(lens_screen)
-    _compute(screen, lens_screen, loaded, sample, t)
-
-
-def _compute(screen: Any, lens_screen: LensScreen, loaded: Any, sample: Any, t: int) -> None:
-    app = screen.app
-
-    def run() -> None:
-        try:
-            lens = app.backend.lens(loaded, sample, t)
-        except TokstepError as error:
-            app.call_from_thread(lens_screen.fail, str(error))
-            return
-        except Exception as error:  # noqa: BLE001 - one line, never a traceback
-            app.call_from_thread(lens_screen.fail, f"internal error: {type(error).__name__}: {error}")
-            return
-        app.call_from_thread(lens_screen.show_lens, lens)
-
-    screen.run_worker(run, thread=True, group="lens", exclusive=True, exit_on_error=False)

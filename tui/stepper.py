@@ -6,7 +6,7 @@ Stepping never recomputes the model: each key moves the cursor and the widgets r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from tokstep.engine.results import TraceResult
+from tokstep.tui.backend import Backend, EngineBackend
 from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
 from tokstep.tui.navigation import (
     Marks,
@@ -28,15 +29,19 @@ from tokstep.tui.navigation import (
     position_predicting,
 )
 from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
-from tokstep.tui.widgets.inspector_line import InspectorLine, load_inspector
+from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
 from tokstep.tui.widgets.status_bar import StatusBar
 from tokstep.tui.widgets.topk_table import TopKTable
 
+if TYPE_CHECKING:
+    from tokstep.engine.lints import Finding
+
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
 CONTEXT_LEGEND = "␣ space  ↵ newline  dim = masked (−100)  click a token"
+NO_COLOR_LEGEND = "␣ space  ↵ newline  underlined = counted, plain = masked (−100)"
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
@@ -92,7 +97,9 @@ class StepperScreen(Screen[None]):
         self,
         result: TraceResult,
         *,
-        findings: Sequence[Any] = (),
+        findings: Sequence[Finding] = (),
+        backend: Backend | None = None,
+        model: Any = None,
         can_go_back: bool = False,
         no_color: bool = False,
     ) -> None:
@@ -110,7 +117,8 @@ class StepperScreen(Screen[None]):
         self.heatmap = False
         self.speed_index = SPEEDS.index(5.0)
         self.player: Timer | None = None
-        self.inspect = load_inspector()
+        self.backend = backend or EngineBackend()
+        self.model = model  # the backend's handle of the traced model (for the logit lens), if any
         self.panels: list[Any] = []  # every widget with a show(t), filled on mount
 
     # -- layout ----------------------------------------------------------------------------------------
@@ -119,10 +127,9 @@ class StepperScreen(Screen[None]):
         result = self.result
         yield StatusBar(result, id="status")
         with Vertical(id="context-box"):
-            flagged = frozenset(int(i) for f in self.findings for i in getattr(f, "positions", ()) or ())
+            flagged = frozenset(int(i) for f in self.findings for i in f.positions)
             yield ContextStrip(result, flagged=flagged, no_color=self.no_color, id="context")
-        if self.inspect is not None:
-            yield InspectorLine(result, self.inspect, id="inspector")
+        yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
             yield TopKTable(result, id="topk")
             with Vertical(id="right"):
@@ -136,7 +143,7 @@ class StepperScreen(Screen[None]):
         self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
         context = self.query_one("#context-box")
         context.border_title = CONTEXT_TITLE
-        context.border_subtitle = CONTEXT_LEGEND
+        context.border_subtitle = self.legend
         self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
@@ -151,11 +158,14 @@ class StepperScreen(Screen[None]):
     def on_resize(self) -> None:
         self._fit_context()
 
+    @property
+    def legend(self) -> str:
+        """The context's key: without colour, dim may be invisible, so counted tokens are underlined."""
+        return NO_COLOR_LEGEND if self.no_color else CONTEXT_LEGEND
+
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
-        fixed = (
-            2 + (1 if self.inspect is not None else 0) + self.result.trace.top_k + 5
-        )  # status, footer, ...
+        fixed = 3 + self.result.trace.top_k + 5  # status, inspector, footer; the panels
         self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def watch_cursor(self, t: int) -> None:
@@ -343,11 +353,14 @@ class StepperScreen(Screen[None]):
         self.app.push_screen(LintsScreen(self.findings), jump)
 
     def action_lens(self, which: str = "a") -> None:
-        from tokstep.tui.lens_screen import open_lens
+        from tokstep.tui.lens_screen import LensScreen
 
+        if self.model is None:
+            self.notify("the logit lens needs the model (none is loaded here)", severity="warning", timeout=3)
+            return
         result = self.result
         label = f"{result.info.name} · {result.info.dtype} · {result.info.device}"
-        open_lens(self, getattr(self.app, "loaded", None), result.texts, result.sample, self.cursor, label)
+        self.app.push_screen(LensScreen(self.backend, self.model, result, self.cursor, label))
 
     def action_back(self) -> None:
         if self.player is not None:
