@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from tokstep.engine.compare_results import CompareResult, TokenizerCompareResult
+from tokstep.tui.backend import Backend
 from tokstep.tui.navigation import Marks
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.widgets.compare_panel import CompareBar, ComparePanel, KLCurve
