@@ -39,7 +39,10 @@ def load_b(spec: CompareSpec) -> LoadedModel | Any:
                 f"cannot hold both models: loading B on {spec.model.device} ran out of memory "
                 "(try --compare-device cpu or another GPU)"
             ) from None
-        if isinstance(error, TokstepError):
+        if isinstance(error, TokstepError):  # B's loading flags are the --compare-* ones
+            text = text.replace("--device ", "--compare-device ", 1).replace(
+                "--dtype ", "--compare-dtype ", 1
+            )
             raise TokstepError(f"model B: {text}") from None
         raise
 

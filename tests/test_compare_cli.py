@@ -144,7 +144,8 @@ def test_compare_tokenizer_only_prints_the_boundary_diff(capsys, folders):
             "--compare-tokenizer compares tokenization only",
             ["--compare-tokenizer", "TOK", "--compare-dtype", "bfloat16"],
         ),
-        ("--device cuda:7", ["--compare-device", "cuda:7"]),
+        ("model B: --compare-device cuda:7", ["--compare-device", "cuda:7"]),
+        ("does not combine with --compare", ["--compare-dtype", "bfloat16", "--incremental"]),
     ],
 )
 def test_bad_compare_input_is_one_line(capsys, folders, tmp_path, fragment, extra):

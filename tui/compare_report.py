@@ -180,8 +180,13 @@ def run_compare_report(
     from tokstep.engine.compare_export import compare_to_dict, tokenizer_compare_to_dict
     from tokstep.engine.compare_results import CompareResult
     from tokstep.engine.compare_session import load_b, run_compare
+    from tokstep.engine.errors import TokstepError
     from tokstep.engine.session import load
 
+    if getattr(args, "incremental", False):
+        raise TokstepError(
+            "--incremental traces one model token by token; it does not combine with --compare"
+        )
     output.check_target(args.json, args.force)
     err = Console(stderr=True)
     with err.status(f"loading {model.display_name}"):
