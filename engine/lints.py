@@ -178,6 +178,14 @@ LINTS: dict[str, LintDoc] = {
             "Fix the row at the line shown (or point --text-column / --prompt-column... at your columns).",
         ),
         LintDoc(
+            "cross-document-attention",
+            "error",
+            "A packed row's documents attend to each other: traced as the trainer's forward saw it, a document's "
+            "log-probs differ from the same document traced alone (tokstep --batches).",
+            "Pass position_ids restarting at 0 with no 2D attention_mask and use_cache=False, or a flash-attention "
+            "varlen path (cu_seq_lens), or a 4D block-diagonal mask.",
+        ),
+        LintDoc(
             "unbuildable",
             "error",
             "The row could not be turned into a sample (empty answer, no assistant turn, bad ids...).",

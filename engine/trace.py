@@ -24,6 +24,8 @@ from tokstep.engine.reduce import PositionStats, Scratch, reduce_logits
 from tokstep.engine.results import Trace, parity_tolerance  # noqa: F401 - re-exported
 from tokstep.engine.sample import IGNORE_INDEX, Sample
 
+FLASH_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
 # Logits per reduction chunk: [rows, vocab] never exceeds this. On the CPU 16 MiB keeps the reductions'
 # passes cache-friendly; GPUs like bigger launches.
 CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 24}
@@ -78,12 +80,39 @@ def check_sample_fits(loaded: LoadedModel, sample: Sample) -> None:
         )
 
 
-def _model_inputs(loaded: LoadedModel, sample: Sample) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True, eq=False)
+class Forward:
+    """How a trainer called the forward on this row, beyond `input_ids` (a packed or padded batch row).
+
+    Without one, a trace calls `model(input_ids, attention_mask only if it has zeros, use_cache=False)`.
+    With one, exactly these are passed: an all-ones `attention_mask` too (it changes what transformers does
+    with packed `position_ids`), and `use_cache` as given (a KV cache also turns packed-sequence detection off).
+    """
+
+    position_ids: np.ndarray | None = None  # (N,)
+    attention_mask: np.ndarray | None = None  # (N,), passed even when all ones
+    use_cache: bool = False
+    flash_kwargs: tuple[tuple[str, Any], ...] = ()  # cu_seq_lens_q/k, max_length_q/k (flash-attention varlen)
+
+
+def _model_inputs(loaded: LoadedModel, sample: Sample, forward: Forward | None = None) -> dict[str, Any]:
     device = _input_device(loaded.model)
-    inputs = {"input_ids": torch.tensor(sample.input_ids, device=device)[None]}  # (1, N)
-    if sample.attention_mask is not None:
-        inputs["attention_mask"] = torch.tensor(sample.attention_mask, device=device)[None]
+    inputs: dict[str, Any] = {"input_ids": torch.tensor(sample.input_ids, device=device)[None]}  # (1, N)
+    mask = sample.attention_mask if forward is None else forward.attention_mask
+    if mask is not None:
+        inputs["attention_mask"] = torch.tensor(mask, device=device)[None]  # (1, N)
+    if forward is not None:
+        if forward.position_ids is not None:
+            inputs["position_ids"] = torch.tensor(forward.position_ids, device=device)[None]  # (1, N)
+        for key, value in forward.flash_kwargs:
+            inputs[key] = (
+                torch.tensor(value, dtype=torch.int32, device=device) if key.startswith("cu_") else value
+            )
     return inputs
+
+
+def _use_cache(forward: Forward | None) -> bool:
+    return forward.use_cache if forward is not None else False
 
 
 def _input_device(model: Any) -> torch.device:
@@ -99,7 +128,7 @@ def _post_head(model: Any, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _hidden_states_and_last_logits(
-    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False
+    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False, use_cache: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Run the model once, keeping the final hidden states and the model's own logits at the last
     position that predicts something (N-2): the trace checks its chunked head against them for free.
@@ -121,7 +150,7 @@ def _hidden_states_and_last_logits(
 
     handle = base.register_forward_hook(keep_hidden)
     try:
-        out = model(**inputs, use_cache=False, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
+        out = model(**inputs, use_cache=use_cache, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
     except _HiddenStatesCaptured:
         return captured[0][0], None  # (N, d)
     except TypeError:
@@ -224,6 +253,7 @@ def position_logits(
     force_logits_path: bool = False,
     scratch: Scratch | None = None,
     buffer: str = "head",
+    forward: Forward | None = None,
 ) -> PositionLogits:
     """Run the model once (use_cache=False) and keep what its logits are made from.
 
@@ -233,10 +263,13 @@ def position_logits(
     """
     model = loaded.model
     n_positions = len(sample) - 1
-    inputs = _model_inputs(loaded, sample)
+    inputs = _model_inputs(loaded, sample, forward)
+    use_cache = _use_cache(forward)
     verified = _VERIFIED_HEADS.get(model, False)
     kept = (
-        None if force_logits_path else _hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified)
+        None
+        if force_logits_path
+        else _hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified, use_cache=use_cache)
     )
     if kept is not None and not verified:  # position T-1: our head's logits vs the model's own
         ours = _head_logits(model, kept[0][n_positions - 1 : n_positions], scratch, buffer)[0]  # (V,)
@@ -246,7 +279,7 @@ def position_logits(
             kept = None
     if kept is not None:
         return PositionLogits(loaded, HIDDEN_PATH, hidden=kept[0][:n_positions], logits=None, buffer=buffer)
-    logits_all = model(**inputs, use_cache=False).logits[0]  # (N, V): logits[t] predicts token t+1
+    logits_all = model(**inputs, use_cache=use_cache).logits[0]  # (N, V): logits[t] predicts token t+1
     return PositionLogits(loaded, LOGITS_PATH, hidden=None, logits=logits_all[:n_positions], buffer=buffer)
 
 
@@ -257,14 +290,18 @@ def trace_sample(
     *,
     top_k: int = 10,
     force_logits_path: bool = False,
+    forward: Forward | None = None,
 ) -> Trace:
-    """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False), reductions in float32."""
+    """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False unless `forward` says otherwise),
+    reductions in float32."""
     check_sample_fits(loaded, sample)
     vocab = loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
     targets, supervised = shifted_targets(sample)
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
-    source = position_logits(loaded, sample, force_logits_path=force_logits_path, scratch=scratch)
+    source = position_logits(
+        loaded, sample, force_logits_path=force_logits_path, scratch=scratch, forward=forward
+    )
     stats = [
         reduce_logits(logits, chunk_targets, top_k, scratch)
         for logits, chunk_targets in source.chunks(targets, scratch, source.head_rows(), source.reduce_rows())
@@ -321,11 +358,11 @@ def assemble_trace(
 
 
 @torch.inference_mode()
-def reference_loss(loaded: LoadedModel, sample: Sample) -> float | None:
+def reference_loss(loaded: LoadedModel, sample: Sample, forward: Forward | None = None) -> float | None:
     """Hugging Face's own number: `model(input_ids, labels=labels).loss` (None when it is NaN: all masked)."""
-    inputs = _model_inputs(loaded, sample)
+    inputs = _model_inputs(loaded, sample, forward)
     labels = torch.tensor(sample.labels, device=inputs["input_ids"].device)[None]
-    loss = float(loaded.model(**inputs, labels=labels, use_cache=False).loss)
+    loss = float(loaded.model(**inputs, labels=labels, use_cache=_use_cache(forward)).loss)
     return loss if math.isfinite(loss) else None
 
 

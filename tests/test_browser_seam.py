@@ -82,15 +82,6 @@ class FakeBackend(Backend):
     def inspect_token(self, tokenizer, input_ids, index):
         raise AssertionError("not used here")
 
-    def lens(self, loaded, sample, t, top_k=5):
-        raise AssertionError("not used here")
-
-    def load_compare(self, spec):
-        raise AssertionError("not used here")
-
-    def compare(self, loaded, loaded_b, sample, top_k, progress):
-        raise AssertionError("not used here")
-
     def load_tokenizer(self, spec):
         return "tokenizer"
 

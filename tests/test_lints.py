@@ -311,3 +311,20 @@ def test_a_row_that_breaks_the_tokenizer_is_an_error_finding_not_a_crash(chatml)
     )  # content None: jinja fails
     result = lint_row(chatml, DataRow(index=0, line=1, spec=SampleSpec(chat=chat)))
     assert result.sample is None and only(list(result.findings), "unbuildable").severity == "error"
+
+
+def test_cross_document_attention_finding_names_cause_and_fix():
+    """`"cross-document-attention"` (tokstep --batches; traced against the model in tests/test_batches.py)."""
+    import numpy as np
+
+    from tokstep.engine.batch_results import DocumentCheck
+    from tokstep.engine.batches import Settings, parse_row
+    from tokstep.engine.packing import contamination_finding
+
+    row = parse_row('{"input_ids": [1, 2, 3, 4, 5], "position_ids": [0, 1, 2, 0, 1]}', 1)
+    checks = (DocumentCheck(0, 0, 3, 1.0, 2, 0.0, 0.5), DocumentCheck(1, 3, 5, 1.0, 1, 2.5, 1.0))
+    delta = np.array([0.0, 0.0, 0.0, 2.5])
+    lint = contamination_finding(row, Settings(use_cache=True), checks, delta, 1e-3)
+    assert lint.code == "cross-document-attention" and lint.positions == (4,)
+    assert "use_cache=False" in lint.message and "1 of 2 documents" in lint.message
+    assert contamination_finding(row, Settings(use_cache=False), checks[:1], delta * 0, 1e-3) is None

@@ -279,8 +279,14 @@ async def test_question_mark_lists_every_binding(result):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         help_text = "\n".join(text_of(w) for w in app.screen.query("Static"))
+        packed_only = {
+            "next-document",
+            "previous-document",
+            "goto-document",
+        }  # rows of --batches: test_tui_batches
         for binding in StepperScreen.BINDINGS:
-            assert (binding.tooltip or binding.description) in help_text
+            if binding.id not in packed_only:
+                assert (binding.tooltip or binding.description) in help_text
         assert "a token: jump to it" in help_text
         await pilot.press("escape")
         assert isinstance(app.screen, StepperScreen)

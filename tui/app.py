@@ -25,7 +25,9 @@ from textual.worker import get_current_worker
 
 from tokstep.engine.errors import TokstepError
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
+from tokstep.tui.batch_report import batch_flags
 from tokstep.tui.messages import (
+    BatchesReady,
     CompareLoaded,
     CompareReady,
     LoadFailed,
@@ -122,9 +124,13 @@ class TokstepApp(App[int]):
         data: str | None = None,
         data_options: DataOptions | None = None,
         backend: Backend | None = None,
+        batches: str | None = None,
+        batch_settings: Any = None,
         compare: CompareSpec | None = None,
     ) -> None:
         super().__init__()
+        self.batches = batches  # a file of trainer batches (tokstep --batches)
+        self.batch_settings = batch_settings  # engine.batches.Settings from --use-cache/--attn-implementation
         self.compare = compare  # a second model (or tokenizer) compared with the first on the one sample
         self.loaded_b: Any = None  # the backend's handle for it, once CompareLoaded has arrived
         self.model_spec = model_spec
@@ -155,6 +161,8 @@ class TokstepApp(App[int]):
                 )
             )
             self.query_one(LoadingView).cover()
+        elif self.batches:
+            pass  # traced once the model is loaded (on_model_loaded)
         elif self.sample_spec is not None:
             self.request_trace(self.sample_spec, from_browser=False)
 
@@ -204,6 +212,31 @@ class TokstepApp(App[int]):
         if not get_current_worker().is_cancelled:  # a newer request replaced this one: drop it
             self.post_message(TraceReady(result, findings, from_browser))
 
+    @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
+    def trace_batches_file(self, loaded: Any) -> None:
+        progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
+        try:
+            report = abandonable(
+                lambda: self.backend.trace_batches(
+                    loaded, self.batches, self.batch_settings, self.top_k, progress
+                )  # type: ignore[arg-type]
+            )
+        except Abandoned:
+            return
+        except TokstepError as error:
+            self.post_message(LoadFailed(str(error), False))
+            return
+        except Exception as error:  # noqa: BLE001
+            self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", False))
+            return
+        self.post_message(BatchesReady(report))
+
+    def on_batches_ready(self, message: BatchesReady) -> None:
+        from tokstep.tui.batches_screen import BatchesScreen
+
+        self.query_one(LoadingView).cover()
+        self.push_screen(BatchesScreen(message.report, backend=self.backend, no_color=self.no_color))
+
     def _lint(self, result: TraceResult, sample: SampleSpec) -> list[Finding]:
         try:
             return self.backend.lint(result, sample)
@@ -242,6 +275,8 @@ class TokstepApp(App[int]):
         for screen in self.screen_stack:
             if isinstance(screen, DataBrowserScreen):
                 screen.model_loaded(message.model)
+        if self.batches:
+            self.trace_batches_file(message.model)
         if self._waiting is not None:
             sample, from_browser = self._waiting
             self._waiting = None
@@ -321,7 +356,13 @@ def _headless_check(app: TokstepApp) -> int:
     """Not a terminal: run the same load (and trace) so failures still print as one line, then explain."""
     try:
         loaded = app.backend.load(app.model_spec)  # type: ignore[arg-type]
-        if app.compare is not None:
+        if app.batches:
+            from tokstep.tui.batch_report import batch_flags
+
+            app.backend.trace_batches(
+                loaded, app.batches, batch_flags(app.args), app.top_k, lambda _text: None
+            )
+        elif app.compare is not None:
             loaded_b = app.backend.load_compare(app.compare)
             if app.sample_spec is not None:
                 app.backend.compare(loaded, loaded_b, app.sample_spec, app.top_k, lambda _text: None)
@@ -351,6 +392,8 @@ def run_app(
         top_k=getattr(args, "top_k", 10),
         data=data,
         data_options=DataOptions.from_args(args) if data else None,
+        batches=getattr(args, "batches", None),
+        batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
         compare=compare,
     )
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped

@@ -14,7 +14,8 @@ What a backend hands back is opaque to the screens where marked "handle" (a load
 screens only pass handles back into the backend. Everything else is the engine's frozen, numpy-only data
 (`TraceResult`, `Sample`, `DataRow`, `RowLint`, `Finding`, `TokenInfo`).
 
-Extending it (compare, batches, scan ...): add an abstract method here with a docstring saying what it
+Extending it (compare, batches, scan ...): add a method here (abstract for what every screen needs; for an
+optional feature, a default that raises `_unsupported`, so test fakes need not implement it) with a docstring saying what it
 returns and which exceptions mean "tell the user", implement it in `EngineBackend` (lazy engine import),
 give `PrecomputedBackend` an answer if the stepper needs one without a model, and call it from a worker
 that posts a message from `tui.messages`. Methods may block; they are never called on the UI thread.
@@ -70,6 +71,12 @@ class DataOptions:
         )
 
 
+def _unsupported(what: str) -> Exception:
+    from tokstep.engine.errors import TokstepError
+
+    return TokstepError(f"this backend does not support {what}")
+
+
 class Backend(ABC):
     """Every engine call a screen makes. All may block (they run in worker threads) and raise TokstepError
     with a one-line reason for the user; any other exception is a bug, shown as "internal error"."""
@@ -92,22 +99,27 @@ class Backend(ABC):
     def inspect_token(self, tokenizer: Any, input_ids: Sequence[int], index: int) -> TokenInfo:
         """What the inspector line shows about `input_ids[index]` (its neighbours complete a split character)."""
 
-    @abstractmethod
+    # -- optional features: a backend without them says so in one line ----------------------------------
+
+    def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
+        """Every row of a file of trainer batches, traced as the trainer's forward saw it (a `BatchReport`);
+        `settings` (engine.batches.Settings or None) states what a hand-written file does not record."""
+        raise _unsupported("opening trainer batches")
+
     def lens(self, loaded: Any, sample: Sample, t: int, top_k: int = 5) -> LensResult:
         """The logit lens of a loaded model at position t: each layer through the final norm and head.
         TokstepError when the model's structure is not understood."""
+        raise _unsupported("the logit lens")
 
-    # -- two models (or a second tokenizer) on one sample (the compare screen) -------------------------
-
-    @abstractmethod
     def load_compare(self, spec: CompareSpec) -> Any:
         """Model B (a model handle), or for a tokenizer-only comparison the second tokenizer (a handle)."""
+        raise _unsupported("comparing models")
 
-    @abstractmethod
     def compare(
         self, loaded: Any, loaded_b: Any, sample: SampleSpec, top_k: int, progress: Progress
     ) -> CompareResult | TokenizerCompareResult:
         """A and B on the same sample: per position KL when the vocabularies agree, else the byte alignment."""
+        raise _unsupported("comparing models")
 
     # -- data files (the browser) ----------------------------------------------------------------------
 
@@ -144,6 +156,17 @@ class EngineBackend(Backend):
         from tokstep.engine.session import run_trace
 
         return run_trace(loaded, sample, top_k=top_k, progress=progress)
+
+    def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
+        from tokstep.engine.batches import read_batches
+        from tokstep.engine.errors import TokstepError
+        from tokstep.engine.packing import trace_batches
+
+        report = trace_batches(loaded, read_batches(path), flags=settings, top_k=top_k, progress=progress)
+        if not report.rows:
+            first = report.errors[0].message if report.errors else "no rows"
+            raise TokstepError(f"no row of {path} could be opened ({first})")
+        return report
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
         from tokstep.engine.lints import lint_sample

@@ -52,6 +52,14 @@ class TraceReady(Message):
         self.from_browser = from_browser
 
 
+class BatchesReady(Message):
+    """A file of trainer batches is traced; `report` is the engine's `BatchReport`."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__()
+        self.report = report
+
+
 class OpenSample(Message):
     """A screen asks the app to trace a sample and step through it (the browser posts it on Enter)."""
 

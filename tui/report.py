@@ -27,6 +27,7 @@ SHORT_REASON = {
     "user turn": "user",
     "template markup": "template",
     "padding": "pad",
+    "document start": "doc start",
     "masked in your labels": "labels",
     "first token": "first",
 }

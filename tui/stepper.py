@@ -85,6 +85,11 @@ class StepperScreen(Screen[None]):
         Binding("c", "toggle_heatmap", "loss heatmap on/off", show=False, id="heatmap"),
         Binding("w", "toggle_reasons", "colour by mask reason", show=False, id="mask-reasons"),
         Binding("L", "lints", "lints", show=False, id="lints", tooltip="the sample's lints"),
+        Binding("right_square_bracket", "document(1)", "next document", show=False, id="next-document"),
+        Binding(
+            "left_square_bracket", "document(-1)", "previous document", show=False, id="previous-document"
+        ),
+        Binding("D", "goto_document", "go to document", show=False, id="goto-document"),
         Binding("y", "lens", "logit lens", show=False, id="lens", tooltip="logit lens at t"),
         Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
@@ -102,9 +107,13 @@ class StepperScreen(Screen[None]):
         model: Any = None,
         can_go_back: bool = False,
         no_color: bool = False,
+        batch: tuple[Any, int] | None = None,
     ) -> None:
         super().__init__()
         self.result = result
+        self.batch = batch  # (BatchReport, row index) when this is a row of trainer batches
+        row = batch[0].rows[batch[1]] if batch is not None else None
+        self.documents: tuple[tuple[int, int], ...] = row.row.documents if row is not None else ()
         self.findings = list(findings)
         self.can_go_back = can_go_back
         self.no_color = no_color
@@ -128,7 +137,14 @@ class StepperScreen(Screen[None]):
         yield StatusBar(result, id="status")
         with Vertical(id="context-box"):
             flagged = frozenset(int(i) for f in self.findings for i in f.positions)
-            yield ContextStrip(result, flagged=flagged, no_color=self.no_color, id="context")
+            starts = frozenset(start for start, _ in self.documents[1:])
+            yield ContextStrip(
+                result, flagged=flagged, no_color=self.no_color, boundaries=starts, id="context"
+            )
+        if self.batch is not None:
+            from tokstep.tui.widgets.document_line import DocumentLine
+
+            yield DocumentLine(self.batch[0], self.batch[1], id="documents")
         yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
             yield TopKTable(result, id="topk")
@@ -149,7 +165,9 @@ class StepperScreen(Screen[None]):
         self.query_one("#loss").border_title = "loss"
         self.query_one(StatusBar).lints = len(self.findings)
         self.panels = list(
-            self.query("StatusBar, ContextStrip, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve")
+            self.query(
+                "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
+            )
         )
         self._fit_context()
         self.refresh_bindings()
@@ -165,7 +183,8 @@ class StepperScreen(Screen[None]):
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
-        fixed = 3 + self.result.trace.top_k + 5  # status, inspector, footer; the panels
+        # status, inspector, footer; the document line of a packed row; the panels
+        fixed = 3 + (1 if self.batch is not None else 0) + self.result.trace.top_k + 5
         self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def watch_cursor(self, t: int) -> None:
@@ -179,6 +198,8 @@ class StepperScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "lints":
             return bool(self.findings)
+        if action in ("document", "goto_document"):
+            return len(self.documents) > 1
         if action == "back":
             return self.can_go_back or self.player is not None
         if action in ("play", "pause"):  # one key, labelled by what it will do
@@ -249,6 +270,47 @@ class StepperScreen(Screen[None]):
             self.notify("no further mask boundary (counted ↔ masked)", timeout=3)
         else:
             self.cursor = found
+
+    def action_document(self, direction: int) -> None:
+        """Jump to the start of the next / previous packed document (its first token is read at its start)."""
+        starts = [start for start, _ in self.documents]
+        found = (
+            next((s for s in starts if s > self.cursor), None)
+            if direction > 0
+            else next((s for s in reversed(starts) if s < self.cursor), None)
+        )
+        if found is None:
+            self.notify("no further document in this row", timeout=3)
+        else:
+            self.cursor = found
+
+    def action_goto_document(self) -> None:
+        count = len(self.documents)
+
+        def parse(text: str) -> int:
+            """`d` -> the start of document d; `d:t` -> position t inside it (both 1-based d, 0-based t)."""
+            doc, _, offset = text.strip().partition(":")
+            try:
+                d, t = int(doc), int(offset or 0)
+            except ValueError:
+                raise ValueError(f"a document 1..{count}, optionally :t (e.g. 2:5)") from None
+            if not 1 <= d <= count:
+                raise ValueError(f"a document number, 1..{count}")
+            start, end = self.documents[d - 1]
+            if not 0 <= t < end - start:
+                raise ValueError(f"document {d} has positions 0..{end - start - 1}")
+            return start + t
+
+        def go(text: str | None) -> None:
+            if text is not None:
+                self.cursor = parse(text)
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Go to document d (1..{count}), or position t of it as d:t", placeholder="1", validate=parse
+            ),
+            go,
+        )
 
     def action_search(self) -> None:
         def find(query: str | None) -> None:
@@ -343,7 +405,13 @@ class StepperScreen(Screen[None]):
 
     def action_help(self) -> None:
         extra = [("click", "a token: jump to it")]
-        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))
+        document_keys = {"next-document", "previous-document", "goto-document"}
+        shown = [
+            b
+            for b in self.BINDINGS
+            if isinstance(b, Binding) and (len(self.documents) > 1 or b.id not in document_keys)
+        ]
+        self.app.push_screen(HelpScreen(shown, extra))
 
     def action_lints(self) -> None:
         def jump(token_index: int | None) -> None:

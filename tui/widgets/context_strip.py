@@ -29,6 +29,8 @@ SPECIAL = Style(color="magenta", bold=True)
 CURRENT = Style(reverse=True, bold=True)
 TARGET = Style(color="black", bgcolor="yellow", bold=True, underline=True)
 HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")  # low -> high CE
+BOUNDARY = Style(color="bright_cyan", bold=True)  # drawn before a packed document's first token
+BOUNDARY_MARK = "┃"
 FLAGGED = Style(color="red", underline=True)  # a lint finding concerns this token
 # Without colour, dim may not show: counted tokens are underlined, and a lint's tokens struck through instead.
 COUNTED_NO_COLOR = Style(underline=True)
@@ -43,6 +45,7 @@ REASON_COLOURS = {
     MaskReason.USER: "#1f5f5f",
     MaskReason.TEMPLATE: "#4f2f6b",
     MaskReason.PAD: "grey11",
+    MaskReason.DOCUMENT: "#5f5f1f",
     MaskReason.GIVEN: "#6b1f1f",
     MaskReason.FIRST: "grey30",
 }
@@ -81,9 +84,11 @@ class ContextStrip(LinesView):
         *,
         flagged: frozenset[int] = frozenset(),
         no_color: bool = False,
+        boundaries: frozenset[int] = frozenset(),
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
+        self.boundaries = boundaries  # token indices that start a packed document: a bar is drawn before each
         self.flagged = flagged  # token indices some lint finding points at
         self.result = result
         self.cursor = 0
@@ -140,6 +145,8 @@ class ContextStrip(LinesView):
         cached = self._tokens.get(index)
         if cached is None:
             label = token_label(self.result.texts, self._ids[index], self.mode)
+            if index in self.boundaries:
+                label = BOUNDARY_MARK + label
             breaks = self.mode == "text" and label.endswith("↵")  # a newline ends the line, as written
             cached = self._tokens[index] = (label, cell_len(label) + len(self._gap), breaks)
         return cached
@@ -256,6 +263,10 @@ class ContextStrip(LinesView):
         for layout in self._window(width, height):
             line, hits, x = [], [], 0
             for index, label in layout:
+                if index in self.boundaries and label.startswith(BOUNDARY_MARK):
+                    line.append((BOUNDARY_MARK, BOUNDARY))
+                    label = label[len(BOUNDARY_MARK) :]
+                    x += len(BOUNDARY_MARK)
                 line.append((label, self._style(index)))
                 if gap:
                     line.append((gap, None))
