@@ -255,7 +255,7 @@ def position_logits(
     buffer: str = "head",
     forward: Forward | None = None,
 ) -> PositionLogits:
-    """Run the model once (use_cache=False) and keep what its logits are made from.
+    """Run the model once (use_cache=False unless `forward` says otherwise); keep what its logits come from.
 
     The hidden path needs the engine's head to reproduce the model's own logits: checked once per model on
     the last position (this catches post-head transforms it does not know); later forwards stop as soon as
