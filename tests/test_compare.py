@@ -162,3 +162,16 @@ def test_after_the_first_compare_neither_models_head_runs_inside_the_forward(pai
         for handle in handles:
             handle.remove()
     assert calls[0] == 0 and trace_a.path == trace_b.path == HIDDEN_PATH
+
+
+def test_lock_step_with_one_model_on_the_fallback_path(pair, sp_tokenizer):
+    """B has a post-head transform the engine does not know (a hook doubling its logits): B falls back to
+    its own full logits, A stays on the hidden path, and the chunks still line up position by position."""
+    a, _ = pair
+    odd = tiny.tiny_model("llama", len(sp_tokenizer), seed=5)
+    odd.get_output_embeddings().register_forward_hook(lambda _m, _a, out: out * 2.0)
+    b = wrap_model(odd, sp_tokenizer, "odd head")
+    sample = build_sample(TEXT, sp_tokenizer)
+    trace_a, trace_b, kl = compare_traces(a, b, sample)
+    assert (trace_a.path, trace_b.path) == (HIDDEN_PATH, LOGITS_PATH)
+    np.testing.assert_allclose(kl, naive_kl(naive(a, sample), naive(b, sample)), rtol=1e-4, atol=1e-7)
