@@ -130,8 +130,10 @@ def main() -> None:
     out = Path(args.out)
     previous = out.read_text() if out.exists() else ""
     marker = "\n## Whole-process peak RSS: `tokstep report` vs HF"
-    if marker in previous:
-        previous = previous[: previous.index(marker)]
+    if marker in previous:  # replace this section only, wherever it stands
+        start = previous.index(marker)
+        end = previous.find("\n## ", start + len(marker))
+        previous = previous[:start] + (previous[end:] if end >= 0 else "")
     out.write_text(previous.rstrip("\n") + "\n" + text)
 
 
