@@ -21,7 +21,7 @@ from tokstep.engine.inputs import build_sample
 from tokstep.engine.reduce import PositionStats
 from tokstep.engine.results import TraceResult
 from tokstep.engine.session import ModelSpec, load, run_trace
-from tokstep.engine.trace import _assemble, shifted_targets
+from tokstep.engine.trace import assemble_trace, shifted_targets
 from tokstep.tui.cli import demo_spec
 
 PINNED = Path(__file__).parent / "data" / "demo_trace.json"
@@ -56,7 +56,7 @@ def pinned_result() -> TraceResult:
     sample = build_sample(spec, loaded.tokenizer)
     stats = PositionStats(**{name: np.array(data[name], dtype=DTYPES.get(name, np.int64)) for name in FIELDS})
     targets, supervised = shifted_targets(sample)
-    trace = _assemble(sample, targets, supervised, stats, data["path"], loaded.info.vocab_size)
+    trace = assemble_trace(sample, targets, supervised, stats, data["path"], loaded.info.vocab_size)
     result = run_trace(loaded, spec, top_k=10, reference="off")  # info, texts; its numbers are replaced
     return replace(
         result,
