@@ -15,6 +15,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from tokstep.engine.chat_masks import ChatLayout, derive
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
@@ -131,6 +132,22 @@ LINTS: dict[str, LintDoc] = {
             "space sits at the end of the prompt, or the tokenizer adds one the text does not have.",
             "Move the space from the end of the prompt to the start of the answer; for SentencePiece, "
             "tokenize prompt + answer together and mask by offsets.",
+        ),
+        LintDoc(
+            "template-inserted",
+            "warning",
+            "The chat template writes tokens inside an assistant turn that are not in the message (an empty "
+            "<think></think> block, tags around reasoning): trained by default, as {% generation %} templates do.",
+            "Decide: --inserted mask masks them; or put the text in the message (reasoning_content) so it is "
+            "the model's own.",
+        ),
+        LintDoc(
+            "generation-mask-empty",
+            "error",
+            "The template has {% generation %} markers but return_assistant_tokens_mask is all zeros: a trainer "
+            "using it (TRL assistant_only_loss) trains nothing.",
+            "Fix the template's generation block (it must wrap the assistant content), or do not use "
+            "assistant_only_loss with it.",
         ),
         LintDoc(
             "double-template",
@@ -538,21 +555,13 @@ def _boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterato
             )
 
 
-def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
+def _chat_boundary_lints(tokenizer: Any, sample: Sample, layout: ChatLayout) -> Iterator[Finding]:
     """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
-    from tokstep.engine.inputs import _message_spans  # the same spans from_chat masks by
-
-    try:
-        rendered, spans = _message_spans(tokenizer, list(spec.chat or ()))
-        encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    except Exception:  # noqa: BLE001 - from_chat reports templates it cannot split
-        return
-    if list(encoded["input_ids"]) != sample.input_ids.tolist():
-        return
-    offsets = encoded["offset_mapping"]
-    for start, _end, role, _content in spans:
-        if role != "assistant":
+    rendered, offsets = layout.rendered, layout.offsets
+    for turn in layout.turns:
+        if turn.role != "assistant" or not turn.pieces:
             continue
+        start = turn.pieces[0][0]
         index = next((i for i, (s, e) in enumerate(offsets) if s < start < e), None)
         if index is None:
             continue
@@ -576,8 +585,38 @@ def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> It
             )
 
 
+def _template_lints(sample: Sample, spec: SampleSpec, layout: ChatLayout) -> Iterator[Finding]:
+    """Template-inserted tokens inside assistant turns, and {% generation %} masks that train nothing."""
+    if layout.generation_mask_empty:
+        yield finding(
+            "generation-mask-empty",
+            (),
+            "the template has {% generation %} markers but return_assistant_tokens_mask is all zeros: "
+            "a trainer using it (TRL assistant_only_loss) trains nothing on this chat",
+        )
+    positions = layout.inserted_tokens()
+    if not positions:
+        return
+    text = "".join(
+        layout.rendered[s:e] for t in layout.turns for s, e in t.inserted if (s, e) not in t.wrapper
+    )
+    trained = spec.inserted == "train"
+    yield finding(
+        "template-inserted",
+        positions,
+        f"{len(positions)} token(s) inside assistant turns are written by the template, not the message "
+        f"({text[:40]!r}): {'trained (--inserted mask to mask them)' if trained else 'masked (--inserted mask)'}",
+    )
+
+
 def _chat_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
-    yield from _chat_boundary_lints(tokenizer, sample, spec)
+    try:
+        layout = derive(tokenizer, list(spec.chat or ()), eot=spec.eot, inserted=spec.inserted)
+    except TokstepError:
+        layout = None
+    if layout is not None and list(layout.ids) == sample.input_ids.tolist():
+        yield from _chat_boundary_lints(tokenizer, sample, layout)
+        yield from _template_lints(sample, spec, layout)
     for number, message in enumerate(spec.chat or ()):
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):
