@@ -24,7 +24,7 @@ attributed to a message or to the template:
    tool-call wrappers (`<tool_call>`, `{"name": …`). By default they are trained, with reason
    **INSERTED_TRAINED** (again as `{% generation %}` training templates do); `inserted="mask"` (CLI
    `--inserted mask`) masks them with reason **INSERTED**. The `template-inserted` lint reports them whenever
-   they are not just the wrapping of the message's own tool calls.
+   they are more than the wrapping of the message's own reasoning or tool calls (e.g. an empty think block).
 4. **Everything else** is **TEMPLATE**: role headers, separators, BOS. A system prompt the template injects
    when the chat has none (Qwen2.5's "You are Qwen, …") is **SYSTEM**, not template markup. Position 0 is
    always **FIRST** (nothing predicts it).
@@ -49,6 +49,7 @@ _PROBE_USER = "TOKSTEP-PROBE-USER"
 _PROBE_ASSISTANT = "TOKSTEP-PROBE-ASSISTANT"
 _PROBE_SYSTEM = "TOKSTEP-PROBE-SYSTEM"
 _THINK_TAGS = ("<think>", "</think>")
+_REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
 
 # Per-character attribution codes (a small int per rendered character).
 _NONE, _SYS, _USER, _TOOL, _ASSIST, _EOT, _INSERTED, _WRAPPER = range(8)
@@ -64,7 +65,9 @@ class Turn:
     pieces: tuple[tuple[int, int], ...]  # located content spans
     dropped: tuple[str, ...]  # content pieces the template did not render (e.g. earlier reasoning)
     inserted: tuple[tuple[int, int], ...] = ()  # assistant only: template text inside the turn
-    wrapper: tuple[tuple[int, int], ...] = ()  # assistant only: the part of `inserted` wrapping tool calls
+    wrapper: tuple[
+        tuple[int, int], ...
+    ] = ()  # the part of `inserted` wrapping its own reasoning / tool calls
     eot: tuple[int, int] | None = None  # assistant only: the end-of-turn span
 
 
@@ -198,7 +201,7 @@ def _pieces_of(message: dict[str, Any]) -> list[tuple[str, bool]]:
     In order: reasoning (`reasoning_content`), content, then each tool call's name and arguments.
     """
     pieces: list[tuple[str, bool]] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning") or message.get("thinking")
+    reasoning = next((message[k] for k in _REASONING_KEYS if message.get(k)), None)
     if isinstance(reasoning, str) and reasoning.strip():
         pieces.append((reasoning, False))
     content = message.get("content")
@@ -212,6 +215,10 @@ def _pieces_of(message: dict[str, Any]) -> list[tuple[str, bool]]:
         if arguments is not None:
             pieces.append((arguments if isinstance(arguments, str) else _JsonArgs(arguments), True))
     return pieces
+
+
+def _has_reasoning(message: dict[str, Any]) -> bool:
+    return any(isinstance(message.get(k), str) and message[k].strip() for k in _REASONING_KEYS)
 
 
 class _JsonArgs(str):
@@ -299,7 +306,8 @@ def locate(
         spans: list[tuple[int, int]] = []
         dropped: list[str] = []
         search, message_end = body_start, body_start  # message_end: end of its non-tool-call text
-        for piece, is_tool in _pieces_of(message):
+        reasoning_found = False
+        for number, (piece, is_tool) in enumerate(_pieces_of(message)):
             found, missing = _find_piece(rendered, piece, search)
             if missing:
                 dropped.append(str(piece))
@@ -309,6 +317,8 @@ def locate(
             search = max(search, found[-1][1])
             if not is_tool:
                 message_end = max(message_end, found[-1][1])
+            if number == 0 and not is_tool and (_has_reasoning(message) or len(found) > 1):
+                reasoning_found = True
         spans.sort()
         if role != "assistant":
             turns.append(Turn(index, role, tuple(spans), tuple(dropped)))
@@ -320,7 +330,12 @@ def locate(
         inserted = _gaps(body_start, body_end, spans)
         if inserted and inserted[0][0] == body_start and not rendered[slice(*inserted[0])].strip():
             inserted = inserted[1:]  # whitespace before the content (`[/INST] Paris`): template, not inserted
-        wrapper = tuple(g for g in inserted if g[0] >= message_end) if message.get("tool_calls") else ()
+        wrapper = tuple(
+            g
+            for g in inserted
+            if (message.get("tool_calls") and g[0] >= message_end)
+            or (reasoning_found and g[1] <= message_end)
+        )
         turns.append(Turn(index, role, tuple(spans), tuple(dropped), tuple(inserted), wrapper, eot))
         cursor = eot[1] if eot else content_end
     return turns, default_system
@@ -421,6 +436,27 @@ def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[i
     return [bool(m) for m in mask]
 
 
+def _flatten(message: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(message.get("content"), list):
+        return {**message, "content": "".join(content_texts(message["content"], "chat message"))}
+    return message
+
+
+def _render_checked(tokenizer: Any, messages: list[dict[str, Any]], raising: bool = False) -> str | None:
+    """Render; a template's own refusal is one line. None when list content is not understood (retry flat)."""
+    has_parts = any(isinstance(m.get("content"), list) for m in messages)
+    try:
+        rendered = render(tokenizer, messages)
+    except Exception as error:  # noqa: BLE001 - a template's own refusal (e.g. "System role not supported")
+        if has_parts and not raising:
+            return None
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TokstepError(f"the chat template refused this chat: {message}") from None
+    if has_parts and ("'type': 'text'" in rendered or '"type": "text"' in rendered):
+        return None
+    return rendered
+
+
 def has_generation_markers(template: str | None) -> bool:
     return bool(template) and "generation" in template and "endgeneration" in template
 
@@ -436,17 +472,13 @@ def derive(
     check_messages(messages)
     if not any(m.get("role") == "assistant" for m in messages):
         raise TokstepError("the chat has no assistant message: nothing would be supervised")
-    try:
-        rendered = render(tokenizer, messages)
-    except TokstepError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a template's own refusal (e.g. "System role not supported")
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TokstepError(f"the chat template refused this chat: {message}") from None
-    if "'type': 'text'" in rendered:
-        raise TokstepError(
-            "this chat template prints content parts as a Python list: pass each message's content as a string"
-        )
+    notes: list[str] = []
+    rendered = _render_checked(tokenizer, messages)
+    if rendered is None:  # the template takes only string content: join the text parts, as a string
+        messages = [_flatten(m) for m in messages]
+        rendered = _render_checked(tokenizer, messages, raising=True)
+        notes.append("content parts joined into one string each (this template takes string content only)")
+    assert rendered is not None
     if not getattr(tokenizer, "is_fast", False):
         raise TokstepError(
             "chat masks need a fast tokenizer (character offsets); this one is a slow tokenizer"
@@ -458,7 +490,6 @@ def derive(
     codes = _char_codes(len(rendered), turns, default_system)
     token_codes = [_token_code(codes, s, e) for s, e in offsets]
     reasons = [_reason(c, eot, inserted) for c in token_codes]
-    notes: list[str] = []
     method = "located content"
     generation_empty = False
     if has_generation_markers(tokenizer.chat_template):

@@ -15,7 +15,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import ChatLayout, derive
+from tokstep.engine.chat_masks import ChatLayout, derive, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
@@ -555,7 +555,16 @@ def _boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterato
             )
 
 
-def _chat_boundary_lints(tokenizer: Any, sample: Sample, layout: ChatLayout) -> Iterator[Finding]:
+def _render_prompt(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
+    try:
+        return render(tokenizer, messages, generation_prompt=True) if messages else ""
+    except Exception:  # noqa: BLE001 - a template that refuses a prefix says nothing here
+        return None
+
+
+def _chat_boundary_lints(
+    tokenizer: Any, sample: Sample, spec: SampleSpec, layout: ChatLayout
+) -> Iterator[Finding]:
     """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
     rendered, offsets = layout.rendered, layout.offsets
     for turn in layout.turns:
@@ -570,6 +579,10 @@ def _chat_boundary_lints(tokenizer: Any, sample: Sample, layout: ChatLayout) -> 
         piece = _piece(tokenizer, int(sample.input_ids[index]))
         trained = "trained" if sample.labels[index] != IGNORE_INDEX else "not trained"
         if not template_side.strip():
+            prompt = _render_prompt(tokenizer, list(spec.chat or ())[: turn.index])
+            if prompt is not None and not prompt.endswith(template_side):
+                continue  # the space is written only after the prompt (Llama-2's `[/INST] Paris`): the model
+                # generates `▁Paris` after `[/INST]` at inference too, so training on it is right
             yield finding(
                 "answer-leading-space",
                 (index,),
@@ -615,7 +628,7 @@ def _chat_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: Tokeniz
     except TokstepError:
         layout = None
     if layout is not None and list(layout.ids) == sample.input_ids.tolist():
-        yield from _chat_boundary_lints(tokenizer, sample, layout)
+        yield from _chat_boundary_lints(tokenizer, sample, spec, layout)
         yield from _template_lints(sample, spec, layout)
     for number, message in enumerate(spec.chat or ()):
         content = message.get("content") if isinstance(message, dict) else None

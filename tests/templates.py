@@ -399,3 +399,30 @@ FAMILIES: dict[str, Family] = {
         ),
     ]
 }
+
+
+# The same families with `{% generation %}` around the assistant output and its end-of-turn, as TRL's training
+# templates write them: transformers then computes the assistant mask itself (an independent reference).
+QWEN25_GENERATION = QWEN25.replace(
+    "{{- '<|im_start|>assistant\\n' + content -}}",
+    "{{- '<|im_start|>assistant\\n' -}}{%- generation -%}{{- content -}}",
+).replace(
+    "{{- '<|im_end|>\\n' -}}{%- elif m['role'] == 'tool'",
+    "{{- '<|im_end|>' -}}{%- endgeneration -%}{{- '\\n' -}}{%- elif m['role'] == 'tool'",
+)
+GEMMA3_GENERATION = GEMMA3.replace(
+    _GEMMA_CONTENT + "{{- '<end_of_turn>\\n' -}}",
+    "{%- if role == 'model' -%}{%- generation -%}"
+    + _GEMMA_CONTENT
+    + "{{- '<end_of_turn>' -}}{%- endgeneration -%}"
+    "{%- else -%}" + _GEMMA_CONTENT + "{{- '<end_of_turn>' -}}{%- endif -%}{{- '\\n' -}}",
+)
+PHI3_GENERATION = PHI3.replace(
+    "{{- '<|' + m['role'] + '|>\\n' + m['content'] + '<|end|>\\n' -}}",
+    "{{- '<|' + m['role'] + '|>\\n' -}}{%- if m['role'] == 'assistant' -%}{%- generation -%}"
+    "{{- m['content'] + '<|end|>' -}}{%- endgeneration -%}{%- else -%}{{- m['content'] + '<|end|>' -}}"
+    "{%- endif -%}{{- '\\n' -}}",
+)
+GENERATION_VARIANTS = {"qwen2.5": QWEN25_GENERATION, "gemma3": GEMMA3_GENERATION, "phi3": PHI3_GENERATION}
+for _name, _variant in GENERATION_VARIANTS.items():
+    assert "{%- generation -%}" in _variant and "{%- endgeneration -%}" in _variant, _name
