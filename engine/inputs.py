@@ -114,7 +114,12 @@ def from_text(
         raise TokstepError("the text is empty: nothing to predict")
     ids = _apply_toggles(tokenizer, _encode(tokenizer, text, special=True), bos, eos)
     _require_tokens(ids, "the text")
-    return _make(ids, [True] * len(ids), "text", name, MaskReason.GIVEN)
+    notes: tuple[str, ...] = ()
+    if text.startswith("\ufeff"):
+        notes = (
+            "the text starts with a UTF-8 BOM: kept and tokenized as U+FEFF, as Python's utf-8 codec reads it",
+        )
+    return _make(ids, [True] * len(ids), "text", name, MaskReason.GIVEN, notes=notes)
 
 
 def from_prompt_answer(
@@ -236,10 +241,32 @@ def read_json(path: str | Path, what: str) -> Any:
         ) from None
 
 
-def read_text(path: str | Path) -> str:
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def decode_utf8(data: bytes, what: str) -> str:
+    """Strict UTF-8, every byte kept (CRLF / CR stay as they are); an invalid byte is one line naming its offset.
+
+    A UTF-8 BOM (EF BB BF) at the start is kept too, as the character U+FEFF, exactly as Python's "utf-8" codec
+    (and so `open(..., encoding="utf-8")`, `datasets`) hands it to a tokenizer.
+    """
     try:
-        return Path(path).expanduser().read_text(encoding="utf-8")
+        return data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as error:
+        bad = data[error.start : error.end].hex(" ")
+        raise TokstepError(
+            f"{what} is not valid UTF-8: byte {error.start} (0x{bad}) {error.reason}"
+        ) from None
+
+
+def read_text(path: str | Path) -> str:
+    """A text file exactly as its bytes say: read in binary, decoded as strict UTF-8, no newline translation."""
+    try:
+        data = Path(path).expanduser().read_bytes()
     except FileNotFoundError:
         raise TokstepError(f"text file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokstepError(f"cannot read text file {path}: {error}") from None
+    except IsADirectoryError:
+        raise TokstepError(f"{path} is a folder, not a text file") from None
+    except OSError as error:
+        raise TokstepError(f"cannot read text file {path}: {error.strerror or error}") from None
+    return decode_utf8(data, f"text file {path}")

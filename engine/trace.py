@@ -37,6 +37,38 @@ INCREMENTAL_PATH = "incremental (KV cache)"
 _VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
+# Models that passed the causality probe (perturbing the last token leaves earlier logits unchanged).
+_CAUSAL: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+PROBE_LENGTH = 6
+
+
+@torch.inference_mode()
+def check_causal(loaded: LoadedModel) -> None:
+    """Refuse a model that is not causal, whatever its class: change the last token of a short probe and the
+    logits at every earlier position must stay put (a bidirectional encoder's move at once). Once per model."""
+    model = loaded.model
+    if _CAUSAL.get(model):
+        return
+    vocab = max(2, min(loaded.info.vocab_size, loaded.info.tokenizer_size or loaded.info.vocab_size))
+    base = [(7 + 13 * i) % vocab for i in range(PROBE_LENGTH)]
+    other = [*base[:-1], (base[-1] + 1 + vocab // 2) % vocab]
+    device = _input_device(model)
+    ids = torch.tensor([base, other], dtype=torch.long, device=device)  # (2, L)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.float()
+    earlier = logits[:, :-1]  # (2, L-1, V): positions that never read the changed token
+    moved = (earlier[0] - earlier[1]).abs().max().item()
+    scale = 1.0 + earlier.abs().max().item()
+    tolerance = (
+        1e-4 if logits.dtype == torch.float32 and next(model.parameters()).dtype == torch.float32 else 2e-2
+    )
+    if not math.isfinite(moved) or moved > tolerance * scale:
+        raise TokstepError(
+            f"'{loaded.info.name}' ({loaded.info.architecture}) is not a causal language model: changing the last "
+            f"token moved the logits of earlier positions by {moved:.3g} (it attends both ways)"
+        )
+    _CAUSAL[model] = True
+
+
 class _HiddenStatesCaptured(Exception):
     """Raised by the hook to stop a verified model's forward before its output head."""
 
@@ -177,6 +209,7 @@ def trace_sample(
 ) -> Trace:
     """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False), reductions in float32."""
     check_sample_fits(loaded, sample)
+    check_causal(loaded)
     model, vocab = loaded.model, loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
     targets_np, supervised = shifted_targets(sample)
