@@ -110,15 +110,11 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 def _looks_like_path(name: str) -> bool:
-    """A name that can only be a folder: `./x`, `/x`, `~/x`, `a/b/c`, `a\\b`; `org/name` when `org` is a local
-    folder, or when it is not in the hub cache and the hub is off (HF_HUB_OFFLINE): no hub lookups, no retries."""
+    """A name that can only be a folder (`./x`, `/x`, `~/x`, `a/b/c`, `a\\b`, `org/name` when `org` is a local
+    folder): it is never sent to the hub, so a typo fails at once instead of after the hub's retries."""
     if name.startswith((".", "/", "~")) or "\\" in name or name.rstrip("/").count("/") > 1:
         return True
-    if "/" in name:
-        if Path(name.split("/", 1)[0]).expanduser().is_dir():
-            return True
-        return _offline() and not _in_hub_cache(name.rstrip("/"))
-    return False
+    return "/" in name and Path(name.split("/", 1)[0]).expanduser().is_dir()
 
 
 def _resolve(name_or_path: str, revision: str | None, trust_remote_code: bool) -> tuple[str, dict[str, Any]]:
@@ -126,6 +122,10 @@ def _resolve(name_or_path: str, revision: str | None, trust_remote_code: bool) -
     is_local = Path(name_or_path).expanduser().is_dir()
     if not is_local and _looks_like_path(name_or_path):
         raise TokstepError(f"no such folder: {name_or_path}")
+    if not is_local and "/" in name_or_path and _offline() and not _in_hub_cache(name_or_path.rstrip("/")):
+        raise TokstepError(
+            f"no such folder: {name_or_path} (nor a hub model in the local cache; the hub is off)"
+        )
     location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
     common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if is_local:

@@ -89,7 +89,9 @@ def test_tool_calls_are_trained_and_tool_results_are_a_tool_turn(name):
     layout = derive(family.tokenizer(), list(family.tool_chat))
     assert supervised_runs(layout) == EXPECTED_TOOLS[name]
     tool_text = "".join(
-        layout.rendered[s:e] for (s, e), r in zip(layout.offsets, layout.reasons) if r is MaskReason.TOOL
+        layout.rendered[s:e]
+        for (s, e), r in zip(layout.offsets, layout.reasons, strict=False)
+        if r is MaskReason.TOOL
     )
     assert "21 C, sunny" in tool_text
     # the wrapper of a tool call is template-inserted (trained by default); the call's own name/args are content
@@ -102,7 +104,9 @@ def test_qwen25_default_system_prompt_is_a_system_turn():
     s, e = layout.default_system
     assert layout.rendered[s:e] == tpl._QWEN_DEFAULT_SYSTEM
     system_text = "".join(
-        layout.rendered[a:b] for (a, b), r in zip(layout.offsets, layout.reasons) if r is MaskReason.SYSTEM
+        layout.rendered[a:b]
+        for (a, b), r in zip(layout.offsets, layout.reasons, strict=False)
+        if r is MaskReason.SYSTEM
     )
     assert tpl._QWEN_DEFAULT_SYSTEM in system_text
 
@@ -119,7 +123,7 @@ def test_qwen3_history_rewrite_and_reasoning_content():
     ]
     inserted = "".join(
         layout.rendered[s:e]
-        for (s, e), r in zip(layout.offsets, layout.reasons)
+        for (s, e), r in zip(layout.offsets, layout.reasons, strict=False)
         if r is MaskReason.INSERTED_TRAINED
     )
     assert "Italy" not in inserted and "<think>" in inserted and "</think>" in inserted
@@ -137,7 +141,7 @@ def test_flags_mask_the_end_of_turn_and_the_inserted_tokens():
         MaskReason.INSERTED in no_inserted.reasons and MaskReason.INSERTED_TRAINED not in no_inserted.reasons
     )
     sample = build_sample(SampleSpec(chat=tuple(chat), eot="mask", inserted="mask"), tokenizer)
-    trained = [int(i) for i, lab in zip(sample.input_ids, sample.labels) if lab != IGNORE_INDEX]
+    trained = [int(i) for i, lab in zip(sample.input_ids, sample.labels, strict=False) if lab != IGNORE_INDEX]
     assert tokenizer.decode(trained) == "Paris.Rome, I think."
 
 

@@ -136,7 +136,7 @@ def test_too_long_is_an_error_naming_both_numbers_unless_truncated(capsys, model
     ("argv", "fragment"),
     [
         (["--model", "./no/such/model", "--text", "hi"], "no such folder"),
-        (["--model", "nonexistent-org-xyz/nonexistent-model", "--text", "hi"], "cannot load model"),
+        (["--model", "nonexistent-org-xyz/nonexistent-model", "--text", "hi"], "no such folder"),
         (["--text", ""], "empty"),
         (["--text", "I love", "--prompt", "x", "--answer", "y"], "give one sample source"),
         (["--prompt", "only a prompt"], "go together"),
