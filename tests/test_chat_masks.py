@@ -266,3 +266,42 @@ def test_openai_content_parts_are_accepted_where_the_template_handles_them():
     assert "user\nHello there<|im_end|>" in layout.rendered
     assert supervised_runs(layout) == ["Hi.<|im_end|>"]
     assert any("content parts joined" in n for n in layout.notes)
+
+
+def test_every_mask_reason_has_a_colour_in_the_context_strip():
+    from tokstep.tui.widgets.context_strip import REASON_COLOURS
+
+    assert set(REASON_COLOURS) == set(MaskReason)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_tokstep_lint_on_every_family_exits_0(name, tmp_path, capsys):
+    import json
+
+    from tokstep.tui.cli import main
+
+    family = FAMILIES[name]
+    family.tokenizer().save_pretrained(tmp_path / "tok")
+    chats = [family.chat] + ([family.tool_chat] if family.tool_chat else [])
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"messages": list(c)}) + "\n" for c in chats), encoding="utf-8")
+    assert main(["lint", str(rows), "--model", str(tmp_path / "tok"), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["rows"] == len(chats) and payload["counts"]["error"] == 0
+
+
+@pytest.mark.parametrize("name", ["qwen3", "phi3"])  # the two families prefix rendering refused
+def test_report_on_a_chat_of_the_refused_families_exits_0(name, tmp_path, capsys):
+    import json
+
+    import tiny
+
+    from tokstep.tui.cli import main
+
+    family = FAMILIES[name]
+    folder = tiny.save_model_folder(tmp_path / "m", family.tokenizer(), max_positions=256)
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(list(family.chat)), encoding="utf-8")
+    assert main(["report", "--model", folder, "--chat", str(chat)]) == 0
+    out = capsys.readouterr().out
+    assert "✓ match" in out and "supervised tokens" in out
