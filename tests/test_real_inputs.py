@@ -89,3 +89,30 @@ def test_org_slash_name_offline_and_not_cached_fails_at_once(capsys, monkeypatch
     assert main(["report", "--model", "a/b", "--text", "hi there"]) == 2
     assert time.monotonic() - started < 5
     assert "no such folder: a/b (nor a hub model in the local cache" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(42, "not a number"), (None, "not null"), ({"text": "x"}, "not an object"), ([{"text": "x"}], 'a "type"')],
+)
+def test_bad_chat_content_is_one_line_before_the_model_loads(content, words, tmp_path, capsys):
+    import json
+
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps([{"role": "user", "content": content}, {"role": "assistant", "content": "x"}]))
+    started = time.monotonic()
+    assert main(["report", "--model", str(tmp_path / "never-loaded"), "--chat", str(chat)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tokstep: error: chat message 0") and words in err and err.count("\n") == 1
+    assert time.monotonic() - started < 5
+
+
+def test_openai_text_parts_run_through_report(tmp_path, capsys):
+    import json
+
+    chat = tmp_path / "chat.json"
+    parts = [{"type": "text", "text": "What is the capital of France?"}]
+    chat.write_text(json.dumps([{"role": "user", "content": parts}, {"role": "assistant", "content": "Paris."}]))
+    assert main(["report", "--chat", str(chat)]) == 0  # the bundled model's ChatML template
+    out = capsys.readouterr().out
+    assert "content parts joined" in out and "✓ match" in out

@@ -176,6 +176,9 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
             raise TokstepError(
                 f'chat file {args.chat} must hold a JSON list of messages (or {{"messages": [...]}})'
             )
+        from tokstep.engine.chat_masks import check_messages
+
+        check_messages(messages)  # bad content is one line before any model is loaded
         return SampleSpec(chat=tuple(messages), name=os.path.basename(args.chat), **common)
     if args.ids is not None:
         data = read_json(args.ids, "ids")
