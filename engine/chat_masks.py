@@ -40,6 +40,7 @@ import json
 import os
 from dataclasses import dataclass
 from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import MaskReason
@@ -161,16 +162,46 @@ def _try_render(
         return None
 
 
-def _generation_header(tokenizer: Any, messages: list[dict[str, Any]]) -> str:
-    """What `add_generation_prompt=True` appends (the assistant header), from a one-user-turn probe."""
+def _header_of(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
+    plain, with_prompt = _try_render(tokenizer, messages), _try_render(tokenizer, messages, True)
+    if plain is None or with_prompt is None:
+        return None
+    # Phi-3 ends a full render with EOS but not a prompted one: the header starts where they part.
+    return with_prompt[len(os.path.commonprefix([plain, with_prompt])) :]
+
+
+def _generation_header(tokenizer: Any, messages: list[dict[str, Any]], probed: str | None) -> str:
+    """What `add_generation_prompt=True` appends (the assistant header), from a one-user-turn probe (or, when
+    the template refuses the probe, from the chat's own first user turn)."""
+    if probed is not None:
+        return probed
     first_user = next((m for m in messages if m.get("role") == "user"), None)
-    probe = [{"role": "user", "content": _PROBE_USER}]
-    for candidate in (probe, [first_user] if first_user else probe):
-        plain, with_prompt = _try_render(tokenizer, candidate), _try_render(tokenizer, candidate, True)
-        if plain is not None and with_prompt is not None:
-            # Phi-3 ends a full render with EOS but not a prompted one: the header starts where they part.
-            return with_prompt[len(os.path.commonprefix([plain, with_prompt])) :]
-    return ""
+    return (_header_of(tokenizer, [first_user]) if first_user else None) or ""
+
+
+@dataclass(frozen=True)
+class _TemplateFacts:
+    """What the probes tell about one template (computed once per tokenizer and template)."""
+
+    added: list[str]
+    header: str | None  # None when the template refused the probe
+    eot_text: str | None
+
+
+_FACTS: WeakKeyDictionary[Any, dict[str, _TemplateFacts]] = WeakKeyDictionary()
+
+
+def _template_facts(tokenizer: Any) -> _TemplateFacts:
+    template = str(tokenizer.chat_template)
+    try:
+        cached = _FACTS.setdefault(tokenizer, {})
+    except TypeError:
+        cached = {}
+    if template not in cached:
+        added = _special_texts(tokenizer)
+        header = _header_of(tokenizer, [{"role": "user", "content": _PROBE_USER}])
+        cached[template] = _TemplateFacts(added, header, _end_of_turn_text(tokenizer, added))
+    return cached[template]
 
 
 def _end_of_turn_text(tokenizer: Any, added: list[str]) -> str | None:
@@ -285,10 +316,9 @@ def locate(
     tokenizer: Any, messages: list[dict[str, Any]], rendered: str
 ) -> tuple[list[Turn], tuple[int, int] | None]:
     """Attribute the rendered text to the messages (steps 1-4 of the convention), as character spans."""
-    added = _special_texts(tokenizer)
-    header = _generation_header(tokenizer, messages)
-    headers = _header_candidates(header, added)
-    eot_text = _end_of_turn_text(tokenizer, added)
+    facts = _template_facts(tokenizer)
+    added, eot_text = facts.added, facts.eot_text
+    headers = _header_candidates(_generation_header(tokenizer, messages, facts.header), added)
     default_system = _default_system(tokenizer, messages, rendered)
     cursor = default_system[1] if default_system else 0
     turns: list[Turn] = []
@@ -461,10 +491,33 @@ def has_generation_markers(template: str | None) -> bool:
     return bool(template) and "generation" in template and "endgeneration" in template
 
 
+_RECENT: WeakKeyDictionary[Any, dict[tuple[str, str, str, str], ChatLayout]] = WeakKeyDictionary()
+_RECENT_SIZE = 8  # building a sample and linting it derive the same chat twice: the second is free
+
+
 def derive(
     tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy = "train", inserted: Policy = "train"
 ) -> ChatLayout:
     """Render `messages` once, tokenize with offsets, and give every token its reason (module docstring)."""
+    try:
+        key = (
+            str(tokenizer.chat_template),
+            json.dumps(messages, sort_keys=True, default=repr),
+            eot,
+            inserted,
+        )
+        recent = _RECENT.setdefault(tokenizer, {})
+    except (TypeError, ValueError):
+        return _derive(tokenizer, messages, eot=eot, inserted=inserted)
+    if key not in recent:
+        layout = _derive(tokenizer, messages, eot=eot, inserted=inserted)
+        if len(recent) >= _RECENT_SIZE:
+            recent.pop(next(iter(recent)))
+        recent[key] = layout
+    return recent[key]
+
+
+def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inserted: Policy) -> ChatLayout:
     if not getattr(tokenizer, "chat_template", None):
         raise TokstepError(
             "the tokenizer has no chat template: pass the conversation as --text or --ids instead"
