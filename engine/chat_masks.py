@@ -185,7 +185,7 @@ class _TemplateFacts:
 
     added: list[str]
     header: str | None  # None when the template refused the probe
-    eot_text: str | None
+    eot_text: str | None  # "" when assistant turns end with no special token; None when the probe failed
 
 
 _FACTS: WeakKeyDictionary[Any, dict[str, _TemplateFacts]] = WeakKeyDictionary()
@@ -205,7 +205,8 @@ def _template_facts(tokenizer: Any) -> _TemplateFacts:
 
 
 def _end_of_turn_text(tokenizer: Any, added: list[str]) -> str | None:
-    """The special token a template writes after an assistant message, from a user/assistant probe."""
+    """The special token a template writes right after an assistant message, from a user/assistant probe:
+    "" when it writes none (its turns have no end-of-turn), None when the template refused the probe."""
     probe = [{"role": "user", "content": _PROBE_USER}, {"role": "assistant", "content": _PROBE_ASSISTANT}]
     text = _try_render(tokenizer, probe)
     if text is None or _PROBE_ASSISTANT not in text:
@@ -213,9 +214,9 @@ def _end_of_turn_text(tokenizer: Any, added: list[str]) -> str | None:
     after = text[text.index(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :]
     hits = [(after.find(tok), -len(tok), tok) for tok in added if tok and tok in after]
     if not hits:
-        return None
+        return ""
     position, _, token = min(hits)
-    return token if not after[:position].strip() else None
+    return token if not after[:position].strip() else ""
 
 
 def _header_candidates(header: str, added: list[str]) -> list[str]:
@@ -356,6 +357,9 @@ def locate(
             continue
         content_end = max((e for _, e in spans), default=body_start)
         eot = _find_eot(rendered, content_end, eot_text, added)
+        limit = _next_content_start(rendered, messages[index + 1 :], content_end)
+        if eot is not None and eot[1] > limit:
+            eot = None  # the turn has no end-of-turn: the one found belongs to a later message
         body_end = eot[0] if eot else content_end
         inserted = _gaps(body_start, body_end, spans)
         if inserted and inserted[0][0] == body_start and not rendered[slice(*inserted[0])].strip():
@@ -371,6 +375,16 @@ def locate(
     return turns, default_system
 
 
+def _next_content_start(rendered: str, later: list[dict[str, Any]], start: int) -> int:
+    """Where the next message's text starts in the rendered chat (the end of the text when there is none)."""
+    for message in later:
+        for piece, _ in _pieces_of(message):
+            found, _missing = _find_piece(rendered, piece, start)
+            if found:
+                return found[0][0]
+    return len(rendered)
+
+
 def _prefix_end(tokenizer: Any, before: list[dict[str, Any]], rendered: str, cursor: int) -> int:
     """Where an assistant turn starts for a template with no generation header (Llama-2, Mistral): the end
     of the conversation before it, rendered on its own, when that render is a prefix of the full one."""
@@ -382,6 +396,8 @@ def _prefix_end(tokenizer: Any, before: list[dict[str, Any]], rendered: str, cur
 
 def _find_eot(rendered: str, start: int, eot_text: str | None, added: list[str]) -> tuple[int, int] | None:
     """The end-of-turn span after an assistant turn's content: whitespace, then its end-of-turn token."""
+    if eot_text == "":
+        return None  # the template ends assistant turns with no special token
     if eot_text is not None:
         at = rendered.find(eot_text, start)
         if at >= 0:

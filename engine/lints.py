@@ -384,7 +384,10 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
     masked_ends = [
         j
         for j in range(2, len(ids))
-        if ids[j] in ends and labels[j] == IGNORE_INDEX and labels[j - 1] != IGNORE_INDEX
+        if ids[j] in ends
+        and labels[j] == IGNORE_INDEX
+        and labels[j - 1] != IGNORE_INDEX
+        and sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
     ]
     if masked_ends:
         pad_is_eos = facts.pad_id is not None and facts.pad_id == facts.eos_id

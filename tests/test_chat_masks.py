@@ -305,3 +305,41 @@ def test_report_on_a_chat_of_the_refused_families_exits_0(name, tmp_path, capsys
     assert main(["report", "--model", folder, "--chat", str(chat)]) == 0
     out = capsys.readouterr().out
     assert "✓ match" in out and "supervised tokens" in out
+
+
+def test_a_turn_without_end_of_turn_does_not_borrow_the_next_one():
+    import tiny_tokenizers
+
+    template = tiny_tokenizers.CHATML_NO_END.replace("{%- generation -%}", "").replace(
+        "{%- endgeneration -%}", ""
+    )
+    tokenizer = tiny_tokenizers.byte_bpe(template=template)
+    chat = list(tpl.CHAT)
+    layout = derive(tokenizer, chat)
+    assert supervised_runs(layout) == ["Paris.", "Rome, I think."]
+    assert MaskReason.INSERTED_TRAINED not in layout.reasons
+    user = "".join(
+        layout.rendered[s:e]
+        for (s, e), r in zip(layout.offsets, layout.reasons, strict=True)
+        if r is MaskReason.USER
+    )
+    assert "And of Italy?" in user
+    spec = SampleSpec(chat=tuple(chat))
+    findings = lint_sample(tokenizer, build_sample(spec, tokenizer), spec)
+    assert "no-eos" in {f.code for f in findings}
+
+
+def test_cli_flags_reach_the_chat_masks(tmp_path, capsys):
+    import json
+
+    from tokstep.tui.cli import main
+
+    FAMILIES["qwen3"].tokenizer().save_pretrained(tmp_path / "tok")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"messages": list(tpl.THINK_CHAT)}) + "\n", encoding="utf-8")
+    for flags in ([], ["--inserted", "mask"], ["--eot", "mask", "--inserted", "mask"]):
+        # exit 0: with --eot mask the end-of-turn is masked on purpose, not an `eos-masked` error
+        assert main(["lint", str(rows), "--model", str(tmp_path / "tok"), "--json", *flags]) == 0
+        (result,) = json.loads(capsys.readouterr().out)["results"]
+        message = next(f["message"] for f in result["findings"] if f["code"] == "template-inserted")
+        assert ("masked" in message) == bool(flags)

@@ -93,7 +93,12 @@ def test_org_slash_name_offline_and_not_cached_fails_at_once(capsys, monkeypatch
 
 @pytest.mark.parametrize(
     ("content", "words"),
-    [(42, "not a number"), (None, "not null"), ({"text": "x"}, "not an object"), ([{"text": "x"}], 'a "type"')],
+    [
+        (42, "not a number"),
+        (None, "not null"),
+        ({"text": "x"}, "not an object"),
+        ([{"text": "x"}], 'a "type"'),
+    ],
 )
 def test_bad_chat_content_is_one_line_before_the_model_loads(content, words, tmp_path, capsys):
     import json
@@ -112,7 +117,9 @@ def test_openai_text_parts_run_through_report(tmp_path, capsys):
 
     chat = tmp_path / "chat.json"
     parts = [{"type": "text", "text": "What is the capital of France?"}]
-    chat.write_text(json.dumps([{"role": "user", "content": parts}, {"role": "assistant", "content": "Paris."}]))
+    chat.write_text(
+        json.dumps([{"role": "user", "content": parts}, {"role": "assistant", "content": "Paris."}])
+    )
     assert main(["report", "--chat", str(chat)]) == 0  # the bundled model's ChatML template
     out = capsys.readouterr().out
     assert "content parts joined" in out and "✓ match" in out
