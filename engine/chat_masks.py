@@ -221,10 +221,15 @@ def _end_of_turn_text(tokenizer: Any, added: list[str]) -> str | None:
 
 def _header_candidates(header: str, added: list[str]) -> list[str]:
     """The generation header, and shorter forms of it cut after one of its special tokens (R1's `<think>\\n`)."""
-    out = [header, header.rstrip()] if header.strip() else []
-    cuts = sorted({header.find(t) + len(t) for t in added if t and t in header}, reverse=True)
-    out += [header[:c] for c in cuts]
-    return [c for i, c in enumerate(out) if c and c not in out[:i]]
+    if not header.strip():
+        return []
+    cuts = {len(header), len(header.rstrip())}
+    for token in added:
+        at = header.find(token) if token else -1
+        if at >= 0:
+            cuts |= {at, at + len(token)}  # just before and just after each special token
+    out = [header[:c] for c in sorted(cuts, reverse=True)]  # longest first
+    return [c for c in out if c.strip()]
 
 
 def _pieces_of(message: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -329,9 +334,10 @@ def locate(
         if role == "assistant" and not headers:
             body_start = _prefix_end(tokenizer, messages[:index], rendered, cursor)
         elif role == "assistant":
+            content_start = _next_content_start(rendered, [message], cursor)  # its header comes before it
             for candidate in headers:
                 at = rendered.find(candidate, cursor)
-                if at >= 0:
+                if 0 <= at and at + len(candidate) <= content_start:
                     body_start = at + len(candidate)
                     break
         spans: list[tuple[int, int]] = []

@@ -343,3 +343,19 @@ def test_cli_flags_reach_the_chat_masks(tmp_path, capsys):
         (result,) = json.loads(capsys.readouterr().out)["results"]
         message = next(f["message"] for f in result["findings"] if f["code"] == "template-inserted")
         assert ("masked" in message) == bool(flags)
+
+
+def test_a_header_only_the_last_turn_has_is_not_borrowed_by_earlier_turns():
+    """Qwen3 asked for no thinking: its generation header carries an empty think block that only the last
+    turn's render has; earlier turns must still be found (each header is looked for before its content), and
+    the last turn's think block is then part of the prompt the model is given: template, not trained."""
+    import copy
+
+    tokenizer = copy.deepcopy(FAMILIES["qwen3"].tokenizer())
+    tokenizer.chat_template = tpl.QWEN3.replace(
+        "{%- if enable_thinking is defined and enable_thinking is false -%}", "{%- if true -%}"
+    )
+    layout = derive(tokenizer, list(tpl.THINK_CHAT))
+    assert supervised_runs(layout) == ["Paris.<|im_end|>", "Rome, I think.<|im_end|>"]
+    assert not any(turn.dropped for turn in layout.turns if turn.index == 4)
+    assert MaskReason.INSERTED_TRAINED not in layout.reasons
