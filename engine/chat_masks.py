@@ -337,7 +337,7 @@ def locate(
             content_start = _next_content_start(rendered, [message], cursor)  # its header comes before it
             for candidate in headers:
                 at = rendered.find(candidate, cursor)
-                if 0 <= at and at + len(candidate) <= content_start:
+                if at >= 0 and at + len(candidate) <= content_start:
                     body_start = at + len(candidate)
                     break
         spans: list[tuple[int, int]] = []
