@@ -12,9 +12,10 @@ attributed to a message or to the template:
    absent). An assistant message's `reasoning_content` and its tool calls' names and arguments count as its
    content. A token overlapping an assistant message's content is **SUPERVISED**; one overlapping a system /
    user / tool message is masked as **SYSTEM** / **USER** / **TOOL**.
-2. **End of turn.** Right after an assistant turn's last content character, the whitespace-only tokens and
-   the first special (added) token after them (`<|im_end|>`, `<|eot_id|>`, `</s>`, `<end_of_turn>`,
-   `<|end|>`, …) are the turn's end-of-turn: **SUPERVISED** by default (the convention of `{% generation %}`
+2. **End of turn.** The template's end-of-turn token is the first special (added) token it writes right after
+   an assistant message (probed once per template with a user/assistant pair: `<|im_end|>`, `<|eot_id|>`,
+   `</s>`, `<end_of_turn>`, `<|end|>`, …; a template that writes none has none). After an assistant turn's
+   last content character, that token, with any whitespace-only text before it, is the turn's end-of-turn: **SUPERVISED** by default (the convention of `{% generation %}`
    training templates and TRL's `assistant_only_loss`). What follows (the `\\n` after `<|im_end|>`, Phi-3's
    trailing `<|endoftext|>`, the next header) is **TEMPLATE**. `eot="mask"` (CLI `--eot mask`) is the
    alternative: the end-of-turn is masked with reason **END_OF_TURN**.
@@ -25,9 +26,13 @@ attributed to a message or to the template:
    **INSERTED_TRAINED** (again as `{% generation %}` training templates do); `inserted="mask"` (CLI
    `--inserted mask`) masks them with reason **INSERTED**. The `template-inserted` lint reports them whenever
    they are more than the wrapping of the message's own reasoning or tool calls (e.g. an empty think block).
+   Text the generation header itself writes (Qwen3 asked not to think puts `<think>\n\n</think>\n\n` in the
+   prompt) is the prompt's: **TEMPLATE**. Whitespace between the header and the content (`[/INST] Paris`) is
+   template too; the token that carries it with the content's first word (`▁Paris`) is SUPERVISED.
 4. **Everything else** is **TEMPLATE**: role headers, separators, BOS. A system prompt the template injects
    when the chat has none (Qwen2.5's "You are Qwen, …") is **SYSTEM**, not template markup. Position 0 is
-   always **FIRST** (nothing predicts it).
+   always **FIRST** (nothing predicts it). When a token covers characters of several kinds, the first of
+   content, end-of-turn, inserted, system, user, tool, template decides.
 5. **`{% generation %}` templates.** When the template has generation markers, the trained tokens are exactly
    `apply_chat_template(..., return_assistant_tokens_mask=True)`'s mask (with the default flags); the reasons
    of the masked tokens still come from steps 1-4. The flags then mask the end-of-turn / inserted tokens found
