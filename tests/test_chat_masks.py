@@ -359,3 +359,21 @@ def test_a_header_only_the_last_turn_has_is_not_borrowed_by_earlier_turns():
     assert supervised_runs(layout) == ["Paris.<|im_end|>", "Rome, I think.<|im_end|>"]
     assert not any(turn.dropped for turn in layout.turns if turn.index == 4)
     assert MaskReason.INSERTED_TRAINED not in layout.reasons
+
+
+def test_report_says_how_many_trained_tokens_the_template_inserted(tmp_path, capsys):
+    import json
+
+    import tiny
+
+    from tokstep.tui.cli import main
+
+    folder = tiny.save_model_folder(tmp_path / "m", FAMILIES["qwen3"].tokenizer(), max_positions=256)
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(list(tpl.THINK_CHAT)), encoding="utf-8")
+    assert main(["report", "--model", folder, "--chat", str(chat)]) == 0
+    out = capsys.readouterr().out
+    assert "6 template-inserted, trained" in out and "warning template-inserted" in out
+    assert main(["report", "--model", folder, "--chat", str(chat), "--inserted", "mask"]) == 0
+    out = capsys.readouterr().out
+    assert "6 template-inserted" in out.split("masked (-100):")[1].splitlines()[0]
