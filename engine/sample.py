@@ -27,7 +27,8 @@ class MaskReason(str, Enum):
     INSERTED = "template-inserted"  # inside an assistant turn, not in the message (--inserted mask)
     END_OF_TURN = "end of turn"  # the end-of-turn token(s) after an assistant turn (--eot mask)
     PAD = "padding"
-    GIVEN = "given by user"  # -100 came verbatim from the user's labels
+    DOCUMENT = "document start"  # a packed document's first token: the previous document does not predict it
+    GIVEN = "masked in your labels"  # -100 came verbatim from the user's labels (--ids, data rows); was "given by user"
 
     @property
     def counted(self) -> bool:

@@ -308,7 +308,7 @@ def test_report_on_a_chat_of_the_refused_families_exits_0(name, tmp_path, capsys
 
 
 def test_a_turn_without_end_of_turn_does_not_borrow_the_next_one():
-    import tiny_tokenizers
+    import tiny as tiny_tokenizers
 
     template = tiny_tokenizers.CHATML_NO_END.replace("{%- generation -%}", "").replace(
         "{%- endgeneration -%}", ""

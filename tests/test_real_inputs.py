@@ -6,7 +6,7 @@ import time
 
 import pytest
 import tiny
-from tiny_tokenizers import byte_bpe, sentencepiece_bpe
+from tiny import byte_bpe, sentencepiece_handmade
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample, read_text
@@ -14,7 +14,7 @@ from tokstep.engine.lints import lint_sample
 from tokstep.tui.cli import main
 
 
-@pytest.mark.parametrize("make", [byte_bpe, sentencepiece_bpe], ids=["byte-level", "sentencepiece"])
+@pytest.mark.parametrize("make", [byte_bpe, sentencepiece_handmade], ids=["byte-level", "sentencepiece"])
 def test_crlf_and_cr_files_are_tokenized_as_their_bytes(make, tmp_path):
     tokenizer = make()
     ids = {}
