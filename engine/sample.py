@@ -25,7 +25,7 @@ class MaskReason(str, Enum):
     TOOL = "tool turn"  # a tool / ipython message (a tool's result)
     TEMPLATE = "template markup"
     INSERTED = "template-inserted"  # inside an assistant turn, not in the message (--inserted mask)
-    END_OF_TURN = "end of turn"  # the end-of-turn token(s) after an assistant turn (--eot mask)
+    END_OF_TURN = "end-of-turn token"  # the end-of-turn token(s) after an assistant turn (--eot mask)
     PAD = "padding"
     DOCUMENT = "document start"  # a packed document's first token: the previous document does not predict it
     GIVEN = "masked in your labels"  # -100 came verbatim from the user's labels (--ids, data rows); was "given by user"
