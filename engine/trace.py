@@ -61,9 +61,10 @@ def check_causal(loaded: LoadedModel) -> None:
     earlier = logits[:, :-1]  # (2, L-1, V): positions that never read the changed token
     moved = (earlier[0] - earlier[1]).abs().max().item()
     scale = 1.0 + earlier.abs().max().item()
-    tolerance = (
-        1e-4 if logits.dtype == torch.float32 and next(model.parameters()).dtype == torch.float32 else 2e-2
-    )
+    # Earlier positions of the two rows read identical tokens: a causal model gives them the same logits
+    # (bit for bit in practice); a bidirectional one moves them (a random 1-layer BERT by ~1e-3 of its scale).
+    full_precision = next(model.parameters()).dtype == torch.float32
+    tolerance = 1e-5 if full_precision else 2e-2
     if not (math.isfinite(moved) and math.isfinite(scale)):
         return  # NaN/inf logits: the trace itself reports them (and names the first position)
     if moved > tolerance * scale:
