@@ -32,6 +32,9 @@ SHORT_REASON = {
     "document start": "doc start",
     "masked in your labels": "labels",
     "first token": "first",
+    "tool turn": "tool",
+    "template-inserted": "inserted",
+    "end-of-turn token": "end-of-turn",
 }
 
 
@@ -104,7 +107,7 @@ def position_rows(result: TraceResult, positions: Iterable[int]) -> list[dict[st
         ce_text = number(float(trace.ce[t]))
         dim = "" if counted else "dim"
         rank = str(int(trace.rank[t])) + ("=" if trace.ties[t] else "")
-        reason = SHORT_REASON.get(sample.mask_reasons[t + 1].value, "masked")
+        reason = SHORT_REASON.get(sample.mask_reasons[t + 1].value, sample.mask_reasons[t + 1].value)
         rows.append(
             {
                 "t": Text(str(t), style=dim),
