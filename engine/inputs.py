@@ -30,8 +30,14 @@ class SampleSpec:
     name: str = "sample"
 
 
-def build_sample(spec: SampleSpec, tokenizer: Any) -> Sample:
-    """Dispatch on which field of the spec is set."""
+def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None) -> Sample:
+    """Dispatch on which field of the spec is set.
+
+    `max_tokens` (the model's positions): a text or chat far longer than that is rejected from its size
+    alone, before it is tokenized or rendered (a 10 MB chat would otherwise take minutes and gigabytes).
+    """
+    if max_tokens is not None and spec.truncate is None:
+        reject_far_too_long(spec, tokenizer, max_tokens)
     if spec.ids is not None:
         sample = from_ids(spec.ids, name=spec.name, pad_id=tokenizer.pad_token_id)
     elif spec.chat is not None:
@@ -48,6 +54,46 @@ def build_sample(spec: SampleSpec, tokenizer: Any) -> Sample:
     else:
         raise TokstepError("no sample given: pass --text, --file, --prompt/--answer, --chat or --ids")
     return truncate(sample, spec.truncate) if spec.truncate else sample
+
+
+def _text_bytes(spec: SampleSpec) -> int:
+    """UTF-8 bytes of all the text a spec holds (message contents included)."""
+    parts = [spec.text, spec.prompt, spec.answer]
+    parts += [m.get("content") for m in spec.chat or () if isinstance(m, dict)]
+    return sum(len(p.encode("utf-8", "surrogatepass")) for p in parts if isinstance(p, str))
+
+
+_PIECE_BYTES: dict[int, tuple[Any, int]] = {}  # id(tokenizer) -> (tokenizer, longest piece in UTF-8 bytes)
+
+
+def longest_piece_bytes(tokenizer: Any) -> int:
+    """The most UTF-8 bytes one vocabulary piece spells (its raw form: an upper bound on the text it covers)."""
+    cached = _PIECE_BYTES.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    longest = max((len(p.encode("utf-8", "surrogatepass")) for p in pieces if isinstance(p, str)), default=1)
+    if len(_PIECE_BYTES) > 8:
+        _PIECE_BYTES.clear()
+    _PIECE_BYTES[id(tokenizer)] = (tokenizer, max(longest, 1))
+    return _PIECE_BYTES[id(tokenizer)][1]
+
+
+def reject_far_too_long(spec: SampleSpec, tokenizer: Any, max_tokens: int) -> None:
+    """Refuse, from its size alone, a text that must tokenize to more than `max_tokens` tokens.
+
+    No token spells more bytes than the longest vocabulary piece, so a text of B bytes has at least
+    B / longest tokens; a margin of 2 allows for normalizers that drop characters.
+    """
+    size = _text_bytes(spec)
+    if size <= 2 * max_tokens * 16:  # small: no need to look at the vocabulary
+        return
+    at_least = size // (2 * longest_piece_bytes(tokenizer))
+    if at_least > max_tokens:
+        raise TokstepError(
+            f"the sample is {size:,} bytes of text, at least {at_least:,} tokens, but the model accepts at "
+            f"most {max_tokens} positions (pass --truncate {max_tokens} to keep the first {max_tokens})"
+        )
 
 
 def _encode(tokenizer: Any, text: str, *, special: bool) -> list[int]:
@@ -177,7 +223,7 @@ def from_chat(tokenizer: Any, messages: list[dict[str, Any]], *, name: str = "ch
         raise TokstepError(
             "the tokenizer has no chat template: pass the conversation as --text or --ids instead"
         )
-    _check_messages(messages)
+    check_messages(messages)
     if not any(m.get("role") == "assistant" for m in messages):
         raise TokstepError("the chat has no assistant message: nothing would be supervised")
     rendered, spans = _message_spans(tokenizer, messages)
@@ -229,12 +275,28 @@ def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[i
     return mask
 
 
-def _check_messages(messages: Any) -> None:
-    if not isinstance(messages, list) or not messages:
+def check_messages(messages: Any) -> None:
+    """The shape every chat must have before a template sees it: role and content strings."""
+    if not isinstance(messages, (list, tuple)) or not messages:
         raise TokstepError('a chat must be a non-empty JSON list of {"role": ..., "content": ...} messages')
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise TokstepError(f'chat message {i} must be an object with "role" and "content"')
+        for key in ("role", "content"):
+            if not isinstance(message[key], str):
+                raise TokstepError(
+                    f'chat message {i}: "{key}" must be a string, not {_json_kind(message[key])}'
+                )
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"[:40]
+    return {"list": "a list", "dict": "an object"}.get(type(value).__name__, type(value).__name__)
 
 
 def _as_int_list(value: Any, key: str) -> list[int]:
@@ -277,11 +339,22 @@ def from_ids(data: dict[str, Any], *, name: str = "ids", pad_id: int | None = No
 
 
 def truncate(sample: Sample, max_tokens: int) -> Sample:
-    """Keep the first `max_tokens` tokens (the user asked for it; recorded in `truncated_from`)."""
+    """Keep the first `max_tokens` tokens (the user asked for it; recorded in `truncated_from`).
+
+    A cut that leaves no supervised target where the whole sample had some is an error: the loss would be
+    undefined because of the flag, not because of the data.
+    """
     if max_tokens < 2:
         raise TokstepError("--truncate must keep at least 2 tokens")
     if len(sample) <= max_tokens:
         return sample
+    supervised = np.flatnonzero(sample.labels[1:] != IGNORE_INDEX)  # (n,) targets t+1 that count
+    if supervised.size and supervised[0] + 1 >= max_tokens:
+        first = int(supervised[0]) + 1
+        raise TokstepError(
+            f"--truncate {max_tokens} cuts off every supervised token (the first is token {first} of "
+            f"{len(sample)}): nothing would be counted; keep at least {first + 1} tokens"
+        )
     return Sample(
         sample.input_ids[:max_tokens].copy(),
         sample.labels[:max_tokens].copy(),
@@ -308,6 +381,8 @@ def read_json(path: str | Path, what: str) -> Any:
         raise TokstepError(
             f"{what} file {path} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from None
+    except RecursionError:
+        raise TokstepError(f"{what} file {path} is nested too deeply to read") from None
 
 
 def read_text(path: str | Path) -> str:

@@ -209,6 +209,8 @@ class TokstepApp(App[int]):
         try:
             self.loaded = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
             self.post_message(LoadProgress("model loaded"))
+            for note in getattr(self.loaded, "notes", ()):
+                self.post_message(LoadProgress(f"note: {note}"))
         except Abandoned:
             return
         except TokstepError as error:

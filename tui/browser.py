@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from tokstep.engine.errors import TokstepError
+from tokstep.tui.formatting import number
 
 if TYPE_CHECKING:
     from tokstep.engine.data import DataFile, DataRow
@@ -125,7 +126,7 @@ def loss_cell(value: float | None, error: str | None, computed: bool) -> Text:
         return Text("error", style="red")
     if value is None or not math.isfinite(value):
         return Text("undefined" if value is None else "NaN/inf", style="dim")
-    return Text(f"{value:.4f}")
+    return Text(number(value))
 
 
 class DataBrowserScreen(Screen[None]):
@@ -189,10 +190,14 @@ class DataBrowserScreen(Screen[None]):
                 setattr(self.args, name, value)
         try:
             self.data = open_data_from_args(self.args, self.data_path)
+            first_page = list(self.data.rows(0, PAGE_ROWS))
         except TokstepError as error:
             self.post_message(BrowserStatus(f"cannot open: {error}", fatal=True))
             return
-        self.post_message(PageRead(0, list(self.data.rows(0, PAGE_ROWS))))
+        except Exception as error:  # noqa: BLE001 - said on screen, never a silent hang on "opening"
+            self.post_message(BrowserStatus(f"cannot open: {type(error).__name__}: {error}", fatal=True))
+            return
+        self.post_message(PageRead(0, first_page))
         self.post_message(IndexProgress(len(self.data), self.data.complete))
         self.index_rest()
 

@@ -4,14 +4,41 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NoReturn
+
+from tokstep.tui import exit_codes
+from tokstep.tui.exit_codes import EXIT_STATUS_HELP
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.loading import ModelSpec
 
 DEMOS = ("qa", "text", "chat")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+class UsageError(Exception):
+    """A command-line mistake found by argparse: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (raised, so `main` returns its status instead of exiting)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+class _Unset:
+    """The default of every flag while parsing: after parsing, a value that is still _UNSET was not given."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_UNSET = _Unset()
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -59,10 +86,12 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tokstep",
         description="Step through the training loss of a causal LM, token by token. "
         "With no sub-command, opens the interactive debugger.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_flags(parser)
     _add_sample_flags(parser)
@@ -88,7 +117,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lint_parser(commands, _add_model_flags)
     _keep_flags_given_before_the_command(parser, commands)
+    defaults: dict[str, object] = {}
+    for action in _actions(parser):
+        if action.default is not argparse.SUPPRESS and action.dest not in ("help", "command"):
+            defaults.setdefault(action.dest, action.default)
+            action.default = _UNSET  # see parse(): tells a given flag from a default
+    parser.real_defaults = defaults  # type: ignore[attr-defined]
     return parser
+
+
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every flag of the parser and of its sub-commands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+        else:
+            yield action
+
+
+def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The flag a user types for each dest (--top-k for top_k)."""
+    names: dict[str, str] = {}
+    for action in _actions(parser):
+        if action.dest in ("help", "command"):
+            continue
+        if action.option_strings:
+            names.setdefault(action.dest, max(action.option_strings, key=len))
+        else:
+            names.setdefault(action.dest, action.dest.upper())
+    return names
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """Parse; return the arguments (defaults filled in) and the dests the user gave.
+
+    A flag that exists for another mode (`--data` after `report`) or that the mode does not use
+    (`tokstep --data F report`) is a one-line error naming the flag and the mode.
+    """
+    from tokstep.tui import flag_rules
+
+    names = _flag_names(parser)
+    defaults: dict[str, object] = parser.real_defaults  # type: ignore[attr-defined]
+    args, extras = parser.parse_known_args(argv)
+    given = {dest for dest, value in vars(args).items() if value is not _UNSET and dest != "command"}
+    mode = flag_rules.mode_of(args.command, "data" in given)
+    flag_of = {name: dest for dest, name in names.items()}
+    for extra in extras:
+        if extra.startswith("-") and extra != "-":
+            flag = extra.split("=", 1)[0]
+            dest = flag_of.get(flag) or next(
+                (d for f, d in flag_of.items() if f.startswith(flag) and len(flag) > 2), None
+            )
+            if dest is not None:
+                raise UsageError(flag_rules.not_used_message(names[dest], dest, mode))
+            raise UsageError(f"unknown flag {flag} (see `tokstep --help`)")
+        raise UsageError(f"unexpected argument {extra!r} (see `tokstep --help`)")
+    for dest in flag_rules.unused(mode, given):
+        raise UsageError(flag_rules.not_used_message(names.get(dest, dest), dest, mode))
+    for dest, default in defaults.items():
+        if getattr(args, dest, _UNSET) is _UNSET:
+            setattr(args, dest, default)
+    return args, given
 
 
 def _keep_flags_given_before_the_command(
@@ -135,7 +225,7 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
     """Turn the sample flags into a SampleSpec; exactly one source, or the demo."""
     from tokstep.engine import defaults
     from tokstep.engine.errors import TokstepError
-    from tokstep.engine.inputs import SampleSpec, read_json, read_text
+    from tokstep.engine.inputs import SampleSpec, check_messages, from_ids, read_json, read_text
 
     given = [name for name in ("text", "file", "chat", "ids", "demo") if getattr(args, name) is not None]
     if args.prompt is not None or args.answer is not None:
@@ -157,12 +247,15 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
             raise TokstepError(
                 f'chat file {args.chat} must hold a JSON list of messages (or {{"messages": [...]}})'
             )
+        check_messages(messages)
         return SampleSpec(chat=tuple(messages), name=os.path.basename(args.chat), **common)
     if args.ids is not None:
         data = read_json(args.ids, "ids")
         if not isinstance(data, dict):
             raise TokstepError(f'ids file {args.ids} must hold a JSON object with "input_ids" and "labels"')
-        return SampleSpec(ids=data, name=os.path.basename(args.ids), **common)
+        spec = SampleSpec(ids=data, name=os.path.basename(args.ids), **common)
+        from_ids(data)  # the same checks the model would meet, now (no tokenizer needed)
+        return spec
     return demo_spec(args.demo or "qa", defaults, common)
 
 
@@ -177,19 +270,64 @@ def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore
     return SampleSpec(prompt=qa["prompt"], answer=qa["answer"], name="demo: question + answer", **common)
 
 
-def _fail(message: str, code: int = 2) -> int:
+def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> int:
     print(f"tokstep: error: {message}", file=sys.stderr)
     return code
 
 
+def check_args(args: argparse.Namespace, given: set[str]) -> None:
+    """Every mistake that needs no model: found before the (slow) model load. Raises TokstepError."""
+    from tokstep.engine.errors import TokstepError
+    from tokstep.tui import output
+
+    def at_least(dest: str, flag: str, low: int) -> None:
+        value = getattr(args, dest, None)
+        if value is not None and value < low:
+            raise TokstepError(f"{flag} must be at least {low} (got {value})")
+
+    at_least("top_k", "--top-k", 1)
+    at_least("truncate", "--truncate", 2)
+    at_least("limit", "--limit", 0)
+    at_least("max_rows", "--max-rows", 1)
+    at_least("show", "--show", 0)
+    if not DEVICE_PATTERN.fullmatch(args.device or ""):
+        raise TokstepError(
+            f"--device {args.device!r}: expected auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
+        )
+    if args.device_map is not None and args.device_map != "auto":
+        raise TokstepError(f"--device-map {args.device_map!r}: only auto is supported")
+    if args.device_map is not None and "device" in given:
+        raise TokstepError("give --device or --device-map, not both")
+    if args.model is not None and not args.model.strip():
+        raise TokstepError("--model needs a folder or hub id")
+    if args.revision is not None:
+        if args.model is None or os.path.isdir(os.path.expanduser(args.model)):
+            where = "the bundled model" if args.model is None else f"{args.model} (a local folder)"
+            raise TokstepError(f"--revision picks a version of a hub model; {where} has no revisions")
+        if not args.revision.strip():
+            raise TokstepError("--revision needs a branch, tag or commit")
+    if (args.prompt is None) != (args.answer is None):
+        raise TokstepError("--prompt and --answer go together: give both")
+    if "data" in given and not args.data.strip():
+        raise TokstepError("--data needs a file name")
+    if getattr(args, "json", None) is not None:
+        output.check_target(args.json, args.force)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """`tokstep`: returns the exit status (see EXIT_STATUS_HELP); every failure is one line on stderr."""
+    try:
+        args, given = parse(build_parser(), argv)
+    except UsageError as error:
+        return _fail(str(error).removeprefix("tokstep: "), exit_codes.BAD_INPUT)
+    except SystemExit as done:  # --help
+        return int(done.code or 0) if not isinstance(done.code, str) else exit_codes.BAD_INPUT
     try:
         from tokstep.engine.errors import TokstepError
     except ImportError as error:  # a broken install: still one line
-        return _fail(f"cannot import tokstep's engine: {error}")
+        return _fail(f"cannot import tokstep's engine: {error}", exit_codes.INTERNAL)
     try:
+        check_args(args, given)
         if args.command == "report":
             from tokstep.tui.report import run_report
 
@@ -211,12 +349,21 @@ def main(argv: list[str] | None = None) -> int:
     except TokstepError as error:
         return _fail(str(error))
     except KeyboardInterrupt:
-        return 130
+        print("tokstep: interrupted", file=sys.stderr)
+        return exit_codes.INTERRUPTED
+    except RecursionError:
+        return _fail("the input is nested too deeply to read")
+    except MemoryError:
+        return _fail(
+            "out of memory (the input or the model is too large for this machine)", exit_codes.INTERNAL
+        )
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
         if os.environ.get("TOKSTEP_DEBUG"):
             raise
+        message = " ".join(str(error).split())[:300]
         return _fail(
-            f"internal error: {type(error).__name__}: {error} (set TOKSTEP_DEBUG=1 for the traceback)", 1
+            f"internal error: {type(error).__name__}: {message} (set TOKSTEP_DEBUG=1 for the traceback)",
+            exit_codes.INTERNAL,
         )
 
 
