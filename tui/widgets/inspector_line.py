@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from rich.cells import cell_len
+
 from tokstep.engine.results import TraceResult
 from tokstep.engine.tokens import make_visible
 from tokstep.tui.widgets.lines import Lines, LinesView
@@ -50,19 +52,42 @@ class InspectorLine(LinesView):
         except Exception as error:  # noqa: BLE001 - the inspector must never take the stepper down
             self.set_lines(Lines().add(f"inspector: {type(error).__name__}: {error}", "dim"))
             return
-        self.set_lines(describe(info))
+        self.info = info
+        self.set_lines(describe(info, self._width()))
+
+    def _width(self) -> int:
+        return max(self.size.width - 2, 20) if self.size.width else 78  # minus the padding
+
+    def on_resize(self) -> None:
+        if getattr(self, "info", None) is not None:
+            self.set_lines(describe(self.info, self._width()))
 
 
-def describe(info: Any) -> Lines:
+def describe(info: Any, width: int = 1000) -> Lines:
+    """The line at its fullest that fits `width`: the bytes dropped first, then the labels shortened."""
+    for compact, with_bytes in ((False, True), (False, False), (True, False)):
+        line = _describe(info, compact, with_bytes)
+        if sum(cell_len(text) for text, _style in line.lines[0]) <= width:
+            return line
+    return line
+
+
+def _describe(info: Any, compact: bool, with_bytes: bool) -> Lines:
+    text = make_visible(info.text)
     line = Lines()
-    line.add(f"target #{info.index} ", "bold")
-    line.add(f" id {info.token_id}  piece {info.piece!r}  text '{make_visible(info.text)}'  ")
-    line.add(f"bytes {info.utf8_hex or '—'}", "dim")
+    line.add(f"target #{info.index} " if not compact else f"#{info.index} ", "bold")
+    if not compact:
+        line.add(f" id {info.token_id}  piece {info.piece!r}  text '{text}'  ")
+    elif info.piece == info.text:
+        line.add(f" id {info.token_id} '{text}'  ")
+    else:
+        line.add(f" id {info.token_id} {info.piece!r}→'{text}'  ")
+    if with_bytes:
+        line.add(f"bytes {info.utf8_hex or '—'}" if not compact else info.utf8_hex or "—", "dim")
     if info.special:
         line.add("  special", "bold magenta")
     if info.partial:
         start, end = info.span
-        line.add(
-            f"  partial UTF-8: tokens {start}–{end - 1} make '{make_visible(info.completes)}'", "bold yellow"
-        )
+        label = "partial UTF-8: tokens" if not compact else "partial: t"
+        line.add(f"  {label} {start}–{end - 1} make '{make_visible(info.completes)}'", "bold yellow")
     return line
