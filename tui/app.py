@@ -17,10 +17,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 from textual.worker import get_current_worker
@@ -212,14 +213,14 @@ class TokstepApp(App[int]):
 
     # -- the terminal: too small, Ctrl-C, signals ------------------------------------------------------
 
-    def on_resize(self) -> None:
-        self._check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)  # (self.size is updated after this handler)
 
-    def _check_size(self) -> None:
+    def _check_size(self, size: Size | None = None) -> None:
         """Below the minimum size, cover everything with `TooSmallScreen`; remove it once there is room."""
         from tokstep.tui.too_small import TooSmallScreen, too_small
 
-        small, shown = too_small(*self.size), isinstance(self.screen, TooSmallScreen)
+        small, shown = too_small(*(size or self.size)), isinstance(self.screen, TooSmallScreen)
         if small and not shown:
             super().push_screen(TooSmallScreen())
         elif shown and not small:

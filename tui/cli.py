@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 from tokstep.tui import exit_codes
@@ -327,30 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:  # a broken install: still one line
         return _fail(f"cannot import tokstep's engine: {error}", exit_codes.INTERNAL)
     try:
-        check_args(args, given)
-        if args.command == "report":
-            from tokstep.tui.report import run_report
-
-            return run_report(args, model_spec(args), sample_spec(args))
-        if args.command == "lint":
-            from tokstep.tui.lint_cmd import run_lint
-
-            spec = model_spec(args)
-            return run_lint(args, spec.name_or_path, spec.display_name)
-        if args.data:
-            from tokstep.tui.lint_cmd import open_data_from_args
-
-            open_data_from_args(
-                args, args.data
-            ).close()  # a missing or unreadable file: one line, before the TUI
-        from tokstep.tui.app import run_app
-
-        return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
+        with _signals_end_the_run():
+            return _dispatch(args, given)
     except TokstepError as error:
         return _fail(str(error))
     except KeyboardInterrupt:
-        print("tokstep: interrupted", file=sys.stderr)
+        print("tokstep: interrupted (SIGINT)", file=sys.stderr)
         return exit_codes.INTERRUPTED
+    except Terminated as stop:
+        print(f"tokstep: {stop}", file=sys.stderr)
+        return exit_codes.signalled(stop.signum)
     except RecursionError:
         return _fail("the input is nested too deeply to read")
     except MemoryError:
@@ -365,6 +354,55 @@ def main(argv: list[str] | None = None) -> int:
             f"internal error: {type(error).__name__}: {message} (set TOKSTEP_DEBUG=1 for the traceback)",
             exit_codes.INTERNAL,
         )
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP outside the TUI: unwinds like Ctrl-C (Rich's spinner gives the cursor back)."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name})")
+        self.signum = signum
+
+
+@contextmanager
+def _signals_end_the_run() -> Iterator[None]:
+    """TERM and HUP raise `Terminated` in the main thread for the duration of a run (the TUI installs its own)."""
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {name: signal.signal(getattr(signal, name), raise_terminated) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
+    """Run the mode the command line asks for; main turns every failure into one line."""
+    check_args(args, given)
+    if args.command == "report":
+        from tokstep.tui.report import run_report
+
+        return run_report(args, model_spec(args), sample_spec(args))
+    if args.command == "lint":
+        from tokstep.tui.lint_cmd import run_lint
+
+        spec = model_spec(args)
+        return run_lint(args, spec.name_or_path, spec.display_name)
+    if args.data:
+        from tokstep.tui.lint_cmd import open_data_from_args
+
+        open_data_from_args(args, args.data).close()  # a missing or unreadable file: one line, before the TUI
+    from tokstep.tui.app import run_app
+
+    return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle
@@ -37,5 +38,5 @@ class TooSmallScreen(Screen[None]):
             with Center():
                 yield Static("enlarge the window, or press q to quit", id="too-small-hint")
 
-    def on_resize(self) -> None:
-        self.query_one("#too-small", Static).update(message(*self.app.size))
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one("#too-small", Static).update(message(*event.size))
