@@ -267,7 +267,7 @@ class JsonlFile(DataFile):
             self._handle.seek(int(self._starts[index]))
             raw = self._handle.readline()
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors)
         except UnicodeDecodeError:
             raise _BadRow(line, "not valid UTF-8") from None
         if not text.strip():

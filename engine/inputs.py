@@ -304,6 +304,9 @@ def _as_int_list(value: Any, key: str) -> list[int]:
         value = value[0]  # a batch of one, as trainers often save it
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise TokstepError(f'"{key}" must be a list of integers')
+    too_big = next((i for i, v in enumerate(value) if not -(2**63) <= v < 2**63), None)
+    if too_big is not None:
+        raise TokstepError(f"{key}[{too_big}] = {str(value[too_big])[:30]} is not a token id (too large)")
     return value
 
 
@@ -318,6 +321,12 @@ def from_ids(data: dict[str, Any], *, name: str = "ids", pad_id: int | None = No
     if len(labels) != len(ids):
         raise TokstepError(f"labels has {len(labels)} entries but input_ids has {len(ids)}: they must match")
     _require_tokens(ids, "input_ids")
+    negative = next((i for i, v in enumerate(ids) if v < 0), None)
+    if negative is not None:
+        raise TokstepError(f"input_ids[{negative}] = {ids[negative]} is negative: not a token id")
+    odd = next((i for i, v in enumerate(labels) if v < 0 and v != IGNORE_INDEX), None)
+    if odd is not None:
+        raise TokstepError(f"labels[{odd}] = {labels[odd]}: a label is a token id or -100 (ignored)")
     attention = None
     if data.get("attention_mask") is not None:
         mask = _as_int_list(data["attention_mask"], "attention_mask")
@@ -367,14 +376,31 @@ def truncate(sample: Sample, max_tokens: int) -> Sample:
     )
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file given on the command line; every failure is one line."""
+MAX_SAMPLE_FILE = 64 << 20  # bytes: one sample's file; more is a mistake (or /dev/zero), not a sample
+
+
+def _read_file(path: str | Path, what: str) -> str:
+    """A sample file as text (UTF-8, a byte-order mark dropped), at most MAX_SAMPLE_FILE bytes; one line on failure."""
     try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
+        with Path(path).expanduser().open("rb") as handle:
+            data = handle.read(MAX_SAMPLE_FILE + 1)
     except FileNotFoundError:
         raise TokstepError(f"{what} file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokstepError(f"cannot read {what} file {path}: {error}") from None
+    except IsADirectoryError:
+        raise TokstepError(f"{what} file {path} is a folder: name a file") from None
+    except OSError as error:
+        raise TokstepError(f"cannot read {what} file {path}: {error.strerror or error}") from None
+    if len(data) > MAX_SAMPLE_FILE:
+        raise TokstepError(f"{what} file {path} is larger than {MAX_SAMPLE_FILE >> 20} MiB: not one sample")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise TokstepError(f"{what} file {path} is not valid UTF-8 (byte {error.start})") from None
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Read a JSON file given on the command line; every failure is one line."""
+    text = _read_file(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -386,9 +412,4 @@ def read_json(path: str | Path, what: str) -> Any:
 
 
 def read_text(path: str | Path) -> str:
-    try:
-        return Path(path).expanduser().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TokstepError(f"text file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokstepError(f"cannot read text file {path}: {error}") from None
+    return _read_file(path, "text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import signal
@@ -29,6 +30,10 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (raised, so `main` returns its status instead of exiting)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `lint --text` must not become --text-column
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
@@ -119,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tokstep.tui.lint_cmd import add_lint_parser
 
     add_lint_parser(commands, _add_model_flags)
+    _know_every_flag_at_the_top(parser, commands)
     _keep_flags_given_before_the_command(parser, commands)
     defaults: dict[str, object] = {}
     for action in _actions(parser):
@@ -184,6 +190,19 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
     return args, given
 
 
+def _know_every_flag_at_the_top(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction) -> None:
+    """A sub-command's own flag given at the top (`tokstep --json x`) parses there, hidden from --help, so that
+    the flag rules can say which mode does not use it (instead of argparse taking `x` for a sub-command)."""
+    known = {option for action in parser._actions for option in action.option_strings}
+    for sub in commands.choices.values():
+        for action in sub._actions:
+            if action.option_strings and not known.intersection(action.option_strings):
+                hidden = copy.copy(action)
+                hidden.help = argparse.SUPPRESS
+                parser._add_action(hidden)
+                known.update(action.option_strings)
+
+
 def _keep_flags_given_before_the_command(
     parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
 ) -> None:
@@ -237,10 +256,17 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
         raise TokstepError(f"give one sample source, not several: {', '.join('--' + g for g in given)}")
     common = {"bos": args.bos, "eos": args.eos, "truncate": args.truncate}
     if args.text is not None:
+        if not args.text:
+            raise TokstepError("--text is empty: nothing to predict")
         return SampleSpec(text=args.text, name="--text", **common)
     if args.file is not None:
-        return SampleSpec(text=read_text(args.file), name=os.path.basename(args.file), **common)
+        text = read_text(args.file)
+        if not text:
+            raise TokstepError(f"text file {args.file} is empty: nothing to predict")
+        return SampleSpec(text=text, name=os.path.basename(args.file), **common)
     if args.prompt is not None or args.answer is not None:
+        if not args.answer:
+            raise TokstepError("--answer is empty: nothing to supervise")
         return SampleSpec(prompt=args.prompt, answer=args.answer, name="prompt+answer", **common)
     if args.chat is not None:
         messages = read_json(args.chat, "chat")
@@ -251,6 +277,8 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
                 f'chat file {args.chat} must hold a JSON list of messages (or {{"messages": [...]}})'
             )
         check_messages(messages)
+        if not any(m["role"] == "assistant" for m in messages):
+            raise TokstepError(f"chat file {args.chat} has no assistant message: nothing would be supervised")
         return SampleSpec(chat=tuple(messages), name=os.path.basename(args.chat), **common)
     if args.ids is not None:
         data = read_json(args.ids, "ids")
