@@ -826,3 +826,39 @@ async def test_the_data_browser_lists_a_too_deep_row_as_an_error_instead_of_hang
         table = app.screen.query_one(DataTable)
         assert table.row_count == 3
         assert "nested too deeply" in str(table.get_cell("1", "preview"))
+
+
+def test_lint_goes_on_after_a_too_deep_row_and_reports_only_that_row(files, model_dir, capsys):
+    assert main(["lint", str(files / "rows-deep.jsonl"), "--model", model_dir, "--json"]) == FINDINGS
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == 3 and [r["line"] for r in report["results"]] == [2]
+    assert report["results"][0]["findings"][0]["code"] == "bad-row"
+
+
+def test_a_failure_is_never_mistaken_for_findings(files, model_dir, capsys, monkeypatch):
+    """Exit 1 means "the data has problems"; tokstep's own failure is 4, with one line."""
+    from tokstep.tui import lint_cmd
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(lint_cmd, "lint_file", broken)
+    code = main(["lint", str(files / "rows-ok.jsonl"), "--model", model_dir])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == exit_codes.INTERNAL == 4 and len(err) == 1
+    assert err[0].startswith("tokstep: error: internal error: RuntimeError: a bug")
+
+
+def test_exit_statuses_are_distinct_and_in_the_help(capsys):
+    codes = [
+        exit_codes.OK,
+        exit_codes.FINDINGS,
+        exit_codes.BAD_INPUT,
+        exit_codes.NONFINITE,
+        exit_codes.INTERNAL,
+    ]
+    assert len(set(codes)) == len(codes)
+    for argv in (["--help"], ["report", "--help"], ["lint", "--help"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "exit status:" in out and "1    lint only: findings" in out and "4    internal error" in out

@@ -105,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_flags(parser)
     _add_data_flags(parser)
     commands = parser.add_subparsers(dest="command", metavar="{report,lint}")
-    report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
+    report = commands.add_parser(
+        "report",
+        help="print the per-position loss table and HF's reference loss",
+        description="Print the per-position loss table of one sample and HF's reference loss.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_model_flags(report)
     _add_sample_flags(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
@@ -190,7 +196,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
     return args, given
 
 
-def _know_every_flag_at_the_top(parser: argparse.ArgumentParser, commands: argparse._SubParsersAction) -> None:
+def _know_every_flag_at_the_top(
+    parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
+) -> None:
     """A sub-command's own flag given at the top (`tokstep --json x`) parses there, hidden from --help, so that
     the flag rules can say which mode does not use it (instead of argparse taking `x` for a sub-command)."""
     known = {option for action in parser._actions for option in action.option_strings}
