@@ -321,12 +321,6 @@ def from_ids(data: dict[str, Any], *, name: str = "ids", pad_id: int | None = No
     if len(labels) != len(ids):
         raise TokstepError(f"labels has {len(labels)} entries but input_ids has {len(ids)}: they must match")
     _require_tokens(ids, "input_ids")
-    negative = next((i for i, v in enumerate(ids) if v < 0), None)
-    if negative is not None:
-        raise TokstepError(f"input_ids[{negative}] = {ids[negative]} is negative: not a token id")
-    odd = next((i for i, v in enumerate(labels) if v < 0 and v != IGNORE_INDEX), None)
-    if odd is not None:
-        raise TokstepError(f"labels[{odd}] = {labels[odd]}: a label is a token id or -100 (ignored)")
     attention = None
     if data.get("attention_mask") is not None:
         mask = _as_int_list(data["attention_mask"], "attention_mask")
@@ -345,6 +339,19 @@ def from_ids(data: dict[str, Any], *, name: str = "ids", pad_id: int | None = No
             for a, r in zip(attention, reasons, strict=True)
         ]
     return Sample(input_ids, label_array, tuple(reasons), kind="ids", name=name, attention_mask=attention)
+
+
+def reject_negative_ids(sample: Sample) -> None:
+    """What no model accepts, checked without one: a negative input id, a negative label other than -100.
+    (The lints report the same as `id-beyond-tokenizer`, with positions, for rows of a data file.)"""
+    negative = np.flatnonzero(sample.input_ids < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise TokstepError(f"input_ids[{i}] = {int(sample.input_ids[i])} is negative: not a token id")
+    odd = np.flatnonzero((sample.labels < 0) & (sample.labels != IGNORE_INDEX))
+    if odd.size:
+        i = int(odd[0])
+        raise TokstepError(f"labels[{i}] = {int(sample.labels[i])}: a label is a token id or -100 (ignored)")
 
 
 def truncate(sample: Sample, max_tokens: int) -> Sample:

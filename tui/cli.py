@@ -255,7 +255,14 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
     """Turn the sample flags into a SampleSpec; exactly one source, or the demo."""
     from tokstep.engine import defaults
     from tokstep.engine.errors import TokstepError
-    from tokstep.engine.inputs import SampleSpec, check_messages, from_ids, read_json, read_text
+    from tokstep.engine.inputs import (
+        SampleSpec,
+        check_messages,
+        from_ids,
+        read_json,
+        read_text,
+        reject_negative_ids,
+    )
 
     given = [name for name in ("text", "file", "chat", "ids", "demo") if getattr(args, name) is not None]
     if args.prompt is not None or args.answer is not None:
@@ -293,7 +300,7 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
         if not isinstance(data, dict):
             raise TokstepError(f'ids file {args.ids} must hold a JSON object with "input_ids" and "labels"')
         spec = SampleSpec(ids=data, name=os.path.basename(args.ids), **common)
-        from_ids(data)  # the same checks the model would meet, now (no tokenizer needed)
+        reject_negative_ids(from_ids(data))  # what the model would refuse, now (no tokenizer needed)
         return spec
     return demo_spec(args.demo or "qa", defaults, common)
 
