@@ -708,6 +708,30 @@ CASES += [
 ]
 
 
+# Flag mistakes are reported before the model loads: given a model that does not exist, the flag's error
+# (not "model folder not found") is what the user sees.
+NO_MODEL = "--model ./no/such/model"
+CASES += [
+    case(f"before-load-{name}", f"{command} {NO_MODEL} {rest}", BAD, fragment)
+    for name, command, rest, fragment in [
+        ("report-top-k", "report", f"{TEXT} --top-k 0", "--top-k"),
+        ("report-prompt-only", "report", "--prompt Q", "go together"),
+        ("report-truncate", "report", f"{TEXT} --truncate 1", "--truncate"),
+        ("report-limit", "report", f"{TEXT} --limit -1", "--limit"),
+        ("report-device", "report", f"{TEXT} --device cuda:x", "--device"),
+        ("report-json-exists", "report", f"{TEXT} --json {{F}}/exists.json", "pass --force"),
+        ("report-chat-42", "report", "--chat {F}/chat-content-42.json", "must be a string"),
+        ("report-ids-deep", "report", "--ids {F}/ids-deep.json", "nested too deeply"),
+        ("report-unused-flag", "report", f"{TEXT} --data {{F}}/rows-ok.jsonl", "is not used"),
+        ("tui-top-k", "", f"{TEXT} --top-k 0", "--top-k"),
+        ("tui-data-missing", "", "--data {F}/missing.jsonl", "data file not found"),
+        ("lint-max-rows", "lint {F}/rows-ok.jsonl", "--max-rows 0", "--max-rows"),
+        ("lint-json-exists", "lint {F}/rows-ok.jsonl", "--json {F}/exists.json", "pass --force"),
+        ("lint-data-missing", "lint {F}/missing.jsonl", "", "data file not found"),
+    ]
+]
+
+
 def expand(argv: tuple[str, ...], where: dict[str, str]) -> list[str]:
     out = []
     for arg in argv:
