@@ -207,3 +207,16 @@ def test_the_inspector_line_shortens_to_fit_78_cells(info):
         assert "1233–1235" in plain
     if len("".join(p for p, _s in full.lines[0])) <= 78:
         assert plain == "".join(p for p, _s in full.lines[0])  # nothing shortened when it fits
+
+
+async def test_a_load_notice_is_shown_in_the_app(result):
+    class WithNotice(PrecomputedBackend):
+        def load(self, spec):
+            return types.SimpleNamespace(
+                notes=("m has only pytorch_model.bin (no safetensors): read with ...",)
+            )
+
+    app = app_for(result, WithNotice(result))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        assert any("pytorch_model.bin" in n.message for n in app._notifications)

@@ -253,8 +253,9 @@ class TokstepApp(App[int]):
         try:
             self.loaded = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
             self.post_message(LoadProgress("model loaded"))
-            for note in getattr(self.loaded, "notes", ()):
+            for note in getattr(self.loaded, "notes", ()):  # e.g. weights read from pytorch_model.bin
                 self.post_message(LoadProgress(f"note: {note}"))
+                self.call_from_thread(self.notify, note, title="note", timeout=10)
         except Abandoned:
             return
         except TokstepError as error:
