@@ -49,13 +49,16 @@ class _Unset:
 _UNSET = _Unset()
 
 
-def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
+def _add_model_flags(parser: argparse.ArgumentParser, tokenizer_only: bool = False) -> None:
+    group = parser.add_argument_group("tokenizer (from the model)" if tokenizer_only else "model")
     group.add_argument("--model", help="local HF folder or hub id (default: the bundled tokstep-mini)")
     group.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    group.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    group.add_argument("--device-map", help="e.g. auto: spread a large model over GPUs (needs accelerate)")
+    if not tokenizer_only:
+        group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+        group.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+        group.add_argument(
+            "--device-map", help="e.g. auto: spread a large model over GPUs (needs accelerate)"
+        )
     group.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -181,15 +184,14 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
     for extra in extras:
         if extra.startswith("-") and extra != "-":
             flag = extra.split("=", 1)[0]
-            dest = flag_of.get(flag) or next(
-                (d for f, d in flag_of.items() if f.startswith(flag) and len(flag) > 2), None
-            )
+            dest = flag_of.get(flag)
             if dest is not None:
                 raise UsageError(flag_rules.not_used_message(names[dest], dest, mode))
             raise UsageError(f"unknown flag {flag} (see `tokstep --help`)")
         raise UsageError(f"unexpected argument {extra!r} (see `tokstep --help`)")
-    for dest in flag_rules.unused(mode, given):
-        raise UsageError(flag_rules.not_used_message(names.get(dest, dest), dest, mode))
+    unused = flag_rules.unused(mode, given)
+    if unused:
+        raise UsageError(flag_rules.not_used_message(names.get(unused[0], unused[0]), unused[0], mode))
     for dest, default in defaults.items():
         if getattr(args, dest, _UNSET) is _UNSET:
             setattr(args, dest, default)

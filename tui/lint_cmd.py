@@ -78,7 +78,7 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lint.add_argument("file", help="a .jsonl, .json or .parquet file")
-    add_model_flags(lint)
+    add_model_flags(lint, tokenizer_only=True)  # no --dtype / --device: lint loads no weights
     add_column_flags(lint)
     group = lint.add_argument_group("output")
     group.add_argument(
