@@ -24,15 +24,16 @@ def sub_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return dict(action.choices)
 
 
-@pytest.mark.parametrize("command", ["report", "lint"])
-def test_every_flag_of_a_sub_command_is_in_its_table_row(command):
+@pytest.mark.parametrize(("command", "modes"), [("report", ["report", "report-batches"]), ("lint", ["lint"])])
+def test_every_flag_of_a_sub_command_is_in_its_table_rows(command, modes):
     parser = sub_parsers(build_parser())[command]
-    assert own_dests(parser) - flag_rules.ACCEPTS[command] == set()
+    assert own_dests(parser) - set().union(*(flag_rules.ACCEPTS[m] for m in modes)) == set()
 
 
-def test_every_top_level_flag_is_used_by_the_debugger_or_the_browser():
+def test_every_top_level_flag_is_used_by_the_debugger_on_a_sample_a_data_file_or_batches():
     top = own_dests(build_parser())
-    assert top - (flag_rules.ACCEPTS["stepper"] | flag_rules.ACCEPTS["browser"]) == set()
+    accepts = flag_rules.ACCEPTS
+    assert top - (accepts["stepper"] | accepts["browser"] | accepts["batches"]) == set()
 
 
 def test_every_flag_in_the_table_exists():
@@ -49,11 +50,18 @@ def test_every_flag_in_the_table_exists():
         (["lint", "f.jsonl"], "lint"),
         ([], "stepper"),
         (["--data", "f.jsonl"], "browser"),
+        (["--batches", "b.jsonl"], "batches"),
+        (["report", "--batches", "b.jsonl"], "report-batches"),
+        (["lint", "f.jsonl", "--batches", "b.jsonl"], "lint"),
     ],
 )
 def test_the_mode_follows_the_command_line(argv, mode):
-    args, given = parse(build_parser(), argv)
-    assert flag_rules.mode_of(args.command, "data" in given) == mode
+    try:
+        args, given = parse(build_parser(), argv)
+    except Exception as error:  # lint does not take --batches: the rules said so, naming lint
+        assert mode == "lint" and "--batches is not used by `tokstep lint`" in str(error)
+        return
+    assert flag_rules.mode_of(args.command, "data" in given, "batches" in given) == mode
 
 
 def test_defaults_are_filled_in_and_given_flags_are_told_apart():
@@ -81,3 +89,28 @@ def test_the_issue_example_is_an_error_naming_the_flag_and_the_command(capsys):
 def test_flags_are_never_abbreviated(capsys):
     assert main(["report", "--tex", "hi"]) == 2
     assert "unknown flag --tex" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["report", "--batches", "b.jsonl", "--truncate", "8"],
+            "--truncate is not used by `tokstep report --batches`",
+        ),
+        (
+            ["report", "--batches", "b.jsonl", "--limit", "3"],
+            "--limit is not used by `tokstep report --batches`",
+        ),
+        (
+            ["--batches", "b.jsonl", "--data", "f.jsonl"],
+            "--batches opens a file of trainer batches: drop --data",
+        ),
+        (["report", "--text", "hi", "--use-cache", "on"], "--use-cache is not used by `tokstep report`"),
+        (["--text", "hi", "--attn-implementation", "eager"], "it applies to --batches FILE only"),
+    ],
+)
+def test_batches_flags_follow_the_same_rules(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -816,29 +816,19 @@ def test_the_nan_hint_suggests_float32_only_when_it_would_help(dtype, hint):
 
 async def test_the_data_browser_lists_a_too_deep_row_as_an_error_instead_of_hanging(files, model_dir):
     """`tokstep --data` used to hang on "opening …" when one row was nested too deeply."""
-    import argparse
-    import threading
-
     from textual.app import App
     from textual.widgets import DataTable
 
     from tokstep.engine.loading import load_model
+    from tokstep.tui.backend import EngineBackend
     from tokstep.tui.browser import DataBrowserScreen
 
     loaded = load_model(model_dir, device="cpu")
 
     class Host(App[None]):
-        def __init__(self) -> None:
-            super().__init__()
-            self.loaded, self.load_error = loaded, None
-            self.model_ready = threading.Event()
-            self.model_ready.set()
-
         def on_mount(self) -> None:
-            self.push_screen(DataBrowserScreen(str(files / "rows-deep.jsonl"), argparse.Namespace()))
-
-        def open_sample(self, spec, name) -> None:  # pragma: no cover - not pressed here
-            pass
+            screen = DataBrowserScreen(str(files / "rows-deep.jsonl"), backend=EngineBackend(), model=loaded)
+            self.push_screen(screen)
 
     app = Host()
     async with app.run_test(size=(140, 40)) as pilot:

@@ -97,6 +97,8 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tokstep.tui.batch_report import add_batch_flags
+
     parser = Parser(
         prog="tokstep",
         description="Step through the training loss of a causal LM, token by token. "
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(parser)
     _add_sample_flags(parser)
     _add_data_flags(parser)
+    add_batch_flags(parser)
     commands = parser.add_subparsers(dest="command", metavar="{report,lint}")
     report = commands.add_parser(
         "report",
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_flags(report)
     _add_sample_flags(report)
+    add_batch_flags(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
     report.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
     report.add_argument(
@@ -179,7 +183,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
     defaults: dict[str, object] = parser.real_defaults  # type: ignore[attr-defined]
     args, extras = parser.parse_known_args(argv)
     given = {dest for dest, value in vars(args).items() if value is not _UNSET and dest != "command"}
-    mode = flag_rules.mode_of(args.command, "data" in given)
+    mode = flag_rules.mode_of(args.command, "data" in given, "batches" in given)
     flag_of = {name: dest for dest, name in names.items()}
     for extra in extras:
         if extra.startswith("-") and extra != "-":
@@ -432,6 +436,10 @@ def _signals_end_the_run() -> Iterator[None]:
 def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
     """Run the mode the command line asks for; main turns every failure into one line."""
     check_args(args, given)
+    if args.command == "report" and args.batches is not None:
+        from tokstep.tui.batch_report import run_batch_report
+
+        return run_batch_report(args, model_spec(args))
     if args.command == "report":
         from tokstep.tui.report import run_report
 
@@ -447,6 +455,11 @@ def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
         open_data_from_args(args, args.data).close()  # a missing or unreadable file: one line, before the TUI
     from tokstep.tui.app import run_app
 
+    if args.batches is not None:
+        from tokstep.engine.batches import read_batches
+
+        read_batches(args.batches)  # a missing or unreadable file: one line, before the TUI
+        return run_app(args, model_spec(args), None)  # type: ignore[arg-type]
     return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
 
 

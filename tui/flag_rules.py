@@ -1,7 +1,8 @@
 """Which flags each way of running tokstep uses: a flag given where it is not used is an error, never ignored.
 
-The table is keyed by mode: a sub-command (`report`, `lint`) or the interactive debugger on one sample
-(`stepper`) or over a data file (`browser`, `tokstep --data FILE`). A flag is named by its argparse `dest`.
+The table is keyed by mode: a sub-command (`report`, `lint`, `report --batches`) or the interactive debugger
+on one sample (`stepper`), over a data file (`browser`, `tokstep --data FILE`) or over trainer batches
+(`batches`, `tokstep --batches FILE`). A flag is named by its argparse `dest`.
 To make a sub-command accept a flag, add its dest to that mode's set here (and the flag to its parser).
 """
 
@@ -23,6 +24,7 @@ DATA = frozenset(
     }
 )
 COLUMNS = DATA - {"data"}
+BATCHES = frozenset({"batches", "attn_implementation", "use_cache"})
 
 ACCEPTS: dict[str, frozenset[str]] = {
     "report": MODEL_LOAD
@@ -33,15 +35,19 @@ ACCEPTS: dict[str, frozenset[str]] = {
     | COLUMNS
     | SAMPLE_OPTIONS
     | {"file", "json", "force", "max_rows", "show", "fail_on"},
+    "report-batches": MODEL_LOAD | BATCHES | {"top_k", "json", "force", "no_reference"},
     "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | {"top_k"},
     "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k"},
+    "batches": MODEL_LOAD | BATCHES | {"top_k"},
 }
 
 WHERE = {
     "report": "`tokstep report`",
     "lint": "`tokstep lint`",
+    "report-batches": "`tokstep report --batches`",
     "stepper": "`tokstep` on one sample",
     "browser": "`tokstep --data FILE`",
+    "batches": "`tokstep --batches FILE`",
 }
 
 
@@ -55,13 +61,17 @@ def hint(mode: str, dest: str) -> str | None:
         return "lint checks the rows of the FILE it is given"
     if mode == "browser" and dest in SAMPLE_SOURCES:
         return "each row of the data file is a sample"
+    if dest in BATCHES - {"batches"}:
+        return "it applies to --batches FILE only"
     if dest in COLUMNS:
         return "column flags name the columns of a data file (`tokstep --data FILE`, `tokstep lint FILE`)"
     return None
 
 
-def mode_of(command: str | None, data_given: bool) -> str:
+def mode_of(command: str | None, data_given: bool, batches_given: bool = False) -> str:
     """The mode a command line runs in."""
+    if batches_given:
+        return "report-batches" if command == "report" else (command or "batches")
     if command:
         return command
     return "browser" if data_given else "stepper"
@@ -73,5 +83,7 @@ def unused(mode: str, given: set[str]) -> list[str]:
 
 
 def not_used_message(flag: str, dest: str, mode: str) -> str:
+    if mode in ("batches", "report-batches") and dest in SAMPLE_SOURCES | DATA:
+        return f"--batches opens a file of trainer batches: drop {flag}"
     why = hint(mode, dest)
     return f"{flag} is not used by {WHERE[mode]}: " + (why or "remove it")
