@@ -27,6 +27,8 @@ NAMES = {  # Textual key names as the README writes them
     "minus": "-",
     "escape": "Esc",
     "enter": "Enter",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
 }
 
 
