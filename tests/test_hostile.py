@@ -708,6 +708,51 @@ CASES += [
 ]
 
 
+# Trainer batches (`--batches FILE`): the flag rules and unreadable files.
+FILES.update(
+    {
+        "batches-blank.jsonl": "  \n\n\t\n",
+        "batches-ok.jsonl": json.dumps({"input_ids": [1, 40, 41, 42]}) + "\n",
+    }
+)
+CASES += [
+    case("batches-missing", f"{R} --batches {{F}}/missing.jsonl", BAD, "batches file not found"),
+    case("batches-blank", f"{R} --batches {{F}}/batches-blank.jsonl", BAD, "has no rows"),
+    case("batches-folder", f"{R} --batches {{F}}/a-folder.json", BAD, "cannot read batches file"),
+    case("batches-and-text", f"{R} --batches {{F}}/batches-ok.jsonl {TEXT}", BAD, "drop --text"),
+    case(
+        "batches-and-data",
+        f"{U} --batches {{F}}/batches-ok.jsonl --data {{F}}/rows-ok.jsonl",
+        BAD,
+        "drop --data",
+    ),
+    case(
+        "batches-truncate",
+        f"{R} --batches {{F}}/batches-ok.jsonl --truncate 8",
+        BAD,
+        "--truncate is not used",
+    ),
+    case(
+        "batches-incremental",
+        f"{R} --batches {{F}}/batches-ok.jsonl --incremental",
+        BAD,
+        "--incremental is not",
+    ),
+    case(
+        "batches-lint",
+        f"{L} {{F}}/rows-ok.jsonl --batches {{F}}/batches-ok.jsonl",
+        BAD,
+        "not used by `tokstep lint`",
+    ),
+    case(
+        "batches-use-cache-bad",
+        f"{R} --batches {{F}}/batches-ok.jsonl --use-cache maybe",
+        BAD,
+        "invalid choice",
+    ),
+    case("use-cache-without-batches", f"{R} {TEXT} --use-cache on", BAD, "applies to --batches FILE only"),
+]
+
 # Flag mistakes are reported before the model loads: given a model that does not exist, the flag's error
 # (not "model folder not found") is what the user sees.
 NO_MODEL = "--model ./no/such/model"
@@ -876,3 +921,17 @@ def test_exit_statuses_are_distinct_and_in_the_help(capsys):
         assert main(argv) == 0
         out = capsys.readouterr().out
         assert "exit status:" in out and "1    lint only: findings" in out and "4    internal error" in out
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("[" * DEEP + "]" * DEEP, "nested too deeply"),
+        ('{"input_ids": [1, 100000000000000000000000]}', "is not a token id (too large)"),
+    ],
+)
+def test_a_batches_line_that_cannot_be_read_is_that_line_s_error(raw, reason):
+    from tokstep.engine.batches import RowError, parse_row
+
+    with pytest.raises(RowError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse_row(raw, 1)
