@@ -417,7 +417,10 @@ def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: Sample
     finally:
         restore()
     if app.signalled is not None:
-        print(signal_line(app.signalled), file=sys.stderr)
+        try:
+            print(signal_line(app.signalled), file=sys.stderr)
+        except OSError:  # hung up: the terminal is gone, and with it stderr
+            pass
         return exit_codes.signalled(app.signalled)
     if app.load_error:
         print(f"tokstep: error: {app.load_error}", file=sys.stderr)
