@@ -8,6 +8,7 @@ is told when the model has loaded, and posts `OpenSample` for each row the user 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -417,10 +418,8 @@ def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: Sample
     finally:
         restore()
     if app.signalled is not None:
-        try:
+        with contextlib.suppress(OSError):  # hung up: the terminal may be gone, and with it stderr
             print(signal_line(app.signalled), file=sys.stderr)
-        except OSError:  # hung up: the terminal is gone, and with it stderr
-            pass
         return exit_codes.signalled(app.signalled)
     if app.load_error:
         print(f"tokstep: error: {app.load_error}", file=sys.stderr)
