@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +53,27 @@ def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None
         sample = from_text(tokenizer, spec.text, bos=spec.bos, eos=spec.eos, name=spec.name)
     else:
         raise TokstepError("no sample given: pass --text, --file, --prompt/--answer, --chat or --ids")
-    return truncate(sample, spec.truncate) if spec.truncate else sample
+    sample = truncate(sample, spec.truncate) if spec.truncate else sample
+    return with_layout(sample, tokenizer) if sample.kind == "ids" else sample
+
+
+def with_layout(sample: Sample, tokenizer: Any) -> Sample:
+    """An ids row with its chat turns recovered from the template (when it has one and they are found).
+
+    Masked tokens then get the reason a chat built from messages would give them (user turn, template
+    markup...); a masked token the structure expects supervised keeps "masked in your labels" (GIVEN).
+    """
+    from tokstep.engine.structure import recover_layout
+
+    layout = recover_layout(tokenizer, sample.input_ids)
+    if layout is None:
+        return sample
+    reasons = list(layout.reasons())
+    kept = (MaskReason.SUPERVISED, MaskReason.PAD, MaskReason.FIRST)
+    for i, given in enumerate(sample.mask_reasons):
+        if given is kept[0] or given is kept[1] or given is kept[2] or reasons[i] is MaskReason.SUPERVISED:
+            reasons[i] = given  # trained, padding, or a -100 where the structure expects training: the user's
+    return replace(sample, mask_reasons=tuple(reasons), layout=layout)
 
 
 def _text_bytes(spec: SampleSpec) -> int:

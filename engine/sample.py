@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokstep.engine.structure import TurnLayout
 
 IGNORE_INDEX = -100  # the label value Hugging Face's loss skips
 
@@ -44,6 +48,7 @@ class Sample:
     attention_mask: np.ndarray | None = None  # (N,) only when the user gave one with zeros in it
     truncated_from: int | None = None  # original length when the user asked to truncate
     notes: tuple[str, ...] = field(default=())  # facts about how it was built, shown to the user
+    layout: TurnLayout | None = None  # ids rows: the chat turns recovered from the ids (engine.structure)
 
     def __post_init__(self) -> None:
         for array in (self.input_ids, self.labels, self.attention_mask):

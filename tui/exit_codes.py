@@ -16,8 +16,8 @@ def signalled(signum: int) -> int:
 
 
 EXIT_STATUS_HELP = """exit status:
-  0    done (lint: no finding at or above --fail-on)
-  1    lint only: findings at or above --fail-on (the data has problems; tokstep worked)
+  0    done (lint: no finding at or above --fail-on / --strict)
+  1    lint only: findings at or above --fail-on / --strict (the data has problems; tokstep worked)
   2    bad input: flags, files, model or sample (one line on stderr says why)
   3    the model produced NaN/inf logits
   4    internal error (a bug; TOKSTEP_DEBUG=1 shows the traceback)

@@ -34,7 +34,7 @@ ACCEPTS: dict[str, frozenset[str]] = {
     "lint": TOKENIZER_ONLY
     | COLUMNS
     | SAMPLE_OPTIONS
-    | {"file", "json", "force", "max_rows", "show", "fail_on"},
+    | {"file", "json", "force", "max_rows", "show", "fail_on", "strict"},
     "report-batches": MODEL_LOAD | BATCHES | {"top_k", "json", "force", "no_reference"},
     "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | {"top_k"},
     "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k"},

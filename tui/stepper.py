@@ -28,7 +28,13 @@ from tokstep.tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
+from tokstep.tui.widgets.context_strip import (
+    HEAT_COLOURS,
+    REASON_COLOURS,
+    ROLE_COLOURS,
+    ContextStrip,
+    token_roles,
+)
 from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
@@ -45,6 +51,15 @@ NO_COLOR_LEGEND = "␣ space  ↵ newline  underlined = counted, plain = masked 
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
+
+
+def context_legend(result: TraceResult) -> str:
+    """The strip's key: for ids rows with recovered chat turns, the role colours with the mask on top."""
+    if result.sample.layout is None:
+        return CONTEXT_LEGEND
+    roles = {r for r in token_roles(result) if r}
+    swatches = " ".join(f"[on {ROLE_COLOURS[r][1]}] {r} [/]" for r in ROLE_COLOURS if r in roles)
+    return f"{swatches}  bright = trained, dim = masked (−100)  click a token"
 
 
 def heat_legend(scale: float) -> str:
@@ -176,7 +191,7 @@ class StepperScreen(Screen[None]):
     @property
     def legend(self) -> str:
         """The context's key: without colour, dim may be invisible, so counted tokens are underlined."""
-        return NO_COLOR_LEGEND if self.no_color else CONTEXT_LEGEND
+        return NO_COLOR_LEGEND if self.no_color else context_legend(self.result)
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
@@ -387,7 +402,7 @@ class StepperScreen(Screen[None]):
         strip = self.query_one(ContextStrip)
         strip.set_heatmap(self.heatmap)
         box = self.query_one("#context-box")
-        box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else CONTEXT_LEGEND
+        box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else self.legend
         self.notify(f"loss heatmap {'on' if self.heatmap else 'off'}", timeout=2)
 
     def action_toggle_reasons(self) -> None:
@@ -395,7 +410,7 @@ class StepperScreen(Screen[None]):
         strip.set_reason_colours(not strip.reason_colours)
         self.heatmap = strip.heatmap
         box = self.query_one("#context-box")
-        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else CONTEXT_LEGEND
+        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else self.legend
         self.notify(f"mask-reason colours {'on' if strip.reason_colours else 'off'}", timeout=2)
 
     # -- other screens ---------------------------------------------------------------------------------
