@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,7 +162,9 @@ def _hidden_states_and_last_logits(
     return captured[0][0], out.logits[0, -2]  # (N, d), (V,)
 
 
-def _head_logits(model: Any, hidden: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+def _head_logits(
+    model: Any, hidden: torch.Tensor, scratch: Scratch | None = None, buffer: str = "head"
+) -> torch.Tensor:
     """Apply the output head (and any post-head transform) to hidden states (rows, d) -> (rows, V).
 
     With `scratch`, a plain nn.Linear head writes into a reused buffer (no fresh [rows, V] per chunk).
@@ -171,7 +174,7 @@ def _head_logits(model: Any, hidden: torch.Tensor, scratch: Scratch | None = Non
     if scratch is None or type(head) is not torch.nn.Linear:
         return _post_head(model, head(hidden))
     weight = head.weight  # (V, d)
-    out = scratch.take("head", hidden.shape[0], weight.shape[0], weight.dtype, weight.device)
+    out = scratch.take(buffer, hidden.shape[0], weight.shape[0], weight.dtype, weight.device)
     logits = torch.matmul(hidden.to(weight.dtype), weight.t(), out=out)  # (rows, V)
     if head.bias is not None:
         logits.add_(head.bias)
@@ -197,6 +200,89 @@ def _chunk_rows(vocab: int, device: torch.device, elements: dict[str, int] = CHU
     return max(1, elements.get(device.type, DEFAULT_CHUNK_ELEMENTS) // max(vocab, 1))
 
 
+@dataclass(eq=False)
+class PositionLogits:
+    """One model's logits for positions 0..T-1 of a sample, produced chunk by chunk (never all at once on
+    the hidden path): the final hidden states and the chunked head, or the model's own full logits."""
+
+    loaded: LoadedModel
+    path: str
+    hidden: torch.Tensor | None  # (T, d) on the hidden path
+    logits: torch.Tensor | None  # (T, V) on the fallback path (a view of the model's own logits)
+    buffer: str = "head"  # the scratch buffer the head matmul writes into
+
+    @property
+    def device(self) -> torch.device:
+        if self.hidden is None:
+            return self.logits.device  # type: ignore[union-attr]
+        return self.loaded.model.get_output_embeddings().weight.device
+
+    def head_rows(self) -> int:
+        """Positions per head matmul (hidden path) or per slice (fallback)."""
+        elements = HEAD_CHUNK_ELEMENTS if self.hidden is not None else CHUNK_ELEMENTS
+        return _chunk_rows(self.loaded.info.vocab_size, self.device, elements)
+
+    def reduce_rows(self) -> int:
+        return _chunk_rows(self.loaded.info.vocab_size, self.device)
+
+    def chunks(
+        self, targets: np.ndarray, scratch: Scratch, head_rows: int, rows: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(logits (c, V) in the model's dtype, targets (c,)) for consecutive positions: `head_rows` per
+        head matmul, cut into pieces of at most `rows`. A piece is valid until the next one is asked for."""
+        model, n = self.loaded.model, len(targets)
+        device = self.device
+        all_targets = torch.from_numpy(targets).to(device)
+        for start in range(0, n, head_rows):
+            stop = min(start + head_rows, n)
+            if self.hidden is not None:
+                block = _head_logits(model, self.hidden[start:stop], scratch, self.buffer)  # (c, V)
+            else:
+                block = self.logits[start:stop]  # type: ignore[index]
+            for sub in range(0, stop - start, rows):
+                yield (
+                    block[sub : sub + rows],
+                    all_targets[start + sub : start + min(sub + rows, stop - start)],
+                )
+
+
+def position_logits(
+    loaded: LoadedModel,
+    sample: Sample,
+    *,
+    force_logits_path: bool = False,
+    scratch: Scratch | None = None,
+    buffer: str = "head",
+    forward: Forward | None = None,
+) -> PositionLogits:
+    """Run the model once (use_cache=False unless `forward` says otherwise); keep what its logits come from.
+
+    The hidden path needs the engine's head to reproduce the model's own logits: checked once per model on
+    the last position (this catches post-head transforms it does not know); later forwards stop as soon as
+    the final hidden states exist. Otherwise the model's full logits are kept (the fallback).
+    """
+    model = loaded.model
+    n_positions = len(sample) - 1
+    inputs = _model_inputs(loaded, sample, forward)
+    use_cache = _use_cache(forward)
+    verified = _VERIFIED_HEADS.get(model, False)
+    kept = (
+        None
+        if force_logits_path
+        else _hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified, use_cache=use_cache)
+    )
+    if kept is not None and not verified:  # position T-1: our head's logits vs the model's own
+        ours = _head_logits(model, kept[0][n_positions - 1 : n_positions], scratch, buffer)[0]  # (V,)
+        if _head_matches_model(ours, kept[1]):
+            _VERIFIED_HEADS[model] = True
+        else:  # an unknown post-head transform: fall back
+            kept = None
+    if kept is not None:
+        return PositionLogits(loaded, HIDDEN_PATH, hidden=kept[0][:n_positions], logits=None, buffer=buffer)
+    logits_all = model(**inputs, use_cache=use_cache).logits[0]  # (N, V): logits[t] predicts token t+1
+    return PositionLogits(loaded, LOGITS_PATH, hidden=None, logits=logits_all[:n_positions], buffer=buffer)
+
+
 @torch.inference_mode()
 def trace_sample(
     loaded: LoadedModel,
@@ -209,51 +295,18 @@ def trace_sample(
     """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False unless `forward` says otherwise),
     reductions in float32."""
     check_sample_fits(loaded, sample)
-    model, vocab = loaded.model, loaded.info.vocab_size
+    vocab = loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
-    targets_np, supervised = shifted_targets(sample)
-    inputs = _model_inputs(loaded, sample, forward)
-    use_cache = _use_cache(forward)
-    n_positions = len(sample) - 1
-
-    stats: list[PositionStats] = []
+    targets, supervised = shifted_targets(sample)
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
-    verified = _VERIFIED_HEADS.get(model, False)
-    kept = (
-        None
-        if force_logits_path
-        else _hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified, use_cache=use_cache)
+    source = position_logits(
+        loaded, sample, force_logits_path=force_logits_path, scratch=scratch, forward=forward
     )
-    if kept is not None:
-        hidden = kept[0][:n_positions]  # (T, d): the last token predicts nothing
-        targets = torch.from_numpy(targets_np)
-        head_device = model.get_output_embeddings().weight.device
-        head_rows = _chunk_rows(vocab, head_device, HEAD_CHUNK_ELEMENTS)
-        rows = _chunk_rows(vocab, head_device)
-        for start in range(0, n_positions, head_rows):
-            logits = _head_logits(model, hidden[start : start + head_rows], scratch)  # (c, V) model's dtype
-            chunk_targets = targets[start : start + head_rows].to(logits.device)
-            for sub in range(0, len(logits), rows):
-                stats.append(
-                    reduce_logits(logits[sub : sub + rows], chunk_targets[sub : sub + rows], top_k, scratch)
-                )
-        if not verified:  # position T-1: our head's logits vs the model's own
-            if _head_matches_model(logits[-1], kept[1]):
-                _VERIFIED_HEADS[model] = True
-            else:  # an unknown post-head transform: fall back
-                del hidden, logits
-                stats, kept = [], None
-    if kept is not None:
-        path = HIDDEN_PATH
-    else:
-        logits_all = model(**inputs, use_cache=use_cache).logits[0]  # (N, V): logits[t] predicts token t+1
-        targets = torch.as_tensor(targets_np, device=logits_all.device)
-        rows = _chunk_rows(vocab, logits_all.device)
-        for start in range(0, n_positions, rows):
-            chunk = logits_all[start : min(start + rows, n_positions)]
-            stats.append(reduce_logits(chunk, targets[start : start + rows], top_k, scratch))
-        path = LOGITS_PATH
-    return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), path, vocab)
+    stats = [
+        reduce_logits(logits, chunk_targets, top_k, scratch)
+        for logits, chunk_targets in source.chunks(targets, scratch, source.head_rows(), source.reduce_rows())
+    ]
+    return assemble_trace(sample, targets, supervised, PositionStats.concat(stats), source.path, vocab)
 
 
 @torch.inference_mode()
@@ -276,10 +329,12 @@ def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -
         logits = out.logits[0]  # (1, V): the prediction for token t+1
         target = torch.as_tensor(targets_np[t : t + 1], device=logits.device)
         stats.append(reduce_logits(logits, target, top_k))
-    return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), INCREMENTAL_PATH, vocab)
+    return assemble_trace(
+        sample, targets_np, supervised, PositionStats.concat(stats), INCREMENTAL_PATH, vocab
+    )
 
 
-def _assemble(
+def assemble_trace(
     sample: Sample, targets: np.ndarray, supervised: np.ndarray, stats: PositionStats, path: str, vocab: int
 ) -> Trace:
     ce = -stats.logprob.astype(np.float64)  # (T,)

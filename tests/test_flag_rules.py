@@ -108,9 +108,15 @@ def test_flags_are_never_abbreviated(capsys):
         ),
         (["report", "--text", "hi", "--use-cache", "on"], "--use-cache is not used by `tokstep report`"),
         (["--text", "hi", "--attn-implementation", "eager"], "it applies to --batches FILE only"),
+        (["--data", "f.jsonl", "--compare", "m"], "--compare is not used by `tokstep --data FILE`"),
+        (["lint", "f.jsonl", "--compare-dtype", "float16"], "--compare-dtype is not used by `tokstep lint`"),
+        (
+            ["report", "--batches", "b.jsonl", "--compare", "m"],
+            "--compare is not used by `tokstep report --batches`",
+        ),
     ],
 )
-def test_batches_flags_follow_the_same_rules(argv, message, capsys):
+def test_batches_and_compare_flags_follow_the_same_rules(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err

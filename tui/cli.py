@@ -17,6 +17,7 @@ from tokstep.tui import exit_codes
 from tokstep.tui.exit_codes import EXIT_STATUS_HELP
 
 if TYPE_CHECKING:
+    from tokstep.engine.compare_spec import CompareSpec
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.loading import ModelSpec
 
@@ -66,6 +67,27 @@ def _add_model_flags(parser: argparse.ArgumentParser, tokenizer_only: bool = Fal
     )
 
 
+def _add_compare_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("compare (a second model, dtype, device or tokenizer)")
+    group.add_argument(
+        "--compare", metavar="MODEL_B", help="model B: per position KL(A||B), ΔCE, top-1 agreement"
+    )
+    group.add_argument("--compare-revision", metavar="REV", help="B's hub revision")
+    group.add_argument(
+        "--compare-dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="B's dtype (alone: the same weights in another dtype)",
+    )
+    group.add_argument(
+        "--compare-device", metavar="DEVICE", help="B's device (alone: the same weights elsewhere)"
+    )
+    group.add_argument(
+        "--compare-tokenizer",
+        metavar="PATH",
+        help="a second tokenizer only: token boundaries of the same text, aligned by bytes",
+    )
+
+
 def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sample (default: the bundled question + answer demo)")
     group.add_argument("--text", help="plain text, every token supervised")
@@ -107,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_flags(parser)
+    _add_compare_flags(parser)
     _add_sample_flags(parser)
     _add_data_flags(parser)
     add_batch_flags(parser)
@@ -119,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_flags(report)
+    _add_compare_flags(report)
     _add_sample_flags(report)
     add_batch_flags(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
@@ -255,6 +279,41 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 
         spec = replace(spec, name_or_path=args.model)
     return spec
+
+
+def compare_spec(args: argparse.Namespace, a: ModelSpec) -> CompareSpec | None:
+    """B from the --compare* flags (unset ones default to A's), or None when nothing is compared."""
+    from dataclasses import replace
+
+    from tokstep.engine.compare_spec import CompareSpec
+    from tokstep.engine.errors import TokstepError
+
+    model_flags = [
+        getattr(args, name, None)
+        for name in ("compare", "compare_revision", "compare_dtype", "compare_device")
+    ]
+    tokenizer = getattr(args, "compare_tokenizer", None)
+    if tokenizer is not None:
+        if any(flag is not None for flag in model_flags):
+            raise TokstepError(
+                "--compare-tokenizer compares tokenization only: give it without --compare/--compare-*"
+            )
+        return CompareSpec(tokenizer=tokenizer)
+    if all(flag is None for flag in model_flags):
+        return None
+    if getattr(args, "data", None):
+        raise TokstepError("--compare works on one sample, not with --data")
+    name, revision, dtype, device = model_flags
+    b = replace(
+        a,
+        name_or_path=name or a.name_or_path,
+        revision=revision if revision is not None else (a.revision if name is None else None),
+        dtype=dtype or a.dtype,
+        device=device or (a.device if a.device_map is None else "auto"),
+        device_map=None,
+        trust_remote_code=False,
+    )
+    return CompareSpec(model=b)
 
 
 def sample_spec(args: argparse.Namespace) -> SampleSpec:
@@ -441,9 +500,15 @@ def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
 
         return run_batch_report(args, model_spec(args))
     if args.command == "report":
+        spec = model_spec(args)
+        compare = compare_spec(args, spec)
+        if compare is not None:
+            from tokstep.tui.compare_report import run_compare_report
+
+            return run_compare_report(args, spec, compare, sample_spec(args))
         from tokstep.tui.report import run_report
 
-        return run_report(args, model_spec(args), sample_spec(args))
+        return run_report(args, spec, sample_spec(args))
     if args.command == "lint":
         from tokstep.tui.lint_cmd import run_lint
 
@@ -460,7 +525,10 @@ def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
 
         read_batches(args.batches)  # a missing or unreadable file: one line, before the TUI
         return run_app(args, model_spec(args), None)  # type: ignore[arg-type]
-    return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
+    spec = model_spec(args)
+    compare = compare_spec(args, spec)
+    sample = None if args.data else sample_spec(args)
+    return run_app(args, spec, sample, compare=compare)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -25,18 +25,20 @@ DATA = frozenset(
 )
 COLUMNS = DATA - {"data"}
 BATCHES = frozenset({"batches", "attn_implementation", "use_cache"})
+COMPARE = frozenset({"compare", "compare_revision", "compare_dtype", "compare_device", "compare_tokenizer"})
 
 ACCEPTS: dict[str, frozenset[str]] = {
     "report": MODEL_LOAD
     | SAMPLE_SOURCES
     | SAMPLE_OPTIONS
+    | COMPARE
     | {"top_k", "json", "force", "incremental", "no_reference", "limit"},
     "lint": TOKENIZER_ONLY
     | COLUMNS
     | SAMPLE_OPTIONS
     | {"file", "json", "force", "max_rows", "show", "fail_on", "strict"},
     "report-batches": MODEL_LOAD | BATCHES | {"top_k", "json", "force", "no_reference"},
-    "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | {"top_k"},
+    "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | COMPARE | {"top_k"},
     "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k"},
     "batches": MODEL_LOAD | BATCHES | {"top_k"},
 }
@@ -63,6 +65,8 @@ def hint(mode: str, dest: str) -> str | None:
         return "each row of the data file is a sample"
     if dest in BATCHES - {"batches"}:
         return "it applies to --batches FILE only"
+    if dest in COMPARE:
+        return "a comparison works on one sample (`tokstep` or `tokstep report`)"
     if dest in COLUMNS:
         return "column flags name the columns of a data file (`tokstep --data FILE`, `tokstep lint FILE`)"
     return None

@@ -105,6 +105,7 @@ class StepperScreen(Screen[None]):
             "left_square_bracket", "document(-1)", "previous document", show=False, id="previous-document"
         ),
         Binding("D", "goto_document", "go to document", show=False, id="goto-document"),
+        Binding("y", "lens", "logit lens", show=False, id="lens", tooltip="logit lens at t"),
         Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
@@ -118,6 +119,7 @@ class StepperScreen(Screen[None]):
         *,
         findings: Sequence[Finding] = (),
         backend: Backend | None = None,
+        model: Any = None,
         can_go_back: bool = False,
         no_color: bool = False,
         batch: tuple[Any, int] | None = None,
@@ -140,6 +142,7 @@ class StepperScreen(Screen[None]):
         self.speed_index = SPEEDS.index(5.0)
         self.player: Timer | None = None
         self.backend = backend or EngineBackend()
+        self.model = model  # the backend's handle of the traced model (for the logit lens), if any
         self.panels: list[Any] = []  # every widget with a show(t), filled on mount
 
     # -- layout ----------------------------------------------------------------------------------------
@@ -431,6 +434,16 @@ class StepperScreen(Screen[None]):
                 self.jump_to_token(token_index)
 
         self.app.push_screen(LintsScreen(self.findings), jump)
+
+    def action_lens(self, which: str = "a") -> None:
+        from tokstep.tui.lens_screen import LensScreen
+
+        if self.model is None:
+            self.notify("the logit lens needs the model (none is loaded here)", severity="warning", timeout=3)
+            return
+        result = self.result
+        label = f"{result.info.name} · {result.info.dtype} · {result.info.device}"
+        self.app.push_screen(LensScreen(self.backend, self.model, result, self.cursor, label))
 
     def action_back(self) -> None:
         if self.player is not None:
