@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tokstep.engine.chat_masks import Policy, derive
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 
@@ -28,6 +29,10 @@ class SampleSpec:
     eos: Toggle = "auto"  # auto: the tokenizer's default for text, added after an answer
     truncate: int | None = None  # keep only the first N tokens
     name: str = "sample"
+    eot: Policy = "train"  # chat: train the end-of-turn token(s) after an assistant turn, or mask them
+    inserted: Policy = (
+        "train"  # chat: train tokens the template inserts inside an assistant turn, or mask them
+    )
 
 
 def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None) -> Sample:
@@ -41,7 +46,7 @@ def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None
     if spec.ids is not None:
         sample = from_ids(spec.ids, name=spec.name, pad_id=tokenizer.pad_token_id)
     elif spec.chat is not None:
-        sample = from_chat(tokenizer, list(spec.chat), name=spec.name)
+        sample = from_chat(tokenizer, list(spec.chat), name=spec.name, eot=spec.eot, inserted=spec.inserted)
     elif spec.prompt is not None or spec.answer is not None:
         if spec.prompt is None or spec.answer is None:
             raise TokstepError("--prompt and --answer go together: give both")
@@ -78,8 +83,13 @@ def with_layout(sample: Sample, tokenizer: Any) -> Sample:
 
 def _text_bytes(spec: SampleSpec) -> int:
     """UTF-8 bytes of all the text a spec holds (message contents included)."""
-    parts = [spec.text, spec.prompt, spec.answer]
-    parts += [m.get("content") for m in spec.chat or () if isinstance(m, dict)]
+    parts: list[Any] = [spec.text, spec.prompt, spec.answer]
+    for message in spec.chat or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+            parts += [part.get("text") for part in content if isinstance(part, dict)]
+        else:
+            parts.append(content)
     return sum(len(p.encode("utf-8", "surrogatepass")) for p in parts if isinstance(p, str))
 
 
@@ -175,7 +185,12 @@ def from_text(
         raise TokstepError("the text is empty: nothing to predict")
     ids = _apply_toggles(tokenizer, _encode(tokenizer, text, special=True), bos, eos)
     _require_tokens(ids, "the text")
-    return _make(ids, [True] * len(ids), "text", name, MaskReason.GIVEN)
+    notes: tuple[str, ...] = ()
+    if text.startswith("\ufeff"):
+        notes = (
+            "the text starts with a UTF-8 BOM: kept and tokenized as U+FEFF, as Python's utf-8 codec reads it",
+        )
+    return _make(ids, [True] * len(ids), "text", name, MaskReason.GIVEN, notes=notes)
 
 
 def from_prompt_answer(
@@ -201,122 +216,27 @@ def from_prompt_answer(
     return _make(ids, supervised, "prompt+answer", name, MaskReason.PROMPT)
 
 
-def _chat_render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+def from_chat(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    *,
+    name: str = "chat",
+    eot: Policy = "train",
+    inserted: Policy = "train",
+) -> Sample:
+    """Chat through the tokenizer's template, masked by tokstep's convention (`tokstep.engine.chat_masks`).
 
-
-def _message_spans(
-    tokenizer: Any, messages: list[dict[str, Any]]
-) -> tuple[str, list[tuple[int, int, str, bool]]]:
-    """Render the chat; for each message, the char span its turn adds and whether it is its content span.
-
-    Returns (rendered, [(start, end, role, is_content)]). Assistant spans run from the end of the generation
-    prompt to the end of the turn (content + end-of-turn token), trailing whitespace excluded.
+    Never returns an all-masked sample silently.
     """
-    rendered = _chat_render(tokenizer, messages)
-    spans: list[tuple[int, int, str, bool]] = []
-    for i, message in enumerate(messages):
-        role, content = message.get("role", ""), message.get("content") or ""
-        if role == "assistant":
-            before = _chat_render(tokenizer, messages[:i], generation_prompt=True) if i else ""
-            after = _chat_render(tokenizer, messages[: i + 1])
-            if not rendered.startswith(before) or not rendered.startswith(after):
-                raise TokstepError(
-                    "cannot find the assistant turns: this chat template does not render prefixes consistently "
-                    "and has no {% generation %} markers (pass --ids with your own labels instead)"
-                )
-            spans.append((len(before), len(after.rstrip()), role, True))
-        elif isinstance(content, str) and content:
-            start = rendered.find(content, spans[-1][1] if spans else 0)
-            if start >= 0:
-                spans.append((start, start + len(content), role, True))
-    return rendered, spans
-
-
-def from_chat(tokenizer: Any, messages: list[dict[str, Any]], *, name: str = "chat") -> Sample:
-    """Chat through the tokenizer's template; only assistant turns are supervised.
-
-    Uses the template's `{% generation %}` mask when it has one; otherwise derives the assistant spans by
-    rendering the conversation prefix by prefix. Never returns an all-masked sample silently.
-    """
-    if not getattr(tokenizer, "chat_template", None):
-        raise TokstepError(
-            "the tokenizer has no chat template: pass the conversation as --text or --ids instead"
-        )
-    check_messages(messages)
-    if not any(m.get("role") == "assistant" for m in messages):
-        raise TokstepError("the chat has no assistant message: nothing would be supervised")
-    rendered, spans = _message_spans(tokenizer, messages)
-    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
-    mask = _generation_mask(tokenizer, messages, ids)
-    notes: tuple[str, ...]
-    if mask is not None:
-        supervised = mask
-        notes = ("assistant tokens from the template's {% generation %} mask",)
-    else:
-        assistant = [(s, e) for s, e, role, _ in spans if role == "assistant"]
-        supervised = [any(s <= start < e for s, e in assistant) for start, _ in offsets]
-        notes = (
-            "assistant tokens derived from the rendered turns (the template has no {% generation %} mask)",
-        )
+    layout = derive(tokenizer, messages, eot=eot, inserted=inserted)
+    ids = list(layout.ids)
     _require_tokens(ids, "the chat")
-    if not any(supervised[1:]):
+    if not any(r.counted for r in layout.reasons[1:]):
         raise TokstepError("the chat template left no assistant token supervised (all labels would be -100)")
-    reasons: list[MaskReason] = []
-    for i, ((start, _end), counted) in enumerate(zip(offsets, supervised, strict=True)):
-        if i == 0:
-            reasons.append(MaskReason.FIRST)
-        elif counted:
-            reasons.append(MaskReason.SUPERVISED)
-        else:
-            role = next((r for s, e, r, _ in spans if s <= start < e), None)
-            reasons.append(
-                {"system": MaskReason.SYSTEM, "user": MaskReason.USER}.get(role or "", MaskReason.TEMPLATE)
-            )
     input_ids = np.asarray(ids, dtype=np.int64)
-    labels = np.where(np.asarray(supervised, dtype=bool), input_ids, IGNORE_INDEX).astype(np.int64)
-    return Sample(input_ids, labels, tuple(reasons), kind="chat", name=name, notes=notes)
-
-
-def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[int]) -> list[bool] | None:
-    """The template's own assistant mask, or None when it has no generation markers (or disagrees on ids)."""
-    if "generation" not in (tokenizer.chat_template or ""):
-        return None
-    try:
-        out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-        )
-    except Exception:  # noqa: BLE001 - fall back to deriving the spans
-        return None
-    mask = [bool(m) for m in out.get("assistant_masks", [])]
-    if list(out["input_ids"]) != ids or not any(mask):
-        return None
-    return mask
-
-
-def check_messages(messages: Any) -> None:
-    """The shape every chat must have before a template sees it: role and content strings."""
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise TokstepError('a chat must be a non-empty JSON list of {"role": ..., "content": ...} messages')
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise TokstepError(f'chat message {i} must be an object with "role" and "content"')
-        for key in ("role", "content"):
-            if not isinstance(message[key], str):
-                raise TokstepError(
-                    f'chat message {i}: "{key}" must be a string, not {_json_kind(message[key])}'
-                )
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"[:40]
-    return {"list": "a list", "dict": "an object"}.get(type(value).__name__, type(value).__name__)
+    supervised = np.asarray([r.counted for r in layout.reasons], dtype=bool)
+    labels = np.where(supervised, input_ids, IGNORE_INDEX).astype(np.int64)
+    return Sample(input_ids, labels, layout.reasons, kind="chat", name=name, notes=layout.notes)
 
 
 def _as_int_list(value: Any, key: str) -> list[int]:
@@ -406,28 +326,26 @@ def truncate(sample: Sample, max_tokens: int) -> Sample:
 MAX_SAMPLE_FILE = 64 << 20  # bytes: one sample's file; more is a mistake (or /dev/zero), not a sample
 
 
-def _read_file(path: str | Path, what: str) -> str:
-    """A sample file as text (UTF-8, a byte-order mark dropped), at most MAX_SAMPLE_FILE bytes; one line on failure."""
+def _read_bytes(path: str | Path, what: str) -> bytes:
+    """A sample file's bytes, at most MAX_SAMPLE_FILE of them; every failure is one line."""
     try:
         with Path(path).expanduser().open("rb") as handle:
             data = handle.read(MAX_SAMPLE_FILE + 1)
     except FileNotFoundError:
         raise TokstepError(f"{what} file not found: {path}") from None
     except IsADirectoryError:
-        raise TokstepError(f"{what} file {path} is a folder: name a file") from None
+        raise TokstepError(f"{path} is a folder, not a {what} file") from None
     except OSError as error:
         raise TokstepError(f"cannot read {what} file {path}: {error.strerror or error}") from None
     if len(data) > MAX_SAMPLE_FILE:
         raise TokstepError(f"{what} file {path} is larger than {MAX_SAMPLE_FILE >> 20} MiB: not one sample")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise TokstepError(f"{what} file {path} is not valid UTF-8 (byte {error.start})") from None
+    return data
 
 
 def read_json(path: str | Path, what: str) -> Any:
     """Read a JSON file given on the command line; every failure is one line."""
-    text = _read_file(path, what)
+    data = _read_bytes(path, what)
+    text = decode_utf8(data.removeprefix(UTF8_BOM), f"{what} file {path}")  # a BOM is not JSON content
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -438,5 +356,24 @@ def read_json(path: str | Path, what: str) -> Any:
         raise TokstepError(f"{what} file {path} is nested too deeply to read") from None
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def decode_utf8(data: bytes, what: str) -> str:
+    """Strict UTF-8, every byte kept (CRLF / CR stay as they are); an invalid byte is one line naming its offset.
+
+    A UTF-8 BOM (EF BB BF) at the start is kept too, as the character U+FEFF, exactly as Python's "utf-8" codec
+    (and so `open(..., encoding="utf-8")`, `datasets`) hands it to a tokenizer.
+    """
+    try:
+        return data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as error:
+        bad = data[error.start : error.end].hex(" ")
+        raise TokstepError(
+            f"{what} is not valid UTF-8: byte {error.start} (0x{bad}) {error.reason}"
+        ) from None
+
+
 def read_text(path: str | Path) -> str:
-    return _read_file(path, "text")
+    """A text file exactly as its bytes say: read in binary, decoded as strict UTF-8, no newline translation."""
+    return decode_utf8(_read_bytes(path, "text"), f"text file {path}")

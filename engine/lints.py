@@ -15,6 +15,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from tokstep.engine.chat_masks import ChatLayout, derive, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
@@ -195,6 +196,38 @@ LINTS: dict[str, LintDoc] = {
             "tokenize prompt + answer together and mask by offsets.",
         ),
         LintDoc(
+            "template-inserted",
+            "warning",
+            "The chat template writes tokens inside an assistant turn that are not in the message (an empty "
+            "<think></think> block, tags around reasoning): trained by default, as {% generation %} templates do.",
+            "Decide: --inserted mask masks them; or put the text in the message (reasoning_content) so it is "
+            "the model's own.",
+        ),
+        LintDoc(
+            "generation-mask-empty",
+            "error",
+            "The template has {% generation %} markers but return_assistant_tokens_mask is all zeros: a trainer "
+            "using it (TRL assistant_only_loss) trains nothing.",
+            "Fix the template's generation block (it must wrap the assistant content), or do not use "
+            "assistant_only_loss with it.",
+        ),
+        LintDoc(
+            "tokenizer-differs",
+            "warning",
+            "transformers' tokenizer class encodes the text into other ids than the folder's tokenizer.json read "
+            "by the tokenizers library (transformers 5.x LlamaTokenizer drops <unk> and the `▁` after special "
+            "tokens): the two pipelines train on different ids.",
+            "Load the tokenizer as PreTrainedTokenizerFast(tokenizer_file=...) or fix tokenizer_config.json's "
+            "tokenizer_class, and tokenize the same way in training and inference.",
+        ),
+        LintDoc(
+            "too-long",
+            "error",
+            "The sample has more tokens than the model has positions: `tokstep report` refuses it and a trainer "
+            "cuts it (often silently, losing the answer and its EOS).",
+            "Pass --truncate N to look at the start, or split / filter long rows (max_length in the trainer).",
+        ),
+        LintDoc(
             "double-template",
             "error",
             "A chat message already contains template tokens (e.g. <|im_start|>): the template is applied "
@@ -357,6 +390,14 @@ def _supervised_runs(sample: Sample) -> list[tuple[int, int]]:
     return runs
 
 
+def _is_blank(tokenizer: Any, token_id: int, facts: TokenizerFacts) -> bool:
+    """A whitespace-only token (not a special one)."""
+    if token_id in facts.specials or not 0 <= token_id < facts.size:
+        return False
+    data = token_bytes(tokenizer, token_id)
+    return bool(data) and not data.strip()
+
+
 def _is_sft(sample: Sample) -> bool:
     """Samples where an answer is carved out (prompt masked): EOS at the end of the answer matters."""
     if sample.kind in ("prompt+answer", "chat"):
@@ -413,7 +454,10 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
     masked_ends = [
         j
         for j in range(2, len(ids))
-        if ids[j] in ends and labels[j] == IGNORE_INDEX and labels[j - 1] != IGNORE_INDEX
+        if ids[j] in ends
+        and labels[j] == IGNORE_INDEX
+        and labels[j - 1] != IGNORE_INDEX
+        and sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
     ]
     if masked_ends:
         token = int(ids[masked_ends[0]])
@@ -426,7 +470,12 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
     if not _is_sft(sample):
         return
     missing = []
-    for _start, end in _supervised_runs(sample):
+    for start, end in _supervised_runs(sample):
+        last = end - 1
+        while last > start and ids[last] not in ends and _is_blank(tokenizer, int(ids[last]), facts):
+            last -= 1  # `<|im_end|>` then `\n`, both supervised: the turn still ends properly
+        if ids[last] in ends:
+            continue
         last = end - 1
         if ids[last] in ends or (end < len(ids) and ids[end] in ends and labels[end] == IGNORE_INDEX):
             continue  # ends properly, or its masked EOS is reported above
@@ -832,7 +881,8 @@ def _other_template(
 
 def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
     ids, labels = sample.input_ids, sample.labels
-    if facts.unk_id is not None:
+    if facts.unk_id is not None and facts.unk_id not in (facts.eos_id, facts.bos_id, facts.pad_id):
+        # (GPT-2 names one token unk, bos, eos and pad: its EOS is not an unknown character)
         unknown = np.flatnonzero(ids == facts.unk_id).tolist()
         if unknown:
             trained = sum(1 for i in unknown if labels[i] != IGNORE_INDEX)
@@ -856,6 +906,17 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
                 f"{len(pads)} padding token(s) {facts.name(facts.pad_id)} are supervised: "
                 "the model learns to emit padding",
             )
+    if sample.attention_mask is not None:
+        hidden = [
+            int(i) for i in np.flatnonzero((sample.attention_mask == 0) & (labels != IGNORE_INDEX)) if i > 0
+        ]
+        if hidden:
+            yield finding(
+                "pad-trained",
+                hidden,
+                f"{len(hidden)} supervised position(s) have attention_mask 0 (t = {_fmt_positions(hidden)}): "
+                "the loss trains on tokens the model is told to ignore",
+            )
     run: list[int] = []
     for i, token in enumerate([*ids.tolist(), None]):
         blank = token is not None and token not in facts.specials and 0 <= token < facts.size
@@ -876,15 +937,30 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
 
 
 def _text_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
-    texts = [spec.text] if spec.text is not None else [t for t in (spec.prompt, spec.answer) if t]
-    for text in texts:
-        check = roundtrip(tokenizer, text)
-        if not check.ok and not (facts.unk_id is not None and (sample.input_ids == facts.unk_id).any()):
+    has_unknown = facts.unk_id is not None and bool((sample.input_ids == facts.unk_id).any())
+    if spec.text is not None:
+        check = roundtrip(tokenizer, spec.text)
+        if not check.ok and not has_unknown:
             yield finding(
                 "no-roundtrip",
                 (),
                 f"decode(encode(text)) differs from the text at character {check.first_difference}: "
                 f"{check.expected!r} came back as {check.got!r}",
+            )
+    elif spec.prompt is not None and spec.answer is not None and not has_unknown:
+        # The answer is encoded on its own, so its ids alone need not decode to it (SentencePiece drops the
+        # leading space of ' Paris' when decoding); what the model trains on is prompt + answer, decoded together.
+        text = spec.prompt + spec.answer
+        body = [int(i) for i in sample.input_ids if int(i) not in facts.specials]
+        decoded = tokenizer.decode(body, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if decoded != text and decoded.strip() != text.strip():
+            at = next((i for i, (a, b) in enumerate(zip(text, decoded, strict=False)) if a != b), None)
+            at = min(len(text), len(decoded)) if at is None else at
+            yield finding(
+                "no-roundtrip",
+                (),
+                f"decode(prompt ids + answer ids) differs from prompt + answer at character {at}: "
+                f"{text[at : at + 12]!r} came back as {decoded[at : at + 12]!r}",
             )
     if spec.text is not None and facts.has_template:
         markup = [
@@ -944,21 +1020,22 @@ def _boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterato
             )
 
 
-def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
-    """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
-    from tokstep.engine.inputs import _message_spans  # the same spans from_chat masks by
-
+def _render_prompt(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
     try:
-        rendered, spans = _message_spans(tokenizer, list(spec.chat or ()))
-        encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    except Exception:  # noqa: BLE001 - from_chat reports templates it cannot split
-        return
-    if list(encoded["input_ids"]) != sample.input_ids.tolist():
-        return
-    offsets = encoded["offset_mapping"]
-    for start, _end, role, _content in spans:
-        if role != "assistant":
+        return render(tokenizer, messages, generation_prompt=True) if messages else ""
+    except Exception:  # noqa: BLE001 - a template that refuses a prefix says nothing here
+        return None
+
+
+def _chat_boundary_lints(
+    tokenizer: Any, sample: Sample, spec: SampleSpec, layout: ChatLayout
+) -> Iterator[Finding]:
+    """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
+    rendered, offsets = layout.rendered, layout.offsets
+    for turn in layout.turns:
+        if turn.role != "assistant" or not turn.pieces:
             continue
+        start = turn.pieces[0][0]
         index = next((i for i, (s, e) in enumerate(offsets) if s < start < e), None)
         if index is None:
             continue
@@ -967,6 +1044,10 @@ def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> It
         piece = _piece(tokenizer, int(sample.input_ids[index]))
         trained = "trained" if sample.labels[index] != IGNORE_INDEX else "not trained"
         if not template_side.strip():
+            prompt = _render_prompt(tokenizer, list(spec.chat or ())[: turn.index])
+            if prompt is not None and not prompt.endswith(template_side):
+                continue  # the space is written only after the prompt (Llama-2's `[/INST] Paris`): the model
+                # generates `▁Paris` after `[/INST]` at inference too, so training on it is right
             yield finding(
                 "answer-leading-space",
                 (index,),
@@ -982,8 +1063,38 @@ def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> It
             )
 
 
+def _template_lints(sample: Sample, spec: SampleSpec, layout: ChatLayout) -> Iterator[Finding]:
+    """Template-inserted tokens inside assistant turns, and {% generation %} masks that train nothing."""
+    if layout.generation_mask_empty:
+        yield finding(
+            "generation-mask-empty",
+            (),
+            "the template has {% generation %} markers but return_assistant_tokens_mask is all zeros: "
+            "a trainer using it (TRL assistant_only_loss) trains nothing on this chat",
+        )
+    positions = layout.inserted_tokens()
+    if not positions:
+        return
+    text = "".join(
+        layout.rendered[s:e] for t in layout.turns for s, e in t.inserted if (s, e) not in t.wrapper
+    )
+    trained = spec.inserted == "train"
+    yield finding(
+        "template-inserted",
+        positions,
+        f"{len(positions)} token(s) inside assistant turns are written by the template, not the message "
+        f"({text[:40]!r}): {'trained (--inserted mask to mask them)' if trained else 'masked (--inserted mask)'}",
+    )
+
+
 def _chat_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
-    yield from _chat_boundary_lints(tokenizer, sample, spec)
+    try:
+        layout = derive(tokenizer, list(spec.chat or ()), eot=spec.eot, inserted=spec.inserted)
+    except TokstepError:
+        layout = None
+    if layout is not None and list(layout.ids) == sample.input_ids.tolist():
+        yield from _chat_boundary_lints(tokenizer, sample, spec, layout)
+        yield from _template_lints(sample, spec, layout)
     for number, message in enumerate(spec.chat or ()):
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):
@@ -1022,6 +1133,113 @@ def _positions_of_text(
     ]
 
 
+_MAX_POSITIONS: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
+_RAW: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+_SANE_MAX_LENGTH = 10_000_000  # tokenizers without a limit say model_max_length = 1e30
+
+
+def set_max_positions(tokenizer: Any, positions: int | None) -> None:
+    """Tell the lints how many positions the model accepts (from its config), for `too-long`."""
+    if positions:
+        with contextlib.suppress(TypeError):
+            _MAX_POSITIONS[tokenizer] = positions
+
+
+def max_positions_for(tokenizer: Any) -> int | None:
+    """The model's positions when known, else the tokenizer's own model_max_length when it is a real limit."""
+    with contextlib.suppress(TypeError, KeyError):
+        return _MAX_POSITIONS[tokenizer]
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < _SANE_MAX_LENGTH else None
+
+
+def _length_lints(tokenizer: Any, sample: Sample) -> Iterator[Finding]:
+    limit = max_positions_for(tokenizer)
+    if limit is not None and len(sample) > limit:
+        yield finding(
+            "too-long",
+            (limit,),
+            f"{len(sample)} tokens, more than the model's {limit} positions: `tokstep report` refuses it "
+            f"(--truncate {limit} keeps the first {limit}); a trainer would cut or drop it",
+        )
+
+
+def _raw_tokenizer(tokenizer: Any) -> Any:
+    """The folder's tokenizer.json loaded by the `tokenizers` library itself (None when there is none)."""
+    with contextlib.suppress(TypeError, KeyError):
+        return _RAW[tokenizer]
+    raw = None
+    from pathlib import Path
+
+    path = Path(str(getattr(tokenizer, "name_or_path", "") or "")) / "tokenizer.json"
+    if path.is_file():
+        try:
+            from tokenizers import Tokenizer
+
+            raw = Tokenizer.from_file(str(path))
+        except Exception:  # noqa: BLE001 - a file the library cannot read: nothing to compare with
+            raw = None
+    with contextlib.suppress(TypeError):
+        _RAW[tokenizer] = raw
+    return raw
+
+
+def _library_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
+    """Ids transformers' tokenizer class drops (or adds) compared with tokenizer.json read by `tokenizers`."""
+    raw = _raw_tokenizer(tokenizer)
+    if raw is None:
+        return
+    if spec.chat is not None:
+        try:
+            texts = [render(tokenizer, list(spec.chat))]
+        except Exception:  # noqa: BLE001
+            return
+    else:
+        texts = [t for t in (spec.text, spec.prompt, spec.answer) if t]
+    for text in texts:
+        ours = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        theirs = raw.encode(text, add_special_tokens=False).ids
+        if ours == theirs:
+            continue
+        k = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
+            min(len(ours), len(theirs)),
+        )
+        ours_piece = tokenizer.convert_ids_to_tokens(ours[k]) if k < len(ours) else "(end)"
+        theirs_piece = raw.id_to_token(theirs[k]) if k < len(theirs) else "(end)"
+        yield finding(
+            "tokenizer-differs",
+            (),
+            f"{type(tokenizer).__name__} encodes this text into {len(ours)} ids, tokenizer.json (read by the "
+            f"tokenizers library) into {len(theirs)}: first difference at token {k}, {ours_piece!r} vs "
+            f"{theirs_piece!r}",
+        )
+        return
+
+
+def _boundary_net(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
+    """Prompt and answer tokenized apart give other ids at the seam than tokenized together (`:▁`+`P`)."""
+    prompt, answer = spec.prompt or "", spec.answer or ""
+    if not prompt or not answer:
+        return
+    apart_p = [int(i) for i in tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+    apart_a = [int(i) for i in tokenizer(answer, add_special_tokens=False)["input_ids"]]
+    joint = [int(i) for i in tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]]
+    if joint == apart_p + apart_a:
+        return
+    k = next((i for i, (a, b) in enumerate(zip(apart_p + apart_a, joint, strict=False)) if a != b), 0)
+    lo = max(k - 1, 0)
+    pieces = [_piece(tokenizer, i) for i in (apart_p + apart_a)[lo : len(apart_p) + 1]]
+    together = [_piece(tokenizer, i) for i in joint[lo : lo + len(pieces)]]
+    first = next((i for i, r in enumerate(sample.mask_reasons) if r.counted), None)
+    yield finding(
+        "answer-leading-space",
+        (first - 1, first) if first else (),
+        f"tokenized apart the seam is {' + '.join(map(repr, pieces))}; tokenized together it is "
+        f"{' + '.join(map(repr, together))}: the model trains on ids it never sees in running text",
+    )
+
+
 def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) -> list[Finding]:
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
     facts = tokenizer_facts(tokenizer)
@@ -1043,7 +1261,10 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
             findings += _chat_lints(tokenizer, sample, spec, facts)
         else:
             findings += _text_lints(tokenizer, sample, spec, facts)
-            findings += _boundary_lints(tokenizer, sample, spec)
+            boundary = list(_boundary_lints(tokenizer, sample, spec))
+            findings += boundary or list(_boundary_net(tokenizer, sample, spec))
+        findings += _library_lints(tokenizer, sample, spec)
+    findings += _length_lints(tokenizer, sample)
     if sample.truncated_from:
         findings.append(
             finding(

@@ -41,6 +41,41 @@ INCREMENTAL_PATH = "incremental (KV cache)"
 _VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
+# Models that passed the causality probe (perturbing the last token leaves earlier logits unchanged).
+_CAUSAL: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+PROBE_LENGTH = 6
+
+
+@torch.inference_mode()
+def check_causal(loaded: LoadedModel) -> None:
+    """Refuse a model that is not causal, whatever its class: change the last token of a short probe and the
+    logits at every earlier position must stay put (a bidirectional encoder's move at once). Once per model."""
+    model = loaded.model
+    if _CAUSAL.get(model):
+        return
+    vocab = max(2, min(loaded.info.vocab_size, loaded.info.tokenizer_size or loaded.info.vocab_size))
+    base = [(7 + 13 * i) % vocab for i in range(PROBE_LENGTH)]
+    other = [*base[:-1], (base[-1] + 1 + vocab // 2) % vocab]
+    device = _input_device(model)
+    ids = torch.tensor([base, other], dtype=torch.long, device=device)  # (2, L)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.float()
+    earlier = logits[:, :-1]  # (2, L-1, V): positions that never read the changed token
+    moved = (earlier[0] - earlier[1]).abs().max().item()
+    scale = 1.0 + earlier.abs().max().item()
+    # Earlier positions of the two rows read identical tokens: a causal model gives them the same logits
+    # (bit for bit in practice); a bidirectional one moves them (a random 1-layer BERT by ~1e-3 of its scale).
+    full_precision = next(model.parameters()).dtype == torch.float32
+    tolerance = 1e-5 if full_precision else 2e-2
+    if not (math.isfinite(moved) and math.isfinite(scale)):
+        return  # NaN/inf logits: the trace itself reports them (and names the first position)
+    if moved > tolerance * scale:
+        raise TokstepError(
+            f"'{loaded.info.name}' ({loaded.info.architecture}) is not a causal language model: changing the last "
+            f"token moved the logits of earlier positions by {moved:.3g} (it attends both ways)"
+        )
+    _CAUSAL[model] = True
+
+
 class _HiddenStatesCaptured(Exception):
     """Raised by the hook to stop a verified model's forward before its output head."""
 
@@ -295,6 +330,7 @@ def trace_sample(
     """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False unless `forward` says otherwise),
     reductions in float32."""
     check_sample_fits(loaded, sample)
+    check_causal(loaded)
     vocab = loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
     targets, supervised = shifted_targets(sample)

@@ -137,7 +137,7 @@ def test_compare_tokenizer_only_prints_the_boundary_diff(capsys, folders):
 @pytest.mark.parametrize(
     ("fragment", "extra"),
     [
-        ("model B: model folder not found", ["--compare", "/nonexistent/model-b"]),
+        ("model B: no such folder", ["--compare", "/nonexistent/model-b"]),
         ("not a causal language model", ["--compare", "NOT_CAUSAL"]),
         ("aligned by bytes", ["--compare", "GPT2", "--ids", "IDS"]),
         (

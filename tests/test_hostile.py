@@ -62,7 +62,9 @@ FILES: dict[str, str | bytes] = {
     "chat-content-42.json": chat_with(content=42),
     "chat-content-null.json": chat_with(content=None),
     "chat-content-true.json": chat_with(content=True),
-    "chat-content-list.json": chat_with(content=[{"type": "text", "text": "hi"}]),
+    "chat-content-part-image.json": chat_with(content=[{"type": "image", "url": "x"}]),
+    "chat-content-part-5.json": chat_with(content=[5]),
+    "chat-content-part-text-5.json": chat_with(content=[{"type": "text", "text": 5}]),
     "chat-content-object.json": chat_with(content={"text": "hi"}),
     "chat-content-float.json": chat_with(content=1.5),
     "chat-content-nan.json": '[{"role": "user", "content": "hi"}, {"role": "assistant", "content": NaN}]',
@@ -421,7 +423,7 @@ CASES: list[Case] = [
         "tui-chat-42",
         f"{U} --chat {{F}}/chat-content-42.json",
         BAD,
-        '"content" must be a string, not the number 42',
+        "content must be a string or a list of text parts",
     ),
     case("tui-ids-deep", f"{U} --ids {{F}}/ids-deep.json", BAD, "nested too deeply"),
     # lint: flags it does not use, bad numbers, bad targets, bad files
@@ -493,9 +495,7 @@ CASES: list[Case] = [
     ),
     case("lint-revision-bundled", "lint {F}/rows-ok.jsonl --revision main", BAD, "no revisions"),
     case("lint-revision-local", f"{L} {{F}}/rows-ok.jsonl --revision main", BAD, "has no revisions"),
-    case(
-        "lint-model-missing", "lint --model ./no/such/model {F}/rows-ok.jsonl", BAD, "model folder not found"
-    ),
+    case("lint-model-missing", "lint --model ./no/such/model {F}/rows-ok.jsonl", BAD, "no such folder"),
     case("lint-model-no-tokenizer", "lint --model {X}/empty {F}/rows-ok.jsonl", BAD, "tokenizer"),
     case(
         "lint-model-tokenizer-garbage",
@@ -526,8 +526,8 @@ DATA_ROWS = [
     ("rows-number.jsonl", FINDINGS, "not an object"),
     ("rows-null.jsonl", FINDINGS, "not an object"),
     ("rows-string.jsonl", FINDINGS, "not an object"),
-    ("rows-content-42.jsonl", FINDINGS, "must be a string"),
-    ("rows-content-null.jsonl", FINDINGS, "must be a string, not null"),
+    ("rows-content-42.jsonl", FINDINGS, "must be a string or a list of text parts"),
+    ("rows-content-null.jsonl", FINDINGS, "not null"),
     ("rows-huge-ids.jsonl", FINDINGS, "too large"),
     ("rows-float-ids.jsonl", FINDINGS, "list of integers"),
     ("rows-text-number.jsonl", FINDINGS, "must be a string"),
@@ -545,18 +545,23 @@ for name, code, fragment in DATA_ROWS:
 
 # Sample files given to report: all fail before the model loads, except where the tokenizer must decide.
 CHAT_FILES = [
-    ("chat-content-42.json", '"content" must be a string, not the number 42'),
-    ("chat-content-null.json", '"content" must be a string, not null'),
-    ("chat-content-true.json", "not true/false"),
-    ("chat-content-list.json", "not a list"),
+    (
+        "chat-content-42.json",
+        "chat message 1: content must be a string or a list of text parts, not a number",
+    ),
+    ("chat-content-null.json", "content must be a string or a list of text parts, not null"),
+    ("chat-content-true.json", "not a boolean"),
+    ("chat-content-part-image.json", "only text parts are supported"),
+    ("chat-content-part-5.json", 'content part 0 must be an object with a "type"'),
+    ("chat-content-part-text-5.json", 'content part 0 needs a string "text"'),
     ("chat-content-object.json", "not an object"),
-    ("chat-content-float.json", "not the number 1.5"),
-    ("chat-content-nan.json", "not the number nan"),
-    ("chat-content-huge-int.json", "must be a string, not the number 1000"),
-    ("chat-role-5.json", '"role" must be a string'),
-    ("chat-role-null.json", '"role" must be a string, not null'),
-    ("chat-no-role.json", 'must be an object with "role" and "content"'),
-    ("chat-no-content.json", 'must be an object with "role" and "content"'),
+    ("chat-content-float.json", "not a number"),
+    ("chat-content-nan.json", "not a number"),
+    ("chat-content-huge-int.json", "not a number"),
+    ("chat-role-5.json", 'must be an object with a string "role"'),
+    ("chat-role-null.json", 'must be an object with a string "role"'),
+    ("chat-no-role.json", 'must be an object with a string "role"'),
+    ("chat-no-content.json", 'has no "content"'),
     ("chat-message-string.json", "must be an object"),
     ("chat-message-number.json", "must be an object"),
     ("chat-message-null.json", "must be an object"),
@@ -564,7 +569,7 @@ CHAT_FILES = [
     ("chat-object.json", "must hold a JSON list"),
     ("chat-messages-5.json", "must hold a JSON list"),
     ("chat-messages-empty.json", "non-empty JSON list"),
-    ("chat-messages-bad.json", '"content" must be a string'),
+    ("chat-messages-bad.json", "content must be a string or a list of text parts"),
     ("chat-string.json", "must hold a JSON list"),
     ("chat-number.json", "must hold a JSON list"),
     ("chat-null.json", "must hold a JSON list"),
@@ -623,8 +628,8 @@ CASES += [
 
 # Cases that load a (tiny) model: the model or the tokenizer decides.
 CASES += [
-    case("model-missing", f"report --model ./no/such/model {TEXT}", BAD, "model folder not found"),
-    case("model-a-file", f"report --model {{X}}/a-file {TEXT}", BAD, "model folder not found"),
+    case("model-missing", f"report --model ./no/such/model {TEXT}", BAD, "no such folder"),
+    case("model-a-file", f"report --model {{X}}/a-file {TEXT}", BAD, "no such folder"),
     case("model-empty-folder", f"report --model {{X}}/empty {TEXT}", BAD, "cannot load model"),
     case("model-config-only", f"report --model {{X}}/config-only {TEXT}", BAD, "cannot load model"),
     case("model-no-weights", f"report --model {{X}}/no-weights {TEXT}", BAD, "cannot load model"),
@@ -660,9 +665,17 @@ CASES += [
         OK,
         "tokstep: note: bin-only has only pytorch_model.bin",
     ),
-    case("model-hub-offline", f"report --model no-org-xyz/no-model {TEXT}", BAD, "cannot load model"),
     case(
-        "model-hub-revision-offline", f"report --model no-org-xyz/m --revision v2 {TEXT}", BAD, "cannot load"
+        "model-hub-offline",
+        f"report --model no-org-xyz/no-model {TEXT}",
+        BAD,
+        "nor a hub model in the local cache",
+    ),
+    case(
+        "model-hub-revision-offline",
+        f"report --model no-org-xyz/m --revision v2 {TEXT}",
+        BAD,
+        "the hub is off",
     ),
     case(
         "model-nan-float32",
@@ -754,7 +767,7 @@ CASES += [
 ]
 
 # Flag mistakes are reported before the model loads: given a model that does not exist, the flag's error
-# (not "model folder not found") is what the user sees.
+# (not "no such folder") is what the user sees.
 NO_MODEL = "--model ./no/such/model"
 CASES += [
     case(f"before-load-{name}", f"{command} {NO_MODEL} {rest}", BAD, fragment)

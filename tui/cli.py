@@ -113,6 +113,19 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
         help="auto: as the tokenizer does; added after an answer",
     )
     group.add_argument(
+        "--eot",
+        default="train",
+        choices=["train", "mask"],
+        help="chat: train the end-of-turn token(s) after each assistant turn (default) or mask them",
+    )
+    group.add_argument(
+        "--inserted",
+        default="train",
+        choices=["train", "mask"],
+        help="chat: train tokens the template inserts inside an assistant turn (think blocks, tool-call "
+        "wrappers; default) or mask them",
+    )
+    group.add_argument(
         "--truncate", type=int, metavar="N", help="keep only the first N tokens (else too long is an error)"
     )
     group.add_argument("--top-k", type=int, default=10, help="alternatives kept per position (default 10)")
@@ -322,7 +335,6 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
     from tokstep.engine.errors import TokstepError
     from tokstep.engine.inputs import (
         SampleSpec,
-        check_messages,
         from_ids,
         read_json,
         read_text,
@@ -334,7 +346,13 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
         given.append("prompt/answer")
     if len(given) > 1:
         raise TokstepError(f"give one sample source, not several: {', '.join('--' + g for g in given)}")
-    common = {"bos": args.bos, "eos": args.eos, "truncate": args.truncate}
+    common = {
+        "bos": args.bos,
+        "eos": args.eos,
+        "truncate": args.truncate,
+        "eot": args.eot,
+        "inserted": args.inserted,
+    }
     if args.text is not None:
         if not args.text:
             raise TokstepError("--text is empty: nothing to predict")
@@ -356,8 +374,10 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
             raise TokstepError(
                 f'chat file {args.chat} must hold a JSON list of messages (or {{"messages": [...]}})'
             )
-        check_messages(messages)
-        if not any(m["role"] == "assistant" for m in messages):
+        from tokstep.engine.chat_masks import check_messages
+
+        check_messages(messages)  # bad content is one line before any model is loaded
+        if not any(m.get("role") == "assistant" for m in messages):
             raise TokstepError(f"chat file {args.chat} has no assistant message: nothing would be supervised")
         return SampleSpec(chat=tuple(messages), name=os.path.basename(args.chat), **common)
     if args.ids is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 MODEL_LOAD = frozenset({"model", "revision", "dtype", "device", "device_map", "trust_remote_code"})
 TOKENIZER_ONLY = frozenset({"model", "revision", "trust_remote_code"})
 SAMPLE_SOURCES = frozenset({"text", "file", "prompt", "answer", "chat", "ids", "demo"})
-SAMPLE_OPTIONS = frozenset({"bos", "eos", "truncate"})
+SAMPLE_OPTIONS = frozenset({"bos", "eos", "eot", "inserted", "truncate"})
 DATA = frozenset(
     {
         "data",

@@ -63,7 +63,15 @@ def columns_from_args(args: argparse.Namespace) -> Columns:
 def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
     from tokstep.engine.data import open_data
 
-    return open_data(path, columns_from_args(args), bos=args.bos, eos=args.eos, truncate=args.truncate)
+    return open_data(
+        path,
+        columns_from_args(args),
+        bos=args.bos,
+        eos=args.eos,
+        truncate=args.truncate,
+        eot=getattr(args, "eot", "train"),
+        inserted=getattr(args, "inserted", "train"),
+    )
 
 
 def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
@@ -103,6 +111,8 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     lint.add_argument("--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
     lint.add_argument("--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
     lint.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
+    lint.add_argument("--eot", default="train", choices=["train", "mask"], help="as for a single chat")
+    lint.add_argument("--inserted", default="train", choices=["train", "mask"], help="as for a single chat")
 
 
 @dataclass

@@ -40,10 +40,14 @@ HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
 # Background per mask reason (the `w` key): counted tokens green, each kind of masking its own colour.
 REASON_COLOURS = {
     MaskReason.SUPERVISED: "#1f4d1f",
+    MaskReason.INSERTED_TRAINED: "#3f5f1f",
     MaskReason.PROMPT: "#1f3f6b",
     MaskReason.SYSTEM: "#6b4f1f",
     MaskReason.USER: "#1f5f5f",
+    MaskReason.TOOL: "#2f4f4f",
     MaskReason.TEMPLATE: "#4f2f6b",
+    MaskReason.INSERTED: "#6b2f5f",
+    MaskReason.END_OF_TURN: "#5f5f1f",
     MaskReason.PAD: "grey11",
     MaskReason.DOCUMENT: "#5f5f1f",
     MaskReason.GIVEN: "#6b1f1f",

@@ -71,8 +71,18 @@ def describe_mismatch(info: Any, label: int, result: TraceResult) -> Lines:
     return line
 
 
+def token_text(info: Any) -> str:
+    """The text this token adds, from its real bytes (never U+FFFD, never an empty string for `▁`): a leading
+    space shows as ␣, a byte that is only part of a character as `\\xNN`."""
+    if info.special or not info.utf8_hex:
+        return info.text
+    data = bytes.fromhex(info.utf8_hex)
+    return make_visible(data.decode("utf-8", errors="backslashreplace")) if data else "∅"
+
+
 def describe(info: Any, width: int = 1000) -> Lines:
-    """The line at its fullest that fits `width`: the bytes dropped first, then the labels shortened."""
+    """The inspector line, at its fullest that fits `width`: the bytes dropped first, then the labels shortened.
+    A token holding part of a character says so first, in the report's words (`split character t=5..7 = '기'`)."""
     for compact, with_bytes in ((False, True), (False, False), (True, False)):
         line = _describe(info, compact, with_bytes)
         if sum(cell_len(text) for text, _style in line.lines[0]) <= width:
@@ -81,12 +91,19 @@ def describe(info: Any, width: int = 1000) -> Lines:
 
 
 def _describe(info: Any, compact: bool, with_bytes: bool) -> Lines:
-    text = make_visible(info.text)
     line = Lines()
     line.add(f"target #{info.index} " if not compact else f"#{info.index} ", "bold")
+    if info.partial:
+        start, end = info.span
+        line.add(f" id {info.token_id} {info.piece!r}  ")
+        line.add(f"split character t={start}..{end - 1} = '{make_visible(info.completes)}'", "bold yellow")
+        if with_bytes:
+            line.add(f"  bytes {info.utf8_hex}", "dim")
+        return line
+    text = token_text(info)
     if not compact:
         line.add(f" id {info.token_id}  piece {info.piece!r}  text '{text}'  ")
-    elif info.piece == info.text:
+    elif info.piece == text:
         line.add(f" id {info.token_id} '{text}'  ")
     else:
         line.add(f" id {info.token_id} {info.piece!r}→'{text}'  ")
@@ -94,8 +111,4 @@ def _describe(info: Any, compact: bool, with_bytes: bool) -> Lines:
         line.add(f"bytes {info.utf8_hex or '—'}" if not compact else info.utf8_hex or "—", "dim")
     if info.special:
         line.add("  special", "bold magenta")
-    if info.partial:
-        start, end = info.span
-        label = "partial UTF-8: tokens" if not compact else "partial: t"
-        line.add(f"  {label} {start}–{end - 1} make '{make_visible(info.completes)}'", "bold yellow")
     return line
