@@ -184,12 +184,12 @@ def test_parse_rows(text, ranges):
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["--rows", "3-4"], "--rows picks rows of a --data file"),
+        (["--rows", "3-4"], "--rows picks rows of a data file"),
         (["--data", "{data}", "--rows", "x"], "use numbers and ranges"),
         (["--data", "{data}", "--rows", "0-2"], "numbered from 1"),
         (["--data", "{data}", "--rows", "5-2"], "ranges go up"),
         (["--data", "{data}", "--rows", "90-"], "no such rows"),
-        (["--data", "{data}", "--text", "hi"], "drop --text"),
+        (["--data", "{data}", "--text", "hi"], "each row of the data file is a sample"),
     ],
 )
 def test_data_report_bad_flags_are_one_line(capsys, data_file, argv, fragment):
