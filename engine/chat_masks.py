@@ -44,13 +44,35 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import MaskReason
 
+if TYPE_CHECKING:
+    from tokstep.engine.structure import TurnLayout
+
 Policy = Literal["train", "mask"]
+
+
+def convention(eot: Policy = "train", inserted: Policy = "train") -> str:
+    """The convention above in one line, with the flags' choices: what every label lint says it compared
+    against (for chats built from messages and for ids rows alike)."""
+    end = (
+        "assistant content + end-of-turn trained"
+        if eot == "train"
+        else "assistant content trained, end-of-turn masked (--eot mask)"
+    )
+    inside = (
+        "template-inserted tokens trained"
+        if inserted == "train"
+        else "template-inserted tokens masked (--inserted mask)"
+    )
+    return f"{end}; what follows end-of-turn is template; {inside}; the rest masked"
+
+
+CONVENTION = convention()  # the default, in one line
 _PROBE_USER = "TOKSTEP-PROBE-USER"
 _PROBE_ASSISTANT = "TOKSTEP-PROBE-ASSISTANT"
 _PROBE_SYSTEM = "TOKSTEP-PROBE-SYSTEM"
@@ -90,6 +112,9 @@ class ChatLayout:
     method: str  # "generation mask" or "located content"
     notes: tuple[str, ...]
     generation_mask_empty: bool = False  # the template has {% generation %} but its mask trains nothing
+    turn_layout: TurnLayout | None = (
+        None  # the same attribution as roles / parts (engine.structure's vocabulary)
+    )
 
     @property
     def supervised(self) -> list[bool]:
@@ -601,6 +626,8 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         notes.append("the template injected a default system prompt (masked as a system turn)")
     if reasons:
         reasons[0] = MaskReason.FIRST
+    from tokstep.engine.structure import layout_of
+
     return ChatLayout(
         rendered=rendered,
         ids=tuple(ids),
@@ -611,4 +638,42 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         method=method,
         notes=tuple(notes),
         generation_mask_empty=generation_empty,
+        turn_layout=layout_of(
+            [CODE_ROLE_PART[c] for c in token_codes], _token_turns(turns, offsets), eot=eot, inserted=inserted
+        ),
     )
+
+
+# Per-character code -> (role, part of its turn) in engine.structure's vocabulary (role None: template markup).
+CODE_ROLE_PART = {
+    _ASSIST: ("assistant", "content"),
+    _EOT: ("assistant", "end"),
+    _INSERTED: ("assistant", "inserted"),
+    _WRAPPER: ("assistant", "inserted"),
+    _SYS: ("system", "content"),
+    _USER: ("user", "content"),
+    _TOOL: ("tool", "content"),
+    _NONE: (None, "template"),
+}
+
+
+def _token_turns(turns: list[Turn], offsets: list[tuple[int, int]]) -> list[tuple[str, int, int, int, bool]]:
+    """Each located message as token ranges: (role, content start, content end, end, closed)."""
+    out = []
+    for turn in turns:
+        spans = [*turn.pieces, *turn.inserted]
+        tokens = [i for i, (s, e) in enumerate(offsets) if any(a < max(e, s + 1) and s < b for a, b in spans)]
+        if not tokens:
+            continue  # dropped from history: no token of its own
+        ends = [
+            i
+            for i, (s, e) in enumerate(offsets)
+            if turn.eot and turn.eot[0] < max(e, s + 1) and s < turn.eot[1]
+        ]
+        content_end = max(tokens) + 1
+        end = max([content_end, *(i + 1 for i in ends)])
+        role = (
+            "assistant" if turn.role == "assistant" else CODE_ROLE_PART[_ROLE_CODE.get(turn.role, _USER)][0]
+        )
+        out.append((role, min(tokens), content_end, end, bool(ends)))
+    return out
