@@ -13,13 +13,13 @@ import pytest
 from label_templates import (
     BUG_LINT,
     FAMILIES,
-    QWEN3,
     bug_rows,
     chats,
     correct,
     render_row,
     tokenizer_for,
 )
+from templates import QWEN3
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.lints import lint_spec
