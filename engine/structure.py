@@ -137,11 +137,10 @@ class TurnLayout:
         return tuple(out)
 
     def worded_roles(self) -> list[str | None]:
-        """Per token, the role whose words it is (content; the assistant's end-of-turn too), else None: what
-        the TUI's context strip colours."""
-        worded = (self.parts == Part.CONTENT) | (
-            (self.parts == Part.END) & (self.roles == ROLES.index("assistant"))
-        )
+        """Per token, the role whose words it is (content; the assistant's end-of-turn and the template's
+        insertions in its turn too), else None: what the TUI's context strip colours."""
+        inside = (self.parts == Part.END) | (self.parts == Part.INSERTED)
+        worded = (self.parts == Part.CONTENT) | (inside & (self.roles == ROLES.index("assistant")))
         return [
             ROLES[r] if w and r != NO_ROLE else None
             for r, w in zip(self.roles.tolist(), worded.tolist(), strict=True)
@@ -171,6 +170,9 @@ class Markup:
     separators: tuple[tuple[str, tuple[int, ...], str], ...]  # (role, ids, next role): a headerless next turn
     inserted: tuple[tuple[int, ...], ...]  # markup inserted at the start of an assistant turn
     blank: Any = field(default=None, compare=False)  # id -> whitespace only (after a header: header's)
+    # roles whose content the tokenizer starts with a space of no character of its own (SentencePiece's `▁`
+    # after a special token): a lone `▁` right before such content is the content's, as engine.chat_masks says
+    leading: frozenset[str] = frozenset()
 
     @property
     def usable(self) -> bool:
@@ -208,14 +210,23 @@ def _render(tokenizer: Any, messages: Sequence[tuple[str, str]], generation: boo
 
 
 def _segments(
-    tokenizer: Any, rendered: str, messages: Sequence[tuple[str, str]], blank: Any
+    tokenizer: Any,
+    rendered: str,
+    messages: Sequence[tuple[str, str]],
+    blank: Any,
+    leading: set[str],
 ) -> list[Segment]:
-    """The markup between consecutive message contents (and before the first / after the last), as ids."""
+    """The markup between consecutive message contents (and before the first / after the last), as ids.
+    Adds to `leading` the roles whose content's first token carries a space the text does not have."""
     found = sorted((rendered.find(content), len(content), role) for role, content in messages)
     if not found or found[0][0] < 0:  # the template dropped a message (a role it ignores): no clean evidence
         return []
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
+    starts = {start: role for start, _, role in found}
+    for token, (s, _e) in zip(ids, offsets, strict=True):
+        if s in starts and not rendered[s].isspace() and token_bytes(tokenizer, token)[:1] == b" ":
+            leading.add(starts[s])
     bounds = [(0, found[0][0], None, found[0][2])]
     for (start, size, role), (next_start, _, next_role) in zip(found, found[1:], strict=False):
         bounds.append((start + size, next_start, role, next_role))
@@ -255,6 +266,7 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
     `blank(id)` says whether a token is whitespace only (such tokens after a header depend on the content).
     """
     segments: list[Segment] = []
+    leading: set[str] = set()
     for probe in _PROBES:
         renders = [(probe, _render_or_none(tokenizer, probe))]
         # prefixes ending with each role show what the template writes after that role at the end
@@ -262,7 +274,7 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
             renders.append((probe[:cut], _render_or_none(tokenizer, probe[:cut])))
         for messages, rendered in renders:
             if rendered is not None:
-                segments += _segments(tokenizer, rendered, messages, blank)
+                segments += _segments(tokenizer, rendered, messages, blank, leading)
     if not segments:
         return None
     bos = getattr(tokenizer, "bos_token_id", None)
@@ -322,6 +334,7 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
         separators=kept,
         inserted=tuple(sorted(inserted, key=len, reverse=True)),
         blank=blank,
+        leading=frozenset(leading),
     )
 
 
@@ -536,6 +549,8 @@ def _fill_turn(
     """Mark ids[body:limit] as `role`'s turn: inserted markup, content, end-of-turn; a separator hands on."""
     code = ROLES.index(role)
     while body < limit and markup.blank is not None and markup.blank(int(ids[body])):
+        if role in markup.leading and not (body + 1 < limit and markup.blank(int(ids[body + 1]))):
+            break  # the last blank before the content: its own `▁`, which the text does not have
         roles[body] = code  # the blank after a header (`\n\n`, a lone space): the header's
         parts[body] = Part.HEADER
         body += 1
