@@ -183,9 +183,8 @@ def render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bo
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def _try_render(
-    tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False
-) -> str | None:
+def try_render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> str | None:
+    """The render, or None when the template refuses these messages (a probe with a role it does not take)."""
     try:
         return render(tokenizer, messages, generation_prompt)
     except Exception:  # noqa: BLE001 - a probe the template refuses tells us nothing
@@ -193,7 +192,7 @@ def _try_render(
 
 
 def _header_of(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
-    plain, with_prompt = _try_render(tokenizer, messages), _try_render(tokenizer, messages, True)
+    plain, with_prompt = try_render(tokenizer, messages), try_render(tokenizer, messages, True)
     if plain is None or with_prompt is None:
         return None
     # Phi-3 ends a full render with EOS but not a prompted one: the header starts where they part.
@@ -238,7 +237,7 @@ def _end_of_turn_text(tokenizer: Any, added: list[str]) -> str | None:
     """The special token a template writes right after an assistant message, from a user/assistant probe:
     "" when it writes none (its turns have no end-of-turn), None when the template refused the probe."""
     probe = [{"role": "user", "content": _PROBE_USER}, {"role": "assistant", "content": _PROBE_ASSISTANT}]
-    text = _try_render(tokenizer, probe)
+    text = try_render(tokenizer, probe)
     if text is None or _PROBE_ASSISTANT not in text:
         return None
     after = text[text.index(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :]
@@ -332,7 +331,7 @@ def _default_system(tokenizer: Any, messages: list[dict[str, Any]], rendered: st
     """The span of a system prompt the template injects when the chat has none (Qwen2.5), if any."""
     if any(m.get("role") in ("system", "developer") for m in messages):
         return None
-    probe = _try_render(tokenizer, [{"role": "system", "content": _PROBE_SYSTEM}, *messages])
+    probe = try_render(tokenizer, [{"role": "system", "content": _PROBE_SYSTEM}, *messages])
     if probe is None or probe.count(_PROBE_SYSTEM) != 1:
         return None
     cut = probe.index(_PROBE_SYSTEM)
@@ -424,7 +423,7 @@ def _next_content_start(rendered: str, later: list[dict[str, Any]], start: int) 
 def _prefix_end(tokenizer: Any, before: list[dict[str, Any]], rendered: str, cursor: int) -> int:
     """Where an assistant turn starts for a template with no generation header (Llama-2, Mistral): the end
     of the conversation before it, rendered on its own, when that render is a prefix of the full one."""
-    prefix = _try_render(tokenizer, before) if before else ""
+    prefix = try_render(tokenizer, before) if before else ""
     if prefix is not None and len(prefix) >= cursor and rendered.startswith(prefix):
         return len(prefix)
     return cursor

@@ -32,7 +32,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import CONVENTION, Policy, convention
+from tokstep.engine.chat_masks import CONVENTION, Policy, convention, render, try_render
 from tokstep.engine.inspector import special_ids, token_bytes
 from tokstep.engine.sample import MaskReason
 
@@ -204,9 +204,8 @@ _PROBES: tuple[tuple[tuple[str, str], ...], ...] = (
 Segment = tuple[str | None, tuple[int, ...], str | None]  # (role before, markup ids, role after)
 
 
-def _render(tokenizer: Any, messages: Sequence[tuple[str, str]], generation: bool = False) -> str:
-    chat = [{"role": role, "content": content} for role, content in messages]
-    return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=generation))
+def _chat(messages: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [{"role": role, "content": content} for role, content in messages]
 
 
 def _segments(
@@ -268,10 +267,10 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
     segments: list[Segment] = []
     leading: set[str] = set()
     for probe in _PROBES:
-        renders = [(probe, _render_or_none(tokenizer, probe))]
+        renders = [(probe, try_render(tokenizer, _chat(probe)))]
         # prefixes ending with each role show what the template writes after that role at the end
         for cut in range(1, len(probe)):
-            renders.append((probe[:cut], _render_or_none(tokenizer, probe[:cut])))
+            renders.append((probe[:cut], try_render(tokenizer, _chat(probe[:cut]))))
         for messages, rendered in renders:
             if rendered is not None:
                 segments += _segments(tokenizer, rendered, messages, blank, leading)
@@ -338,19 +337,12 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
     )
 
 
-def _render_or_none(tokenizer: Any, messages: Sequence[tuple[str, str]]) -> str | None:
-    try:
-        return _render(tokenizer, messages)
-    except Exception:  # noqa: BLE001 - templates reject roles they do not know (tool, system): skip the probe
-        return None
-
-
 def _generation_ids(tokenizer: Any, blank: Any) -> tuple[int, ...]:
     """What add_generation_prompt appends after a user turn, as ids (trailing blanks dropped); () if nothing."""
     probe = _PROBES[0][:1]
     try:
-        plain = _encode(tokenizer, _render(tokenizer, probe))
-        prompted = _encode(tokenizer, _render(tokenizer, probe, generation=True))
+        plain = _encode(tokenizer, render(tokenizer, _chat(probe)))
+        prompted = _encode(tokenizer, render(tokenizer, _chat(probe), True))
     except Exception:  # noqa: BLE001
         return ()
     k = len(_common_prefix([plain, prompted]))

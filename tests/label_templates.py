@@ -15,12 +15,11 @@ independently of `engine.structure` (which learns the markup by probing the temp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from templates import GEMMA3, LLAMA2, LLAMA3, MISTRAL, PHI3, QWEN25
-from tiny import sentencepiece_handmade
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tiny import sentencepiece_handmade, train_byte_bpe
+from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 # Each family's template exists once, in tests/templates.py (the chat-mask tests use the same strings):
@@ -134,20 +133,8 @@ FAMILIES = {
 }
 
 
-@lru_cache(maxsize=1)
 def _trained() -> str:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=500,
-        min_frequency=2,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    return tok.to_str()
+    return train_byte_bpe(tuple(SPECIALS), tuple(CORPUS), 500)
 
 
 def tokenizer_for(name: str) -> Any:
