@@ -107,9 +107,13 @@ class TraceResult:
         bad = self.trace.nonfinite_positions
         if not bad.size:
             return None
+        if self.info.dtype in ("float32", "float64"):
+            hint = f"the model is already {self.info.dtype}: its weights or config may hold NaN/inf"
+        else:
+            hint = f"dtype {self.info.dtype} may overflow: try --dtype float32"
         return (
-            f"the model produced NaN/inf logits at {bad.size} of {len(self.trace)} positions (first at t={int(bad[0])}); "
-            f"dtype {self.info.dtype} may overflow: try --dtype float32"
+            f"the model produced NaN/inf logits at {bad.size} of {len(self.trace)} positions "
+            f"(first at t={int(bad[0])}); {hint}"
         )
 
 

@@ -37,8 +37,12 @@ def run_trace(
     """Tokenize, trace (one forward pass), and compute HF's reference loss beside it."""
     if top_k < 1:
         raise TokstepError("--top-k must be at least 1")
+    if top_k >= loaded.info.vocab_size:
+        raise TokstepError(
+            f"--top-k {top_k} must be less than the vocabulary size ({loaded.info.vocab_size})"
+        )
     progress("building the sample")
-    sample = build_sample(sample_spec, loaded.tokenizer)
+    sample = build_sample(sample_spec, loaded.tokenizer, max_tokens=loaded.info.max_positions)
     progress(f"tracing {len(sample)} tokens")
     trace = trace_sample(loaded, sample, top_k=top_k)
     drift = None

@@ -8,6 +8,9 @@ is told when the model has loaded, and posts `OpenSample` for each row the user 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import threading
 import time
@@ -16,14 +19,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
+from textual.geometry import Size
 from textual.widgets import Footer, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
 from tokstep.engine.errors import TokstepError
+from tokstep.tui import exit_codes
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
 from tokstep.tui.batch_report import batch_flags
 from tokstep.tui.messages import (
@@ -114,6 +119,7 @@ class TokstepApp(App[int]):
     TITLE = "tokstep"
     ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer needs the room
     BINDINGS = [Binding("q", "quit", "quit", id="quit")]
+    signalled: int | None = None  # the signal (TERM, HUP, INT) that ended the app, if one did
 
     def __init__(
         self,
@@ -149,6 +155,10 @@ class TokstepApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.signalled is not None:  # a signal came before the app was running
+            self.exit(return_code=exit_codes.signalled(self.signalled))
+            return
+        self.call_after_refresh(self._check_size)
         name = self.model_spec.display_name if self.model_spec is not None else "model"
         self.query_one(LoadingView).add_step(f"loading {name}", 0.0)
         self.load_model()
@@ -165,6 +175,41 @@ class TokstepApp(App[int]):
             pass  # traced once the model is loaded (on_model_loaded)
         elif self.sample_spec is not None:
             self.request_trace(self.sample_spec, from_browser=False)
+
+    # -- the terminal: too small, Ctrl-C, signals ------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)  # (self.size is updated after this handler)
+
+    def _check_size(self, size: Size | None = None) -> None:
+        """Below the minimum size, cover everything with `TooSmallScreen`; remove it once there is room."""
+        from tokstep.tui.too_small import TooSmallScreen, too_small
+
+        small, shown = too_small(*(size or self.size)), isinstance(self.screen, TooSmallScreen)
+        if small and not shown:
+            super().push_screen(TooSmallScreen())
+        elif shown and not small:
+            self.pop_screen()
+
+    def push_screen(self, screen: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keep `TooSmallScreen` on top: a screen pushed while it shows goes underneath it."""
+        from tokstep.tui.too_small import TooSmallScreen
+
+        if isinstance(self.screen, TooSmallScreen) and not isinstance(screen, TooSmallScreen):
+            self.pop_screen()
+            pushed = super().push_screen(screen, *args, **kwargs)
+            super().push_screen(TooSmallScreen())
+            return pushed
+        return super().push_screen(screen, *args, **kwargs)
+
+    def action_help_quit(self) -> None:
+        """Ctrl-C (Textual reads it as a key, not a signal): cancel a model load, or leave, with status 130."""
+        self.interrupt(signal.SIGINT)
+
+    def interrupt(self, signum: int) -> None:
+        """End the app because of a signal (or Ctrl-C): workers are abandoned, the terminal restored."""
+        self.signalled = signum
+        self.exit(return_code=exit_codes.signalled(signum))
 
     # -- workers: backend calls only, results by message -----------------------------------------------
 
@@ -272,6 +317,9 @@ class TokstepApp(App[int]):
 
         self.loaded = message.model
         self.on_load_progress(LoadProgress("model loaded"))
+        for note in getattr(message.model, "notes", ()):  # e.g. weights read from pytorch_model.bin
+            self.on_load_progress(LoadProgress(f"note: {note}"))
+            self.notify(note, title="note", timeout=10)
         for screen in self.screen_stack:
             if isinstance(screen, DataBrowserScreen):
                 screen.model_loaded(message.model)
@@ -378,6 +426,35 @@ def _headless_check(app: TokstepApp) -> int:
     return 2
 
 
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+SIGNAL_WORDS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "hung up"}
+
+
+def _on_signals(app: TokstepApp) -> Callable[[], None]:
+    """Route INT / TERM / HUP to `app.interrupt` in the app's event loop (the terminal is then restored as
+    on `q`); returns a function that puts the previous handlers back."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        app.signalled = signum
+        loop = app._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(app.interrupt, signum)
+        # not running yet: on_mount sees `signalled`; already finished: run_app does
+
+    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def signal_line(signum: int) -> str:
+    name = signal.Signals(signum).name
+    return f"tokstep: {SIGNAL_WORDS.get(name, name)} ({name})"
+
+
 def run_app(
     args: argparse.Namespace,
     model_spec: ModelSpec,
@@ -396,12 +473,30 @@ def run_app(
         batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
         compare=compare,
     )
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        print(
+            f"tokstep: error: this terminal (TERM={os.environ['TERM']}) cannot show the debugger; "
+            "use `tokstep report` to print the table",
+            file=sys.stderr,
+        )
+        return exit_codes.BAD_INPUT
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped
         return _headless_check(app)
-    app.run()
+    restore = _on_signals(app)
+    try:
+        app.run()
+    except Exception:  # noqa: BLE001 - e.g. the terminal vanished (SIGHUP) while being restored
+        if app.signalled is None:
+            raise
+    finally:
+        restore()
+    if app.signalled is not None:
+        with contextlib.suppress(OSError):  # hung up: the terminal may be gone, and with it stderr
+            print(signal_line(app.signalled), file=sys.stderr)
+        return exit_codes.signalled(app.signalled)
     if app.load_error:
         print(f"tokstep: error: {app.load_error}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     return 0
 
 

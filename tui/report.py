@@ -41,7 +41,9 @@ def token_text(result: TraceResult, token_id: int) -> Text:
 
 
 def fmt_loss(value: float | None) -> str:
-    return "undefined" if value is None or math.isnan(value) else f"{value:.6f}"
+    if value is None or math.isnan(value):
+        return "undefined"
+    return number(value, 6)
 
 
 def parity_line(result: TraceResult) -> Text:
@@ -157,6 +159,8 @@ def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -
     err = Console(stderr=True)
     with err.status(f"loading {model.display_name}"):
         loaded = load(model)
+    for note in loaded.notes:
+        print(f"tokstep: note: {note}", file=sys.stderr)
     with err.status("tracing") as status:
         result = run_trace(
             loaded,
