@@ -41,8 +41,11 @@ attributed to a message or to the template:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
@@ -658,21 +661,24 @@ CODE_ROLE_PART = {
 
 def _token_turns(turns: list[Turn], offsets: list[tuple[int, int]]) -> list[tuple[str, int, int, int, bool]]:
     """Each located message as token ranges: (role, content start, content end, end, closed)."""
+    starts = [s for s, _ in offsets]
+    reach = list(itertools.accumulate((max(e, s + 1) for s, e in offsets), max))  # non-decreasing
+
+    def tokens(spans: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+        """The first and one-past-last token overlapping any of the character spans."""
+        found = [(bisect.bisect_right(reach, a), bisect.bisect_left(starts, b)) for a, b in spans]
+        found = [(lo, hi) for lo, hi in found if hi > lo]
+        return (min(lo for lo, _ in found), max(hi for _, hi in found)) if found else None
+
     out = []
     for turn in turns:
-        spans = [*turn.pieces, *turn.inserted]
-        tokens = [i for i, (s, e) in enumerate(offsets) if any(a < max(e, s + 1) and s < b for a, b in spans)]
-        if not tokens:
+        content = tokens([*turn.pieces, *turn.inserted])
+        if content is None:
             continue  # dropped from history: no token of its own
-        ends = [
-            i
-            for i, (s, e) in enumerate(offsets)
-            if turn.eot and turn.eot[0] < max(e, s + 1) and s < turn.eot[1]
-        ]
-        content_end = max(tokens) + 1
-        end = max([content_end, *(i + 1 for i in ends)])
+        ends = tokens([turn.eot]) if turn.eot else None
+        end = max(content[1], ends[1]) if ends else content[1]
         role = (
             "assistant" if turn.role == "assistant" else CODE_ROLE_PART[_ROLE_CODE.get(turn.role, _USER)][0]
         )
-        out.append((role, min(tokens), content_end, end, bool(ends)))
+        out.append((role, content[0], content[1], end, ends is not None))
     return out
