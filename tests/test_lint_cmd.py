@@ -242,3 +242,18 @@ def test_strict_counts_a_truncated_answer_in_the_exit_status(tmp_path, chatml_di
     out = capsys.readouterr().out
     assert "truncated?" in out and "rows with errors: 0" in out
     assert main(["lint", path, "--model", chatml_dir, "--strict"]) == 1
+
+
+def test_eot_mask_decides_the_expected_mask_of_ids_rows(tmp_path, chatml_dir, capsys):
+    """A trainer that masks <|im_end|> on purpose says --eot mask: no eos-masked finding, exit 0."""
+    from label_templates import bug_rows, tokenizer_for
+
+    ids, labels, _ = bug_rows(tokenizer_for("chatml"), "chatml")["eot-masked"]
+    path = write_jsonl(tmp_path / "masked-eot.jsonl", [{"input_ids": ids, "labels": labels}] * 2)
+    assert main(["lint", path, "--model", chatml_dir, "--show", "0"]) == 1
+    assert "eos-masked" in capsys.readouterr().out
+    assert main(["lint", path, "--model", chatml_dir, "--eot", "mask", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["counts"] == {"error": 0, "warning": 0, "info": 0}
+    assert payload["structure"]["rows_disagreeing"] == 0
+    assert "end-of-turn masked (--eot mask)" in payload["structure"]["convention"]

@@ -127,6 +127,8 @@ class LintSummary:
     structured: int = 0  # rows whose chat structure was recovered from the ids
     disagreeing: int = 0  # ... of which the labels disagree with it somewhere
     disagreeing_tokens: int = 0
+    eot: str = "train"  # the convention's flags the rows were compared under (--eot, --inserted)
+    inserted: str = "train"
 
     def add(self, result: RowLint) -> None:
         self.rows += 1
@@ -189,7 +191,7 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
             "rows_recovered": summary.structured,
             "rows_disagreeing": summary.disagreeing,
             "tokens_disagreeing": summary.disagreeing_tokens,
-            "convention": _convention(),
+            "convention": _convention(summary),
         },
         "results": rows,
     }
@@ -215,10 +217,10 @@ def summary_table(summary: LintSummary) -> Table:
     return table
 
 
-def _convention() -> str:
-    from tokstep.engine.structure import CONVENTION
+def _convention(summary: LintSummary) -> str:
+    from tokstep.engine.chat_masks import convention
 
-    return CONVENTION
+    return convention(summary.eot, summary.inserted)
 
 
 def structure_line(summary: LintSummary) -> Text | None:
@@ -230,7 +232,7 @@ def structure_line(summary: LintSummary) -> Text | None:
         ("labels vs chat structure: ", "bold"),
         f"turns recovered in {summary.structured} of {summary.rows} rows; labels disagree in ",
         (f"{bad} rows", SEVERITY_STYLE["error"] if bad else "green"),
-        f" ({summary.disagreeing_tokens} tokens)  ·  convention: {_convention()}",
+        f" ({summary.disagreeing_tokens} tokens)  ·  convention: {_convention(summary)}",
     )
 
 
@@ -287,6 +289,7 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
         started = time.monotonic()
         with err.status("linting") as status:
             summary = lint_file(tokenizer, data, args.max_rows, lambda n: status.update(f"linting: {n} rows"))
+        summary.eot, summary.inserted = args.eot, args.inserted
         elapsed = time.monotonic() - started
     finally:
         data.close()

@@ -54,7 +54,7 @@ CONTEXT_TITLE = (
 
 
 def context_legend(result: TraceResult) -> str:
-    """The strip's key: for ids rows with recovered chat turns, the role colours with the mask on top."""
+    """The strip's key: for chats and ids rows with recovered chat turns, the role colours with the mask on top."""
     if result.sample.layout is None:
         return CONTEXT_LEGEND
     roles = {r for r in token_roles(result) if r}
