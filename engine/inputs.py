@@ -189,28 +189,39 @@ def from_chat(tokenizer: Any, messages: list[dict[str, Any]], *, name: str = "ch
         supervised = mask
         notes = ("assistant tokens from the template's {% generation %} mask",)
     else:
-        assistant = [(s, e) for s, e, role, _ in spans if role == "assistant"]
-        supervised = [any(s <= start < e for s, e in assistant) for start, _ in offsets]
+        starts = np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
+        in_assistant = np.zeros(len(offsets), dtype=bool)
+        for s, e, role, _ in spans:
+            if role == "assistant":
+                in_assistant |= (starts >= s) & (starts < e)
+        supervised = in_assistant.tolist()
         notes = (
             "assistant tokens derived from the rendered turns (the template has no {% generation %} mask)",
         )
     _require_tokens(ids, "the chat")
     if not any(supervised[1:]):
         raise TokstepError("the chat template left no assistant token supervised (all labels would be -100)")
-    reasons: list[MaskReason] = []
-    for i, ((start, _end), counted) in enumerate(zip(offsets, supervised, strict=True)):
-        if i == 0:
-            reasons.append(MaskReason.FIRST)
-        elif counted:
-            reasons.append(MaskReason.SUPERVISED)
-        else:
-            role = next((r for s, e, r, _ in spans if s <= start < e), None)
-            reasons.append(
-                {"system": MaskReason.SYSTEM, "user": MaskReason.USER}.get(role or "", MaskReason.TEMPLATE)
-            )
     input_ids = np.asarray(ids, dtype=np.int64)
     labels = np.where(np.asarray(supervised, dtype=bool), input_ids, IGNORE_INDEX).astype(np.int64)
-    return Sample(input_ids, labels, tuple(reasons), kind="chat", name=name, notes=notes)
+    reasons = _chat_reasons([start for start, _ in offsets], supervised, spans)
+    return Sample(input_ids, labels, reasons, kind="chat", name=name, notes=notes)
+
+
+def _chat_reasons(
+    starts: list[int], supervised: list[bool], spans: list[tuple[int, int, str, bool]]
+) -> tuple[MaskReason, ...]:
+    """Why each chat token is masked: the role of the first span (in turn order) holding its first
+    character (system / user turn), template markup otherwise."""
+    first = np.asarray(starts, dtype=np.int64)  # (N,)
+    role = np.full(len(first), -1, dtype=np.int64)  # (N,) index of the first span holding the token
+    for number, (s, e, _role, _content) in enumerate(spans):
+        role[(role < 0) & (first >= s) & (first < e)] = number
+    kinds = (MaskReason.TEMPLATE, MaskReason.SYSTEM, MaskReason.USER, MaskReason.SUPERVISED, MaskReason.FIRST)
+    span_kind = np.asarray([{"system": 1, "user": 2}.get(r, 0) for _s, _e, r, _c in spans] + [0])  # (S+1,)
+    code = span_kind[role]  # (N,) role -1 picks the trailing 0: template markup
+    code[np.asarray(supervised, dtype=bool)] = 3
+    code[:1] = 4
+    return tuple(kinds[c] for c in code.tolist())
 
 
 def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[int]) -> list[bool] | None:
