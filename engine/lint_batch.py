@@ -91,10 +91,17 @@ class BatchTokenizer:
             todo = [t for t in dict.fromkeys(texts) if (t, flag) not in self._encodings]
             if not todo:
                 continue
-            for text, encoding in zip(todo, self._backend.encode_batch(todo, add_special_tokens=flag), strict=True):
-                self._encodings[(text, flag)] = {"input_ids": encoding.ids, "offset_mapping": encoding.offsets}
+            for text, encoding in zip(
+                todo, self._backend.encode_batch(todo, add_special_tokens=flag), strict=True
+            ):
+                self._encodings[(text, flag)] = {
+                    "input_ids": encoding.ids,
+                    "offset_mapping": encoding.offsets,
+                }
 
-    def _render(self, messages: list[Any], generation_prompt: bool) -> tuple[str, list[tuple[int, int]] | None]:
+    def _render(
+        self, messages: list[Any], generation_prompt: bool
+    ) -> tuple[str, list[tuple[int, int]] | None]:
         key = (tuple(map(id, messages)), generation_prompt)
         hit = self._renders.get(key)
         if hit is None:
@@ -130,7 +137,9 @@ class BatchTokenizer:
     def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any:
         generation_prompt = bool(kwargs.pop("add_generation_prompt", False))
         if self._template is None or not isinstance(conversation, list):
-            return self._tok.apply_chat_template(conversation, add_generation_prompt=generation_prompt, **kwargs)
+            return self._tok.apply_chat_template(
+                conversation, add_generation_prompt=generation_prompt, **kwargs
+            )
         if kwargs == {"tokenize": False}:
             return self._render(conversation, generation_prompt)[0]
         wants_mask = {"tokenize": True, "return_dict": True, "return_assistant_tokens_mask": True}

@@ -51,7 +51,9 @@ def lint_stream(
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(tokenizer,)) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(tokenizer,)
+    ) as pool:
         pending: deque[Future[list[RowLint]]] = deque()
         for batch in batched(rows, batch_rows):
             pending.append(pool.submit(_lint_batch, batch))

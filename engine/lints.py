@@ -484,7 +484,11 @@ def _whitespace_runs(tokenizer: Any, ids: np.ndarray, facts: TokenizerFacts) -> 
     blank = _blank_ids(tokenizer, ids, facts).astype(np.int8)
     edges = np.diff(np.concatenate([[0], blank, [0]]))  # (N+1,) +1 where a run starts, -1 after it ends
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [list(range(s, e)) for s, e in zip(starts.tolist(), ends.tolist(), strict=True) if e - s >= WHITESPACE_RUN]
+    return [
+        list(range(s, e))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        if e - s >= WHITESPACE_RUN
+    ]
 
 
 def _text_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:

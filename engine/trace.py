@@ -10,35 +10,30 @@ from __future__ import annotations
 
 import inspect
 import math
-import weakref
-from typing import Any
 
 import numpy as np
 import torch
 
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.head import (  # noqa: F401 - CHUNK_ELEMENTS and friends re-exported
+    CHUNK_ELEMENTS,
+    DEFAULT_CHUNK_ELEMENTS,
+    HEAD_CHUNK_ELEMENTS,
+    VERIFIED_HEADS,
+    chunk_rows,
+    head_logits,
+    head_matches_model,
+    hidden_states_and_last_logits,
+    input_device,
+)
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.reduce import PositionStats, Scratch, reduce_logits
 from tokstep.engine.results import Trace, parity_tolerance  # noqa: F401 - re-exported
 from tokstep.engine.sample import IGNORE_INDEX, Sample
 
-# Logits per reduction chunk: [rows, vocab] never exceeds this. On the CPU 16 MiB keeps the reductions'
-# passes cache-friendly; GPUs like bigger launches.
-CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 24}
-DEFAULT_CHUNK_ELEMENTS = 1 << 22
-# Logits per output-head matmul (hidden path): every matmul re-reads the whole [vocab, d] head weight,
-# so fewer, taller ones are faster (at 83 rows the chunked head cost ~35% more than HF's single matmul).
-HEAD_CHUNK_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 26}
 HIDDEN_PATH = "hidden states + chunked head"  # no [T, vocab] tensor exists at all
 LOGITS_PATH = "full logits + chunked reductions"  # fallback: the model's logits, reduced chunk by chunk
 INCREMENTAL_PATH = "incremental (KV cache)"
-# Models whose chunked head already reproduced their own logits once: later traces skip the model's
-# output head entirely (the forward stops once the final hidden states exist).
-_VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-class _HiddenStatesCaptured(Exception):
-    """Raised by the hook to stop a verified model's forward before its output head."""
 
 
 def shifted_targets(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -77,94 +72,11 @@ def check_sample_fits(loaded: LoadedModel, sample: Sample) -> None:
 
 
 def _model_inputs(loaded: LoadedModel, sample: Sample) -> dict[str, torch.Tensor]:
-    device = _input_device(loaded.model)
+    device = input_device(loaded.model)
     inputs = {"input_ids": torch.tensor(sample.input_ids, device=device)[None]}  # (1, N)
     if sample.attention_mask is not None:
         inputs["attention_mask"] = torch.tensor(sample.attention_mask, device=device)[None]
     return inputs
-
-
-def _input_device(model: Any) -> torch.device:
-    return model.get_input_embeddings().weight.device
-
-
-def _post_head(model: Any, logits: torch.Tensor) -> torch.Tensor:
-    """Transforms some models apply after the output head (Gemma-2's final logit softcapping)."""
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
-def _hidden_states_and_last_logits(
-    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """Run the model once, keeping the final hidden states and the model's own logits at the last
-    position that predicts something (N-2): the trace checks its chunked head against them for free.
-
-    Returns None when the model cannot do this (no `logits_to_keep`, no separable base model).
-    With `stop_at_hidden` the forward stops at the hidden states and no logits come back.
-    """
-    base = getattr(model, "base_model", None)
-    if base is None or base is model or model.get_output_embeddings() is None:
-        return None
-    captured: list[torch.Tensor] = []
-
-    def keep_hidden(_module: Any, _args: Any, output: Any) -> None:
-        hidden = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", None)
-        if isinstance(hidden, torch.Tensor):
-            captured.append(hidden)
-            if stop_at_hidden:
-                raise _HiddenStatesCaptured
-
-    handle = base.register_forward_hook(keep_hidden)
-    try:
-        out = model(**inputs, use_cache=False, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
-    except _HiddenStatesCaptured:
-        return captured[0][0], None  # (N, d)
-    except TypeError:
-        return None
-    finally:
-        handle.remove()
-    if len(captured) != 1 or out.logits.shape[1] != 2:
-        return None
-    return captured[0][0], out.logits[0, -2]  # (N, d), (V,)
-
-
-def _head_logits(model: Any, hidden: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
-    """Apply the output head (and any post-head transform) to hidden states (rows, d) -> (rows, V).
-
-    With `scratch`, a plain nn.Linear head writes into a reused buffer (no fresh [rows, V] per chunk).
-    """
-    head = model.get_output_embeddings()
-    hidden = hidden.to(head.weight.device)
-    if scratch is None or type(head) is not torch.nn.Linear:
-        return _post_head(model, head(hidden))
-    weight = head.weight  # (V, d)
-    out = scratch.take("head", hidden.shape[0], weight.shape[0], weight.dtype, weight.device)
-    logits = torch.matmul(hidden.to(weight.dtype), weight.t(), out=out)  # (rows, V)
-    if head.bias is not None:
-        logits.add_(head.bias)
-    return _post_head(model, logits)
-
-
-def _head_matches_model(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
-    """Check that our head's logits (V,) reproduce the model's own at the same position (catches unknown
-    post-head transforms)."""
-    ours = ours.float()
-    theirs = theirs.float().to(ours.device)
-    finite = torch.isfinite(theirs)
-    if not torch.equal(finite, torch.isfinite(ours)):
-        return False
-    if not finite.any():  # NaN/inf everywhere in both: nothing to compare, the trace will report it
-        return True
-    ours, theirs = ours[finite], theirs[finite]
-    scale = theirs.abs().max().clamp(min=1.0)
-    return bool(torch.allclose(ours, theirs, rtol=1e-3, atol=1e-3 * float(scale)))
-
-
-def _chunk_rows(vocab: int, device: torch.device, elements: dict[str, int] = CHUNK_ELEMENTS) -> int:
-    return max(1, elements.get(device.type, DEFAULT_CHUNK_ELEMENTS) // max(vocab, 1))
 
 
 @torch.inference_mode()
@@ -185,26 +97,26 @@ def trace_sample(
 
     stats: list[PositionStats] = []
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
-    verified = _VERIFIED_HEADS.get(model, False)
+    verified = VERIFIED_HEADS.get(model, False)
     kept = (
-        None if force_logits_path else _hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified)
+        None if force_logits_path else hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified)
     )
     if kept is not None:
-        hidden = kept[0][:n_positions]  # (T, d): the last token predicts nothing
+        hidden = kept[0][0, :n_positions]  # (T, d): the last token predicts nothing
         targets = torch.from_numpy(targets_np)
         head_device = model.get_output_embeddings().weight.device
-        head_rows = _chunk_rows(vocab, head_device, HEAD_CHUNK_ELEMENTS)
-        rows = _chunk_rows(vocab, head_device)
+        head_rows = chunk_rows(vocab, head_device, HEAD_CHUNK_ELEMENTS)
+        rows = chunk_rows(vocab, head_device)
         for start in range(0, n_positions, head_rows):
-            logits = _head_logits(model, hidden[start : start + head_rows], scratch)  # (c, V) model's dtype
+            logits = head_logits(model, hidden[start : start + head_rows], scratch)  # (c, V) model's dtype
             chunk_targets = targets[start : start + head_rows].to(logits.device)
             for sub in range(0, len(logits), rows):
                 stats.append(
                     reduce_logits(logits[sub : sub + rows], chunk_targets[sub : sub + rows], top_k, scratch)
                 )
         if not verified:  # position T-1: our head's logits vs the model's own
-            if _head_matches_model(logits[-1], kept[1]):
-                _VERIFIED_HEADS[model] = True
+            if head_matches_model(logits[-1], kept[1][0]):
+                VERIFIED_HEADS[model] = True
             else:  # an unknown post-head transform: fall back
                 del hidden, logits
                 stats, kept = [], None
@@ -213,7 +125,7 @@ def trace_sample(
     else:
         logits_all = model(**inputs, use_cache=False).logits[0]  # (N, V): logits[t] predicts token t+1
         targets = torch.as_tensor(targets_np, device=logits_all.device)
-        rows = _chunk_rows(vocab, logits_all.device)
+        rows = chunk_rows(vocab, logits_all.device)
         for start in range(0, n_positions, rows):
             chunk = logits_all[start : min(start + rows, n_positions)]
             stats.append(reduce_logits(chunk, targets[start : start + rows], top_k, scratch))
@@ -230,7 +142,7 @@ def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -
     model, vocab = loaded.model, loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
     targets_np, supervised = shifted_targets(sample)
-    device = _input_device(model)
+    device = input_device(model)
     ids = torch.tensor(sample.input_ids, device=device)[None]  # (1, N)
     stats: list[PositionStats] = []
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

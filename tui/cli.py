@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(parser)
     _add_sample_flags(parser)
     _add_data_flags(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{report,lint}")
+    commands = parser.add_subparsers(dest="command", metavar="{report,lint,scan}")
     report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
     _add_model_flags(report)
     _add_sample_flags(report)
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tokstep.tui.lint_cmd import add_lint_parser
 
     add_lint_parser(commands, _add_model_flags)
+    from tokstep.tui.lint_cmd import add_column_flags
+    from tokstep.tui.scan_cmd import add_scan_parser
+
+    add_scan_parser(commands, _add_model_flags, add_column_flags)
     _keep_flags_given_before_the_command(parser, commands)
     return parser
 
@@ -199,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
 
             spec = model_spec(args)
             return run_lint(args, spec.name_or_path, spec.display_name)
+        if args.command == "scan":
+            from tokstep.tui.scan_cmd import run_scan_cmd
+
+            return run_scan_cmd(args, model_spec(args))
         if args.data:
             from tokstep.tui.lint_cmd import open_data_from_args
 

@@ -87,7 +87,10 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     group.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
     group.add_argument("--max-rows", type=int, metavar="N", help="lint only the first N rows")
     group.add_argument(
-        "--jobs", type=int, metavar="N", help="processes to lint with (default: every core this process may use)"
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="processes to lint with (default: every core this process may use)",
     )
     group.add_argument(
         "--show", type=int, default=20, metavar="N", help="print findings of at most N rows (default 20)"

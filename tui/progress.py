@@ -92,7 +92,9 @@ class RowProgress:
     def _line(self, final: bool = False) -> None:
         self._last_line = time.monotonic()
         row_rate, token_rate = self.rates()
-        done = f"{self.rows:,}" + (f" / {self.total:,} rows ({self.rows / max(self.total, 1):.0%})" if self.total else " rows")
+        done = f"{self.rows:,}" + (
+            f" / {self.total:,} rows ({self.rows / max(self.total, 1):.0%})" if self.total else " rows"
+        )
         eta = ""
         if self.total and row_rate > 0 and not final:
             eta = f" · ETA {_clock((self.total - self.rows) / row_rate)}"
