@@ -150,7 +150,9 @@ def test_length_buckets_keep_every_row_once_within_the_token_budget():
 # ---------------------------------------------------------------- the command
 
 
-def test_scan_writes_one_record_per_row_and_matches_tracing(tmp_path, model_dir, data_file, tokenizer, capsys):
+def test_scan_writes_one_record_per_row_and_matches_tracing(
+    tmp_path, model_dir, data_file, tokenizer, capsys
+):
     out = tmp_path / "scan"
     assert main(["scan", data_file, "--model", model_dir, "--out", str(out), "--chunk-rows", "16"]) == 0
     err = capsys.readouterr().err
@@ -192,7 +194,9 @@ def test_scan_writes_one_record_per_row_and_matches_tracing(tmp_path, model_dir,
     assert main(["scan", data_file, "--model", model_dir, "--out", str(out), "--truncate", "8"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds a different scan" in err and "--force" in err
-    assert main(["scan", data_file, "--model", model_dir, "--out", str(out), "--truncate", "8", "--force"]) == 0
+    assert (
+        main(["scan", data_file, "--model", model_dir, "--out", str(out), "--truncate", "8", "--force"]) == 0
+    )
     assert max(r["tokens"] or 0 for r in read_scan(out)) == 8
 
 
@@ -235,7 +239,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_a_killed_scan_resumes_to_the_uninterrupted_result(tmp_path, model_dir, data_file, monkeypatch, capsys):
+def test_a_killed_scan_resumes_to_the_uninterrupted_result(
+    tmp_path, model_dir, data_file, monkeypatch, capsys
+):
     args = ["--model", model_dir, "--chunk-rows", "4"]
     reference = tmp_path / "reference"
     assert main(["scan", data_file, "--out", str(reference), *args]) == 0
