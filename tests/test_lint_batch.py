@@ -16,7 +16,24 @@ from tokstep.engine.lint_pool import lint_stream
 from tokstep.engine.lints import lint_row
 from tokstep.tui.cli import main
 
-WORDS = "the cat sat on the mat and hello world the answer is yes def main return".split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "the",
+    "mat",
+    "and",
+    "hello",
+    "world",
+    "the",
+    "answer",
+    "is",
+    "yes",
+    "def",
+    "main",
+    "return",
+]
 
 
 def make_records(count: int, seed: int = 0) -> list[object]:

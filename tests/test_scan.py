@@ -28,7 +28,28 @@ from tokstep.engine.trace import reference_loss, trace_sample
 from tokstep.tui.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = "the cat sat on the mat and the dog ran to the log while a bird sang in the tree".split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "the",
+    "mat",
+    "and",
+    "the",
+    "dog",
+    "ran",
+    "to",
+    "the",
+    "log",
+    "while",
+    "a",
+    "bird",
+    "sang",
+    "in",
+    "the",
+    "tree",
+]
 
 
 def _sentence(rng: np.random.Generator, low: int, high: int) -> str:

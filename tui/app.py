@@ -193,11 +193,18 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).add_step(f"loading {name}", 0.0)
         self.load_model()
         if self.data:
-            from tokstep.tui.browser import (
-                DataBrowserScreen,  # a colleague's screen; imported only when asked for
-            )
+            from tokstep.engine.scan_files import is_scan
 
-            self.push_screen(DataBrowserScreen(self.data, self.args))
+            if is_scan(self.data):  # a folder written by `tokstep scan`: sort/filter over every row
+                from tokstep.tui.scan_browser import ScanBrowserScreen
+
+                self.push_screen(ScanBrowserScreen(self.data, getattr(self.args, "scan_view", None)))
+            else:
+                from tokstep.tui.browser import (
+                    DataBrowserScreen,  # a colleague's screen; imported only when asked for
+                )
+
+                self.push_screen(DataBrowserScreen(self.data, self.args))
             self.query_one(LoadingView).cover()
         elif self.sample_spec is not None:
             self.trace_sample(self.sample_spec, from_browser=False)

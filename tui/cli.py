@@ -112,8 +112,9 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--data",
-        metavar="FILE",
-        help="browse the rows of a .jsonl / .json / .parquet file (loss, lints per row)",
+        metavar="FILE|DIR",
+        help="browse the rows of a .jsonl / .json / .parquet file (loss, lints per row), "
+        "or a folder written by `tokstep scan` (sort/filter every row)",
     )
     add_column_flags(parser)
 
@@ -208,11 +209,19 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_scan_cmd(args, model_spec(args))
         if args.data:
-            from tokstep.tui.lint_cmd import open_data_from_args
+            from tokstep.engine.scan_files import is_scan
 
-            open_data_from_args(
-                args, args.data
-            ).close()  # a missing or unreadable file: one line, before the TUI
+            if is_scan(args.data):  # a scan's folder: check it reads, and default to the scan's model
+                from tokstep.engine.scan_view import ScanView
+
+                args.scan_view = ScanView(args.data)  # read once; the browser screen takes it
+                args.model = args.model or args.scan_view.model
+            else:
+                from tokstep.tui.lint_cmd import open_data_from_args
+
+                open_data_from_args(
+                    args, args.data
+                ).close()  # a missing or unreadable file: one line, before the TUI
         from tokstep.tui.app import run_app
 
         return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
