@@ -246,13 +246,15 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
             tokenizer = load_tokenizer(
                 model_name, revision=args.revision, trust_remote_code=args.trust_remote_code
             )
-        from tokstep.engine.lint_pool import default_jobs
+        from tokstep.engine.lint_pool import BATCH_ROWS, default_jobs
         from tokstep.tui.progress import RowProgress
 
         jobs = args.jobs if getattr(args, "jobs", None) else default_jobs()
         if jobs < 1:
             raise TokstepError("--jobs must be at least 1")
         total = _known_rows(data, args.max_rows)
+        if total is not None and total <= BATCH_ROWS:
+            jobs = 1  # a single batch: starting processes would cost more than it saves
         started = time.monotonic()
         with RowProgress("tokstep lint", total) as bar:
             summary = lint_file(tokenizer, data, args.max_rows, bar.update, jobs=jobs)
@@ -272,6 +274,7 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
                 f"{args.file}  ·  {summary.rows} rows in {elapsed:.1f}s  ·  tokenizer of {display_name}",
             ),
             highlight=False,
+            soft_wrap=True,  # one line, however long the path (scripts grep it)
         )
         print_findings(summary, console, args.show)
         if summary.flagged:
