@@ -497,6 +497,9 @@ def _write_manifest(out: Path, config: ScanConfig, ranks: Ranks, total_rows: int
         **config.extra,
     }
     write_json_atomic(out / MANIFEST, manifest)
+    for stale in out.glob("shard-*.parquet"):  # merged by an interrupted run with another world size
+        if stale.name not in shards:
+            stale.unlink()
     return manifest
 
 

@@ -46,8 +46,11 @@ class ScanView:
     """The rows of a scan folder, with a current sort and filter; `page(start, count)` gives records."""
 
     def __init__(self, folder: str | Path) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise TokstepError("reading a scan needs pyarrow: pip install 'tokstep[data]'") from None
 
         self.folder = Path(folder).expanduser()
         manifest = self.folder / MANIFEST
@@ -122,15 +125,19 @@ class ScanView:
     def _match(self, word: str) -> np.ndarray:
         negate = word.startswith("!")
         word = word.lstrip("!")
-        if word == "error":
-            mask = np.array([e is not None for e in self.column("error")], dtype=bool)
-        elif word == "ok":
-            mask = np.array([e is None for e in self.column("error")], dtype=bool)
+        import pyarrow.compute as pc
+
+        if word in ("error", "ok"):
+            mask = self.table.column("error").is_valid().to_numpy(zero_copy_only=False)
+            mask = mask if word == "error" else ~mask
         elif word == "lint":
             mask = (self.column("lint_errors") + self.column("lint_warnings")) > 0
         elif word.startswith("lint:"):
-            code = word[5:]
-            mask = np.array([code in (codes or ()) for codes in self.column("lints")], dtype=bool)
+            lints = self.table.column("lints").combine_chunks()
+            hits = pc.equal(pc.list_flatten(lints), word[5:]).fill_null(False)
+            rows = pc.list_parent_indices(lints).to_numpy()[hits.to_numpy(zero_copy_only=False)]
+            mask = np.zeros(self.total, dtype=bool)
+            mask[rows] = True
         else:
             match = COMPARISON.match(word)
             if match is None:
@@ -154,7 +161,8 @@ class ScanView:
                         "!=": values != number,
                     }[op]
             elif column in self.table.column_names and op in ("=", "!="):
-                mask = np.array([str(v) == value for v in self.column(column)], dtype=bool)
+                same = pc.equal(pc.cast(self.table.column(column), "string"), value).fill_null(False)
+                mask = same.to_numpy(zero_copy_only=False)
                 mask = ~mask if op == "!=" else mask
             else:
                 raise TokstepError(f"filter {word!r}: no column {column!r} to compare that way")

@@ -66,6 +66,12 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
     from tokstep.engine.session import load
     from tokstep.tui.lint_cmd import columns_from_args, open_data_from_args
 
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise TokstepError(
+            "tokstep scan writes Parquet and needs pyarrow: pip install 'tokstep[data]'"
+        ) from None
     if args.chunk_rows < 1 or args.batch_tokens < 1:
         raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")
     data = open_data_from_args(args, args.data)
