@@ -340,3 +340,18 @@ def test_gpu_rank_uses_its_local_device(monkeypatch):
     assert scan_module.device_for(ranks, "auto") == "cuda:3"
     assert scan_module.device_for(ranks, "cuda:0") == "cuda:0"  # an explicit device wins
     assert scan_module.device_for(scan_module.Ranks(), "auto") == "auto"
+
+
+def test_parquet_and_json_inputs_give_the_jsonl_result(tmp_path, model_dir):
+    rows = [{"text": t} for t in ("the cat sat on the mat", "a dog ran to the log", "hello world the end")]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rows.parquet")
+    results = {}
+    for name in ("rows.jsonl", "rows.json", "rows.parquet"):
+        out = tmp_path / f"scan-{name}"
+        assert main(["scan", str(tmp_path / name), "--model", model_dir, "--out", str(out)]) == 0
+        results[name] = read_scan(out)
+    assert [r["line"] for r in results["rows.parquet"]] == [None, None, None]
+    for name in ("rows.json", "rows.parquet"):
+        assert [r["loss"] for r in results[name]] == pytest.approx([r["loss"] for r in results["rows.jsonl"]])
