@@ -292,6 +292,7 @@ def report(scan: dict, lint: dict, procs: dict, quick: bool, started: float) -> 
     machine = ", ".join(
         f"{k} {v}" for k, v in facts.items() if k in ("CPU", "cores", "torch", "load average (1/5/15 min)")
     )
+    machine += f", load average {os.getloadavg()[0]:.1f} at the end (other users share these cores)"
     floor, fcpu = lint["floor_s"], lint["floor_cpu_s"]
     lines = [
         BEGIN,
