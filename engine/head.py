@@ -40,7 +40,7 @@ def post_head(model: Any, logits: torch.Tensor) -> torch.Tensor:
 
 
 def hidden_states_and_last_logits(
-    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False
+    model: Any, inputs: dict[str, Any], *, stop_at_hidden: bool = False, use_cache: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Run the model once on a batch (B, N), keeping the final hidden states (B, N, d) and the model's own
     logits at position N-2 (B, V), the last that predicts something: the chunked head is checked against
@@ -63,7 +63,7 @@ def hidden_states_and_last_logits(
 
     handle = base.register_forward_hook(keep_hidden)
     try:
-        out = model(**inputs, use_cache=False, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
+        out = model(**inputs, use_cache=use_cache, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
     except HiddenStatesCaptured:
         return captured[0], None  # (B, N, d)
     except TypeError:

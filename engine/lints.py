@@ -20,7 +20,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
-from tokstep.engine.tokens import make_visible
+from tokstep.engine.tokens import make_visible, trained_text
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -37,6 +37,12 @@ class Finding:
     severity: Severity
     positions: tuple[int, ...]  # token indices into the sample's input_ids
     message: str
+
+    @property
+    def fix(self) -> str:
+        """How to fix it (the lint's documented fix; the README's table shows the same text)."""
+        doc = LINTS.get(self.code)
+        return doc.fix if doc is not None else ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,14 @@ LINTS: dict[str, LintDoc] = {
             "error",
             "A row of the data file cannot be read: invalid JSON, not an object, or no usable columns.",
             "Fix the row at the line shown (or point --text-column / --prompt-column... at your columns).",
+        ),
+        LintDoc(
+            "cross-document-attention",
+            "error",
+            "A packed row's documents attend to each other: traced as the trainer's forward saw it, a document's "
+            "log-probs differ from the same document traced alone (tokstep --batches).",
+            "Pass position_ids restarting at 0 with no 2D attention_mask and use_cache=False, or a flash-attention "
+            "varlen path (cu_seq_lens), or a 4D block-diagonal mask.",
         ),
         LintDoc(
             "unbuildable",
@@ -682,6 +696,7 @@ class RowLint:
     findings: tuple[Finding, ...]
     num_tokens: int | None = None
     num_supervised: int | None = None
+    trained: str | None = None  # the supervised labels decoded: what the row trains the model to say
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -702,4 +717,5 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
         return RowLint(row, None, (finding("unbuildable", (), f"{type(error).__name__}: {error}"),))
     if sample is None:
         return RowLint(row, None, tuple(findings))
-    return RowLint(row, sample, tuple(findings), len(sample), sample.num_supervised)
+    trained = trained_text(tokenizer, sample.labels)
+    return RowLint(row, sample, tuple(findings), len(sample), sample.num_supervised, trained)

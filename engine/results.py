@@ -82,6 +82,13 @@ class Trace:
     def nonfinite_positions(self) -> np.ndarray:
         return np.flatnonzero(~self.finite)
 
+    def label_differs(self, t: int) -> bool:
+        """Position t is counted but its label is not the next input token (`labels[t+1] != input_ids[t+1]`:
+        pre-shifted or off-by-one labels): the loss scores a token other than the one the text continues with."""
+        return bool(self.supervised[t]) and int(self.sample.labels[t + 1]) != int(
+            self.sample.input_ids[t + 1]
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class TraceResult:

@@ -20,7 +20,8 @@ class MaskReason(str, Enum):
     USER = "user turn"
     TEMPLATE = "template markup"
     PAD = "padding"
-    GIVEN = "given by user"  # -100 came verbatim from the user's labels
+    DOCUMENT = "document start"  # a packed document's first token: the previous document does not predict it
+    GIVEN = "masked in your labels"  # -100 came verbatim from the user's labels (--ids, data rows); was "given by user"
 
     @property
     def counted(self) -> bool:

@@ -60,3 +60,37 @@ class TokenTexts:
             return self.piece(token_id)
         text = self.text(token_id)
         return make_visible(text) if text else "∅"
+
+
+TRAINED_GAP = " ⋯ "  # between separate supervised spans (e.g. two assistant turns)
+
+
+def trained_text(tokenizer: Any, labels: Any) -> str:
+    """What a sample trains the model to say: its supervised labels (labels[1:] != -100) decoded, span by
+    span, spans joined by ` ⋯ `. Special tokens are kept; ids outside the tokenizer read `<id N>`."""
+    size = len(tokenizer)
+    values = [int(v) for v in labels]
+    spans: list[list[int]] = []
+    previous = False
+    for i, label in enumerate(values):
+        counted = i > 0 and label != -100  # labels[0] is never a target
+        if counted and not previous:
+            spans.append([])
+        if counted:
+            spans[-1].append(label)
+        previous = counted
+    parts = []
+    for span in spans:
+        text, run = [], []
+        for label in span:
+            if 0 <= label < size:
+                run.append(label)
+                continue
+            if run:
+                text.append(tokenizer.decode(run, skip_special_tokens=False))
+                run = []
+            text.append(f"<id {label}>")
+        if run:
+            text.append(tokenizer.decode(run, skip_special_tokens=False))
+        parts.append("".join(text))
+    return TRAINED_GAP.join(parts)

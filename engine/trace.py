@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +32,8 @@ from tokstep.engine.loading import LoadedModel
 from tokstep.engine.reduce import PositionStats, Scratch, reduce_logits
 from tokstep.engine.results import Trace, parity_tolerance  # noqa: F401 - re-exported
 from tokstep.engine.sample import IGNORE_INDEX, Sample
+
+FLASH_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 HIDDEN_PATH = "hidden states + chunked head"  # no [T, vocab] tensor exists at all
 LOGITS_PATH = "full logits + chunked reductions"  # fallback: the model's logits, reduced chunk by chunk
@@ -71,12 +75,39 @@ def check_sample_fits(loaded: LoadedModel, sample: Sample) -> None:
         )
 
 
-def _model_inputs(loaded: LoadedModel, sample: Sample) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True, eq=False)
+class Forward:
+    """How a trainer called the forward on this row, beyond `input_ids` (a packed or padded batch row).
+
+    Without one, a trace calls `model(input_ids, attention_mask only if it has zeros, use_cache=False)`.
+    With one, exactly these are passed: an all-ones `attention_mask` too (it changes what transformers does
+    with packed `position_ids`), and `use_cache` as given (a KV cache also turns packed-sequence detection off).
+    """
+
+    position_ids: np.ndarray | None = None  # (N,)
+    attention_mask: np.ndarray | None = None  # (N,), passed even when all ones
+    use_cache: bool = False
+    flash_kwargs: tuple[tuple[str, Any], ...] = ()  # cu_seq_lens_q/k, max_length_q/k (flash-attention varlen)
+
+
+def _model_inputs(loaded: LoadedModel, sample: Sample, forward: Forward | None = None) -> dict[str, Any]:
     device = input_device(loaded.model)
-    inputs = {"input_ids": torch.tensor(sample.input_ids, device=device)[None]}  # (1, N)
-    if sample.attention_mask is not None:
-        inputs["attention_mask"] = torch.tensor(sample.attention_mask, device=device)[None]
+    inputs: dict[str, Any] = {"input_ids": torch.tensor(sample.input_ids, device=device)[None]}  # (1, N)
+    mask = sample.attention_mask if forward is None else forward.attention_mask
+    if mask is not None:
+        inputs["attention_mask"] = torch.tensor(mask, device=device)[None]  # (1, N)
+    if forward is not None:
+        if forward.position_ids is not None:
+            inputs["position_ids"] = torch.tensor(forward.position_ids, device=device)[None]  # (1, N)
+        for key, value in forward.flash_kwargs:
+            inputs[key] = (
+                torch.tensor(value, dtype=torch.int32, device=device) if key.startswith("cu_") else value
+            )
     return inputs
+
+
+def _use_cache(forward: Forward | None) -> bool:
+    return forward.use_cache if forward is not None else False
 
 
 @torch.inference_mode()
@@ -86,20 +117,25 @@ def trace_sample(
     *,
     top_k: int = 10,
     force_logits_path: bool = False,
+    forward: Forward | None = None,
 ) -> Trace:
-    """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False), reductions in float32."""
+    """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False unless `forward` says otherwise),
+    reductions in float32."""
     check_sample_fits(loaded, sample)
     model, vocab = loaded.model, loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
     targets_np, supervised = shifted_targets(sample)
-    inputs = _model_inputs(loaded, sample)
+    inputs = _model_inputs(loaded, sample, forward)
+    use_cache = _use_cache(forward)
     n_positions = len(sample) - 1
 
     stats: list[PositionStats] = []
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
     verified = VERIFIED_HEADS.get(model, False)
     kept = (
-        None if force_logits_path else hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified)
+        None
+        if force_logits_path
+        else hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified, use_cache=use_cache)
     )
     if kept is not None:
         hidden = kept[0][0, :n_positions]  # (T, d): the last token predicts nothing
@@ -123,7 +159,7 @@ def trace_sample(
     if kept is not None:
         path = HIDDEN_PATH
     else:
-        logits_all = model(**inputs, use_cache=False).logits[0]  # (N, V): logits[t] predicts token t+1
+        logits_all = model(**inputs, use_cache=use_cache).logits[0]  # (N, V): logits[t] predicts token t+1
         targets = torch.as_tensor(targets_np, device=logits_all.device)
         rows = chunk_rows(vocab, logits_all.device)
         for start in range(0, n_positions, rows):
@@ -180,11 +216,11 @@ def _assemble(
 
 
 @torch.inference_mode()
-def reference_loss(loaded: LoadedModel, sample: Sample) -> float | None:
+def reference_loss(loaded: LoadedModel, sample: Sample, forward: Forward | None = None) -> float | None:
     """Hugging Face's own number: `model(input_ids, labels=labels).loss` (None when it is NaN: all masked)."""
-    inputs = _model_inputs(loaded, sample)
+    inputs = _model_inputs(loaded, sample, forward)
     labels = torch.tensor(sample.labels, device=inputs["input_ids"].device)[None]
-    loss = float(loaded.model(**inputs, labels=labels, use_cache=False).loss)
+    loss = float(loaded.model(**inputs, labels=labels, use_cache=_use_cache(forward)).loss)
     return loss if math.isfinite(loss) else None
 
 

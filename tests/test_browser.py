@@ -3,7 +3,6 @@ sorting, paging, and Enter handing the row to the app."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 
@@ -11,13 +10,15 @@ import pytest
 import torch
 from textual.app import App
 from textual.widgets import DataTable
-from tiny import tiny_model
-from tiny_tokenizers import byte_bpe
+from tiny import byte_bpe, tiny_model
 
+from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import build_sample
 from tokstep.engine.loading import wrap_model
 from tokstep.tui import browser
+from tokstep.tui.backend import DataOptions, EngineBackend
 from tokstep.tui.browser import DataBrowserScreen
+from tokstep.tui.messages import OpenSample
 
 ROWS = [
     {"text": "the cat sat on the mat and the dog sat on the log"},
@@ -40,22 +41,40 @@ def loaded():
     return wrap_model(tiny_model("llama", len(tokenizer)), tokenizer, "tiny-llama")
 
 
-class BrowserApp(App[None]):
-    """Stands in for TokstepApp: exposes `loaded` / `model_ready` and records `open_sample` calls."""
+class TinyBackend(EngineBackend):
+    """The real engine with the tiny model; loading waits for `gate` (set by default) and counts calls."""
 
-    def __init__(self, path: str, loaded, args: argparse.Namespace | None = None) -> None:
+    def __init__(self, loaded) -> None:
+        self.loaded = loaded
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def load(self, spec):
+        self.gate.wait(30)
+        if self.loaded is None:
+            raise TokstepError("cannot load model 'x': no config.json")
+        return self.loaded
+
+    def load_tokenizer(self, spec):
+        return self.tokenizer if hasattr(self, "tokenizer") else super().load_tokenizer(spec)
+
+
+class BrowserApp(App[None]):
+    """Hosts the browser alone (as TokstepApp does, minus the stepper) and records the rows it opens."""
+
+    def __init__(self, path: str, loaded, options: DataOptions | None = None) -> None:
         super().__init__()
-        self.path, self.loaded, self.args = path, loaded, args
-        self.model_ready = threading.Event()
-        self.model_ready.set()
-        self.load_error = None
+        self.path, self.loaded_model, self.options = path, loaded, options
         self.opened: list[tuple[object, str]] = []
 
     def on_mount(self) -> None:
-        self.push_screen(DataBrowserScreen(self.path, self.args))
+        backend = TinyBackend(self.loaded_model)
+        self.push_screen(
+            DataBrowserScreen(self.path, backend=backend, options=self.options, model=self.loaded_model)
+        )
 
-    def open_sample(self, spec, name: str) -> None:
-        self.opened.append((spec, name))
+    def on_open_sample(self, message: OpenSample) -> None:
+        self.opened.append((message.spec, message.name))
 
 
 def write_jsonl(path, rows) -> str:
@@ -129,13 +148,13 @@ async def test_sort_by_loss_then_by_lints(tmp_path, loaded):
     async with app.run_test(size=(140, 40)) as pilot:
         screen = app.screen
         await wait_for_losses(pilot, screen, len(ROWS))
-        await pilot.press("L")
+        await pilot.press("s")  # file order -> loss
         order = screen.order()
         losses = [screen.losses[i][0] for i in order if screen.losses[i][0] is not None]
         assert losses == sorted(losses, reverse=True) and len(losses) == 3
         table = screen.query_one(DataTable)
         assert table.coordinate_to_cell_key((0, 0)).row_key.value == str(order[0])
-        await pilot.press("I")
+        await pilot.press("s")  # loss -> lints
         errors = [screen.lints[i].count("error") for i in screen.order()]
         assert errors == sorted(errors, reverse=True) and errors[0] >= 1
 
@@ -185,15 +204,11 @@ async def test_missing_file_is_reported_in_the_screen(tmp_path, loaded):
 
 
 async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(tmp_path, loaded):
-    from tokstep.tui.app import Backend, TokstepApp
+    from tokstep.tui.app import TokstepApp
     from tokstep.tui.stepper import StepperScreen
 
-    class TinyBackend(Backend):
-        def load(self, spec):
-            return loaded
-
     path = write_jsonl(tmp_path / "rows.jsonl", ROWS)
-    app = TokstepApp(None, None, data=path, args=argparse.Namespace(), backend=TinyBackend())
+    app = TokstepApp(None, None, data=path, backend=TinyBackend(loaded))
     async with app.run_test(size=(140, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, DataBrowserScreen)
@@ -213,12 +228,14 @@ async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(
 
 async def test_lints_appear_before_the_model_has_loaded(tmp_path, loaded):
     from tokstep.engine.loading import ModelSpec
+    from tokstep.tui.app import TokstepApp
 
     folder = tmp_path / "model"
     loaded.tokenizer.save_pretrained(folder)  # the tokenizer alone is enough for tokens and lints
-    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), None)
-    app.model_ready.clear()
-    app.model_spec = ModelSpec(name_or_path=str(folder))
+    backend = TinyBackend(loaded)
+    backend.gate.clear()  # the model takes its time
+    path = write_jsonl(tmp_path / "rows.jsonl", ROWS)
+    app = TokstepApp(ModelSpec(name_or_path=str(folder)), None, data=path, backend=backend)
     async with app.run_test(size=(140, 40)) as pilot:
         screen = app.screen
         for _ in range(200):
@@ -227,8 +244,7 @@ async def test_lints_appear_before_the_model_has_loaded(tmp_path, loaded):
                 break
         assert len(screen.lints) == len(ROWS) and screen.losses == {}
         assert "waiting for the model" in str(screen.query_one("#browser-status").render())
-        app.loaded = loaded
-        app.model_ready.set()
+        backend.gate.set()
         await wait_for_losses(pilot, screen, len(ROWS))
         assert screen.losses[0][0] == pytest.approx(reference_loss(loaded, screen.rows[0].spec), rel=1e-4)
 
@@ -248,9 +264,12 @@ async def test_parquet_rows_are_numbered_as_rows(tmp_path, loaded):
         assert cell(table, 1, "line") == "2"
 
 
-async def test_a_model_that_failed_to_load_is_named_in_the_status(tmp_path):
-    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), None)
-    app.load_error = "cannot load model 'x': no config.json"
+async def test_a_model_that_failed_to_load_is_named_in_the_status(tmp_path, loaded):
+    from tokstep.tui.app import TokstepApp
+
+    backend = TinyBackend(None)  # load raises "cannot load model 'x': no config.json"
+    backend.tokenizer = loaded.tokenizer
+    app = TokstepApp(None, None, data=write_jsonl(tmp_path / "rows.jsonl", ROWS), backend=backend)
     async with app.run_test(size=(140, 40)) as pilot:
         status = app.screen.query_one("#browser-status")
         for _ in range(100):
@@ -259,3 +278,28 @@ async def test_a_model_that_failed_to_load_is_named_in_the_status(tmp_path):
                 break
         assert "no model: cannot load model 'x': no config.json" in str(status.render())
         assert app.screen.query_one(DataTable).row_count == len(ROWS)  # the rows are still listed
+        assert app.is_running
+
+
+async def test_the_trained_text_column_shows_what_each_row_teaches(tmp_path, loaded):
+    app = BrowserApp(write_jsonl(tmp_path / "rows.jsonl", ROWS), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, len(ROWS))
+        table = screen.query_one(DataTable)
+        eos = loaded.tokenizer.eos_token
+        assert cell(table, 1, "preview") == f" Paris.{eos}"  # the completion and its EOS, not the prompt
+        chat = cell(table, 3, "preview")
+        assert chat.startswith("Hi! How can I help?") and "Hello there" not in chat  # the assistant turn only
+        assert cell(table, 4, "preview") == "(nothing trained)"
+        assert "ids" not in cell(table, 4, "preview")  # no longer "5 ids"
+
+
+def test_trained_text_joins_separate_spans_and_names_ids_beyond_the_tokenizer(loaded):
+    from tokstep.engine.tokens import TRAINED_GAP, trained_text
+
+    tok = loaded.tokenizer
+    a, b = tok.encode(" cat", add_special_tokens=False), tok.encode(" dog", add_special_tokens=False)
+    labels = [-100, *a, -100, *b, len(tok) + 5]
+    assert trained_text(tok, labels) == f" cat{TRAINED_GAP} dog<id {len(tok) + 5}>"
+    assert trained_text(tok, [a[0], -100]) == ""  # labels[0] is never a target

@@ -107,6 +107,8 @@ def test_report_chat_and_ids_files(capsys, model_dir, tmp_path):
     ids.write_text(json.dumps({"input_ids": [1, 40, 41, 42, 43], "labels": [-100, -100, 41, 42, 43]}))
     code, out, _ = run(capsys, "report", "--model", str(model_dir), "--ids", str(ids))
     assert code == 0 and "✓ match" in out
+    # a -100 from the user's labels is named for its source, never like a user turn
+    assert "masked (-100): 1 masked in your labels" in out and "given" not in out and " user " not in out
 
 
 def test_all_masked_sample_says_undefined(capsys, model_dir, tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tiny_tokenizers import byte_bpe, sentencepiece_bpe
+from tiny import byte_bpe, sentencepiece_handmade
 
 from tokstep.engine.inspector import inspect_token, roundtrip, token_bytes
 
@@ -17,7 +17,7 @@ def bpe():
 
 @pytest.fixture(scope="module")
 def sp():
-    return sentencepiece_bpe()
+    return sentencepiece_handmade()
 
 
 def _index_of_piece(tokenizer, ids, piece):
@@ -89,7 +89,7 @@ def test_roundtrip_ok_for_lossless_tokenizer(bpe):
 
 
 def test_roundtrip_points_at_the_unknown_token():
-    no_fallback = sentencepiece_bpe(byte_fallback=False)
+    no_fallback = sentencepiece_handmade(byte_fallback=False)
     check = roundtrip(no_fallback, TEXT)
     assert not check.ok
     assert check.first_difference == TEXT.index("사")

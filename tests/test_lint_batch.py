@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_tokenizers import CHATML, CHATML_NO_END, LLAMA3, VICUNA, byte_bpe, gpt2_style, llama3_style
+from tiny import CHATML_NO_END, LINT_CHATML, LINT_LLAMA3, VICUNA, byte_bpe, gpt2_style, llama3_style
 
 from tokstep.engine.data import DataRow, row_to_spec
 from tokstep.engine.errors import TokstepError
@@ -131,10 +131,12 @@ def as_rows(records: list[object]) -> list[DataRow]:
 
 
 TOKENIZERS = {
-    "chatml (generation marks)": lambda: byte_bpe(template=CHATML, adds_bos=True),
+    "chatml (generation marks)": lambda: byte_bpe(template=LINT_CHATML, adds_bos=True),
     "chatml without end token": lambda: byte_bpe(template=CHATML_NO_END),
     "llama3 (double BOS)": llama3_style,
-    "llama3 template, no marks": lambda: byte_bpe(template=LLAMA3, bos="<|begin_of_text|>", eos="<|eot_id|>"),
+    "llama3 template, no marks": lambda: byte_bpe(
+        template=LINT_LLAMA3, bos="<|begin_of_text|>", eos="<|eot_id|>"
+    ),
     "vicuna": lambda: byte_bpe(template=VICUNA),
     "gpt2, pad == eos, no template": gpt2_style,
 }
@@ -163,7 +165,7 @@ def test_batched_lints_equal_the_per_row_path(name):
 
 
 def test_the_process_pool_gives_the_same_results_in_order():
-    tokenizer = byte_bpe(template=CHATML, adds_bos=True)
+    tokenizer = byte_bpe(template=LINT_CHATML, adds_bos=True)
     rows = as_rows(make_records(90))
     one = list(lint_stream(tokenizer, rows, jobs=1, batch_rows=16))
     two = list(lint_stream(tokenizer, rows, jobs=2, batch_rows=16))
@@ -174,7 +176,7 @@ def test_the_process_pool_gives_the_same_results_in_order():
 
 def test_lint_command_jobs_1_and_2_agree_and_report_progress(tmp_path, capsys):
     folder = tmp_path / "tok"
-    byte_bpe(template=CHATML, adds_bos=True).save_pretrained(folder)
+    byte_bpe(template=LINT_CHATML, adds_bos=True).save_pretrained(folder)
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in make_records(300)))
     outputs = []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny_tokenizers import byte_bpe
+from tiny import byte_bpe
 
+from tokstep.engine.lints import LINTS
 from tokstep.tui.cli import main
 
 CLEAN = [
@@ -50,6 +51,11 @@ def test_error_lint_fails_and_json_lists_each_row(tmp_path, model_dir, capsys):
         4: {"bad-row"},
         5: {"bad-row"},
     }  # 2: info only
+    assert all(
+        r["row"] == r["line"] for r in payload["results"]
+    )  # one numbering: 1-based, as the file's lines
+    nothing = next(r for r in payload["results"] if r["line"] == 3)["findings"][0]
+    assert nothing["fix"].startswith("Check the masking")  # each finding says how to fix it
 
 
 def test_warning_fails_only_when_asked(tmp_path, model_dir, capsys):
@@ -59,6 +65,8 @@ def test_warning_fails_only_when_asked(tmp_path, model_dir, capsys):
     assert main(["lint", path, "--model", model_dir]) == 0
     out = capsys.readouterr().out
     assert "answer-leading-space" in out
+    fix = " ".join(LINTS["answer-leading-space"].fix.split()[:6])
+    assert "fix: " + fix in " ".join(out.split())  # the printed finding says how to fix it
     assert main(["lint", path, "--model", model_dir, "--fail-on", "warning"]) == 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny_tokenizers import CHATML_NO_END, byte_bpe, gpt2_style, llama3_style, sentencepiece_bpe
+from tiny import CHATML_NO_END, byte_bpe, gpt2_style, llama3_style, sentencepiece_handmade
 from tokenizers import normalizers
 
 from tokstep.engine.inputs import SampleSpec
@@ -145,7 +145,7 @@ def test_negative_label_other_than_ignore_index(gpt2):
 
 
 def test_unknown_token_from_a_tokenizer_without_byte_fallback():
-    tokenizer = sentencepiece_bpe(byte_fallback=False)
+    tokenizer = sentencepiece_handmade(byte_fallback=False)
     sample, findings = lint(tokenizer, text="is 사랑 Paris")
     found = only(findings, "unknown-token")
     assert all(sample.input_ids[p] == tokenizer.unk_token_id for p in found.positions)
@@ -174,7 +174,7 @@ def test_space_at_the_end_of_the_prompt_changes_the_answers_first_token(chatml):
 
 
 def test_sentencepiece_adds_a_space_to_a_separately_tokenized_answer():
-    tokenizer = sentencepiece_bpe()
+    tokenizer = sentencepiece_handmade()
     _, findings = lint(tokenizer, prompt="Answer:", answer="Paris")
     assert "gains a space" in only(findings, "answer-leading-space").message
 
@@ -261,9 +261,9 @@ def test_readme_table_lists_every_lint():
     assert missing == []
 
 
-@pytest.mark.parametrize("make", [byte_bpe, sentencepiece_bpe], ids=["byte-level", "sentencepiece"])
+@pytest.mark.parametrize("make", [byte_bpe, sentencepiece_handmade], ids=["byte-level", "sentencepiece"])
 def test_template_space_before_the_reply_leaves_its_first_word_untrained(make):
-    from tiny_tokenizers import VICUNA
+    from tiny import VICUNA
 
     tokenizer = make()
     tokenizer.chat_template = VICUNA
@@ -311,3 +311,20 @@ def test_a_row_that_breaks_the_tokenizer_is_an_error_finding_not_a_crash(chatml)
     )  # content None: jinja fails
     result = lint_row(chatml, DataRow(index=0, line=1, spec=SampleSpec(chat=chat)))
     assert result.sample is None and only(list(result.findings), "unbuildable").severity == "error"
+
+
+def test_cross_document_attention_finding_names_cause_and_fix():
+    """`"cross-document-attention"` (tokstep --batches; traced against the model in tests/test_batches.py)."""
+    import numpy as np
+
+    from tokstep.engine.batch_results import DocumentCheck
+    from tokstep.engine.batches import Settings, parse_row
+    from tokstep.engine.packing import contamination_finding
+
+    row = parse_row('{"input_ids": [1, 2, 3, 4, 5], "position_ids": [0, 1, 2, 0, 1]}', 1)
+    checks = (DocumentCheck(0, 0, 3, 1.0, 2, 0.0, 0.5), DocumentCheck(1, 3, 5, 1.0, 1, 2.5, 1.0))
+    delta = np.array([0.0, 0.0, 0.0, 2.5])
+    lint = contamination_finding(row, Settings(use_cache=True), checks, delta, 1e-3)
+    assert lint.code == "cross-document-attention" and lint.positions == (4,)
+    assert "use_cache=False" in lint.message and "1 of 2 documents" in lint.message
+    assert contamination_finding(row, Settings(use_cache=False), checks[:1], delta * 0, 1e-3) is None

@@ -17,8 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from tiny import save_model_folder, tiny_model
-from tiny_tokenizers import byte_bpe
+from tiny import byte_bpe, save_model_folder, tiny_model
 
 from tokstep.engine import scan as scan_module
 from tokstep.engine.batched import length_buckets, score_batch

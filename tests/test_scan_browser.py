@@ -3,15 +3,13 @@ into the row with the model, Escape comes back; an unfinished scan is one line."
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 from test_scan import make_rows, write_jsonl
 from textual.widgets import DataTable, Input
-from tiny import save_model_folder
-from tiny_tokenizers import byte_bpe
+from tiny import byte_bpe, save_model_folder
 
 from tokstep.engine.data import open_data
 from tokstep.engine.errors import TokstepError
@@ -79,8 +77,7 @@ def test_an_unfinished_scan_is_one_line(tmp_path, capsys):
 
 def _app(scanned) -> TokstepApp:
     folder, model, _ = scanned
-    args = argparse.Namespace(data=folder, scan_view=ScanView(folder))
-    return TokstepApp(ModelSpec(name_or_path=model), None, data=folder, args=args)
+    return TokstepApp(ModelSpec(name_or_path=model), None, data=folder, scan_view=ScanView(folder))
 
 
 async def _wait(pilot, condition, what: str) -> None:

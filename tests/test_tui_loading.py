@@ -19,7 +19,8 @@ from textual.widgets import Static
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.loading import ModelSpec
-from tokstep.tui.app import Backend, PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.backend import DataOptions
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.synthetic import synthetic_result
 
@@ -62,7 +63,7 @@ async def test_model_loads_in_a_worker_and_the_last_position_matches_hf(model_di
         assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
 
 
-class GatedBackend(Backend):
+class GatedBackend(EngineBackend):
     """The real engine, but loading waits until the test opens the gate."""
 
     def __init__(self) -> None:
@@ -150,7 +151,7 @@ async def test_a_row_that_fails_to_trace_leaves_the_browser_open(model_dir):
         browser = FakeBrowser()
         await app.push_screen(browser)
         app.open_sample(SampleSpec(ids={"input_ids": [5]}), "row 1")
-        await wait_for(pilot, lambda: app.model_ready.is_set() and not app.workers, "the trace worker", 30)
+        await wait_for(pilot, lambda: app.loaded is not None and not app.workers, "the trace worker", 30)
         await pilot.pause()
         assert app.screen is browser and app.load_error is None
 
@@ -159,20 +160,23 @@ async def test_data_flag_puts_the_browser_screen_underneath(model_dir, monkeypat
     made: list[tuple[str, object]] = []
 
     class RecordingBrowser(FakeBrowser):
-        def __init__(self, data_path, args):
+        def __init__(self, data_path, *, backend, model_spec, options):
             super().__init__()
-            made.append((data_path, args))
+            made.append((data_path, options))
+
+        def model_loaded(self, model) -> None:
+            made.append(("model", model))
 
     monkeypatch.setitem(
         sys.modules, "tokstep.tui.browser", types.SimpleNamespace(DataBrowserScreen=RecordingBrowser)
     )
-    args = argparse.Namespace(data="rows.jsonl")
-    app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", args=args)
+    options = DataOptions(bos="none")
+    app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", data_options=options)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.model_ready.is_set(), "the model")
+        await wait_for(pilot, lambda: app.loaded is not None, "the model")
         await pilot.pause(0.2)
-        assert isinstance(app.screen, RecordingBrowser) and made == [("rows.jsonl", args)]
-        assert app.loaded is not None  # loaded for the browser, nothing traced yet
+        assert isinstance(app.screen, RecordingBrowser)
+        assert made == [("rows.jsonl", options), ("model", app.loaded)]  # told, not polled; nothing traced
 
 
 async def test_lints_and_inspector_come_from_the_engine(model_dir):
@@ -228,9 +232,9 @@ async def test_a_newer_open_sample_replaces_one_still_tracing():
 QUIT_DURING_LOAD = """
 import time
 from tokstep.engine.inputs import SampleSpec
-from tokstep.tui.app import Backend, TokstepApp
+from tokstep.tui.app import EngineBackend, TokstepApp
 
-class NeverLoads(Backend):
+class NeverLoads(EngineBackend):
     def load(self, spec):
         time.sleep(60)  # a multi-gigabyte checkpoint, say
 

@@ -11,7 +11,7 @@ import pytest
 
 from tokstep.engine import defaults
 from tokstep.engine.session import ModelSpec, load, run_trace
-from tokstep.tui.app import Backend, PrecomputedBackend, TokstepApp
+from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp
 from tokstep.tui.cli import demo_spec
 from tokstep.tui.stepper import StepperScreen
 
@@ -21,7 +21,7 @@ def demo_result():
     loaded = load(ModelSpec(device="cpu", dtype="float32"))
     spec = demo_spec("qa", defaults, {"bos": "auto", "eos": "auto", "truncate": None})
     result = run_trace(loaded, spec, top_k=10)
-    return spec, result, Backend().lint(result, spec)
+    return spec, result, EngineBackend().lint(result, spec)
 
 
 def app_for(demo_result) -> TokstepApp:

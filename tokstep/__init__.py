@@ -26,6 +26,7 @@ _LAZY = {
     "ModelSpec": "tokstep.engine.session",
     "TraceResult": "tokstep.engine.session",
     "run_trace": "tokstep.engine.session",
+    "save_batches": "tokstep.capture",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

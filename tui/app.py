@@ -1,7 +1,8 @@
 """The Textual app behind `tokstep` (no sub-command): load the model in a worker, then step through a trace.
 
-The worker only calls the engine and posts messages; the app turns messages into screens. A data browser
-(`tui.browser.DataBrowserScreen`) may sit underneath, calling `open_sample` for each row the user opens.
+Workers only call the `Backend` (`tui.backend`) and post messages (`tui.messages`); the app turns messages
+into screens. A data browser (`tui.browser.DataBrowserScreen`) may sit underneath: it gets the same backend,
+is told when the model has loaded, and posts `OpenSample` for each row the user opens.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,58 +20,21 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
-from textual.message import Message
 from textual.widgets import Footer, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
 from tokstep.engine.errors import TokstepError
+from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
+from tokstep.tui.batch_report import batch_flags
+from tokstep.tui.messages import BatchesReady, LoadFailed, LoadProgress, ModelLoaded, OpenSample, TraceReady
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs import SampleSpec
+    from tokstep.engine.lints import Finding
     from tokstep.engine.loading import ModelSpec
     from tokstep.engine.results import TraceResult
 
-Progress = Callable[[str], None]
 T = TypeVar("T")
-
-
-class Backend:
-    """The engine calls the app makes, in a worker thread. Tests and benchmarks substitute their own."""
-
-    def load(self, spec: ModelSpec) -> Any:
-        from tokstep.engine.session import load
-
-        return load(spec)
-
-    def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
-        from tokstep.engine.session import run_trace
-
-        return run_trace(loaded, sample, top_k=top_k, progress=progress)
-
-    def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Any]:
-        """`engine.lints.lint_sample` findings for the sample, [] while that module does not exist."""
-        try:
-            from tokstep.engine.lints import lint_sample
-        except ImportError:
-            return []
-        return list(lint_sample(result.texts.tokenizer, result.sample, sample))
-
-
-class PrecomputedBackend(Backend):
-    """Serves a finished TraceResult without any model: for tests, benchmarks and notebooks."""
-
-    def __init__(self, result: TraceResult, findings: Sequence[Any] | None = None) -> None:
-        self.result = result
-        self.findings = findings
-
-    def load(self, spec: ModelSpec) -> Any:
-        return self.result.info
-
-    def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
-        return self.result
-
-    def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Any]:
-        return list(self.findings) if self.findings is not None else super().lint(result, sample)
 
 
 class Abandoned(Exception):
@@ -104,27 +68,6 @@ def abandonable(call: Callable[[], T]) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
-
-
-class LoadProgress(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-
-class TraceReady(Message):
-    def __init__(self, result: TraceResult, findings: list[Any], from_browser: bool) -> None:
-        super().__init__()
-        self.result = result
-        self.findings = findings
-        self.from_browser = from_browser
-
-
-class LoadFailed(Message):
-    def __init__(self, reason: str, from_browser: bool) -> None:
-        super().__init__()
-        self.reason = reason
-        self.from_browser = from_browser
 
 
 class LoadingView(Vertical):
@@ -169,19 +112,25 @@ class TokstepApp(App[int]):
         *,
         top_k: int = 10,
         data: str | None = None,
-        args: argparse.Namespace | None = None,
+        data_options: DataOptions | None = None,
         backend: Backend | None = None,
+        batches: str | None = None,
+        batch_settings: Any = None,
+        scan_view: Any = None,
     ) -> None:
         super().__init__()
+        self.scan_view = scan_view  # an engine.scan_view.ScanView already read by the CLI (`--data DIR`)
+        self.batches = batches  # a file of trainer batches (tokstep --batches)
+        self.batch_settings = batch_settings  # engine.batches.Settings from --use-cache/--attn-implementation
         self.model_spec = model_spec
         self.sample_spec = sample_spec
         self.top_k = top_k
         self.data = data
-        self.args = args
-        self.backend = backend or Backend()
+        self.data_options = data_options or DataOptions()
+        self.backend = backend or EngineBackend()
         self.load_error: str | None = None
-        self.loaded: Any = None
-        self.model_ready = threading.Event()  # set once loading finished, well or not
+        self.loaded: Any = None  # the backend's model handle, once ModelLoaded has arrived
+        self._waiting: tuple[SampleSpec, bool] | None = None  # a sample asked for before the model was there
         self.started = time.monotonic()
 
     def compose(self) -> ComposeResult:
@@ -198,43 +147,42 @@ class TokstepApp(App[int]):
             if is_scan(self.data):  # a folder written by `tokstep scan`: sort/filter over every row
                 from tokstep.tui.scan_browser import ScanBrowserScreen
 
-                self.push_screen(ScanBrowserScreen(self.data, getattr(self.args, "scan_view", None)))
+                self.push_screen(ScanBrowserScreen(self.data, self.scan_view))
             else:
-                from tokstep.tui.browser import (
-                    DataBrowserScreen,  # a colleague's screen; imported only when asked for
+                from tokstep.tui.browser import DataBrowserScreen
+
+                self.push_screen(
+                    DataBrowserScreen(
+                        self.data, backend=self.backend, model_spec=self.model_spec, options=self.data_options
+                    )
                 )
-
-                self.push_screen(DataBrowserScreen(self.data, self.args))
             self.query_one(LoadingView).cover()
+        elif self.batches:
+            pass  # traced once the model is loaded (on_model_loaded)
         elif self.sample_spec is not None:
-            self.trace_sample(self.sample_spec, from_browser=False)
+            self.request_trace(self.sample_spec, from_browser=False)
 
-    # -- workers: engine calls only, results by message ------------------------------------------------
+    # -- workers: backend calls only, results by message -----------------------------------------------
 
     @work(thread=True, exit_on_error=False, group="load")
     def load_model(self) -> None:
         try:
-            self.loaded = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
-            self.post_message(LoadProgress("model loaded"))
+            model = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
         except Abandoned:
             return
         except TokstepError as error:
-            self.load_error = str(error)
+            self.post_message(LoadFailed(str(error), from_browser=bool(self.data)))
         except Exception as error:  # noqa: BLE001 - shown as one line, like the CLI does
-            self.load_error = f"internal error: {type(error).__name__}: {error}"
-        finally:
-            self.model_ready.set()
-        if self.load_error:
-            self.post_message(LoadFailed(self.load_error, from_browser=bool(self.data)))
+            reason = f"internal error: {type(error).__name__}: {error}"
+            self.post_message(LoadFailed(reason, from_browser=bool(self.data)))
+        else:
+            self.post_message(ModelLoaded(model))
 
     @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
-    def trace_sample(self, sample: SampleSpec, from_browser: bool) -> None:
+    def trace_sample(self, model: Any, sample: SampleSpec, from_browser: bool) -> None:
         try:
-            abandonable(lambda: self.model_ready.wait())
-            if self.load_error:
-                return  # load_model has reported it
             progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
-            result = abandonable(lambda: self.backend.trace(self.loaded, sample, self.top_k, progress))
+            result = abandonable(lambda: self.backend.trace(model, sample, self.top_k, progress))
             findings = self._lint(result, sample)
         except Abandoned:
             return
@@ -244,27 +192,78 @@ class TokstepApp(App[int]):
         except Exception as error:  # noqa: BLE001
             self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", from_browser))
             return
-        if not get_current_worker().is_cancelled:  # a newer open_sample replaced this one: drop it
+        if not get_current_worker().is_cancelled:  # a newer request replaced this one: drop it
             self.post_message(TraceReady(result, findings, from_browser))
 
-    def _lint(self, result: TraceResult, sample: SampleSpec) -> list[Any]:
+    @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
+    def trace_batches_file(self, loaded: Any) -> None:
+        progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
+        try:
+            report = abandonable(
+                lambda: self.backend.trace_batches(
+                    loaded, self.batches, self.batch_settings, self.top_k, progress
+                )  # type: ignore[arg-type]
+            )
+        except Abandoned:
+            return
+        except TokstepError as error:
+            self.post_message(LoadFailed(str(error), False))
+            return
+        except Exception as error:  # noqa: BLE001
+            self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", False))
+            return
+        self.post_message(BatchesReady(report))
+
+    def on_batches_ready(self, message: BatchesReady) -> None:
+        from tokstep.tui.batches_screen import BatchesScreen
+
+        self.query_one(LoadingView).cover()
+        self.push_screen(BatchesScreen(message.report, backend=self.backend, no_color=self.no_color))
+
+    def _lint(self, result: TraceResult, sample: SampleSpec) -> list[Finding]:
         try:
             return self.backend.lint(result, sample)
         except Exception as error:  # noqa: BLE001 - lints are advice; a broken linter must not block stepping
             self.post_message(LoadProgress(f"lints unavailable: {type(error).__name__}: {error}"))
             return []
 
-    def open_sample(self, sample_spec: SampleSpec, name: str) -> None:
-        """Trace one sample with the already-loaded model and push a stepper for it (the browser calls this)."""
-        self.notify(f"tracing {name} …", timeout=2)
-        self.trace_sample(replace(sample_spec, name=name), from_browser=True)
+    def request_trace(self, sample: SampleSpec, from_browser: bool) -> None:
+        """Trace `sample` now, or as soon as the model is loaded; a newer request replaces an older one."""
+        if self.loaded is not None:
+            self.trace_sample(self.loaded, sample, from_browser)
+        elif self.load_error is None:
+            self.workers.cancel_group(self, "trace")
+            self._waiting = (sample, from_browser)
 
-    # -- messages from the workers ---------------------------------------------------------------------
+    def open_sample(self, sample_spec: SampleSpec, name: str) -> None:
+        """Trace one sample with the loaded model and push a stepper for it."""
+        self.notify(f"tracing {name} …", timeout=2)
+        self.request_trace(replace(sample_spec, name=name), from_browser=True)
+
+    # -- messages from the workers and screens ---------------------------------------------------------
+
+    def on_open_sample(self, message: OpenSample) -> None:
+        self.open_sample(message.spec, message.name)
 
     def on_load_progress(self, message: LoadProgress) -> None:
         if not self.query(LoadingView):
             return
         self.query_one(LoadingView).add_step(message.text, time.monotonic() - self.started)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        from tokstep.tui.browser import DataBrowserScreen
+
+        self.loaded = message.model
+        self.on_load_progress(LoadProgress("model loaded"))
+        for screen in self.screen_stack:
+            if isinstance(screen, DataBrowserScreen):
+                screen.model_loaded(message.model)
+        if self.batches:
+            self.trace_batches_file(message.model)
+        if self._waiting is not None:
+            sample, from_browser = self._waiting
+            self._waiting = None
+            self.trace_sample(message.model, sample, from_browser)
 
     def on_trace_ready(self, message: TraceReady) -> None:
         from tokstep.tui.stepper import StepperScreen
@@ -275,7 +274,11 @@ class TokstepApp(App[int]):
             self.notify(result.nonfinite_error, severity="error", timeout=10)
         self.push_screen(
             StepperScreen(
-                result, findings=message.findings, can_go_back=message.from_browser, no_color=self.no_color
+                result,
+                findings=message.findings,
+                backend=self.backend,
+                can_go_back=message.from_browser,
+                no_color=self.no_color,
             )
         )
 
@@ -284,8 +287,14 @@ class TokstepApp(App[int]):
             self.notify(message.reason, title="cannot open this sample", severity="error", timeout=10)
             return
         self.load_error = message.reason
+        self._waiting = None
         if message.from_browser:
+            from tokstep.tui.browser import DataBrowserScreen
+
             self.notify(message.reason, title="cannot load the model", severity="error", timeout=30)
+            for screen in self.screen_stack:
+                if isinstance(screen, DataBrowserScreen):
+                    screen.model_failed(message.reason)
         self.query_one(LoadingView).fail(message.reason)
 
 
@@ -293,7 +302,13 @@ def _headless_check(app: TokstepApp) -> int:
     """Not a terminal: run the same load (and trace) so failures still print as one line, then explain."""
     try:
         loaded = app.backend.load(app.model_spec)  # type: ignore[arg-type]
-        if app.sample_spec is not None and not app.data:
+        if app.batches:
+            from tokstep.tui.batch_report import batch_flags
+
+            app.backend.trace_batches(
+                loaded, app.batches, batch_flags(app.args), app.top_k, lambda _text: None
+            )
+        elif app.sample_spec is not None and not app.data:
             app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
     except TokstepError as error:
         print(f"tokstep: error: {error}", file=sys.stderr)
@@ -307,12 +322,16 @@ def _headless_check(app: TokstepApp) -> int:
 
 def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: SampleSpec) -> int:
     """Entry point for `tokstep` with no sub-command. Returns the exit code; a load failure is one line."""
+    data = getattr(args, "data", None)
     app = TokstepApp(
         model_spec,
         sample_spec,
         top_k=getattr(args, "top_k", 10),
-        data=getattr(args, "data", None),
-        args=args,
+        data=data,
+        data_options=DataOptions.from_args(args) if data else None,
+        batches=getattr(args, "batches", None),
+        batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
+        scan_view=getattr(args, "scan_view", None),
     )
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped
         return _headless_check(app)
@@ -323,4 +342,4 @@ def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: Sample
     return 0
 
 
-__all__ = ["Backend", "PrecomputedBackend", "TokstepApp", "run_app"]
+__all__ = ["Backend", "EngineBackend", "PrecomputedBackend", "TokstepApp", "run_app"]

@@ -1,17 +1,17 @@
 """The dataset browser (`tokstep --data FILE`): the rows of a data file with tokens, supervised tokens,
-lints and loss per row; Enter opens a row in the stepper.
+lints, loss and the text each row trains the model to say; Enter opens a row in the stepper.
 
-The file is read a page at a time (`engine.data` indexes a JSONL file by line offsets, so a 1 GB file
-opens at once). Workers do the slow parts and report by message: indexing the rest of the file,
-tokenizing + linting the page (tokenizer only), then the loss of each row with the app's loaded model,
-behind a progress bar. Results are cached per row, so paging back or returning from the stepper is free.
+Every engine call goes through the injected `Backend`, from workers that report by message (`tui.messages`):
+opening and indexing the file (a JSONL file is indexed by line offsets, so a 1 GB file opens at once),
+loading the tokenizer alone, tokenizing + linting the page, then the loss of each row once the app tells
+the screen its model has loaded (`model_loaded`), behind a progress bar. Results are cached per row, so
+paging back or returning from the stepper is free. Rows are numbered from 1 everywhere (file lines for
+JSONL / JSON, rows for Parquet), as `tokstep lint` prints and writes them.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,58 +19,42 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.tokens import make_visible
+from tokstep.tui.backend import Backend, DataOptions, EngineBackend
+from tokstep.tui.messages import (
+    BrowserStatus,
+    IndexProgress,
+    OpenSample,
+    PageRead,
+    RowLinted,
+    RowLoss,
+    TokenizerReady,
+)
+from tokstep.tui.severity import severity_style
 
 if TYPE_CHECKING:
     from tokstep.engine.data import DataFile, DataRow
     from tokstep.engine.lints import RowLint
+    from tokstep.engine.loading import ModelSpec
 
 PAGE_ROWS = 500  # rows listed at once
 PREVIEW_CHARS = 60
 COLUMNS = [("line", "line"), ("form", "form"), ("tokens", "tokens"), ("sup", "supervised")]
-COLUMNS += [("lints", "lints"), ("loss", "loss"), ("preview", "preview")]
+COLUMNS += [("lints", "lints"), ("loss", "loss"), ("trained text", "preview")]
 SORTS = ("row", "loss", "lints")
+SORT_NAMES = {"row": "file order", "loss": "loss (highest first)", "lints": "lints (errors first)"}
+DETAIL_FINDINGS = 2  # findings (each with its fix) in the detail pane; the stepper's L lists them all
 
 
-class PageRead(Message):
-    """A page of rows has been read from the file."""
-
-    def __init__(self, page: int, rows: list[DataRow]) -> None:
-        super().__init__()
-        self.page, self.rows = page, rows
-
-
-class RowLinted(Message):
-    def __init__(self, result: RowLint) -> None:
-        super().__init__()
-        self.result = result
-
-
-class RowLoss(Message):
-    """The loss of one row (None: nothing supervised; `error` when it could not be traced)."""
-
-    def __init__(self, index: int, loss: float | None, error: str | None = None) -> None:
-        super().__init__()
-        self.index, self.loss, self.error = index, loss, error
-
-
-class IndexProgress(Message):
-    def __init__(self, rows: int, complete: bool) -> None:
-        super().__init__()
-        self.rows, self.complete = rows, complete
-
-
-class BrowserStatus(Message):
-    """A line for the status bar; `fatal` when the file itself cannot be opened."""
-
-    def __init__(self, text: str, fatal: bool = False) -> None:
-        super().__init__()
-        self.text, self.fatal = text, fatal
+def _error(error: Exception) -> str:
+    return (
+        str(error) if isinstance(error, TokstepError) else f"internal error: {type(error).__name__}: {error}"
+    )
 
 
 def _form(row: DataRow) -> str:
@@ -84,23 +68,6 @@ def _form(row: DataRow) -> str:
     if spec.prompt is not None:
         return "prompt+answer"
     return "text"
-
-
-def _preview(row: DataRow) -> str:
-    spec = row.spec
-    if spec is None:
-        return str(row.error)
-    if spec.ids is not None:
-        return f"{len(spec.ids.get('input_ids') or [])} ids"
-    if spec.chat is not None:
-        first = next((m for m in spec.chat if isinstance(m, dict) and m.get("role") != "system"), {})
-        text = f"{first.get('role', '?')}: {first.get('content', '')}"
-    elif spec.prompt is not None:
-        text = f"{spec.prompt} ⟶ {spec.answer}"
-    else:
-        text = spec.text or ""
-    text = " ".join(str(text).split())
-    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
 def lint_badge(result: RowLint | None) -> Text:
@@ -128,17 +95,32 @@ def loss_cell(value: float | None, error: str | None, computed: bool) -> Text:
     return Text(f"{value:.4f}")
 
 
+def preview_cell(row: DataRow, result: RowLint | None) -> Text:
+    """What the row trains the model to say (its supervised labels, decoded), on one line."""
+    if row.spec is None:
+        return Text(str(row.error), style="red")
+    if result is None:
+        return Text("…", style="dim")
+    if result.trained is None:
+        return Text(result.findings[0].message if result.findings else "—", style="red")
+    if not result.trained:
+        return Text("(nothing trained)", style="dim")
+    text = " ".join(make_visible(part) for part in result.trained[: PREVIEW_CHARS * 2].split(" "))
+    return Text(text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…")
+
+
 class DataBrowserScreen(Screen[None]):
     """List the rows of a data file; sort by loss or lints; Enter steps through the highlighted row."""
 
     BINDINGS = [
         Binding("enter", "open_row", "open in stepper", id="open-row", priority=True),
-        Binding("s", "cycle_sort", "sort: row/loss/lints", id="sort"),
-        Binding("L", "sort('loss')", "sort by loss", show=False, id="sort-loss"),
-        Binding("I", "sort('lints')", "sort by lints", show=False, id="sort-lints"),
-        Binding("O", "sort('row')", "file order", show=False, id="sort-row"),
+        Binding("s", "cycle_sort", "sort", id="sort", tooltip="sort: file order → loss → lints"),
+        Binding("home,g", "first_row", "first row", show=False, id="first-row", priority=True),
+        Binding("end,G", "last_row", "last row", show=False, id="last-row", priority=True),
         Binding("n", "page(1)", "next page", id="next-page"),
         Binding("p", "page(-1)", "previous page", id="previous-page"),
+        Binding("question_mark", "help", "help", id="help"),
+        Binding("q", "quit", "quit", id="quit"),
     ]
     DEFAULT_CSS = """
     DataBrowserScreen #browser-title { height: 1; padding: 0 1; text-style: bold; }
@@ -148,10 +130,22 @@ class DataBrowserScreen(Screen[None]):
     DataBrowserScreen ProgressBar { height: 1; padding: 0 1; }
     """
 
-    def __init__(self, data_path: str, args: argparse.Namespace | None = None) -> None:
+    def __init__(
+        self,
+        data_path: str,
+        *,
+        backend: Backend | None = None,
+        model_spec: ModelSpec | None = None,
+        options: DataOptions | None = None,
+        model: Any = None,
+    ) -> None:
         super().__init__()
         self.data_path = data_path
-        self.args = args or argparse.Namespace()
+        self.backend = backend or EngineBackend()
+        self.model_spec = model_spec  # for loading the tokenizer alone while the app loads the model
+        self.options = options or DataOptions()
+        self.model: Any = model  # the backend's model handle, once the app has it
+        self.tokenizer: Any = None if model is None else self.backend.tokenizer_of(model)
         self.data: DataFile | None = None
         self.page = 0
         self.sort_by = "row"
@@ -161,7 +155,7 @@ class DataBrowserScreen(Screen[None]):
         self.total_rows = 0
         self.index_complete = False
         self.model_problem: str | None = None  # why losses cannot be computed
-        self._tokenizer: Any = None  # loaded alone while the app still loads the model
+        self._cursor_to: str | None = None  # "first" / "last": where the cursor goes once a page is read
 
     def compose(self) -> ComposeResult:
         yield Static(f"{self.data_path}", id="browser-title")
@@ -176,25 +170,48 @@ class DataBrowserScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.open_file()
+        if self.tokenizer is None and self.model_spec is not None:
+            self.load_tokenizer(self.model_spec)
 
-    # -- workers: engine calls only, results by message ------------------------------------------------
+    # -- what the app tells the screen -----------------------------------------------------------------
+
+    def model_loaded(self, model: Any) -> None:
+        """The app's model is loaded: compute the losses of the page (and lint it, if not done yet)."""
+        self.model = model
+        if self.tokenizer is None:
+            self.tokenizer = self.backend.tokenizer_of(model)
+        self.model_problem = None
+        self._update_status()
+        if self.rows:
+            self.compute_stats(list(self.rows.values()), self.tokenizer, model)
+
+    def model_failed(self, reason: str) -> None:
+        """The model could not be loaded: the rows stay listed (and linted, if the tokenizer loaded)."""
+        self.model_problem = f"no model: {reason}"
+        self._update_status()
+
+    # -- workers: backend calls only, results by message -----------------------------------------------
 
     @work(thread=True, exit_on_error=False, group="browser-open")
     def open_file(self) -> None:
-        from tokstep.tui.lint_cmd import open_data_from_args
-
-        defaults = {"bos": "auto", "eos": "auto", "truncate": None}
-        for name, value in defaults.items():
-            if not hasattr(self.args, name):
-                setattr(self.args, name, value)
         try:
-            self.data = open_data_from_args(self.args, self.data_path)
-        except TokstepError as error:
-            self.post_message(BrowserStatus(f"cannot open: {error}", fatal=True))
+            data = self.backend.open_data(self.data_path, self.options)
+            first = list(data.rows(0, PAGE_ROWS))
+        except Exception as error:  # noqa: BLE001 - shown in the screen, never a crash
+            self.post_message(BrowserStatus(f"cannot open: {_error(error)}", fatal=True))
             return
-        self.post_message(PageRead(0, list(self.data.rows(0, PAGE_ROWS))))
-        self.post_message(IndexProgress(len(self.data), self.data.complete))
+        self.data = data
+        self.post_message(PageRead(0, first))
+        self.post_message(IndexProgress(len(data), data.complete))
         self.index_rest()
+
+    @work(thread=True, exit_on_error=False, group="browser-tokenizer")
+    def load_tokenizer(self, spec: ModelSpec) -> None:
+        try:
+            tokenizer = self.backend.load_tokenizer(spec)
+        except Exception:  # noqa: BLE001 - the app's model load reports the problem
+            return
+        self.post_message(TokenizerReady(tokenizer))
 
     @work(thread=True, exit_on_error=False, group="browser-index")
     def index_rest(self) -> None:
@@ -203,99 +220,61 @@ class DataBrowserScreen(Screen[None]):
         if data is None:
             return
         last_post = 0.0
-        while not data.complete and not worker.is_cancelled:
-            data.index_more()
-            if time.monotonic() - last_post > 0.25:
-                self.post_message(IndexProgress(len(data), data.complete))
-                last_post = time.monotonic()
+        try:
+            while not data.complete and not worker.is_cancelled:
+                data.index_more()
+                if time.monotonic() - last_post > 0.25:
+                    self.post_message(IndexProgress(len(data), data.complete))
+                    last_post = time.monotonic()
+        except Exception as error:  # noqa: BLE001
+            self.post_message(BrowserStatus(f"indexing stopped: {_error(error)}"))
         self.post_message(IndexProgress(len(data), data.complete))
 
     @work(thread=True, exit_on_error=False, group="browser-page", exclusive=True)
     def read_page(self, page: int) -> None:
-        if self.data is not None:
-            self.post_message(PageRead(page, list(self.data.rows(page * PAGE_ROWS, (page + 1) * PAGE_ROWS))))
+        if self.data is None:
+            return
+        try:
+            rows = list(self.data.rows(page * PAGE_ROWS, (page + 1) * PAGE_ROWS))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(BrowserStatus(f"cannot read rows: {_error(error)}"))
+            return
+        self.post_message(PageRead(page, rows))
 
     @work(thread=True, exit_on_error=False, group="browser-stats", exclusive=True)
-    def compute_stats(self, rows: list[DataRow]) -> None:
-        """Tokenize + lint each row (tokenizer only), then trace each for its loss (one forward pass each)."""
-        from tokstep.engine.lints import lint_row
-        from tokstep.engine.trace import trace_sample
-
+    def compute_stats(self, rows: list[DataRow], tokenizer: Any, model: Any) -> None:
+        """Tokenize + lint each row (tokenizer only), then, with a model, trace each row for its loss."""
         worker = get_current_worker()
-        tokenizer = self._tokenizer_now()
-        if tokenizer is None:
-            loaded = self._wait_for_model(worker)
-            tokenizer = getattr(loaded, "tokenizer", None)
-            if tokenizer is None:
-                if loaded is not None:  # else _wait_for_model has said why
-                    self.post_message(BrowserStatus("no tokenizer: cannot count tokens or lint"))
-                return
-        results: dict[int, RowLint] = {}
+        linted: dict[int, RowLint] = {}
         for row in rows:
             if worker.is_cancelled:
                 return
-            result = self.lints.get(row.index) or lint_row(tokenizer, row)
-            results[row.index] = result
-            self.post_message(RowLinted(result))
-        loaded = self._wait_for_model(worker)
-        if loaded is None:
-            return
-        if getattr(loaded, "model", None) is None:
-            self.post_message(BrowserStatus("no model to compute losses with"))
+            result = self.lints.get(row.index)
+            if result is None:
+                try:
+                    result = self.backend.lint_row(tokenizer, row)  # a bad row is a finding, not an error
+                except Exception as error:  # noqa: BLE001 - a broken linter must not stop the listing
+                    self.post_message(BrowserStatus(f"cannot lint {row.where}: {_error(error)}"))
+                    continue
+                self.post_message(RowLinted(result))
+            linted[row.index] = result
+        if model is None:
             return
         for row in rows:
             if worker.is_cancelled:
                 return
-            if row.index in self.losses:
+            if row.index in self.losses or row.index not in linted:
                 continue
-            sample = results[row.index].sample
+            sample = linted[row.index].sample
             if sample is None:
                 self.post_message(RowLoss(row.index, None, row.error or "no sample"))
                 continue
             try:
-                loss = trace_sample(loaded, sample, top_k=1).loss
-            except TokstepError as error:
-                self.post_message(RowLoss(row.index, None, str(error)))
-                continue
+                loss = self.backend.row_loss(model, sample)
             except Exception as error:  # noqa: BLE001 - one row must not stop the others
-                self.post_message(RowLoss(row.index, None, f"{type(error).__name__}: {error}"))
+                self.post_message(RowLoss(row.index, None, _error(error)))
                 continue
             self.post_message(RowLoss(row.index, loss))
-
-    def _tokenizer_now(self) -> Any:
-        """The loaded model's tokenizer, or (while a large model still loads) the tokenizer alone."""
-        loaded = getattr(self.app, "loaded", None)
-        if getattr(loaded, "tokenizer", None) is not None:
-            return loaded.tokenizer
-        if self._tokenizer is None:
-            spec = getattr(self.app, "model_spec", None)
-            if spec is None:
-                return None
-            from tokstep.engine.loading import load_tokenizer
-
-            try:
-                self._tokenizer = load_tokenizer(
-                    spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
-                )
-            except Exception:  # noqa: BLE001 - the model load will report the problem
-                return None
-        return self._tokenizer
-
-    def _wait_for_model(self, worker: Any) -> Any:
-        """The app's LoadedModel once it is there (the app loads it in its own worker), else None."""
-        ready = getattr(self.app, "model_ready", None)
-        while not worker.is_cancelled:
-            if getattr(self.app, "loaded", None) is not None:
-                return self.app.loaded
-            error = getattr(self.app, "load_error", None)
-            if error:
-                self.post_message(BrowserStatus(f"no model: {error}"))
-                return None
-            if isinstance(ready, threading.Event):
-                ready.wait(0.2)
-            else:
-                time.sleep(0.2)
-        return None
 
     # -- messages from the workers ---------------------------------------------------------------------
 
@@ -305,11 +284,23 @@ class DataBrowserScreen(Screen[None]):
         self.page = message.page
         self.rows = {row.index: row for row in message.rows}
         self._fill_table()
+        if self._cursor_to is not None and self.rows:
+            table = self.query_one(DataTable)
+            table.move_cursor(row=0 if self._cursor_to == "first" else table.row_count - 1)
+            self._cursor_to = None
         pending = [row for row in message.rows if row.index not in self.losses]
         bar = self.query_one(ProgressBar)
         bar.update(total=len(message.rows), progress=len(message.rows) - len(pending))
         self._update_status()
-        self.compute_stats(message.rows)
+        if self.tokenizer is not None:
+            self.compute_stats(message.rows, self.tokenizer, self.model)
+
+    def on_tokenizer_ready(self, message: TokenizerReady) -> None:
+        if self.tokenizer is not None:
+            return  # the model's came first
+        self.tokenizer = message.tokenizer
+        if self.rows:
+            self.compute_stats(list(self.rows.values()), self.tokenizer, self.model)
 
     def on_row_linted(self, message: RowLinted) -> None:
         result = message.result
@@ -321,6 +312,7 @@ class DataBrowserScreen(Screen[None]):
         table.update_cell(key, "tokens", _count(result.num_tokens), update_width=True)
         table.update_cell(key, "supervised", _count(result.num_supervised), update_width=True)
         table.update_cell(key, "lints", lint_badge(result), update_width=True)
+        table.update_cell(key, "preview", preview_cell(result.row, result), update_width=True)
         if self._highlighted() == result.row.index:
             self._show_detail(result.row.index)
 
@@ -341,6 +333,7 @@ class DataBrowserScreen(Screen[None]):
     def on_browser_status(self, message: BrowserStatus) -> None:
         if message.fatal:
             self.query_one("#browser-status", Static).update(Text(message.text, style="bold red"))
+            self.notify(message.text, severity="error", timeout=10)
             return
         self.model_problem = message.text
         self._update_status()
@@ -367,6 +360,7 @@ class DataBrowserScreen(Screen[None]):
 
     def action_cycle_sort(self) -> None:
         self.action_sort(SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)])
+        self.notify(f"sorted by {SORT_NAMES[self.sort_by]}", timeout=2)
 
     def action_page(self, step: int) -> None:
         page = self.page + step
@@ -376,6 +370,37 @@ class DataBrowserScreen(Screen[None]):
             self.notify("no more rows that way", timeout=2)
             return
         self.read_page(page)
+
+    def action_first_row(self) -> None:
+        """The first row of the listing (on the first page)."""
+        self._go_to_page_end(0, "first")
+
+    def action_last_row(self) -> None:
+        """The last row of the listing (on the last page, once the file is indexed to its end)."""
+        if self.data is None:
+            return
+        last_page = max(len(self.data) - 1, 0) // PAGE_ROWS
+        if not self.index_complete:
+            self.notify("still counting the rows: the last page may move", timeout=2)
+        self._go_to_page_end(last_page, "last")
+
+    def _go_to_page_end(self, page: int, end: str) -> None:
+        table = self.query_one(DataTable)
+        if page == self.page:
+            if table.row_count:
+                table.move_cursor(row=0 if end == "first" else table.row_count - 1)
+            return
+        self._cursor_to = end
+        self.read_page(page)
+
+    def action_help(self) -> None:
+        from tokstep.tui.dialogs import HelpScreen
+
+        extra = [("Esc", "(in the stepper) back to this list")]
+        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))
+
+    async def action_quit(self) -> None:
+        self.app.exit()
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -413,9 +438,11 @@ class DataBrowserScreen(Screen[None]):
                 Text(_form(row), style="red" if row.error else "dim"),
                 _count(None if result is None else result.num_tokens, result is None),
                 _count(None if result is None else result.num_supervised, result is None),
-                lint_badge(result) if row.error is None or result else Text("1E", style="bold red"),
+                lint_badge(result)
+                if row.error is None or result
+                else Text("1E", style=severity_style("error")),
                 loss_cell(loss, error, index in self.losses),
-                Text(_preview(row), style="red" if row.error else ""),
+                preview_cell(row, result),
                 key=str(index),
             )
         if keep is not None and keep in self.rows:
@@ -439,13 +466,15 @@ class DataBrowserScreen(Screen[None]):
         elif result is not None:
             if not result.findings:
                 detail.append("no findings", style="dim")
-            for f in result.findings[:4]:
-                style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
-                detail.append(f"{f.severity} ", style=style)
+            for f in result.findings[:DETAIL_FINDINGS]:
+                detail.append(f"{f.severity} ", style=severity_style(f.severity))
                 detail.append(f"{f.code}: ", style="bold")
                 detail.append(f.message + "\n")
-            if len(result.findings) > 4:
-                detail.append(f"… {len(result.findings) - 4} more", style="dim")
+                if f.fix:
+                    detail.append(f"  fix: {f.fix}\n", style="dim")
+            if len(result.findings) > DETAIL_FINDINGS:
+                more = len(result.findings) - DETAIL_FINDINGS
+                detail.append(f"… {more} more: Enter, then L in the stepper", style="dim")
         loss_error = self.losses.get(index, (None, None))[1]
         if loss_error and row is not None and not row.error:
             detail.append(f"\nloss: {loss_error}", style="red")
@@ -456,11 +485,11 @@ class DataBrowserScreen(Screen[None]):
         last = self.page * PAGE_ROWS + len(self.rows)
         total = f"{self.total_rows:,}" if self.index_complete else f"≥ {self.total_rows:,} (counting …)"
         computed = sum(1 for i in self.rows if i in self.losses)
-        waiting = not computed and getattr(self.app, "loaded", None) is None
+        waiting = not computed and self.model is None
         note = self.model_problem or ("waiting for the model" if waiting else "")
         model = f"  ·  {note}" if note else ""
         text = (
-            f"rows {first:,}–{last:,} of {total}  ·  sorted by {self.sort_by}  ·  "
+            f"rows {first:,}–{last:,} of {total}  ·  sorted by {SORT_NAMES[self.sort_by]}  ·  "
             f"loss computed for {computed}/{len(self.rows)}{model}"
         )
         self.query_one("#browser-status", Static).update(text)
@@ -472,11 +501,7 @@ class DataBrowserScreen(Screen[None]):
         if row.spec is None:
             self.notify(f"{row.where}: {row.error}", title="cannot open this row", severity="error")
             return
-        opener = getattr(self.app, "open_sample", None)
-        if opener is None:
-            self.notify("this app cannot open samples", severity="error")
-            return
-        opener(row.spec, row.spec.name)
+        self.post_message(OpenSample(row.spec, row.spec.name))
 
 
 def _count(value: int | None, pending: bool = False) -> Text:

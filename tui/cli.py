@@ -59,6 +59,8 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tokstep.tui.batch_report import add_batch_flags
+
     parser = argparse.ArgumentParser(
         prog="tokstep",
         description="Step through the training loss of a causal LM, token by token. "
@@ -67,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(parser)
     _add_sample_flags(parser)
     _add_data_flags(parser)
+    add_batch_flags(parser)
     commands = parser.add_subparsers(dest="command", metavar="{report,lint,scan}")
     report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
     _add_model_flags(report)
     _add_sample_flags(report)
+    add_batch_flags(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
     report.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
     report.add_argument(
@@ -182,6 +186,20 @@ def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore
     return SampleSpec(prompt=qa["prompt"], answer=qa["answer"], name="demo: question + answer", **common)
 
 
+def _no_sample_with_batches(args: argparse.Namespace) -> None:
+    from tokstep.engine.errors import TokstepError
+
+    given = [
+        name
+        for name in ("text", "file", "chat", "ids", "demo", "prompt", "answer", "data")
+        if getattr(args, name, None)
+    ]
+    if given:
+        raise TokstepError(
+            f"--batches opens a file of trainer batches: drop {', '.join('--' + g for g in given)}"
+        )
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"tokstep: error: {message}", file=sys.stderr)
     return code
@@ -195,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:  # a broken install: still one line
         return _fail(f"cannot import tokstep's engine: {error}")
     try:
+        if getattr(args, "batches", None) is not None:
+            _no_sample_with_batches(args)
+        if args.command == "report" and args.batches is not None:
+            from tokstep.tui.batch_report import run_batch_report
+
+            return run_batch_report(args, model_spec(args))
         if args.command == "report":
             from tokstep.tui.report import run_report
 
@@ -224,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                 ).close()  # a missing or unreadable file: one line, before the TUI
         from tokstep.tui.app import run_app
 
+        if args.batches is not None:
+            from tokstep.engine.batches import read_batches
+
+            read_batches(args.batches)  # a missing or unreadable file: one line, before the TUI
+            return run_app(args, model_spec(args), None)  # type: ignore[arg-type]
         return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
     except TokstepError as error:
         return _fail(str(error))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +13,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
+
+from tokstep.tui.severity import severity_text
+
+if TYPE_CHECKING:
+    from tokstep.engine.lints import Finding
 
 
 def key_names(app: Any, key_list: str) -> str:
@@ -128,21 +133,22 @@ class LintsScreen(ModalScreen[int | None]):
 
     BINDINGS = [Binding("escape,L,q", "cancel", "close")]
 
-    def __init__(self, findings: Sequence[Any]) -> None:
+    def __init__(self, findings: Sequence[Finding]) -> None:
         super().__init__()
         self.findings = list(findings)
 
     def compose(self) -> ComposeResult:
         options = []
         for i, finding in enumerate(self.findings):
-            severity = str(getattr(finding, "severity", "")).split(".")[-1].lower()
-            positions = list(getattr(finding, "positions", ()) or ())
-            where = f" @ {positions[0]}" if positions else ""
+            where = f" @ token {finding.positions[0]}" if finding.positions else ""
             line = Text.assemble(
-                (f"{severity:<7} ", "bold red" if severity == "error" else "bold yellow"),
-                (f"{getattr(finding, 'code', '?')}{where}  ", "bold"),
-                str(getattr(finding, "message", finding)),
+                severity_text(finding.severity, 8),
+                (f"{finding.code}{where}  ", "bold"),
+                finding.message,
             )
+            if finding.fix:
+                line.append("\n        fix: ", style="bold green")
+                line.append(finding.fix)
             options.append(Option(line, id=str(i)))
         with Vertical(classes="dialog wide"):
             yield Label(
@@ -153,8 +159,7 @@ class LintsScreen(ModalScreen[int | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         finding = self.findings[int(event.option.id or 0)]
-        positions = list(getattr(finding, "positions", ()) or ())
-        self.dismiss(int(positions[0]) if positions else None)
+        self.dismiss(int(finding.positions[0]) if finding.positions else None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -18,13 +18,11 @@ from rich.table import Table
 from rich.text import Text
 
 from tokstep.tui import output
+from tokstep.tui.severity import SEVERITY_RANK, SEVERITY_STYLE
 
 if TYPE_CHECKING:
     from tokstep.engine.data import Columns, DataFile
     from tokstep.engine.lints import RowLint
-
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 
 
 def add_column_flags(parser: argparse.ArgumentParser) -> None:
@@ -158,10 +156,16 @@ def _known_rows(data: DataFile, max_rows: int | None) -> int | None:
 def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]:
     rows = [
         {
-            "row": result.row.index,
+            "row": result.row.index + 1,  # 1-based, like `line` and the browser's numbering
             "line": result.row.line,
             "findings": [
-                {"code": f.code, "severity": f.severity, "positions": list(f.positions), "message": f.message}
+                {
+                    "code": f.code,
+                    "severity": f.severity,
+                    "positions": list(f.positions),
+                    "message": f.message,
+                    "fix": f.fix,
+                }
                 for f in result.findings
             ],
         }
@@ -211,7 +215,7 @@ def print_findings(summary: LintSummary, console: Console, show: int) -> None:
         )
         console.print(Text.assemble((row.where, "bold"), (size, "dim")))
         for f in result.findings:
-            where = f"  t={_positions(f.positions)}" if f.positions else ""
+            where = f"  token {_positions(f.positions)}" if f.positions else ""
             console.print(
                 Text.assemble(
                     "  ",
@@ -222,6 +226,8 @@ def print_findings(summary: LintSummary, console: Console, show: int) -> None:
                 )
             )
             console.print(Text("    " + f.message), highlight=False)
+            if f.fix:
+                console.print(Text("    fix: " + f.fix, style="dim"), highlight=False)
     if len(summary.flagged) > show:
         rest = len(summary.flagged) - show
         console.print(f"… {rest} more rows with findings (--show N to see more, --json for all)", style="dim")

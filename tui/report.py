@@ -13,6 +13,7 @@ from rich.text import Text
 
 from tokstep.tui import output
 from tokstep.tui.formatting import number, probability
+from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs import SampleSpec
@@ -26,7 +27,8 @@ SHORT_REASON = {
     "user turn": "user",
     "template markup": "template",
     "padding": "pad",
-    "given by user": "given",
+    "document start": "doc start",
+    "masked in your labels": "labels",
     "first token": "first",
 }
 
@@ -190,13 +192,14 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
             "masked (-100): " + ", ".join(f"{n} {why}" for why, n in masked.most_common()), highlight=False
         )
     findings = lint_sample(tokenizer, sample, spec)
-    styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
     console.print(
         Text.assemble(("lints: ", "bold"), ("none", "green") if not findings else f"{len(findings)}")
     )
     for f in findings:
-        where = f" t={','.join(map(str, f.positions[:8]))}" if f.positions else ""
-        console.print(Text.assemble("  ", (f.severity, styles[f.severity]), f" {f.code}{where}: {f.message}"))
+        where = f" @ token {','.join(map(str, f.positions[:8]))}" if f.positions else ""
+        console.print(Text.assemble("  ", severity_text(f.severity), f" {f.code}{where}: {f.message}"))
+        if f.fix:
+            console.print(Text(f"    fix: {f.fix}", style="dim"), highlight=False)
     texts = [] if spec is None else [t for t in (spec.text, spec.prompt, spec.answer) if t]
     for text in texts:
         check = roundtrip(tokenizer, text)
@@ -214,7 +217,7 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
         ids = sample.input_ids[info.span[0] : info.span[1]]
         pieces = " ".join(tokenizer.convert_ids_to_tokens([int(i) for i in ids]))
         console.print(
-            f"split character: t={info.span[0]}..{info.span[1] - 1} {pieces} = {info.completes!r}",
+            f"split character: tokens {info.span[0]}..{info.span[1] - 1} {pieces} = {info.completes!r}",
             markup=False,
             highlight=False,
         )

@@ -19,6 +19,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_view import SORTABLE, ScanView
+from tokstep.tui.messages import OpenSample
+from tokstep.tui.severity import SEVERITY_STYLE
 
 WINDOW = 500  # rows in the table at once
 COLUMNS = [
@@ -50,9 +52,9 @@ def _lints(record: dict[str, Any]) -> Text:
         return Text("·", style="dim")
     badge = Text()
     if errors:
-        badge.append(f"{errors}E", style="bold red")
+        badge.append(f"{errors}E", style=SEVERITY_STYLE["error"])
     if warnings:
-        badge.append((" " if errors else "") + f"{warnings}W", style="yellow")
+        badge.append((" " if errors else "") + f"{warnings}W", style=SEVERITY_STYLE["warning"])
     badge.append(" " + ",".join(record.get("lints") or ()), style="dim")
     return badge
 
@@ -299,11 +301,7 @@ class ScanBrowserScreen(Screen[None]):
         if row.spec is None:
             self.notify(f"{row.where}: {row.error}", title="cannot open this row", severity="error")
             return
-        opener = getattr(self.app, "open_sample", None)
-        if opener is None:
-            self.notify("this app cannot open samples", severity="error")
-            return
-        opener(row.spec, row.spec.name)
+        self.post_message(OpenSample(row.spec, row.spec.name))  # the app traces it and pushes a stepper
 
     def on_unmount(self) -> None:
         if self._data is not None:

@@ -6,7 +6,7 @@ Stepping never recomputes the model: each key moves the cursor and the widgets r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from tokstep.engine.results import TraceResult
+from tokstep.tui.backend import Backend, EngineBackend
 from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
 from tokstep.tui.navigation import (
     Marks,
@@ -28,15 +29,19 @@ from tokstep.tui.navigation import (
     position_predicting,
 )
 from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
-from tokstep.tui.widgets.inspector_line import InspectorLine, load_inspector
+from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
 from tokstep.tui.widgets.status_bar import StatusBar
 from tokstep.tui.widgets.topk_table import TopKTable
 
+if TYPE_CHECKING:
+    from tokstep.engine.lints import Finding
+
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # auto-step rates, positions per second
 CONTEXT_LEGEND = "␣ space  ↵ newline  dim = masked (−100)  click a token"
+NO_COLOR_LEGEND = "␣ space  ↵ newline  underlined = counted, plain = masked (−100)"
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
@@ -80,6 +85,11 @@ class StepperScreen(Screen[None]):
         Binding("c", "toggle_heatmap", "loss heatmap on/off", show=False, id="heatmap"),
         Binding("w", "toggle_reasons", "colour by mask reason", show=False, id="mask-reasons"),
         Binding("L", "lints", "lints", show=False, id="lints", tooltip="the sample's lints"),
+        Binding("right_square_bracket", "document(1)", "next document", show=False, id="next-document"),
+        Binding(
+            "left_square_bracket", "document(-1)", "previous document", show=False, id="previous-document"
+        ),
+        Binding("D", "goto_document", "go to document", show=False, id="goto-document"),
         Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
@@ -91,12 +101,17 @@ class StepperScreen(Screen[None]):
         self,
         result: TraceResult,
         *,
-        findings: Sequence[Any] = (),
+        findings: Sequence[Finding] = (),
+        backend: Backend | None = None,
         can_go_back: bool = False,
         no_color: bool = False,
+        batch: tuple[Any, int] | None = None,
     ) -> None:
         super().__init__()
         self.result = result
+        self.batch = batch  # (BatchReport, row index) when this is a row of trainer batches
+        row = batch[0].rows[batch[1]] if batch is not None else None
+        self.documents: tuple[tuple[int, int], ...] = row.row.documents if row is not None else ()
         self.findings = list(findings)
         self.can_go_back = can_go_back
         self.no_color = no_color
@@ -109,7 +124,7 @@ class StepperScreen(Screen[None]):
         self.heatmap = False
         self.speed_index = SPEEDS.index(5.0)
         self.player: Timer | None = None
-        self.inspect = load_inspector()
+        self.backend = backend or EngineBackend()
         self.panels: list[Any] = []  # every widget with a show(t), filled on mount
 
     # -- layout ----------------------------------------------------------------------------------------
@@ -118,10 +133,16 @@ class StepperScreen(Screen[None]):
         result = self.result
         yield StatusBar(result, id="status")
         with Vertical(id="context-box"):
-            flagged = frozenset(int(i) for f in self.findings for i in getattr(f, "positions", ()) or ())
-            yield ContextStrip(result, flagged=flagged, no_color=self.no_color, id="context")
-        if self.inspect is not None:
-            yield InspectorLine(result, self.inspect, id="inspector")
+            flagged = frozenset(int(i) for f in self.findings for i in f.positions)
+            starts = frozenset(start for start, _ in self.documents[1:])
+            yield ContextStrip(
+                result, flagged=flagged, no_color=self.no_color, boundaries=starts, id="context"
+            )
+        if self.batch is not None:
+            from tokstep.tui.widgets.document_line import DocumentLine
+
+            yield DocumentLine(self.batch[0], self.batch[1], id="documents")
+        yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
             yield TopKTable(result, id="topk")
             with Vertical(id="right"):
@@ -135,13 +156,15 @@ class StepperScreen(Screen[None]):
         self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
         context = self.query_one("#context-box")
         context.border_title = CONTEXT_TITLE
-        context.border_subtitle = CONTEXT_LEGEND
+        context.border_subtitle = self.legend
         self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
         self.query_one(StatusBar).lints = len(self.findings)
         self.panels = list(
-            self.query("StatusBar, ContextStrip, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve")
+            self.query(
+                "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
+            )
         )
         self._fit_context()
         self.refresh_bindings()
@@ -150,11 +173,15 @@ class StepperScreen(Screen[None]):
     def on_resize(self) -> None:
         self._fit_context()
 
+    @property
+    def legend(self) -> str:
+        """The context's key: without colour, dim may be invisible, so counted tokens are underlined."""
+        return NO_COLOR_LEGEND if self.no_color else CONTEXT_LEGEND
+
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
-        fixed = (
-            2 + (1 if self.inspect is not None else 0) + self.result.trace.top_k + 5
-        )  # status, footer, ...
+        # status, inspector, footer; the document line of a packed row; the panels
+        fixed = 3 + (1 if self.batch is not None else 0) + self.result.trace.top_k + 5
         self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def watch_cursor(self, t: int) -> None:
@@ -168,6 +195,8 @@ class StepperScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "lints":
             return bool(self.findings)
+        if action in ("document", "goto_document"):
+            return len(self.documents) > 1
         if action == "back":
             return self.can_go_back or self.player is not None
         if action in ("play", "pause"):  # one key, labelled by what it will do
@@ -238,6 +267,47 @@ class StepperScreen(Screen[None]):
             self.notify("no further mask boundary (counted ↔ masked)", timeout=3)
         else:
             self.cursor = found
+
+    def action_document(self, direction: int) -> None:
+        """Jump to the start of the next / previous packed document (its first token is read at its start)."""
+        starts = [start for start, _ in self.documents]
+        found = (
+            next((s for s in starts if s > self.cursor), None)
+            if direction > 0
+            else next((s for s in reversed(starts) if s < self.cursor), None)
+        )
+        if found is None:
+            self.notify("no further document in this row", timeout=3)
+        else:
+            self.cursor = found
+
+    def action_goto_document(self) -> None:
+        count = len(self.documents)
+
+        def parse(text: str) -> int:
+            """`d` -> the start of document d; `d:t` -> position t inside it (both 1-based d, 0-based t)."""
+            doc, _, offset = text.strip().partition(":")
+            try:
+                d, t = int(doc), int(offset or 0)
+            except ValueError:
+                raise ValueError(f"a document 1..{count}, optionally :t (e.g. 2:5)") from None
+            if not 1 <= d <= count:
+                raise ValueError(f"a document number, 1..{count}")
+            start, end = self.documents[d - 1]
+            if not 0 <= t < end - start:
+                raise ValueError(f"document {d} has positions 0..{end - start - 1}")
+            return start + t
+
+        def go(text: str | None) -> None:
+            if text is not None:
+                self.cursor = parse(text)
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Go to document d (1..{count}), or position t of it as d:t", placeholder="1", validate=parse
+            ),
+            go,
+        )
 
     def action_search(self) -> None:
         def find(query: str | None) -> None:
@@ -332,7 +402,13 @@ class StepperScreen(Screen[None]):
 
     def action_help(self) -> None:
         extra = [("click", "a token: jump to it")]
-        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))
+        document_keys = {"next-document", "previous-document", "goto-document"}
+        shown = [
+            b
+            for b in self.BINDINGS
+            if isinstance(b, Binding) and (len(self.documents) > 1 or b.id not in document_keys)
+        ]
+        self.app.push_screen(HelpScreen(shown, extra))
 
     def action_lints(self) -> None:
         def jump(token_index: int | None) -> None:

@@ -1,7 +1,8 @@
 """The context: the sample's tokens as a wrapped strip, only the visible window laid out and drawn.
 
 Token boundaries alternate two shades; masked (-100) tokens are dim; special tokens are marked; tokens a
-lint finding points at are underlined in red; the current token t is reversed and its target t+1
+lint finding points at are underlined in red (without colour: counted tokens are underlined and a lint's
+tokens struck through, since dim may not show); the current token t is reversed and its target t+1
 highlighted. With the heatmap on, each token i is coloured by the loss of predicting it (the CE at
 position i-1); with reason colours on, by why it is or is not counted (its mask reason).
 """
@@ -28,7 +29,12 @@ SPECIAL = Style(color="magenta", bold=True)
 CURRENT = Style(reverse=True, bold=True)
 TARGET = Style(color="black", bgcolor="yellow", bold=True, underline=True)
 HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")  # low -> high CE
+BOUNDARY = Style(color="bright_cyan", bold=True)  # drawn before a packed document's first token
+BOUNDARY_MARK = "┃"
 FLAGGED = Style(color="red", underline=True)  # a lint finding concerns this token
+# Without colour, dim may not show: counted tokens are underlined, and a lint's tokens struck through instead.
+COUNTED_NO_COLOR = Style(underline=True)
+FLAGGED_NO_COLOR = Style(strike=True)
 HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
 
 # Background per mask reason (the `w` key): counted tokens green, each kind of masking its own colour.
@@ -39,6 +45,7 @@ REASON_COLOURS = {
     MaskReason.USER: "#1f5f5f",
     MaskReason.TEMPLATE: "#4f2f6b",
     MaskReason.PAD: "grey11",
+    MaskReason.DOCUMENT: "#5f5f1f",
     MaskReason.GIVEN: "#6b1f1f",
     MaskReason.FIRST: "grey30",
 }
@@ -77,9 +84,11 @@ class ContextStrip(LinesView):
         *,
         flagged: frozenset[int] = frozenset(),
         no_color: bool = False,
+        boundaries: frozenset[int] = frozenset(),
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
+        self.boundaries = boundaries  # token indices that start a packed document: a bar is drawn before each
         self.flagged = flagged  # token indices some lint finding points at
         self.result = result
         self.cursor = 0
@@ -136,6 +145,8 @@ class ContextStrip(LinesView):
         cached = self._tokens.get(index)
         if cached is None:
             label = token_label(self.result.texts, self._ids[index], self.mode)
+            if index in self.boundaries:
+                label = BOUNDARY_MARK + label
             breaks = self.mode == "text" and label.endswith("↵")  # a newline ends the line, as written
             cached = self._tokens[index] = (label, cell_len(label) + len(self._gap), breaks)
         return cached
@@ -213,6 +224,14 @@ class ContextStrip(LinesView):
     # -- drawing ---------------------------------------------------------------------------------------
 
     def _style(self, index: int) -> Style:
+        if self.no_color and index not in (self.cursor, self.cursor + 1):
+            style = self._colour_style(index, flagged=False)
+            if not self._masked[index]:
+                style += COUNTED_NO_COLOR
+            return style + FLAGGED_NO_COLOR if index in self.flagged else style
+        return self._colour_style(index, flagged=index in self.flagged)
+
+    def _colour_style(self, index: int, flagged: bool) -> Style:
         if index == self.cursor:
             return CURRENT
         if index == self.cursor + 1:
@@ -221,11 +240,9 @@ class ContextStrip(LinesView):
             style = REASON_STYLES[self._reasons[index]]
             if self._special[index]:
                 style += SPECIAL
-            return style + FLAGGED if index in self.flagged else style
+            return style + FLAGGED if flagged else style
         heat = self._heat_level(index) if self.heatmap else None
-        return _token_style(
-            index % 2, heat, bool(self._special[index]), bool(self._masked[index]), index in self.flagged
-        )
+        return _token_style(index % 2, heat, bool(self._special[index]), bool(self._masked[index]), flagged)
 
     def _heat_level(self, index: int) -> int | None:
         """Which HEAT colour token `index` gets: by the CE of predicting it (position index-1)."""
@@ -246,6 +263,10 @@ class ContextStrip(LinesView):
         for layout in self._window(width, height):
             line, hits, x = [], [], 0
             for index, label in layout:
+                if index in self.boundaries and label.startswith(BOUNDARY_MARK):
+                    line.append((BOUNDARY_MARK, BOUNDARY))
+                    label = label[len(BOUNDARY_MARK) :]
+                    x += len(BOUNDARY_MARK)
                 line.append((label, self._style(index)))
                 if gap:
                     line.append((gap, None))

@@ -1,6 +1,6 @@
 """One line about the target token (t+1): id, raw piece, text, UTF-8 bytes, and a split character it completes.
 
-Uses `engine.inspector.inspect_token` when that module is present; the stepper leaves the line out otherwise.
+The token facts come from the screen's backend (`Backend.inspect_token`), passed in as `inspect`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,6 @@ from tokstep.engine.tokens import make_visible
 from tokstep.tui.widgets.lines import Lines, LinesView
 
 NEIGHBOURS = 8  # ids passed to the inspector on each side of the token
-
-
-def load_inspector() -> Any | None:
-    """`engine.inspector.inspect_token`, or None while that module does not exist."""
-    try:
-        from tokstep.engine.inspector import inspect_token
-    except ImportError:
-        return None
-    return inspect_token
 
 
 class InspectorLine(LinesView):
@@ -50,7 +41,20 @@ class InspectorLine(LinesView):
         except Exception as error:  # noqa: BLE001 - the inspector must never take the stepper down
             self.set_lines(Lines().add(f"inspector: {type(error).__name__}: {error}", "dim"))
             return
-        self.set_lines(describe(info))
+        if self.result.trace.label_differs(cursor):
+            self.set_lines(describe_mismatch(info, int(self.result.trace.target_ids[cursor]), self.result))
+        else:
+            self.set_lines(describe(info))
+
+
+def describe_mismatch(info: Any, label: int, result: TraceResult) -> Lines:
+    """The next input token and the label both, and that the loss scores the label."""
+    line = Lines()
+    line.add("label ≠ next input ", "bold black on yellow")
+    line.add(f" #{info.index} input id {info.token_id} '{make_visible(info.text)}'  ")
+    line.add(f"label id {label} '{result.texts.visible(label)}'", "bold")
+    line.add("  the loss scores the label (labels shifted?)", "dim")
+    return line
 
 
 def describe(info: Any) -> Lines:

@@ -49,7 +49,9 @@ class LossPanel(LinesView):
             lines.add("counted ✓ supervised\n", "green")
         else:
             reason = sample.mask_reasons[t + 1].value  # the target token's reason: labels[t+1] = -100
-            lines.add(f"not counted: {reason} (label −100)\n", "dim")
+            why = f"not counted: {reason} (label −100)"  # the reason first: it must survive a narrow panel
+            short = 0 < self.size.width < len(why)
+            lines.add((f"not counted: {reason}" if short else why) + "\n", "dim")
         lines.add("Σ CE    ", "bold")
         lines.add(f"{number(float(trace.running_sum[t]))}  n = {int(trace.running_count[t])} counted\n")
         mean = trace.running_mean(t)

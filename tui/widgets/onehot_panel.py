@@ -38,7 +38,12 @@ class OneHotPanel(LinesView):
         prefix = f"1 at id {target} "
         lines.add(prefix).add(clip(token_label(texts, target), max(width - 17 - len(prefix), 4)), "bold")
         lines.add(f"\nq = [·…· {probability(q)} ·…·]  of {trace.model_vocab_size} ids\n")
-        lines.add("Σ −p·log q: only the target's term\n", "dim")
+        if trace.label_differs(t):  # p follows the label, not the next input token
+            following = int(self.result.sample.input_ids[t + 1])
+            notice = f"label ≠ next input id {following} {token_label(texts, following)}"
+            lines.add(clip(notice, width) + "\n", "bold yellow")
+        else:
+            lines.add("Σ −p·log q: only the target's term\n", "dim")
         lines.add("CE = −log q(target) = ", "bold")
         if finite:
             if width >= 46:

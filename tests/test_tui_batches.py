@@ -1,0 +1,84 @@
+"""The TUI on trainer batches: the rows list with the batch loss, a packed row's documents in the stepper."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_tui_stepper import text_of
+
+from tokstep.tui.app import PrecomputedBackend, TokstepApp
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from tokstep.engine.batches import Settings, read_batches
+    from tokstep.engine.loading import ModelSpec
+    from tokstep.engine.packing import trace_batches
+    from tokstep.engine.session import load
+
+    loaded = load(ModelSpec(dtype="float32", device="cpu"))
+    tok = loaded.tokenizer
+    docs = [
+        tok(t)["input_ids"] + [tok.eos_token_id]
+        for t in ("And God said, Let there be light.", "And it was so.")
+    ]
+    row = {
+        "input_ids": [i for d in docs for i in d],
+        "labels": [(-100 if j == 0 else i) for d in docs for j, i in enumerate(d)],
+        "position_ids": [p for d in docs for p in range(len(d))],
+    }
+    path = tmp_path_factory.mktemp("batches") / "b.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps({"batch": 1, "input_ids": docs[0]}) + "\n")
+    return trace_batches(loaded, read_batches(path), flags=Settings(use_cache=True), with_reference=False)
+
+
+class BatchesBackend(PrecomputedBackend):
+    def __init__(self, report):
+        self.report = report
+        self.findings = None
+
+    def load(self, spec):
+        return self.report.rows[0].result.info
+
+    def trace_batches(self, loaded, path, flags, top_k, progress):
+        return self.report
+
+
+async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(report):
+    from tokstep.tui.batches_screen import BatchesScreen
+    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.widgets.document_line import DocumentLine
+
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(110, 36)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        assert isinstance(app.screen, BatchesScreen)
+        await pilot.press("enter")
+        await pilot.pause()
+        stepper = app.screen
+        assert isinstance(stepper, StepperScreen)
+        second = report.rows[0].documents[1].start
+        await pilot.press("right_square_bracket")
+        assert stepper.cursor == second
+        line = stepper.query_one(DocumentLine).plain_text()
+        assert line.startswith("doc 2/2 t 0") and "|Δ| alone" in line
+        await pilot.press("left_square_bracket")
+        assert stepper.cursor == 0
+        await pilot.press("D", "2", "enter")
+        assert stepper.cursor == second
+        await pilot.press("D", "2", "colon", "3", "enter")
+        assert stepper.cursor == second + 3
+        strip = stepper.query_one("#context")
+        assert second in strip.boundaries
+        assert stepper.findings and stepper.findings[0].code == "cross-document-attention"
+        await pilot.press("question_mark")
+        help_text = "\n".join(text_of(w) for w in app.screen.query("Static"))
+        for name in ("next document", "previous document", "go to document"):
+            assert name in help_text
+        await pilot.press("escape")
+        await pilot.press("escape")
+        assert isinstance(app.screen, BatchesScreen)

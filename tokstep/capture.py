@@ -1,0 +1,146 @@
+"""Save the batches a trainer really feeds its model, for `tokstep --batches FILE`.
+
+    from tokstep.capture import save_batches
+    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+    save_batches(trainer.get_train_dataloader(), "batches.jsonl", limit=2, trainer=trainer)
+
+JSONL, one line per row: `{"batch": b, "row": r, "input_ids": [...], "labels": [...]}` plus every other
+per-token key the batch has (`attention_mask`, `position_ids`, `seq_idx`, ...), the flash-attention varlen
+boundaries (`cu_seq_lens_q/k`, `max_length_q/k`) and, given the model or the trainer, the settings that decide
+whether packed documents attend to each other (`attn_implementation`, `use_cache`) and how the trainer reduces
+the loss. No pickle. Import-light: no torch import (tensors are read through their own methods), no Textual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["save_batches", "model_settings"]
+
+CU_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k")
+
+
+def _plain(value: Any) -> Any:
+    """A tensor / numpy array / list / number as plain Python lists and numbers (tensors on any device)."""
+    if hasattr(value, "detach"):  # a torch tensor, on any device
+        value = value.detach()
+        if hasattr(value, "cpu"):
+            value = value.cpu()
+        if "bool" in str(getattr(value, "dtype", "")):
+            value = value.long()  # a boolean attention mask: 0/1
+    elif "bool" in str(getattr(value, "dtype", "")) and hasattr(value, "astype"):
+        value = value.astype("int64")  # numpy
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _is_int_matrix(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(r, list) for r in value)
+
+
+def model_settings(model: Any = None, trainer: Any = None) -> dict[str, Any]:
+    """What decides how the trainer's forward treats a packed row, and how it reduces the loss."""
+    settings: dict[str, Any] = {}
+    if model is None and trainer is not None:
+        model = getattr(trainer, "model", None)
+    config = getattr(model, "config", None)
+    if config is not None:
+        implementation = getattr(config, "_attn_implementation", None)
+        if implementation:
+            settings["attn_implementation"] = implementation
+        if getattr(config, "use_cache", None) is not None:
+            settings["use_cache"] = bool(config.use_cache)
+    if trainer is not None:
+        cls = type(trainer)
+        settings["trainer"] = cls.__name__
+        if cls.__module__.startswith("trl."):
+            settings["use_cache"] = False  # TRL's SFTTrainer.compute_loss passes use_cache=False itself
+        accepts = getattr(trainer, "model_accepts_loss_kwargs", False) or getattr(
+            trainer, "compute_loss_func", None
+        )
+        settings["loss"] = "num_items_in_batch" if accepts else "per-batch mean"
+        steps = getattr(getattr(trainer, "args", None), "gradient_accumulation_steps", None)
+        if isinstance(steps, int):
+            settings["accumulation_steps"] = steps
+    return settings
+
+
+def _rows(batch: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
+    """Split one collated batch into rows: [B, N] keys per row, cu_seq_lens cut to each row, scalars kept."""
+    plain = {key: _plain(value) for key, value in batch.items()}
+    ids = plain.get("input_ids")
+    if ids is None:
+        raise ValueError(f'batch {index} has no "input_ids"')
+    if not _is_int_matrix(ids):
+        ids = [ids]  # one unbatched row
+        plain = {k: ([v] if isinstance(v, list) and k not in CU_KEYS else v) for k, v in plain.items()}
+        plain["input_ids"] = ids
+    rows_n, width = len(ids), len(ids[0]) if ids else 0
+    rows: list[dict[str, Any]] = [{"batch": index, "row": r} for r in range(rows_n)]
+    for key, value in plain.items():
+        if key in CU_KEYS and isinstance(value, list) and value and not isinstance(value[0], list):
+            for r, row in enumerate(
+                rows
+            ):  # boundaries over the flattened batch -> those inside row r, from 0
+                lo, hi = r * width, (r + 1) * width
+                inner = [v - lo for v in value if lo <= v <= hi]
+                row[key] = sorted({0, *inner, width})
+        elif _is_int_matrix(value) and len(value) == rows_n and all(len(v) == width for v in value):
+            for row, values in zip(rows, value, strict=True):
+                row[key] = values
+        elif isinstance(value, int) and not isinstance(value, bool):  # max_length_q/k
+            for row in rows:
+                row[key] = value
+    return rows
+
+
+def save_batches(
+    batches: Iterable[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    limit: int | None = None,
+    *,
+    model: Any = None,
+    trainer: Any = None,
+    overwrite: bool = False,
+) -> int:
+    """Write the first `limit` batches (all if None) of any PyTorch dataloader to `path` as JSONL; returns rows.
+
+    `trainer=` (HF Trainer / TRL SFTTrainer) or `model=` records the settings that decide whether packed
+    documents attend to each other. The file is written to a temporary file and renamed into place; an
+    existing file is kept unless `overwrite=True`.
+    """
+    target = Path(path).expanduser()
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1 (or None for every batch)")
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a directory: name a file")
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{target} already exists: pass overwrite=True to replace it")
+    settings = model_settings(model, trainer)
+    lines: list[str] = []
+    for index, batch in enumerate(batches):
+        if limit is not None and index >= limit:
+            break
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"batch {index} is a {type(batch).__name__}, not a dict of tensors")
+        for row in _rows(batch, index):
+            if settings:
+                row["settings"] = settings
+            lines.append(json.dumps(row, separators=(",", ":")))
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + ("\n" if lines else ""))
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return len(lines)

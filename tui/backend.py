@@ -1,0 +1,210 @@
+"""The one seam between the screens and the engine: every engine call a screen makes goes through a `Backend`.
+
+Screens never import an engine function and never reach into the app for state. Each screen is given a
+`Backend` (the app passes its own down), calls it only from `@work(thread=True, exit_on_error=False)`
+workers, and turns what it returns into the production messages of `tui.messages`; a `TokstepError` (or
+any other exception) becomes a message too, shown as a notification or in the screen, never a crash.
+
+`EngineBackend` is the real thing (torch + transformers, imported lazily inside each method, so importing
+this module imports neither). `PrecomputedBackend` serves a finished `TraceResult` without a model, for
+tests, benchmarks and notebooks. A test drives any screen with its own subclass: the screens' workers post
+the same messages whatever the backend returns.
+
+What a backend hands back is opaque to the screens where marked "handle" (a loaded model, a tokenizer):
+screens only pass handles back into the backend. Everything else is the engine's frozen, numpy-only data
+(`TraceResult`, `Sample`, `DataRow`, `RowLint`, `Finding`, `TokenInfo`).
+
+Extending it (compare, batches, scan ...): add a method here (abstract for what every screen needs; for an
+optional feature, a default that raises `_unsupported`, so test fakes need not implement it) with a docstring saying what it
+returns and which exceptions mean "tell the user", implement it in `EngineBackend` (lazy engine import),
+give `PrecomputedBackend` an answer if the stepper needs one without a model, and call it from a worker
+that posts a message from `tui.messages`. Methods may block; they are never called on the UI thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokstep.engine.data import Columns, DataFile, DataRow
+    from tokstep.engine.inputs import SampleSpec
+    from tokstep.engine.inspector import TokenInfo
+    from tokstep.engine.lints import Finding, RowLint
+    from tokstep.engine.loading import ModelSpec
+    from tokstep.engine.results import TraceResult
+    from tokstep.engine.sample import Sample
+
+Progress = Callable[[str], None]
+
+
+def _default_columns() -> Columns:
+    from tokstep.engine.data import Columns
+
+    return Columns()
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read a data file's rows: which column holds what, and the sample options for every row."""
+
+    columns: Columns = field(default_factory=_default_columns)
+    bos: str = "auto"
+    eos: str = "auto"
+    truncate: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DataOptions:
+        """The CLI's column and sample flags (`--text-column`, `--bos`, `--truncate` ...); absent ones default."""
+        from tokstep.tui.lint_cmd import columns_from_args
+
+        return cls(
+            columns=columns_from_args(args),
+            bos=getattr(args, "bos", None) or "auto",
+            eos=getattr(args, "eos", None) or "auto",
+            truncate=getattr(args, "truncate", None),
+        )
+
+
+def _unsupported(what: str) -> Exception:
+    from tokstep.engine.errors import TokstepError
+
+    return TokstepError(f"this backend does not support {what}")
+
+
+class Backend(ABC):
+    """Every engine call a screen makes. All may block (they run in worker threads) and raise TokstepError
+    with a one-line reason for the user; any other exception is a bug, shown as "internal error"."""
+
+    # -- one model, one sample (the app and the stepper) -----------------------------------------------
+
+    @abstractmethod
+    def load(self, spec: ModelSpec) -> Any:
+        """Load the model and its tokenizer: a model handle for `trace`, `tokenizer_of`, `row_loss`."""
+
+    @abstractmethod
+    def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
+        """Build the sample with the model's tokenizer and run it once, teacher-forced (+ HF's reference)."""
+
+    @abstractmethod
+    def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
+        """The lint findings of a traced sample (tokenizer only)."""
+
+    @abstractmethod
+    def inspect_token(self, tokenizer: Any, input_ids: Sequence[int], index: int) -> TokenInfo:
+        """What the inspector line shows about `input_ids[index]` (its neighbours complete a split character)."""
+
+    # -- optional features: a backend without them says so in one line ----------------------------------
+
+    def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
+        """Every row of a file of trainer batches, traced as the trainer's forward saw it (a `BatchReport`);
+        `settings` (engine.batches.Settings or None) states what a hand-written file does not record."""
+        raise _unsupported("opening trainer batches")
+
+    # -- data files (the browser) ----------------------------------------------------------------------
+
+    @abstractmethod
+    def load_tokenizer(self, spec: ModelSpec) -> Any:
+        """The model's tokenizer alone (no weights), so rows can be counted and linted while the model loads."""
+
+    @abstractmethod
+    def tokenizer_of(self, loaded: Any) -> Any:
+        """The tokenizer handle of a loaded model (does not block)."""
+
+    @abstractmethod
+    def open_data(self, path: str, options: DataOptions) -> DataFile:
+        """Open a .jsonl / .json / .parquet file; its rows are read on demand (`DataFile.rows`)."""
+
+    @abstractmethod
+    def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
+        """Tokenize and lint one data row; an unreadable row is a finding, never an exception."""
+
+    @abstractmethod
+    def row_loss(self, loaded: Any, sample: Sample) -> float | None:
+        """The loss of one built sample (one forward pass); None when nothing is supervised."""
+
+
+class EngineBackend(Backend):
+    """The real engine: torch + transformers, imported on first use."""
+
+    def load(self, spec: ModelSpec) -> Any:
+        from tokstep.engine.session import load
+
+        return load(spec)
+
+    def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
+        from tokstep.engine.session import run_trace
+
+        return run_trace(loaded, sample, top_k=top_k, progress=progress)
+
+    def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
+        from tokstep.engine.batches import read_batches
+        from tokstep.engine.errors import TokstepError
+        from tokstep.engine.packing import trace_batches
+
+        report = trace_batches(loaded, read_batches(path), flags=settings, top_k=top_k, progress=progress)
+        if not report.rows:
+            first = report.errors[0].message if report.errors else "no rows"
+            raise TokstepError(f"no row of {path} could be opened ({first})")
+        return report
+
+    def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
+        from tokstep.engine.lints import lint_sample
+
+        return list(lint_sample(result.texts.tokenizer, result.sample, sample))
+
+    def inspect_token(self, tokenizer: Any, input_ids: Sequence[int], index: int) -> TokenInfo:
+        from tokstep.engine.inspector import inspect_token
+
+        return inspect_token(tokenizer, input_ids, index)
+
+    def load_tokenizer(self, spec: ModelSpec) -> Any:
+        from tokstep.engine.loading import load_tokenizer
+
+        return load_tokenizer(
+            spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
+
+    def tokenizer_of(self, loaded: Any) -> Any:
+        return loaded.tokenizer
+
+    def open_data(self, path: str, options: DataOptions) -> DataFile:
+        from tokstep.engine.data import open_data
+
+        return open_data(path, options.columns, bos=options.bos, eos=options.eos, truncate=options.truncate)
+
+    def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
+        from tokstep.engine.lints import lint_row
+
+        return lint_row(tokenizer, row)
+
+    def row_loss(self, loaded: Any, sample: Sample) -> float | None:
+        from tokstep.engine.trace import trace_sample
+
+        return trace_sample(loaded, sample, top_k=1).loss
+
+
+class PrecomputedBackend(EngineBackend):
+    """Serves a finished TraceResult without any model: for tests, benchmarks and notebooks."""
+
+    def __init__(self, result: TraceResult, findings: Sequence[Finding] | None = None) -> None:
+        self.result = result
+        self.findings = findings
+
+    def load(self, spec: ModelSpec) -> Any:
+        return self.result.info
+
+    def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
+        return self.result
+
+    def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
+        return list(self.findings) if self.findings is not None else super().lint(result, sample)
+
+    def tokenizer_of(self, loaded: Any) -> Any:
+        return self.result.texts.tokenizer
+
+
+__all__ = ["Backend", "DataOptions", "EngineBackend", "PrecomputedBackend", "Progress"]

@@ -1,0 +1,93 @@
+"""`tokstep --batches FILE`: the rows of the trainer's batches, the batch loss reduced the trainer's ways, and
+Enter to step through a row (packed documents drawn in its context strip, `[` `]` `D` to move between them)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tokstep.engine.batch_results import BatchReport
+from tokstep.tui.backend import Backend
+from tokstep.tui.batch_report import loss_table, trainer_line
+from tokstep.tui.formatting import number
+
+
+class BatchesScreen(Screen[None]):
+    """One line per row: tokens, documents, padding, counted targets, loss and the packed-vs-alone check."""
+
+    BINDINGS = [
+        Binding("enter", "open", "step through the row", id="open-row"),
+        Binding("q", "quit", "quit", id="quit"),
+    ]
+    DEFAULT_CSS = """
+    BatchesScreen #batch-loss { height: auto; padding: 0 1; border: round $secondary; }
+    BatchesScreen #batch-errors { height: auto; padding: 0 1; color: $error; }
+    BatchesScreen DataTable { height: 1fr; min-height: 5; }
+    """
+
+    def __init__(
+        self, report: BatchReport, *, backend: Backend | None = None, no_color: bool = False
+    ) -> None:
+        super().__init__()
+        self.report = report
+        self.backend = backend
+        self.no_color = no_color
+
+    def compose(self) -> ComposeResult:
+        report = self.report
+        yield Static(Text.assemble(("tokstep --batches ", "bold"), report.path), id="batch-title")
+        yield Static(loss_table(report.loss, max_batches=3), id="batch-loss")
+        yield Static(Text(trainer_line(report.loss), style="dim"), id="batch-trainer")
+        if report.errors:
+            yield Static("\n".join(e.message for e in report.errors), id="batch-errors")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="batch-rows")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#batch-loss").border_title = "batch loss"
+        table = self.query_one(DataTable)
+        table.add_columns(
+            "batch", "row", "line", "tokens", "docs", "pad", "counted", "loss", "max |Δ| alone", "lint"
+        )
+        for r in self.report.rows:
+            delta = r.max_delta
+            table.add_row(
+                r.row.batch,
+                r.row.row,
+                r.row.line,
+                len(r.row),
+                len(r.row.documents),
+                r.row.padding,
+                r.loss_count,
+                number(r.result.trace.loss),
+                "not packed" if not r.row.packed else "—" if delta is None else f"{delta:.1e}",
+                Text(r.findings[0].code, style="bold red") if r.findings else "",
+            )
+        table.focus()
+
+    def action_open(self) -> None:
+        from tokstep.tui.stepper import StepperScreen
+
+        index = self.query_one(DataTable).cursor_row
+        if not 0 <= index < len(self.report.rows):
+            return
+        row = self.report.rows[index]
+        self.app.push_screen(
+            StepperScreen(
+                row.result,
+                findings=row.findings,
+                backend=self.backend,
+                can_go_back=True,
+                no_color=self.no_color,
+                batch=(self.report, index),
+            )
+        )
+
+    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    async def action_quit(self) -> None:
+        self.app.exit()
