@@ -27,6 +27,7 @@ TUI_SCRIPT = ROOT / "bench" / "tui_step_latency.py"
 GOAL_TRACE_RATIO = 1.10
 GOAL_MEMORY_RATIO = 0.5
 GOAL_NAIVE_SPEEDUP = 100.0
+GOAL_COMPARE_RATIO = 1.05
 NAIVE_TOKENS = 512
 MEMORY_TOKENS = 2048
 
@@ -113,6 +114,46 @@ def section_speed(plan: Plan, device: str, lines: list[str], naive_lines: list[s
         "",
         f"Timed prefixes (length: seconds): {measured}.",
     ]
+
+
+def section_compare(plan: Plan, device: str, lines: list[str]) -> None:
+    """Compare (A and B lock-step, KL per position) vs two separate traces: two GPT-2 small, other seeds."""
+    import statistics
+
+    import torch
+
+    from bench import compare, models
+
+    sizes = [t for t in plan.tokens if t <= 2048][:2]
+    a = models.gpt2_small(max(sizes) + 1, device)
+    torch.manual_seed(1)
+    b = models.gpt2_small(max(sizes) + 1, device)
+    with torch.no_grad():  # other weights: a real divergence
+        for p in b.model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    lines += [
+        "## Compare vs two traces (two GPT-2 small, random init, B = A + noise)",
+        "",
+        "Two traces = `trace_sample(A)` then `trace_sample(B)`; compare = `compare_traces(A, B)` (both "
+        "traces plus KL(A‖B) per position, both heads chunk by chunk over the same positions). Back to back, "
+        "order alternating; the goal is judged on the fastest compare over the fastest pair of traces.",
+        "",
+        "| T | repeats | two traces (s) | compare (s) | compare / two traces: ratio of minima | median of pairs "
+        "| CPU time, ratio of minima | goal | path |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tokens in sizes:
+        repeats = plan.repeats[tokens]
+        log(f"compare vs two traces at T = {tokens} ({repeats} repeats)")
+        times = compare.compare_vs_two_traces(a, b, models.random_sample(tokens + 1, 50257), repeats)
+        ok = times.min_ratio <= GOAL_COMPARE_RATIO
+        lines.append(
+            f"| {tokens} | {repeats} | {statistics.median(t.wall for t in times.two_traces):.3f} "
+            f"| {statistics.median(t.wall for t in times.compare):.3f} | **{times.min_ratio:.3f}x** "
+            f"| {times.median_ratio:.3f}x | {times.cpu_ratio:.3f}x | ≤ {GOAL_COMPARE_RATIO:.2f}x ({verdict(ok)}) "
+            f"| {times.path} |"
+        )
+    lines.append("")
 
 
 def section_memory(device: str, lines: list[str]) -> None:
@@ -225,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"), help="Markdown file to write")
     parser.add_argument(
-        "--only", nargs="+", choices=["speed", "memory", "tui", "startup"], help="run only these sections"
+        "--only",
+        nargs="+",
+        choices=["speed", "memory", "tui", "startup", "compare"],
+        help="run only these sections",
     )
     args = parser.parse_args(argv)
 
@@ -243,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
     plan = QUICK if args.quick else FULL
-    sections = set(args.only or ["speed", "memory", "tui", "startup"])
+    sections = set(args.only or ["speed", "memory", "tui", "startup", "compare"])
     started = time.perf_counter()
     load_before = machine.load_average()
     body: list[str] = []
@@ -253,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in sections:
         section_memory(device, body)
     body += naive
+    if "compare" in sections:
+        section_compare(plan, device, body)
     if "tui" in sections:
         section_tui(plan, body)
     if "startup" in sections:

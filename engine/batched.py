@@ -14,19 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tokstep.engine.head import (
-    HEAD_CHUNK_ELEMENTS,
-    VERIFIED_HEADS,
-    chunk_rows,
-    head_logits,
-    head_matches_model,
-    hidden_states_and_last_logits,
-    input_device,
-)
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.reduce import Scratch, target_logprobs
 from tokstep.engine.sample import Sample
-from tokstep.engine.trace import shifted_targets, trace_sample
+from tokstep.engine.trace import (  # the engine's one chunked head, shared with trace_sample
+    _VERIFIED_HEADS,
+    HEAD_CHUNK_ELEMENTS,
+    _chunk_rows,
+    _head_logits,
+    _head_matches_model,
+    _input_device,
+    batch_hidden_states_and_last_logits,
+    shifted_targets,
+    trace_sample,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +63,7 @@ def batch_inputs(loaded: LoadedModel, samples: Sequence[Sample]) -> dict[str, to
     for b, sample in enumerate(samples):
         ids[b, : len(sample)] = sample.input_ids
         mask[b, : len(sample)] = 1 if sample.attention_mask is None else sample.attention_mask
-    device = input_device(loaded.model)
+    device = _input_device(loaded.model)
     return {
         "input_ids": torch.from_numpy(ids).to(device),
         "attention_mask": torch.from_numpy(mask).to(device),
@@ -74,14 +75,14 @@ def score_batch(loaded: LoadedModel, samples: Sequence[Sample]) -> list[RowScore
     """One forward pass for `samples` (each already checked with `check_sample_fits`)."""
     model, vocab = loaded.model, loaded.info.vocab_size
     shifted = [shifted_targets(s) for s in samples]
-    verified = VERIFIED_HEADS.get(model, False)
+    verified = _VERIFIED_HEADS.get(model, False)
     inputs = batch_inputs(loaded, samples)
-    kept = hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified)
+    kept = batch_hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified)
     if kept is not None and not verified:
         longest = int(np.argmax([len(s) for s in samples]))  # its position L-2 is a real token
         hidden_last = kept[0][longest, -2:-1]  # (1, d)
-        if head_matches_model(head_logits(model, hidden_last)[0], kept[1][longest]):
-            VERIFIED_HEADS[model] = True
+        if _head_matches_model(_head_logits(model, hidden_last)[0], kept[1][longest]):
+            _VERIFIED_HEADS[model] = True
         else:
             kept = None
     if kept is None:  # the model's own logits, one row at a time (what trace_sample falls back to)
@@ -95,11 +96,11 @@ def score_batch(loaded: LoadedModel, samples: Sequence[Sample]) -> list[RowScore
     del hidden, kept
     targets = torch.from_numpy(np.concatenate([t for t, _ in shifted])).to(flat.device)  # (P,)
     head_device = model.get_output_embeddings().weight.device
-    rows = chunk_rows(vocab, head_device, HEAD_CHUNK_ELEMENTS)
+    rows = _chunk_rows(vocab, head_device, HEAD_CHUNK_ELEMENTS)
     scratch = Scratch.for_current_thread()
     logprobs, finites = [], []
     for start in range(0, len(flat), rows):
-        logits = head_logits(model, flat[start : start + rows], scratch)  # (c, V)
+        logits = _head_logits(model, flat[start : start + rows], scratch)  # (c, V)
         logprob, finite = target_logprobs(logits, targets[start : start + rows].to(logits.device), scratch)
         logprobs.append(logprob)
         finites.append(finite)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from tokstep.engine.chat_masks import Policy, derive
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 
@@ -28,6 +29,10 @@ class SampleSpec:
     eos: Toggle = "auto"  # auto: the tokenizer's default for text, added after an answer
     truncate: int | None = None  # keep only the first N tokens
     name: str = "sample"
+    eot: Policy = "train"  # chat: train the end-of-turn token(s) after an assistant turn, or mask them
+    inserted: Policy = (
+        "train"  # chat: train tokens the template inserts inside an assistant turn, or mask them
+    )
 
 
 def build_sample(spec: SampleSpec, tokenizer: Any) -> Sample:
@@ -35,7 +40,7 @@ def build_sample(spec: SampleSpec, tokenizer: Any) -> Sample:
     if spec.ids is not None:
         sample = from_ids(spec.ids, name=spec.name, pad_id=tokenizer.pad_token_id)
     elif spec.chat is not None:
-        sample = from_chat(tokenizer, list(spec.chat), name=spec.name)
+        sample = from_chat(tokenizer, list(spec.chat), name=spec.name, eot=spec.eot, inserted=spec.inserted)
     elif spec.prompt is not None or spec.answer is not None:
         if spec.prompt is None or spec.answer is None:
             raise TokstepError("--prompt and --answer go together: give both")
@@ -47,7 +52,27 @@ def build_sample(spec: SampleSpec, tokenizer: Any) -> Sample:
         sample = from_text(tokenizer, spec.text, bos=spec.bos, eos=spec.eos, name=spec.name)
     else:
         raise TokstepError("no sample given: pass --text, --file, --prompt/--answer, --chat or --ids")
-    return truncate(sample, spec.truncate) if spec.truncate else sample
+    sample = truncate(sample, spec.truncate) if spec.truncate else sample
+    return with_layout(sample, tokenizer) if sample.kind == "ids" else sample
+
+
+def with_layout(sample: Sample, tokenizer: Any) -> Sample:
+    """An ids row with its chat turns recovered from the template (when it has one and they are found).
+
+    Masked tokens then get the reason a chat built from messages would give them (user turn, template
+    markup...); a masked token the structure expects supervised keeps "masked in your labels" (GIVEN).
+    """
+    from tokstep.engine.structure import recover_layout
+
+    layout = recover_layout(tokenizer, sample.input_ids)
+    if layout is None:
+        return sample
+    reasons = list(layout.reasons())
+    kept = (MaskReason.SUPERVISED, MaskReason.PAD, MaskReason.FIRST)
+    for i, given in enumerate(sample.mask_reasons):
+        if given is kept[0] or given is kept[1] or given is kept[2] or reasons[i] is MaskReason.SUPERVISED:
+            reasons[i] = given  # trained, padding, or a -100 where the structure expects training: the user's
+    return replace(sample, mask_reasons=tuple(reasons), layout=layout)
 
 
 def _encode(tokenizer: Any, text: str, *, special: bool) -> list[int]:
@@ -109,7 +134,12 @@ def from_text(
         raise TokstepError("the text is empty: nothing to predict")
     ids = _apply_toggles(tokenizer, _encode(tokenizer, text, special=True), bos, eos)
     _require_tokens(ids, "the text")
-    return _make(ids, [True] * len(ids), "text", name, MaskReason.GIVEN)
+    notes: tuple[str, ...] = ()
+    if text.startswith("\ufeff"):
+        notes = (
+            "the text starts with a UTF-8 BOM: kept and tokenized as U+FEFF, as Python's utf-8 codec reads it",
+        )
+    return _make(ids, [True] * len(ids), "text", name, MaskReason.GIVEN, notes=notes)
 
 
 def from_prompt_answer(
@@ -135,117 +165,27 @@ def from_prompt_answer(
     return _make(ids, supervised, "prompt+answer", name, MaskReason.PROMPT)
 
 
-def _chat_render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+def from_chat(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    *,
+    name: str = "chat",
+    eot: Policy = "train",
+    inserted: Policy = "train",
+) -> Sample:
+    """Chat through the tokenizer's template, masked by tokstep's convention (`tokstep.engine.chat_masks`).
 
-
-def _message_spans(
-    tokenizer: Any, messages: list[dict[str, Any]]
-) -> tuple[str, list[tuple[int, int, str, bool]]]:
-    """Render the chat; for each message, the char span its turn adds and whether it is its content span.
-
-    Returns (rendered, [(start, end, role, is_content)]). Assistant spans run from the end of the generation
-    prompt to the end of the turn (content + end-of-turn token), trailing whitespace excluded.
+    Never returns an all-masked sample silently.
     """
-    rendered = _chat_render(tokenizer, messages)
-    spans: list[tuple[int, int, str, bool]] = []
-    for i, message in enumerate(messages):
-        role, content = message.get("role", ""), message.get("content") or ""
-        if role == "assistant":
-            before = _chat_render(tokenizer, messages[:i], generation_prompt=True) if i else ""
-            after = _chat_render(tokenizer, messages[: i + 1])
-            if not rendered.startswith(before) or not rendered.startswith(after):
-                raise TokstepError(
-                    "cannot find the assistant turns: this chat template does not render prefixes consistently "
-                    "and has no {% generation %} markers (pass --ids with your own labels instead)"
-                )
-            spans.append((len(before), len(after.rstrip()), role, True))
-        elif isinstance(content, str) and content:
-            start = rendered.find(content, spans[-1][1] if spans else 0)
-            if start >= 0:
-                spans.append((start, start + len(content), role, True))
-    return rendered, spans
-
-
-def from_chat(tokenizer: Any, messages: list[dict[str, Any]], *, name: str = "chat") -> Sample:
-    """Chat through the tokenizer's template; only assistant turns are supervised.
-
-    Uses the template's `{% generation %}` mask when it has one; otherwise derives the assistant spans by
-    rendering the conversation prefix by prefix. Never returns an all-masked sample silently.
-    """
-    if not getattr(tokenizer, "chat_template", None):
-        raise TokstepError(
-            "the tokenizer has no chat template: pass the conversation as --text or --ids instead"
-        )
-    _check_messages(messages)
-    if not any(m.get("role") == "assistant" for m in messages):
-        raise TokstepError("the chat has no assistant message: nothing would be supervised")
-    rendered, spans = _message_spans(tokenizer, messages)
-    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
-    mask = _generation_mask(tokenizer, messages, ids)
-    notes: tuple[str, ...]
-    if mask is not None:
-        supervised = mask
-        notes = ("assistant tokens from the template's {% generation %} mask",)
-    else:
-        starts = np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
-        in_assistant = np.zeros(len(offsets), dtype=bool)
-        for s, e, role, _ in spans:
-            if role == "assistant":
-                in_assistant |= (starts >= s) & (starts < e)
-        supervised = in_assistant.tolist()
-        notes = (
-            "assistant tokens derived from the rendered turns (the template has no {% generation %} mask)",
-        )
+    layout = derive(tokenizer, messages, eot=eot, inserted=inserted)
+    ids = list(layout.ids)
     _require_tokens(ids, "the chat")
-    if not any(supervised[1:]):
+    if not any(r.counted for r in layout.reasons[1:]):
         raise TokstepError("the chat template left no assistant token supervised (all labels would be -100)")
     input_ids = np.asarray(ids, dtype=np.int64)
-    labels = np.where(np.asarray(supervised, dtype=bool), input_ids, IGNORE_INDEX).astype(np.int64)
-    reasons = _chat_reasons([start for start, _ in offsets], supervised, spans)
-    return Sample(input_ids, labels, reasons, kind="chat", name=name, notes=notes)
-
-
-def _chat_reasons(
-    starts: list[int], supervised: list[bool], spans: list[tuple[int, int, str, bool]]
-) -> tuple[MaskReason, ...]:
-    """Why each chat token is masked: the role of the first span (in turn order) holding its first
-    character (system / user turn), template markup otherwise."""
-    first = np.asarray(starts, dtype=np.int64)  # (N,)
-    role = np.full(len(first), -1, dtype=np.int64)  # (N,) index of the first span holding the token
-    for number, (s, e, _role, _content) in enumerate(spans):
-        role[(role < 0) & (first >= s) & (first < e)] = number
-    kinds = (MaskReason.TEMPLATE, MaskReason.SYSTEM, MaskReason.USER, MaskReason.SUPERVISED, MaskReason.FIRST)
-    span_kind = np.asarray([{"system": 1, "user": 2}.get(r, 0) for _s, _e, r, _c in spans] + [0])  # (S+1,)
-    code = span_kind[role]  # (N,) role -1 picks the trailing 0: template markup
-    code[np.asarray(supervised, dtype=bool)] = 3
-    code[:1] = 4
-    return tuple(kinds[c] for c in code.tolist())
-
-
-def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[int]) -> list[bool] | None:
-    """The template's own assistant mask, or None when it has no generation markers (or disagrees on ids)."""
-    if "generation" not in (tokenizer.chat_template or ""):
-        return None
-    try:
-        out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-        )
-    except Exception:  # noqa: BLE001 - fall back to deriving the spans
-        return None
-    mask = [bool(m) for m in out.get("assistant_masks", [])]
-    if list(out["input_ids"]) != ids or not any(mask):
-        return None
-    return mask
-
-
-def _check_messages(messages: Any) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise TokstepError('a chat must be a non-empty JSON list of {"role": ..., "content": ...} messages')
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise TokstepError(f'chat message {i} must be an object with "role" and "content"')
+    supervised = np.asarray([r.counted for r in layout.reasons], dtype=bool)
+    labels = np.where(supervised, input_ids, IGNORE_INDEX).astype(np.int64)
+    return Sample(input_ids, labels, layout.reasons, kind="chat", name=name, notes=layout.notes)
 
 
 def _as_int_list(value: Any, key: str) -> list[int]:
@@ -321,10 +261,32 @@ def read_json(path: str | Path, what: str) -> Any:
         ) from None
 
 
-def read_text(path: str | Path) -> str:
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def decode_utf8(data: bytes, what: str) -> str:
+    """Strict UTF-8, every byte kept (CRLF / CR stay as they are); an invalid byte is one line naming its offset.
+
+    A UTF-8 BOM (EF BB BF) at the start is kept too, as the character U+FEFF, exactly as Python's "utf-8" codec
+    (and so `open(..., encoding="utf-8")`, `datasets`) hands it to a tokenizer.
+    """
     try:
-        return Path(path).expanduser().read_text(encoding="utf-8")
+        return data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as error:
+        bad = data[error.start : error.end].hex(" ")
+        raise TokstepError(
+            f"{what} is not valid UTF-8: byte {error.start} (0x{bad}) {error.reason}"
+        ) from None
+
+
+def read_text(path: str | Path) -> str:
+    """A text file exactly as its bytes say: read in binary, decoded as strict UTF-8, no newline translation."""
+    try:
+        data = Path(path).expanduser().read_bytes()
     except FileNotFoundError:
         raise TokstepError(f"text file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokstepError(f"cannot read text file {path}: {error}") from None
+    except IsADirectoryError:
+        raise TokstepError(f"{path} is a folder, not a text file") from None
+    except OSError as error:
+        raise TokstepError(f"cannot read text file {path}: {error.strerror or error}") from None
+    return decode_utf8(data, f"text file {path}")

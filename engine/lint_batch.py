@@ -50,6 +50,7 @@ class BatchTokenizer:
         self._backend = backend if hasattr(backend, "encode_batch") else None
         self._renders: dict[tuple[tuple[int, ...], bool], tuple[str, list[tuple[int, int]] | None]] = {}
         self._encodings: dict[tuple[str, bool], dict[str, list[Any]]] = {}
+        self._raw: _RawEncodings | bool | None = None  # None: not looked for yet; False: there is none
 
     @property
     def wrapped(self) -> Any:
@@ -66,6 +67,8 @@ class BatchTokenizer:
     def clear(self) -> None:
         self._renders.clear()
         self._encodings.clear()
+        if self._raw:
+            self._raw.cache.clear()
 
     def prepare(self, rows: Sequence[DataRow]) -> None:
         """Render every chat of `rows` once and encode all their texts in one `encode_batch` per flag."""
@@ -87,6 +90,7 @@ class BatchTokenizer:
                 plain.append(spec.answer)
             elif spec.text is not None:
                 special.append(spec.text)
+        self._prepare_raw([*plain, *special])
         for texts, flag in ((plain, False), (special, True)):
             todo = [t for t in dict.fromkeys(texts) if (t, flag) not in self._encodings]
             if not todo:
@@ -98,6 +102,22 @@ class BatchTokenizer:
                     "input_ids": encoding.ids,
                     "offset_mapping": encoding.offsets,
                 }
+
+    def _prepare_raw(self, texts: list[str]) -> None:
+        """The `library` lint encodes every text again with tokenizer.json read by the tokenizers library:
+        batch that too (behind the same per-tokenizer slot the lint reads it from)."""
+        from tokstep.engine import lints
+
+        if self._raw is None:
+            raw = lints._raw_tokenizer(self)
+            self._raw = _RawEncodings(raw) if raw is not None else False
+            if raw is not None:
+                lints._RAW[self] = self._raw
+        if self._raw:
+            todo = list(dict.fromkeys(texts))
+            encoded = self._raw.raw.encode_batch(todo, add_special_tokens=False)
+            for text, encoding in zip(todo, encoded, strict=True):
+                self._raw.cache[(text, False)] = encoding
 
     def _render(
         self, messages: list[Any], generation_prompt: bool
@@ -152,6 +172,23 @@ class BatchTokenizer:
                     "assistant_masks": _assistant_mask(encoded["offset_mapping"], spans),
                 }
         return self._tok.apply_chat_template(conversation, add_generation_prompt=generation_prompt, **kwargs)
+
+
+class _RawEncodings:
+    """tokenizer.json's own `tokenizers.Tokenizer`, answering `encode` from a batch's cache when it can."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.cache: dict[tuple[str, bool], Any] = {}
+
+    def encode(self, text: Any, add_special_tokens: bool = True, **kwargs: Any) -> Any:
+        hit = None if kwargs else self.cache.get((text, bool(add_special_tokens)))
+        if hit is not None:
+            return hit
+        return self.raw.encode(text, add_special_tokens=add_special_tokens, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
 
 
 def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:

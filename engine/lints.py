@@ -15,6 +15,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from tokstep.engine.chat_masks import ChatLayout, derive, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
@@ -81,9 +82,65 @@ LINTS: dict[str, LintDoc] = {
         LintDoc(
             "eos-masked",
             "error",
-            "The EOS / end-of-turn token right after the answer is masked (-100), typically because "
-            "pad == eos and the collator masked every pad id.",
-            "Use a pad token distinct from EOS, or mask padding by attention_mask, not by token id.",
+            "The EOS / end-of-turn token right after the answer is masked (-100): a collator that masks "
+            "every pad id when pad == eos, or an answer mask that stops before the end-of-turn.",
+            "If pad == eos, use a distinct pad token or mask padding by attention_mask; otherwise extend the "
+            "answer's mask over its EOS / end-of-turn (the finding says which applies).",
+        ),
+        LintDoc(
+            "truncated?",
+            "warning",
+            "A supervised answer ends mid-word with no EOS / end-of-turn after it: it was probably cut "
+            "(max_length) and the model learns to stop mid-sentence.",
+            "Raise max_length or drop/split rows longer than it; never cut inside an answer.",
+        ),
+        LintDoc(
+            "trains-on-user",
+            "error",
+            "Supervised tokens inside a user turn (recovered from the ids with the chat template): the model "
+            "learns to write the user's words, e.g. a pattern that matched the user header, not the assistant's.",
+            "Supervise only the assistant turns: match the assistant header (or use the template's "
+            "{% generation %} mask).",
+        ),
+        LintDoc(
+            "trains-on-system",
+            "error",
+            "Supervised tokens inside the system prompt (recovered from the ids with the chat template).",
+            "Mask the system turn; supervise only the assistant turns.",
+        ),
+        LintDoc(
+            "trains-on-tool",
+            "error",
+            "Supervised tokens inside a tool result (recovered from the ids with the chat template).",
+            "Mask tool results; supervise only the assistant turns.",
+        ),
+        LintDoc(
+            "trains-on-markup",
+            "error",
+            "Supervised role headers or template markup (e.g. `<|im_start|>assistant`); warning when only "
+            "what follows the end-of-turn (ChatML's newline) is supervised.",
+            "Start each supervised span after the assistant header and end it at the end-of-turn token.",
+        ),
+        LintDoc(
+            "assistant-not-trained",
+            "error",
+            "An assistant reply in the ids is masked, wholly or partly (error when no reply is trained; "
+            "warning for some; info when only the last reply is trained, a common choice).",
+            "Supervise every assistant turn's content and end-of-turn (or mean to train the last one only).",
+        ),
+        LintDoc(
+            "mask-off-by-one",
+            "error",
+            "The supervised span misses an assistant reply's first or last tokens, or is shifted by one or "
+            "two tokens against it (a header length or an index off by one).",
+            "Recompute the span boundaries from the tokenizer's offsets; the finding gives the shift.",
+        ),
+        LintDoc(
+            "labels-other-template",
+            "error",
+            "The labels follow another rendering of the chat than the ids (built with a different template): "
+            "the supervised text sits elsewhere in input_ids, or the labels hold another template's markup.",
+            "Build input_ids and labels from one rendering, with the model's own chat template.",
         ),
         LintDoc(
             "nothing-trained",
@@ -137,6 +194,38 @@ LINTS: dict[str, LintDoc] = {
             "space sits at the end of the prompt, or the tokenizer adds one the text does not have.",
             "Move the space from the end of the prompt to the start of the answer; for SentencePiece, "
             "tokenize prompt + answer together and mask by offsets.",
+        ),
+        LintDoc(
+            "template-inserted",
+            "warning",
+            "The chat template writes tokens inside an assistant turn that are not in the message (an empty "
+            "<think></think> block, tags around reasoning): trained by default, as {% generation %} templates do.",
+            "Decide: --inserted mask masks them; or put the text in the message (reasoning_content) so it is "
+            "the model's own.",
+        ),
+        LintDoc(
+            "generation-mask-empty",
+            "error",
+            "The template has {% generation %} markers but return_assistant_tokens_mask is all zeros: a trainer "
+            "using it (TRL assistant_only_loss) trains nothing.",
+            "Fix the template's generation block (it must wrap the assistant content), or do not use "
+            "assistant_only_loss with it.",
+        ),
+        LintDoc(
+            "tokenizer-differs",
+            "warning",
+            "transformers' tokenizer class encodes the text into other ids than the folder's tokenizer.json read "
+            "by the tokenizers library (transformers 5.x LlamaTokenizer drops <unk> and the `▁` after special "
+            "tokens): the two pipelines train on different ids.",
+            "Load the tokenizer as PreTrainedTokenizerFast(tokenizer_file=...) or fix tokenizer_config.json's "
+            "tokenizer_class, and tokenize the same way in training and inference.",
+        ),
+        LintDoc(
+            "too-long",
+            "error",
+            "The sample has more tokens than the model has positions: `tokstep report` refuses it and a trainer "
+            "cuts it (often silently, losing the answer and its EOS).",
+            "Pass --truncate N to look at the start, or split / filter long rows (max_length in the trainer).",
         ),
         LintDoc(
             "double-template",
@@ -301,6 +390,14 @@ def _supervised_runs(sample: Sample) -> list[tuple[int, int]]:
     return runs
 
 
+def _is_blank(tokenizer: Any, token_id: int, facts: TokenizerFacts) -> bool:
+    """A whitespace-only token (not a special one)."""
+    if token_id in facts.specials or not 0 <= token_id < facts.size:
+        return False
+    data = token_bytes(tokenizer, token_id)
+    return bool(data) and not data.strip()
+
+
 def _is_sft(sample: Sample) -> bool:
     """Samples where an answer is carved out (prompt masked): EOS at the end of the answer matters."""
     if sample.kind in ("prompt+answer", "chat"):
@@ -332,7 +429,7 @@ def _bos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
             f"BOS {facts.name(bos)} twice at the start ({cause}): tokenize with add_special_tokens=False",
         )
     elif ids[0] != bos and facts.adds_bos:
-        if sample.kind == "chat" and not facts.template_writes_bos:
+        if (sample.kind == "chat" or sample.layout is not None) and not facts.template_writes_bos:
             yield Finding(
                 "missing-bos",
                 "info",
@@ -357,21 +454,28 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
     masked_ends = [
         j
         for j in range(2, len(ids))
-        if ids[j] in ends and labels[j] == IGNORE_INDEX and labels[j - 1] != IGNORE_INDEX
+        if ids[j] in ends
+        and labels[j] == IGNORE_INDEX
+        and labels[j - 1] != IGNORE_INDEX
+        and sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
     ]
     if masked_ends:
-        pad_is_eos = facts.pad_id is not None and facts.pad_id == facts.eos_id
-        why = " (pad == eos, so masking the padding masked it too)" if pad_is_eos else ""
+        token = int(ids[masked_ends[0]])
         yield finding(
             "eos-masked",
             masked_ends,
-            f"the {facts.name(int(ids[masked_ends[0]]))} that ends the answer is masked (-100){why}: "
-            "the model never learns to stop",
+            f"the {facts.name(token)} that ends the answer is masked (-100) at t = {_fmt_positions(masked_ends)}: "
+            f"the model never learns to stop; {eos_masked_hint(facts, token)}",
         )
     if not _is_sft(sample):
         return
     missing = []
-    for _start, end in _supervised_runs(sample):
+    for start, end in _supervised_runs(sample):
+        last = end - 1
+        while last > start and ids[last] not in ends and _is_blank(tokenizer, int(ids[last]), facts):
+            last -= 1  # `<|im_end|>` then `\n`, both supervised: the turn still ends properly
+        if ids[last] in ends:
+            continue
         last = end - 1
         if ids[last] in ends or (end < len(ids) and ids[end] in ends and labels[end] == IGNORE_INDEX):
             continue  # ends properly, or its masked EOS is reported above
@@ -388,6 +492,53 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
             f"the answer ends with {_piece(tokenizer, int(ids[missing[0]]))!r} and no {end_names}{cut}: "
             "the model never learns to stop",
         )
+        yield from _truncated_answer(tokenizer, sample, missing[-1], end_names)
+
+
+def eos_masked_hint(facts: TokenizerFacts, token_id: int) -> str:
+    """The fix for a masked EOS / end-of-turn, for this tokenizer (pad == eos or not)."""
+    name = facts.name(token_id)
+    if facts.pad_id is not None and facts.pad_id == token_id:
+        return (
+            f"pad == eos ({name}) here, so a collator that masks every pad id masked it too: use a distinct pad "
+            "token, or mask padding by attention_mask"
+        )
+    pad = (
+        "this tokenizer has no pad token"
+        if facts.pad_id is None
+        else f"the pad token is {facts.name(facts.pad_id)}, not {name}"
+    )
+    return (
+        f"{pad}, so padding did not mask it: the answer's mask stops before it; extend the mask over {name}"
+    )
+
+
+def _mid_word(tokenizer: Any, token_id: int) -> str | None:
+    """The token's text when it ends inside a word (a letter or digit, no space or punctuation after it)."""
+    if not 0 <= token_id < len(tokenizer) or token_id in special_ids(tokenizer):
+        return None
+    text = token_bytes(tokenizer, token_id).decode("utf-8", errors="replace")
+    return text if text[-1:].isalnum() else None
+
+
+def _truncated_answer(tokenizer: Any, sample: Sample, last: int, end_names: str) -> Iterator[Finding]:
+    """`truncated?` when a supervised answer ends the row mid-word (only padding may follow)."""
+    after = sample.input_ids[last + 1 :]
+    pad = tokenizer.pad_token_id
+    tail_is_padding = all(int(t) == pad for t in after) or (
+        sample.attention_mask is not None and not sample.attention_mask[last + 1 :].any()
+    )
+    if not tail_is_padding:
+        return
+    text = _mid_word(tokenizer, int(sample.input_ids[last]))
+    if text is None:
+        return
+    yield finding(
+        "truncated?",
+        (last,),
+        f"the answer stops mid-word at t = {last} ({make_visible(text)!r}) with no {end_names} after it: truncated? "
+        "(cut at max_length); raise the limit or drop rows longer than it",
+    )
 
 
 def _label_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
@@ -440,9 +591,298 @@ def _label_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
         )
 
 
+# ---------------------------------------------------------------- labels against the recovered chat structure
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal [start, end) runs of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
+    """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure)."""
+    from tokstep.engine.structure import CONVENTION, NO_ROLE, ROLES, Part
+
+    layout = sample.layout
+    if layout is None or sample.num_supervised == 0:
+        return
+    ids, labels, n = sample.input_ids, sample.labels, len(sample)
+    supervised = labels != IGNORE_INDEX  # (N,) a fresh array
+    supervised[:1] = False
+    other = list(_other_template(tokenizer, sample, facts, supervised))
+    if other:
+        yield from other
+        return  # the labels belong to other positions: comparing them token by token would only add noise
+    versus = f"(convention: {CONVENTION})"
+    if supervised[1:].all():  # nothing masked: full-sequence training on a transcript, not a mask bug
+        words = np.flatnonzero((layout.parts == Part.CONTENT) & (layout.roles != ROLES.index("assistant")))
+        words = words[words > 0].tolist()
+        if words:
+            yield Finding(
+                "trains-on-user",
+                "warning",
+                tuple(words[:MAX_POSITIONS]),
+                "nothing is masked: every token is trained, the user's and system's words and the template's "
+                f"markup too ({len(words)} tokens not from the assistant); fine for pretraining on transcripts, "
+                f"not for SFT: supervise only the assistant turns {versus}",
+            )
+        return
+    expected = layout.expected()
+    replies = [t for t in layout.turns if t.role == "assistant" and t.content_end > t.content_start]
+    displaced = _displaced_mask(layout, supervised, replies)
+    if displaced:
+        moved = (
+            np.flatnonzero(supervised ^ expected)[1:]
+            if not expected[0]
+            else np.flatnonzero(supervised ^ expected)
+        )
+        yield finding(
+            "labels-other-template",
+            moved.tolist(),
+            f"each supervised span has the length of an assistant reply but sits {', '.join(f'{d:+d}' for d in displaced)} "
+            "tokens away from it: the mask was computed on another rendering (a template with other header "
+            "lengths); build ids and labels from one rendering",
+        )
+        return
+    padding = np.zeros(n, dtype=bool) if sample.attention_mask is None else sample.attention_mask == 0
+    if facts.pad_id is not None:
+        padding |= (ids == facts.pad_id) & (layout.roles == NO_ROLE)  # pad-trained reports those
+    explained = padding | (layout.parts == Part.INSERTED)
+    untrained, holes, off, off_notes, masked_ends, unclosed = [], [], [], [], [], []
+    for turn in replies:
+        lo, hi = turn.content_start, turn.end
+        shift = _shift(supervised, lo, hi)
+        if shift:
+            moved = set(range(lo + shift, hi + shift)) ^ set(range(lo, hi))
+            off += sorted(moved)
+            explained[sorted(moved)] = True
+            off_notes.append(
+                f"t = {lo}..{hi - 1} is supervised as t = {lo + shift}..{hi + shift - 1} ({shift:+d})"
+            )
+            continue
+        content = supervised[turn.content_start : turn.content_end]
+        if not content.any():
+            untrained.append(turn)
+            explained[lo:hi] = True
+            continue
+        first = turn.content_start + int(np.argmax(content))
+        last = turn.content_end - 1 - int(np.argmax(content[::-1]))
+        head = list(range(turn.content_start, first))
+        tail = list(range(last + 1, turn.content_end))
+        ends = [j for j in turn.end_of_turn if not supervised[j]]
+        inside = [j for j in range(first, last + 1) if not supervised[j]]
+        if 0 < len(head) <= 2:
+            off += head
+            off_notes.append(f"the reply at t = {turn.content_start} starts {len(head)} token(s) late")
+        elif head:
+            holes += head
+        if 0 < len(tail) <= 2:
+            off += tail + ends
+            off_notes.append(
+                f"the reply ending at t = {turn.end - 1} stops {len(tail) + len(ends)} token(s) early"
+            )
+            ends = []
+        elif tail:
+            holes += tail
+        holes += inside
+        masked_ends += ends
+        explained[lo:hi] = True
+        if not turn.closed and supervised[turn.content_end - 1]:
+            unclosed.append(turn.content_end - 1)
+    if untrained:
+        yield _untrained_finding(untrained, replies, versus)
+    if holes:
+        yield finding(
+            "assistant-not-trained",
+            holes,
+            f"{len(holes)} token(s) inside assistant replies are masked (t = {_fmt_positions(holes)}): "
+            f"supervise each reply whole {versus}",
+        )
+    if off:
+        yield finding(
+            "mask-off-by-one",
+            off,
+            f"the supervised span is off against the assistant reply: {'; '.join(off_notes[:3])} {versus}",
+        )
+    if masked_ends:
+        token = next(
+            (int(ids[j]) for j in masked_ends if int(ids[j]) in facts.specials), int(ids[masked_ends[0]])
+        )
+        yield finding(
+            "eos-masked",
+            masked_ends,
+            f"the end-of-turn {facts.name(token)} after an assistant reply is masked (-100) at "
+            f"t = {_fmt_positions(masked_ends)}: the model never learns to stop; {eos_masked_hint(facts, token)} "
+            f"{versus}",
+        )
+    if unclosed:
+        ends_named = " / ".join(facts.name(i) for i in sorted(facts.end_ids)) or "end-of-turn"
+        yield finding(
+            "no-eos",
+            unclosed,
+            f"the assistant reply ends at t = {unclosed[-1]} with no {ends_named} after it: the model never "
+            f"learns to stop; end every reply with the template's end-of-turn {versus}",
+        )
+        yield from _truncated_answer(tokenizer, sample, unclosed[-1], ends_named)
+    stray = supervised & ~expected & ~explained  # (N,) supervised where the structure says masked
+    yield from _stray_findings(tokenizer, layout, ids, np.flatnonzero(stray).tolist(), versus)
+
+
+def _displaced_mask(layout: Any, supervised: np.ndarray, replies: list[Any]) -> list[int] | None:
+    """Per reply, how far its supervised span was moved, when every span has a reply's length but sits 3+
+    tokens away and covers no recovered turn exactly (a mask computed on another template's rendering)."""
+    runs = _runs(supervised)
+    if not replies or len(runs) != len(replies):
+        return None
+    starts = {t.content_start for t in replies}
+    turn_spans = {(t.content_start, t.end if t.end > t.content_end else t.content_end) for t in layout.turns}
+    turn_spans |= {(t.content_start, t.content_end) for t in layout.turns}
+    shifts = []
+    for turn, (start, end) in zip(replies, runs, strict=True):
+        if start in starts or (start, end) in turn_spans:
+            return None  # aligned with a reply, or exactly another role's turn (trains-on-... says it)
+        if abs((end - start) - (turn.end - turn.content_start)) > 1 or abs(start - turn.content_start) < 3:
+            return None
+        shifts.append(start - turn.content_start)
+    return shifts
+
+
+def _shift(supervised: np.ndarray, lo: int, hi: int) -> int:
+    """d in ±1, ±2 when exactly [lo+d, hi+d) is supervised around the expected span [lo, hi); else 0."""
+    n = len(supervised)
+    for d in (1, -1, 2, -2):
+        a, b = lo + d, hi + d
+        if a < 1 or b > n:
+            continue
+        window = supervised[max(lo - 2, 0) : min(hi + 2, n)]
+        inside = supervised[a:b]
+        if inside.all() and int(window.sum()) == b - a:
+            return d
+    return 0
+
+
+def _untrained_finding(untrained: list[Any], replies: list[Any], versus: str) -> Finding:
+    positions = [j for turn in untrained for j in range(turn.content_start, turn.end)]
+    where = ", ".join(f"t = {t.content_start}..{t.end - 1}" for t in untrained[:3])
+    if len(untrained) == len(replies):
+        return finding(
+            "assistant-not-trained",
+            positions,
+            f"no assistant reply is supervised ({where}): the labels train other tokens {versus}",
+        )
+    if untrained == replies[:-1]:
+        return Finding(
+            "assistant-not-trained",
+            "info",
+            tuple(positions[:MAX_POSITIONS]),
+            f"only the last assistant reply is supervised; {len(untrained)} earlier one(s) are masked ({where}): "
+            "fine if you meant it",
+        )
+    return Finding(
+        "assistant-not-trained",
+        "warning",
+        tuple(positions[:MAX_POSITIONS]),
+        f"{len(untrained)} of {len(replies)} assistant replies are masked ({where}): supervise every reply "
+        f"{versus}",
+    )
+
+
+def _stray_findings(
+    tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], versus: str
+) -> Iterator[Finding]:
+    """Supervised tokens the structure says are not trained: other roles' words, headers, markup."""
+    from tokstep.engine.structure import Part as part
+
+    by_role: dict[str, list[int]] = {}
+    markup: list[int] = []
+    tail_only = True
+    for j in stray:
+        role, kind = layout.role(j), int(layout.parts[j])
+        if kind == part.CONTENT and role in ("user", "system", "tool"):
+            by_role.setdefault(role, []).append(j)
+        else:
+            markup.append(j)
+            tail_only &= role == "assistant" and kind == part.TEMPLATE
+    hints = {
+        "user": "the model learns to write the user's words (a pattern that matched the user header, not the "
+        "assistant's?)",
+        "system": "the model learns to write the system prompt",
+        "tool": "the model learns to write the tool's results",
+    }
+    for role in ("user", "system", "tool"):
+        if role in by_role:
+            found = by_role[role]
+            yield finding(
+                f"trains-on-{role}",
+                found,
+                f"{len(found)} supervised token(s) in the {role} turn(s) at t = {_fmt_positions(found)}: "
+                f"{hints[role]} {versus}",
+            )
+    if markup:
+        pieces = ", ".join(repr(_piece(tokenizer, int(ids[j]))) for j in markup[:3]) + (
+            ", …" if len(markup) > 3 else ""
+        )
+        if tail_only:
+            yield Finding(
+                "trains-on-markup",
+                "warning",
+                tuple(markup[:MAX_POSITIONS]),
+                f"supervised after the end-of-turn at t = {_fmt_positions(markup)} ({pieces}): harmless for most "
+                f"models, but not the convention; end each span at the end-of-turn token {versus}",
+            )
+        else:
+            yield finding(
+                "trains-on-markup",
+                markup,
+                f"{len(markup)} supervised template token(s) at t = {_fmt_positions(markup)} ({pieces}): role "
+                f"headers / markup are the template's, not the reply {versus}",
+            )
+
+
+def _other_template(
+    tokenizer: Any, sample: Sample, facts: TokenizerFacts, supervised: np.ndarray
+) -> Iterator[Finding]:
+    """Labels built from another rendering: their text sits elsewhere in the ids, or they hold foreign markup."""
+    from tokstep.engine.structure import _occurrences
+
+    ids, labels = sample.input_ids, sample.labels
+    given = np.flatnonzero(supervised)
+    differ = given[labels[given] != ids[given]]
+    if len(differ) < max(2, len(given) // 2):
+        return
+    present = set(ids.tolist())
+    foreign = sorted({int(t) for t in labels[given] if int(t) in facts.specials and int(t) not in present})
+    shifts = []
+    for start, end in _runs(supervised):
+        chunk = tuple(int(t) for t in labels[start + 1 : min(end, start + 5)])
+        if len(chunk) < 2:
+            continue
+        hits = _occurrences(ids, chunk)
+        if hits:
+            nearest = min(hits, key=lambda p: abs(p - (start + 1)))
+            if nearest - (start + 1) not in (0, 1):
+                shifts.append(nearest - (start + 1))
+    if not foreign and not shifts:
+        return
+    why = []
+    if shifts:
+        why.append(f"the supervised text sits {shifts[0]:+d} tokens away in input_ids")
+    if foreign:
+        names = ", ".join(facts.name(t) for t in foreign[:3])
+        why.append(f"the labels hold {names}, which these ids never contain")
+    yield finding(
+        "labels-other-template",
+        differ.tolist(),
+        f"the labels follow another rendering of the chat than the ids ({'; '.join(why)}): they were built "
+        "with a different template; build ids and labels from one rendering",
+    )
+
+
 def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
     ids, labels = sample.input_ids, sample.labels
-    if facts.unk_id is not None:
+    if facts.unk_id is not None and facts.unk_id not in (facts.eos_id, facts.bos_id, facts.pad_id):
+        # (GPT-2 names one token unk, bos, eos and pad: its EOS is not an unknown character)
         unknown = np.flatnonzero(ids == facts.unk_id).tolist()
         if unknown:
             trained = sum(1 for i in unknown if labels[i] != IGNORE_INDEX)
@@ -455,7 +895,9 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
     if facts.pad_id is not None:
         pads = np.flatnonzero((ids == facts.pad_id) & (labels != IGNORE_INDEX)).tolist()
         pads = [p for p in pads if p > 0]
-        if facts.pad_id == facts.eos_id:
+        if sample.layout is not None:  # end-of-turn tokens the structure expects supervised are not padding
+            pads = [p for p in pads if sample.layout.roles[p] < 0]  # inside a turn: the turn lints say it
+        elif facts.pad_id == facts.eos_id:
             pads = pads[1:]  # with pad == eos, one supervised EOS is right; more are padding
         if pads:
             yield finding(
@@ -463,6 +905,17 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
                 pads,
                 f"{len(pads)} padding token(s) {facts.name(facts.pad_id)} are supervised: "
                 "the model learns to emit padding",
+            )
+    if sample.attention_mask is not None:
+        hidden = [
+            int(i) for i in np.flatnonzero((sample.attention_mask == 0) & (labels != IGNORE_INDEX)) if i > 0
+        ]
+        if hidden:
+            yield finding(
+                "pad-trained",
+                hidden,
+                f"{len(hidden)} supervised position(s) have attention_mask 0 (t = {_fmt_positions(hidden)}): "
+                "the loss trains on tokens the model is told to ignore",
             )
     for run in _whitespace_runs(tokenizer, ids, facts):
         yield finding(
@@ -506,15 +959,30 @@ def _whitespace_runs(tokenizer: Any, ids: np.ndarray, facts: TokenizerFacts) -> 
 
 
 def _text_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
-    texts = [spec.text] if spec.text is not None else [t for t in (spec.prompt, spec.answer) if t]
-    for text in texts:
-        check = roundtrip(tokenizer, text)
-        if not check.ok and not (facts.unk_id is not None and (sample.input_ids == facts.unk_id).any()):
+    has_unknown = facts.unk_id is not None and bool((sample.input_ids == facts.unk_id).any())
+    if spec.text is not None:
+        check = roundtrip(tokenizer, spec.text)
+        if not check.ok and not has_unknown:
             yield finding(
                 "no-roundtrip",
                 (),
                 f"decode(encode(text)) differs from the text at character {check.first_difference}: "
                 f"{check.expected!r} came back as {check.got!r}",
+            )
+    elif spec.prompt is not None and spec.answer is not None and not has_unknown:
+        # The answer is encoded on its own, so its ids alone need not decode to it (SentencePiece drops the
+        # leading space of ' Paris' when decoding); what the model trains on is prompt + answer, decoded together.
+        text = spec.prompt + spec.answer
+        body = [int(i) for i in sample.input_ids if int(i) not in facts.specials]
+        decoded = tokenizer.decode(body, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if decoded != text and decoded.strip() != text.strip():
+            at = next((i for i, (a, b) in enumerate(zip(text, decoded, strict=False)) if a != b), None)
+            at = min(len(text), len(decoded)) if at is None else at
+            yield finding(
+                "no-roundtrip",
+                (),
+                f"decode(prompt ids + answer ids) differs from prompt + answer at character {at}: "
+                f"{text[at : at + 12]!r} came back as {decoded[at : at + 12]!r}",
             )
     if spec.text is not None and facts.has_template:
         markup = [
@@ -574,21 +1042,22 @@ def _boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterato
             )
 
 
-def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
-    """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
-    from tokstep.engine.inputs import _message_spans  # the same spans from_chat masks by
-
+def _render_prompt(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
     try:
-        rendered, spans = _message_spans(tokenizer, list(spec.chat or ()))
-        encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    except Exception:  # noqa: BLE001 - from_chat reports templates it cannot split
-        return
-    if list(encoded["input_ids"]) != sample.input_ids.tolist():
-        return
-    offsets = encoded["offset_mapping"]
-    for start, _end, role, _content in spans:
-        if role != "assistant":
+        return render(tokenizer, messages, generation_prompt=True) if messages else ""
+    except Exception:  # noqa: BLE001 - a template that refuses a prefix says nothing here
+        return None
+
+
+def _chat_boundary_lints(
+    tokenizer: Any, sample: Sample, spec: SampleSpec, layout: ChatLayout
+) -> Iterator[Finding]:
+    """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
+    rendered, offsets = layout.rendered, layout.offsets
+    for turn in layout.turns:
+        if turn.role != "assistant" or not turn.pieces:
             continue
+        start = turn.pieces[0][0]
         index = next((i for i, (s, e) in enumerate(offsets) if s < start < e), None)
         if index is None:
             continue
@@ -597,6 +1066,10 @@ def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> It
         piece = _piece(tokenizer, int(sample.input_ids[index]))
         trained = "trained" if sample.labels[index] != IGNORE_INDEX else "not trained"
         if not template_side.strip():
+            prompt = _render_prompt(tokenizer, list(spec.chat or ())[: turn.index])
+            if prompt is not None and not prompt.endswith(template_side):
+                continue  # the space is written only after the prompt (Llama-2's `[/INST] Paris`): the model
+                # generates `▁Paris` after `[/INST]` at inference too, so training on it is right
             yield finding(
                 "answer-leading-space",
                 (index,),
@@ -612,8 +1085,38 @@ def _chat_boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> It
             )
 
 
+def _template_lints(sample: Sample, spec: SampleSpec, layout: ChatLayout) -> Iterator[Finding]:
+    """Template-inserted tokens inside assistant turns, and {% generation %} masks that train nothing."""
+    if layout.generation_mask_empty:
+        yield finding(
+            "generation-mask-empty",
+            (),
+            "the template has {% generation %} markers but return_assistant_tokens_mask is all zeros: "
+            "a trainer using it (TRL assistant_only_loss) trains nothing on this chat",
+        )
+    positions = layout.inserted_tokens()
+    if not positions:
+        return
+    text = "".join(
+        layout.rendered[s:e] for t in layout.turns for s, e in t.inserted if (s, e) not in t.wrapper
+    )
+    trained = spec.inserted == "train"
+    yield finding(
+        "template-inserted",
+        positions,
+        f"{len(positions)} token(s) inside assistant turns are written by the template, not the message "
+        f"({text[:40]!r}): {'trained (--inserted mask to mask them)' if trained else 'masked (--inserted mask)'}",
+    )
+
+
 def _chat_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
-    yield from _chat_boundary_lints(tokenizer, sample, spec)
+    try:
+        layout = derive(tokenizer, list(spec.chat or ()), eot=spec.eot, inserted=spec.inserted)
+    except TokstepError:
+        layout = None
+    if layout is not None and list(layout.ids) == sample.input_ids.tolist():
+        yield from _chat_boundary_lints(tokenizer, sample, spec, layout)
+        yield from _template_lints(sample, spec, layout)
     for number, message in enumerate(spec.chat or ()):
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):
@@ -652,21 +1155,138 @@ def _positions_of_text(
     ]
 
 
+_MAX_POSITIONS: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
+_RAW: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+_SANE_MAX_LENGTH = 10_000_000  # tokenizers without a limit say model_max_length = 1e30
+
+
+def set_max_positions(tokenizer: Any, positions: int | None) -> None:
+    """Tell the lints how many positions the model accepts (from its config), for `too-long`."""
+    if positions:
+        with contextlib.suppress(TypeError):
+            _MAX_POSITIONS[tokenizer] = positions
+
+
+def max_positions_for(tokenizer: Any) -> int | None:
+    """The model's positions when known, else the tokenizer's own model_max_length when it is a real limit."""
+    with contextlib.suppress(TypeError, KeyError):
+        return _MAX_POSITIONS[tokenizer]
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < _SANE_MAX_LENGTH else None
+
+
+def _length_lints(tokenizer: Any, sample: Sample) -> Iterator[Finding]:
+    limit = max_positions_for(tokenizer)
+    if limit is not None and len(sample) > limit:
+        yield finding(
+            "too-long",
+            (limit,),
+            f"{len(sample)} tokens, more than the model's {limit} positions: `tokstep report` refuses it "
+            f"(--truncate {limit} keeps the first {limit}); a trainer would cut or drop it",
+        )
+
+
+def _raw_tokenizer(tokenizer: Any) -> Any:
+    """The folder's tokenizer.json loaded by the `tokenizers` library itself (None when there is none)."""
+    with contextlib.suppress(TypeError, KeyError):
+        return _RAW[tokenizer]
+    raw = None
+    from pathlib import Path
+
+    path = Path(str(getattr(tokenizer, "name_or_path", "") or "")) / "tokenizer.json"
+    if path.is_file():
+        try:
+            from tokenizers import Tokenizer
+
+            raw = Tokenizer.from_file(str(path))
+        except Exception:  # noqa: BLE001 - a file the library cannot read: nothing to compare with
+            raw = None
+    with contextlib.suppress(TypeError):
+        _RAW[tokenizer] = raw
+    return raw
+
+
+def _library_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
+    """Ids transformers' tokenizer class drops (or adds) compared with tokenizer.json read by `tokenizers`."""
+    raw = _raw_tokenizer(tokenizer)
+    if raw is None:
+        return
+    if spec.chat is not None:
+        try:
+            texts = [render(tokenizer, list(spec.chat))]
+        except Exception:  # noqa: BLE001
+            return
+    else:
+        texts = [t for t in (spec.text, spec.prompt, spec.answer) if t]
+    for text in texts:
+        ours = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        theirs = raw.encode(text, add_special_tokens=False).ids
+        if ours == theirs:
+            continue
+        k = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
+            min(len(ours), len(theirs)),
+        )
+        ours_piece = tokenizer.convert_ids_to_tokens(ours[k]) if k < len(ours) else "(end)"
+        theirs_piece = raw.id_to_token(theirs[k]) if k < len(theirs) else "(end)"
+        yield finding(
+            "tokenizer-differs",
+            (),
+            f"{type(tokenizer).__name__} encodes this text into {len(ours)} ids, tokenizer.json (read by the "
+            f"tokenizers library) into {len(theirs)}: first difference at token {k}, {ours_piece!r} vs "
+            f"{theirs_piece!r}",
+        )
+        return
+
+
+def _boundary_net(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
+    """Prompt and answer tokenized apart give other ids at the seam than tokenized together (`:▁`+`P`)."""
+    prompt, answer = spec.prompt or "", spec.answer or ""
+    if not prompt or not answer:
+        return
+    apart_p = [int(i) for i in tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+    apart_a = [int(i) for i in tokenizer(answer, add_special_tokens=False)["input_ids"]]
+    joint = [int(i) for i in tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]]
+    if joint == apart_p + apart_a:
+        return
+    k = next((i for i, (a, b) in enumerate(zip(apart_p + apart_a, joint, strict=False)) if a != b), 0)
+    lo = max(k - 1, 0)
+    pieces = [_piece(tokenizer, i) for i in (apart_p + apart_a)[lo : len(apart_p) + 1]]
+    together = [_piece(tokenizer, i) for i in joint[lo : lo + len(pieces)]]
+    first = next((i for i, r in enumerate(sample.mask_reasons) if r.counted), None)
+    yield finding(
+        "answer-leading-space",
+        (first - 1, first) if first else (),
+        f"tokenized apart the seam is {' + '.join(map(repr, pieces))}; tokenized together it is "
+        f"{' + '.join(map(repr, together))}: the model trains on ids it never sees in running text",
+    )
+
+
 def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) -> list[Finding]:
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
     facts = tokenizer_facts(tokenizer)
+    if sample.kind == "ids" and sample.layout is None and facts.has_template:
+        from tokstep.engine.inputs import with_layout
+
+        sample = with_layout(sample, tokenizer)  # ids built elsewhere (batches, scan): recover the turns here
     findings: list[Finding] = []
     findings += _bos_lints(tokenizer, sample, facts)
     findings += _label_lints(tokenizer, sample, facts)
     if not any(f.code == "labels-pre-shifted" for f in findings):  # else where the answer ends is unclear
-        findings += _eos_lints(tokenizer, sample, facts)
+        if sample.layout is not None:  # ids with recovered chat turns: compare the labels with them
+            findings += _structure_lints(tokenizer, sample, facts)
+        else:
+            findings += _eos_lints(tokenizer, sample, facts)
     findings += _token_lints(tokenizer, sample, facts)
     if spec is not None and spec.ids is None:
         if spec.chat is not None:
             findings += _chat_lints(tokenizer, sample, spec, facts)
         else:
             findings += _text_lints(tokenizer, sample, spec, facts)
-            findings += _boundary_lints(tokenizer, sample, spec)
+            boundary = list(_boundary_lints(tokenizer, sample, spec))
+            findings += boundary or list(_boundary_net(tokenizer, sample, spec))
+        findings += _library_lints(tokenizer, sample, spec)
+    findings += _length_lints(tokenizer, sample)
     if sample.truncated_from:
         findings.append(
             finding(
@@ -697,6 +1317,7 @@ class RowLint:
     num_tokens: int | None = None
     num_supervised: int | None = None
     trained: str | None = None  # the supervised labels decoded: what the row trains the model to say
+    disagree: int | None = None  # tokens whose label disagrees with the recovered chat structure (None: none)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -704,7 +1325,16 @@ class RowLint:
     def slim(self) -> RowLint:
         """Only what a report needs: no sample arrays, no row text (for linting huge files)."""
         row = DataRow(self.row.index, self.row.line, None, self.row.error)
-        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised)
+        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised, disagree=self.disagree)
+
+
+def disagreements(sample: Sample) -> np.ndarray | None:
+    """Token indices whose given label disagrees with the chat structure recovered from the ids (padding and
+    template-inserted markup excepted); None when the row has no recovered structure."""
+    if sample.layout is None:
+        return None
+    padding = None if sample.attention_mask is None else sample.attention_mask == 0
+    return sample.layout.disagreements(sample.labels, padding)
 
 
 def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
@@ -717,5 +1347,14 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
         return RowLint(row, None, (finding("unbuildable", (), f"{type(error).__name__}: {error}"),))
     if sample is None:
         return RowLint(row, None, tuple(findings))
+    differ = disagreements(sample)
     trained = trained_text(tokenizer, sample.labels)
-    return RowLint(row, sample, tuple(findings), len(sample), sample.num_supervised, trained)
+    return RowLint(
+        row,
+        sample,
+        tuple(findings),
+        len(sample),
+        sample.num_supervised,
+        trained,
+        None if differ is None else len(differ),
+    )

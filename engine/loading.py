@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,39 @@ def max_positions_of(config: Any) -> int | None:
     return None
 
 
+def _offline() -> bool:
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return any(repo.repo_id == repo_id for repo in scan_cache_dir().repos)
+    except Exception:  # noqa: BLE001 - no cache at all
+        return False
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only be a folder (`./x`, `/x`, `~/x`, `a/b/c`, `a\\b`, `org/name` when `org` is a local
+    folder): it is never sent to the hub, so a typo fails at once instead of after the hub's retries."""
+    if name.startswith((".", "/", "~")) or "\\" in name or name.rstrip("/").count("/") > 1:
+        return True
+    return "/" in name and Path(name.split("/", 1)[0]).expanduser().is_dir()
+
+
 def _resolve(name_or_path: str, revision: str | None, trust_remote_code: bool) -> tuple[str, dict[str, Any]]:
     """Where to load from, and the from_pretrained flags: a local folder is never looked up online."""
     is_local = Path(name_or_path).expanduser().is_dir()
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.rstrip("/").count("/") > 1
-    if not is_local and looks_like_path:
-        raise TokstepError(f"model folder not found: {name_or_path}")
+    if not is_local and _looks_like_path(name_or_path):
+        raise TokstepError(f"no such folder: {name_or_path}")
+    if not is_local and "/" in name_or_path and _offline() and not _in_hub_cache(name_or_path.rstrip("/")):
+        raise TokstepError(
+            f"no such folder: {name_or_path} (nor a hub model in the local cache; the hub is off)"
+        )
     location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
     common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if is_local:
@@ -121,7 +149,17 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     """Load only the tokenizer (for `tokstep lint`: no weights, no forward pass), with load_model's rules."""
     quiet_transformers()
     location, common = _resolve(name_or_path, revision, trust_remote_code)
-    return _tokenizer_from(location, common, name_or_path)
+    tokenizer = _tokenizer_from(location, common, name_or_path)
+    if Path(location, "config.json").is_file():  # the model's positions, for the `too-long` lint
+        from tokstep.engine.lints import set_max_positions
+
+        try:
+            from transformers import AutoConfig
+
+            set_max_positions(tokenizer, max_positions_of(AutoConfig.from_pretrained(location, **common)))
+        except Exception:  # noqa: BLE001 - a config we cannot read: the tokenizer's own limit applies
+            pass
+    return tokenizer
 
 
 def load_model(
@@ -178,4 +216,7 @@ def wrap_model(model: Any, tokenizer: Any, name: str = "model") -> LoadedModel:
         max_positions=max_positions_of(model.config),
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
+    from tokstep.engine.lints import set_max_positions
+
+    set_max_positions(tokenizer, info.max_positions)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)

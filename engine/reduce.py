@@ -144,6 +144,17 @@ def deterministic_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     return values, ids
 
 
+@dataclass(frozen=True, eq=False)
+class Softmaxed:
+    """What a reduction leaves on the device for a later pass over the same chunk (the KL of two models)."""
+
+    x: torch.Tensor  # (c, V) float32 logits
+    q: torch.Tensor  # (c, V) float32 softmax(x)
+    lse: torch.Tensor  # (c, 1) float32 log sum exp(x)
+    top1: torch.Tensor  # (c, 1) int64 argmax (the lowest id among ties)
+    finite: torch.Tensor  # (c,) bool
+
+
 def reduce_logits(
     logits: torch.Tensor, targets: torch.Tensor, k: int, scratch: Scratch | None = None
 ) -> PositionStats:
@@ -155,13 +166,21 @@ def reduce_logits(
     entropy = -sum q log q. Passes over the chunk: block max + small top-k, two compare-and-count,
     softmax, log, multiply-and-sum. Pass `scratch` to reuse the work buffers across chunks.
     """
+    return reduce_keeping_softmax(logits, targets, k, scratch)[0]
+
+
+def reduce_keeping_softmax(
+    logits: torch.Tensor, targets: torch.Tensor, k: int, scratch: Scratch | None = None, tag: str = ""
+) -> tuple[PositionStats, Softmaxed]:
+    """`reduce_logits`, also returning the float32 logits, softmax and lse it computed (in buffers named
+    with `tag`, so two models' chunks can be alive at once; they stay valid until the next call with it)."""
     scratch = scratch if scratch is not None else Scratch()
     rows, vocab = logits.shape
     device = logits.device
     if logits.dtype == torch.float32:
         x = logits  # (c, V)
     else:  # upcast exactly as HF's loss does, into a reused buffer
-        x = scratch.take("upcast", rows, vocab, torch.float32, device).copy_(logits)
+        x = scratch.take(tag + "upcast", rows, vocab, torch.float32, device).copy_(logits)
     top_logits, top_ids = deterministic_topk(x, k)  # (c, k); NaN sorts first, so [:, 0] is the row max
     row_max = top_logits[:, :1]  # (c, 1)
     finite = ~(torch.isnan(row_max) | torch.isposinf(row_max))[:, 0]  # (c,) no NaN, no +inf in the row
@@ -175,7 +194,7 @@ def reduce_logits(
         rank = 1 + (x > target_logit).sum(-1)
         ties = (x == target_logit).sum(-1) - 1
 
-    q = torch.softmax(x, -1, out=scratch.take("q", rows, vocab, torch.float32, device))  # (c, V)
+    q = torch.softmax(x, -1, out=scratch.take(tag + "q", rows, vocab, torch.float32, device))  # (c, V)
     lse = row_max - torch.log(q.gather(-1, top_ids[:, :1]))  # (c, 1) log sum exp(logits)
     # (c,) -sum q log q; torch.sum's cascade keeps float32 accurate where a plain dot loses ~1e-4
     entropy = -torch.mul(q, torch.log(q, out=work), out=work).sum(-1)
@@ -185,7 +204,7 @@ def reduce_logits(
 
     logprob = (target_logit - lse)[:, 0]  # (c,) log q(target)
     top_logprobs = top_logits - lse  # (c, k)
-    return PositionStats(
+    stats = PositionStats(
         logprob=logprob.cpu().numpy(),
         rank=rank.cpu().numpy().astype(np.int64),
         ties=ties.cpu().numpy().astype(np.int64),
@@ -194,6 +213,40 @@ def reduce_logits(
         topk_logprobs=top_logprobs.cpu().numpy(),
         finite=finite.cpu().numpy(),
     )
+    return stats, Softmaxed(x=x, q=q, lse=lse, top1=top_ids[:, :1], finite=finite)
+
+
+def kl_divergence(a: Softmaxed, b: Softmaxed, scratch: Scratch | None = None) -> np.ndarray:
+    """(c,) float64 KL(P_a || P_b) = sum_v q_a(v) (log q_a(v) - log q_b(v)) in nats, per row.
+
+    With d = x_b - x_a - c (c: d at a's argmax; the KL ignores any constant shift), and E over q_a:
+    KL = log E[exp d] - E[d] = log1p(E[d] + E[expm1(d) - d]) - E[d]. Unlike sum q_a (log q_a - log q_b),
+    whose two float32 lse's leave an error of ~1e-6 nats (as large as the KL between float32 and bfloat16
+    runs of one model), this keeps the second-order part separate: ~1e-4 relative. Six passes over the
+    chunk. NaN where either row is not finite; rows where exp(d) overflows or logits are -inf are redone
+    in float64 (a term with q_a = 0 counts as 0).
+    """
+    scratch = scratch if scratch is not None else Scratch()
+    device = a.x.device
+    xb = b.x.to(device)
+    rows, vocab = a.x.shape
+    d = scratch.take("work", rows, vocab, torch.float32, device)
+    e = scratch.take("work2", rows, vocab, torch.float32, device)
+    torch.sub(xb, a.x, out=d)  # (c, V)
+    d.sub_(d.gather(-1, a.top1))  # centred at a's most likely token
+    mean_d = torch.mul(a.q, d, out=e).sum(-1)  # (c,) E[d] (a multiply and a cascade sum beat einsum)
+    torch.expm1(d, out=e).sub_(d)  # (c, V) expm1(d) - d, the second-order part, without cancellation
+    rest = torch.mul(a.q, e, out=e).sum(-1)  # (c,) E[expm1(d) - d] >= 0
+    kl = torch.log1p(mean_d + rest) - mean_d
+    both = a.finite & b.finite.to(device)
+    redo = ~torch.isfinite(kl) & both
+    if redo.any():  # exp(d) overflowed, or -inf logits made d NaN: float64, q_a = 0 terms count as 0
+        at = redo.nonzero()[:, 0]
+        log_a, log_b = a.x[at].double().log_softmax(-1), xb[at].double().log_softmax(-1)
+        terms = torch.where(log_a > -torch.inf, log_a.exp() * (log_a - log_b), 0.0)
+        kl[at] = terms.sum(-1).float()
+    kl = torch.where(both, kl.clamp_min(0.0), torch.nan)  # KL >= 0: a negative value is rounding
+    return kl.cpu().numpy().astype(np.float64)
 
 
 def target_logprobs(

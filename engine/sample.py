@@ -4,28 +4,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokstep.engine.structure import TurnLayout
 
 IGNORE_INDEX = -100  # the label value Hugging Face's loss skips
 
 
 class MaskReason(str, Enum):
-    """Why `labels[i]` is -100 (or `SUPERVISED` when it is not)."""
+    """Why `labels[i]` is -100, or why it is trained (`SUPERVISED`, `INSERTED_TRAINED`).
 
-    SUPERVISED = "supervised"
+    The chat convention behind these reasons is written down in `tokstep.engine.chat_masks`.
+    """
+
+    SUPERVISED = "supervised"  # message content (or the end-of-turn right after an assistant turn)
+    INSERTED_TRAINED = "template-inserted, trained"  # not in the message, inside an assistant turn, trained
     FIRST = "first token"  # nothing before it predicts it
     PROMPT = "prompt"
-    SYSTEM = "system turn"
+    SYSTEM = "system turn"  # a system message, or a system prompt the template injects by default
     USER = "user turn"
+    TOOL = "tool turn"  # a tool / ipython message (a tool's result)
     TEMPLATE = "template markup"
+    INSERTED = "template-inserted"  # inside an assistant turn, not in the message (--inserted mask)
+    END_OF_TURN = "end-of-turn token"  # the end-of-turn token(s) after an assistant turn (--eot mask)
     PAD = "padding"
     DOCUMENT = "document start"  # a packed document's first token: the previous document does not predict it
     GIVEN = "masked in your labels"  # -100 came verbatim from the user's labels (--ids, data rows); was "given by user"
 
     @property
     def counted(self) -> bool:
-        return self is MaskReason.SUPERVISED
+        """Whether the label at this position is trained on (not -100)."""
+        return self in _COUNTED
+
+
+_COUNTED = frozenset({MaskReason.SUPERVISED, MaskReason.INSERTED_TRAINED})
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +59,7 @@ class Sample:
     attention_mask: np.ndarray | None = None  # (N,) only when the user gave one with zeros in it
     truncated_from: int | None = None  # original length when the user asked to truncate
     notes: tuple[str, ...] = field(default=())  # facts about how it was built, shown to the user
+    layout: TurnLayout | None = None  # ids rows: the chat turns recovered from the ids (engine.structure)
 
     def __post_init__(self) -> None:
         for array in (self.input_ids, self.labels, self.attention_mask):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,17 +19,6 @@ import numpy as np
 import torch
 
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.head import (  # noqa: F401 - CHUNK_ELEMENTS and friends re-exported
-    CHUNK_ELEMENTS,
-    DEFAULT_CHUNK_ELEMENTS,
-    HEAD_CHUNK_ELEMENTS,
-    VERIFIED_HEADS,
-    chunk_rows,
-    head_logits,
-    head_matches_model,
-    hidden_states_and_last_logits,
-    input_device,
-)
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.reduce import PositionStats, Scratch, reduce_logits
 from tokstep.engine.results import Trace, parity_tolerance  # noqa: F401 - re-exported
@@ -35,9 +26,58 @@ from tokstep.engine.sample import IGNORE_INDEX, Sample
 
 FLASH_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
+# Logits per reduction chunk: [rows, vocab] never exceeds this. On the CPU 16 MiB keeps the reductions'
+# passes cache-friendly; GPUs like bigger launches.
+CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 24}
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
+# Logits per output-head matmul (hidden path): every matmul re-reads the whole [vocab, d] head weight,
+# so fewer, taller ones are faster (at 83 rows the chunked head cost ~35% more than HF's single matmul).
+HEAD_CHUNK_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 26}
 HIDDEN_PATH = "hidden states + chunked head"  # no [T, vocab] tensor exists at all
 LOGITS_PATH = "full logits + chunked reductions"  # fallback: the model's logits, reduced chunk by chunk
 INCREMENTAL_PATH = "incremental (KV cache)"
+# Models whose chunked head already reproduced their own logits once: later traces skip the model's
+# output head entirely (the forward stops once the final hidden states exist).
+_VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+# Models that passed the causality probe (perturbing the last token leaves earlier logits unchanged).
+_CAUSAL: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+PROBE_LENGTH = 6
+
+
+@torch.inference_mode()
+def check_causal(loaded: LoadedModel) -> None:
+    """Refuse a model that is not causal, whatever its class: change the last token of a short probe and the
+    logits at every earlier position must stay put (a bidirectional encoder's move at once). Once per model."""
+    model = loaded.model
+    if _CAUSAL.get(model):
+        return
+    vocab = max(2, min(loaded.info.vocab_size, loaded.info.tokenizer_size or loaded.info.vocab_size))
+    base = [(7 + 13 * i) % vocab for i in range(PROBE_LENGTH)]
+    other = [*base[:-1], (base[-1] + 1 + vocab // 2) % vocab]
+    device = _input_device(model)
+    ids = torch.tensor([base, other], dtype=torch.long, device=device)  # (2, L)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.float()
+    earlier = logits[:, :-1]  # (2, L-1, V): positions that never read the changed token
+    moved = (earlier[0] - earlier[1]).abs().max().item()
+    scale = 1.0 + earlier.abs().max().item()
+    # Earlier positions of the two rows read identical tokens: a causal model gives them the same logits
+    # (bit for bit in practice); a bidirectional one moves them (a random 1-layer BERT by ~1e-3 of its scale).
+    full_precision = next(model.parameters()).dtype == torch.float32
+    tolerance = 1e-5 if full_precision else 2e-2
+    if not (math.isfinite(moved) and math.isfinite(scale)):
+        return  # NaN/inf logits: the trace itself reports them (and names the first position)
+    if moved > tolerance * scale:
+        raise TokstepError(
+            f"'{loaded.info.name}' ({loaded.info.architecture}) is not a causal language model: changing the last "
+            f"token moved the logits of earlier positions by {moved:.3g} (it attends both ways)"
+        )
+    _CAUSAL[model] = True
+
+
+class _HiddenStatesCaptured(Exception):
+    """Raised by the hook to stop a verified model's forward before its output head."""
 
 
 def shifted_targets(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +131,7 @@ class Forward:
 
 
 def _model_inputs(loaded: LoadedModel, sample: Sample, forward: Forward | None = None) -> dict[str, Any]:
-    device = input_device(loaded.model)
+    device = _input_device(loaded.model)
     inputs: dict[str, Any] = {"input_ids": torch.tensor(sample.input_ids, device=device)[None]}  # (1, N)
     mask = sample.attention_mask if forward is None else forward.attention_mask
     if mask is not None:
@@ -110,6 +150,187 @@ def _use_cache(forward: Forward | None) -> bool:
     return forward.use_cache if forward is not None else False
 
 
+def _input_device(model: Any) -> torch.device:
+    return model.get_input_embeddings().weight.device
+
+
+def _post_head(model: Any, logits: torch.Tensor) -> torch.Tensor:
+    """Transforms some models apply after the output head (Gemma-2's final logit softcapping)."""
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def _hidden_states_and_last_logits(
+    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False, use_cache: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """Run the model once, keeping the final hidden states and the model's own logits at the last
+    position that predicts something (N-2): the trace checks its chunked head against them for free.
+
+    Returns None when the model cannot do this (no `logits_to_keep`, no separable base model).
+    With `stop_at_hidden` the forward stops at the hidden states and no logits come back.
+    """
+    kept = batch_hidden_states_and_last_logits(
+        model, inputs, stop_at_hidden=stop_at_hidden, use_cache=use_cache
+    )
+    if kept is None:
+        return None
+    return kept[0][0], None if kept[1] is None else kept[1][0]  # (N, d), (V,)
+
+
+def batch_hidden_states_and_last_logits(
+    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False, use_cache: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """`_hidden_states_and_last_logits` for a batch (B, N): hidden states (B, N, d) and the model's logits
+    at position N-2 of every row (B, V) (the batched scan, `engine/batched.py`, uses it directly)."""
+    base = getattr(model, "base_model", None)
+    if base is None or base is model or model.get_output_embeddings() is None:
+        return None
+    captured: list[torch.Tensor] = []
+
+    def keep_hidden(_module: Any, _args: Any, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", None)
+        if isinstance(hidden, torch.Tensor):
+            captured.append(hidden)
+            if stop_at_hidden:
+                raise _HiddenStatesCaptured
+
+    handle = base.register_forward_hook(keep_hidden)
+    try:
+        out = model(**inputs, use_cache=use_cache, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
+    except _HiddenStatesCaptured:
+        return captured[0], None  # (B, N, d)
+    except TypeError:
+        return None
+    finally:
+        handle.remove()
+    if len(captured) != 1 or out.logits.shape[1] != 2:
+        return None
+    return captured[0], out.logits[:, -2]  # (B, N, d), (B, V)
+
+
+def _head_logits(
+    model: Any, hidden: torch.Tensor, scratch: Scratch | None = None, buffer: str = "head"
+) -> torch.Tensor:
+    """Apply the output head (and any post-head transform) to hidden states (rows, d) -> (rows, V).
+
+    With `scratch`, a plain nn.Linear head writes into a reused buffer (no fresh [rows, V] per chunk).
+    """
+    head = model.get_output_embeddings()
+    hidden = hidden.to(head.weight.device)
+    if scratch is None or type(head) is not torch.nn.Linear:
+        return _post_head(model, head(hidden))
+    weight = head.weight  # (V, d)
+    out = scratch.take(buffer, hidden.shape[0], weight.shape[0], weight.dtype, weight.device)
+    logits = torch.matmul(hidden.to(weight.dtype), weight.t(), out=out)  # (rows, V)
+    if head.bias is not None:
+        logits.add_(head.bias)
+    return _post_head(model, logits)
+
+
+def _head_matches_model(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Check that our head's logits (V,) reproduce the model's own at the same position (catches unknown
+    post-head transforms)."""
+    ours = ours.float()
+    theirs = theirs.float().to(ours.device)
+    finite = torch.isfinite(theirs)
+    if not torch.equal(finite, torch.isfinite(ours)):
+        return False
+    if not finite.any():  # NaN/inf everywhere in both: nothing to compare, the trace will report it
+        return True
+    ours, theirs = ours[finite], theirs[finite]
+    scale = theirs.abs().max().clamp(min=1.0)
+    return bool(torch.allclose(ours, theirs, rtol=1e-3, atol=1e-3 * float(scale)))
+
+
+def _chunk_rows(vocab: int, device: torch.device, elements: dict[str, int] = CHUNK_ELEMENTS) -> int:
+    return max(1, elements.get(device.type, DEFAULT_CHUNK_ELEMENTS) // max(vocab, 1))
+
+
+@dataclass(eq=False)
+class PositionLogits:
+    """One model's logits for positions 0..T-1 of a sample, produced chunk by chunk (never all at once on
+    the hidden path): the final hidden states and the chunked head, or the model's own full logits."""
+
+    loaded: LoadedModel
+    path: str
+    hidden: torch.Tensor | None  # (T, d) on the hidden path
+    logits: torch.Tensor | None  # (T, V) on the fallback path (a view of the model's own logits)
+    buffer: str = "head"  # the scratch buffer the head matmul writes into
+
+    @property
+    def device(self) -> torch.device:
+        if self.hidden is None:
+            return self.logits.device  # type: ignore[union-attr]
+        return self.loaded.model.get_output_embeddings().weight.device
+
+    def head_rows(self) -> int:
+        """Positions per head matmul (hidden path) or per slice (fallback)."""
+        elements = HEAD_CHUNK_ELEMENTS if self.hidden is not None else CHUNK_ELEMENTS
+        return _chunk_rows(self.loaded.info.vocab_size, self.device, elements)
+
+    def reduce_rows(self) -> int:
+        return _chunk_rows(self.loaded.info.vocab_size, self.device)
+
+    def chunks(
+        self, targets: np.ndarray, scratch: Scratch, head_rows: int, rows: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(logits (c, V) in the model's dtype, targets (c,)) for consecutive positions: `head_rows` per
+        head matmul, cut into pieces of at most `rows`. A piece is valid until the next one is asked for."""
+        model, n = self.loaded.model, len(targets)
+        device = self.device
+        all_targets = torch.from_numpy(targets).to(device)
+        for start in range(0, n, head_rows):
+            stop = min(start + head_rows, n)
+            if self.hidden is not None:
+                block = _head_logits(model, self.hidden[start:stop], scratch, self.buffer)  # (c, V)
+            else:
+                block = self.logits[start:stop]  # type: ignore[index]
+            for sub in range(0, stop - start, rows):
+                yield (
+                    block[sub : sub + rows],
+                    all_targets[start + sub : start + min(sub + rows, stop - start)],
+                )
+
+
+def position_logits(
+    loaded: LoadedModel,
+    sample: Sample,
+    *,
+    force_logits_path: bool = False,
+    scratch: Scratch | None = None,
+    buffer: str = "head",
+    forward: Forward | None = None,
+) -> PositionLogits:
+    """Run the model once (use_cache=False unless `forward` says otherwise); keep what its logits come from.
+
+    The hidden path needs the engine's head to reproduce the model's own logits: checked once per model on
+    the last position (this catches post-head transforms it does not know); later forwards stop as soon as
+    the final hidden states exist. Otherwise the model's full logits are kept (the fallback).
+    """
+    model = loaded.model
+    n_positions = len(sample) - 1
+    inputs = _model_inputs(loaded, sample, forward)
+    use_cache = _use_cache(forward)
+    verified = _VERIFIED_HEADS.get(model, False)
+    kept = (
+        None
+        if force_logits_path
+        else _hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified, use_cache=use_cache)
+    )
+    if kept is not None and not verified:  # position T-1: our head's logits vs the model's own
+        ours = _head_logits(model, kept[0][n_positions - 1 : n_positions], scratch, buffer)[0]  # (V,)
+        if _head_matches_model(ours, kept[1]):
+            _VERIFIED_HEADS[model] = True
+        else:  # an unknown post-head transform: fall back
+            kept = None
+    if kept is not None:
+        return PositionLogits(loaded, HIDDEN_PATH, hidden=kept[0][:n_positions], logits=None, buffer=buffer)
+    logits_all = model(**inputs, use_cache=use_cache).logits[0]  # (N, V): logits[t] predicts token t+1
+    return PositionLogits(loaded, LOGITS_PATH, hidden=None, logits=logits_all[:n_positions], buffer=buffer)
+
+
 @torch.inference_mode()
 def trace_sample(
     loaded: LoadedModel,
@@ -122,51 +343,19 @@ def trace_sample(
     """Teacher-forced trace of `sample`: ONE forward pass (use_cache=False unless `forward` says otherwise),
     reductions in float32."""
     check_sample_fits(loaded, sample)
-    model, vocab = loaded.model, loaded.info.vocab_size
+    check_causal(loaded)
+    vocab = loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
-    targets_np, supervised = shifted_targets(sample)
-    inputs = _model_inputs(loaded, sample, forward)
-    use_cache = _use_cache(forward)
-    n_positions = len(sample) - 1
-
-    stats: list[PositionStats] = []
+    targets, supervised = shifted_targets(sample)
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
-    verified = VERIFIED_HEADS.get(model, False)
-    kept = (
-        None
-        if force_logits_path
-        else hidden_states_and_last_logits(model, inputs, stop_at_hidden=verified, use_cache=use_cache)
+    source = position_logits(
+        loaded, sample, force_logits_path=force_logits_path, scratch=scratch, forward=forward
     )
-    if kept is not None:
-        hidden = kept[0][0, :n_positions]  # (T, d): the last token predicts nothing
-        targets = torch.from_numpy(targets_np)
-        head_device = model.get_output_embeddings().weight.device
-        head_rows = chunk_rows(vocab, head_device, HEAD_CHUNK_ELEMENTS)
-        rows = chunk_rows(vocab, head_device)
-        for start in range(0, n_positions, head_rows):
-            logits = head_logits(model, hidden[start : start + head_rows], scratch)  # (c, V) model's dtype
-            chunk_targets = targets[start : start + head_rows].to(logits.device)
-            for sub in range(0, len(logits), rows):
-                stats.append(
-                    reduce_logits(logits[sub : sub + rows], chunk_targets[sub : sub + rows], top_k, scratch)
-                )
-        if not verified:  # position T-1: our head's logits vs the model's own
-            if head_matches_model(logits[-1], kept[1][0]):
-                VERIFIED_HEADS[model] = True
-            else:  # an unknown post-head transform: fall back
-                del hidden, logits
-                stats, kept = [], None
-    if kept is not None:
-        path = HIDDEN_PATH
-    else:
-        logits_all = model(**inputs, use_cache=use_cache).logits[0]  # (N, V): logits[t] predicts token t+1
-        targets = torch.as_tensor(targets_np, device=logits_all.device)
-        rows = chunk_rows(vocab, logits_all.device)
-        for start in range(0, n_positions, rows):
-            chunk = logits_all[start : min(start + rows, n_positions)]
-            stats.append(reduce_logits(chunk, targets[start : start + rows], top_k, scratch))
-        path = LOGITS_PATH
-    return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), path, vocab)
+    stats = [
+        reduce_logits(logits, chunk_targets, top_k, scratch)
+        for logits, chunk_targets in source.chunks(targets, scratch, source.head_rows(), source.reduce_rows())
+    ]
+    return assemble_trace(sample, targets, supervised, PositionStats.concat(stats), source.path, vocab)
 
 
 @torch.inference_mode()
@@ -178,7 +367,7 @@ def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -
     model, vocab = loaded.model, loaded.info.vocab_size
     top_k = max(1, min(top_k, vocab))
     targets_np, supervised = shifted_targets(sample)
-    device = input_device(model)
+    device = _input_device(model)
     ids = torch.tensor(sample.input_ids, device=device)[None]  # (1, N)
     stats: list[PositionStats] = []
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -189,10 +378,12 @@ def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -
         logits = out.logits[0]  # (1, V): the prediction for token t+1
         target = torch.as_tensor(targets_np[t : t + 1], device=logits.device)
         stats.append(reduce_logits(logits, target, top_k))
-    return _assemble(sample, targets_np, supervised, PositionStats.concat(stats), INCREMENTAL_PATH, vocab)
+    return assemble_trace(
+        sample, targets_np, supervised, PositionStats.concat(stats), INCREMENTAL_PATH, vocab
+    )
 
 
-def _assemble(
+def assemble_trace(
     sample: Sample, targets: np.ndarray, supervised: np.ndarray, stats: PositionStats, path: str, vocab: int
 ) -> Trace:
     ce = -stats.logprob.astype(np.float64)  # (T,)

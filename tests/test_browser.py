@@ -303,3 +303,39 @@ def test_trained_text_joins_separate_spans_and_names_ids_beyond_the_tokenizer(lo
     labels = [-100, *a, -100, *b, len(tok) + 5]
     assert trained_text(tok, labels) == f" cat{TRAINED_GAP} dog<id {len(tok) + 5}>"
     assert trained_text(tok, [a[0], -100]) == ""  # labels[0] is never a target
+
+
+async def test_labels_against_the_chat_structure_column_sorts_the_wrong_turn_first(tmp_path, loaded):
+    """ids rows with a ChatML template: `≠chat` counts tokens whose label disagrees with the recovered turns."""
+    tokenizer = loaded.tokenizer
+    chat = [
+        {"role": "user", "content": "Hello there"},
+        {"role": "assistant", "content": "Hi! How can I help you today?"},
+    ]
+    rendered = tokenizer.apply_chat_template(chat, tokenize=False)
+    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    user = rendered.index("Hello there"), rendered.index("Hello there") + len("Hello there")
+    reply = rendered.index("Hi!"), rendered.index("<|im_end|>", rendered.index("Hi!")) + len("<|im_end|>")
+
+    def labels_over(lo, hi):
+        return [t if s < hi and e > lo else -100 for t, (s, e) in zip(ids, offsets, strict=True)]
+
+    wrong = labels_over(*user)
+    rows = [
+        {"input_ids": ids, "labels": labels_over(*reply)},
+        {"input_ids": ids, "labels": wrong},
+        {"text": "the cat sat on the mat"},
+    ]
+    app = BrowserApp(write_jsonl(tmp_path / "sft.jsonl", rows), loaded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        await wait_for_losses(pilot, screen, len(rows))
+        table = screen.query_one(DataTable)
+        trained_user = sum(label != -100 for label in wrong)
+        reply_tokens = sum(label != -100 for label in labels_over(*reply))
+        assert cell(table, 0, "disagree") == "0"
+        assert cell(table, 1, "disagree") == str(trained_user + reply_tokens)  # user trained + reply masked
+        assert cell(table, 2, "disagree") == "—"  # plain text: no chat structure to compare with
+        await pilot.press("s", "s", "s")  # file order → loss → lints → labels ≠ chat
+        assert screen.sort_by == "disagree" and screen.order()[0] == 1

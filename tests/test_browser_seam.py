@@ -178,6 +178,10 @@ async def test_s_cycles_the_sort_and_the_status_names_it():
         assert "sorted by loss" in str(screen.query_one("#browser-status").render())
         await pilot.press("s")
         assert screen.sort_by == "lints" and screen.order()[0] == 2
+        await pilot.press("s")  # labels ≠ chat structure: no fake row has one, so file order within
+        assert screen.sort_by == "disagree" and "labels ≠ chat" in str(
+            screen.query_one("#browser-status").render()
+        )
         await pilot.press("s")
         assert screen.sort_by == "row" and screen.order() == list(range(6))
 

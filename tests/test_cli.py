@@ -137,8 +137,8 @@ def test_too_long_is_an_error_naming_both_numbers_unless_truncated(capsys, model
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["--model", "./no/such/model", "--text", "hi"], "model folder not found"),
-        (["--model", "nonexistent-org-xyz/nonexistent-model", "--text", "hi"], "cannot load model"),
+        (["--model", "./no/such/model", "--text", "hi"], "no such folder"),
+        (["--model", "nonexistent-org-xyz/nonexistent-model", "--text", "hi"], "no such folder"),
         (["--text", ""], "empty"),
         (["--text", "I love", "--prompt", "x", "--answer", "y"], "give one sample source"),
         (["--prompt", "only a prompt"], "go together"),
@@ -222,7 +222,7 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().count("\n") == 0 and "model folder not found" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "no such folder" in proc.stderr
 
 
 def test_flags_before_the_sub_command_are_kept(capsys, model_dir):

@@ -75,7 +75,7 @@ def test_chat_supervises_exactly_the_assistant_turns(template, family):
     assert text.replace(" ", "") == f"Paris.{end}Rome,Ithink.{end}".replace(" ", "")
     reasons = set(sample.mask_reasons)
     assert {MaskReason.SYSTEM, MaskReason.USER, MaskReason.TEMPLATE} <= reasons
-    uses_mask = "generation" in template
+    uses_mask = "{% generation %}" in template
     assert any("generation" in note for note in sample.notes) == uses_mask
     # the same ids apply_chat_template produces
     assert sample.input_ids.tolist() == list(

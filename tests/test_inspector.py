@@ -105,3 +105,50 @@ def test_split_characters_lists_each_split_once(sp):
     splits = split_characters(sp, ids)
     assert [s.completes for s in splits] == ["사", "랑"]
     assert splits[0].span[1] == splits[1].span[0]  # 사 ends where 랑 starts
+
+
+# ------------------------------------------------ issue 9: byte-level honesty in the TUI inspector line
+
+
+def test_inspector_line_tells_the_byte_truth_at_80x24(tmp_path):
+    """A byte-fallback piece shows the character it is part of, in the report's words; `▁` shows as a space,
+    never as '' or '�'; and the line fits in 80 columns."""
+    import asyncio
+
+    import tiny
+
+    from tokstep.engine.inputs import SampleSpec
+    from tokstep.engine.loading import wrap_model
+    from tokstep.engine.session import run_trace
+    from tokstep.tui.app import PrecomputedBackend, TokstepApp
+    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.widgets.inspector_line import InspectorLine
+
+    tokenizer = tiny.sentencepiece_bpe()
+    loaded = wrap_model(tiny.tiny_model("llama", len(tokenizer)), tokenizer, "tiny")
+    result = run_trace(loaded, SampleSpec(text="Hello 기 world"), with_reference=False)
+    pieces = tokenizer.convert_ids_to_tokens(result.sample.input_ids.tolist())
+    byte_at = next(i for i, p in enumerate(pieces) if p.startswith("<0x"))
+    space_at = next(i for i, p in enumerate(pieces) if p == "▁")
+    assert tokenizer.decode([result.sample.input_ids[space_at]]) in ("", " ")  # what the old line showed
+
+    async def lines_at(targets):
+        app = TokstepApp(sample_spec=SampleSpec(text="x"), backend=PrecomputedBackend(result, None))
+        shown = []
+        async with app.run_test(size=(80, 24)) as pilot:
+            for _ in range(100):
+                if isinstance(app.screen, StepperScreen):
+                    break
+                await pilot.pause(0.02)
+            for target in targets:
+                app.screen.cursor = target - 1  # position t predicts token t+1
+                await pilot.pause()
+                line = app.screen.query_one(InspectorLine)
+                shown.append((line.plain_text(), line.content_size.width))
+        return shown
+
+    (split, width), (space, _) = asyncio.run(lines_at([byte_at, space_at]))
+    assert f"split character t={byte_at}..{byte_at + 2} = '기'" in split
+    assert "\ufffd" not in split and width <= 80
+    assert split.index("'기'") + 4 <= width - 4  # the character (2 cells wide) is well inside the line
+    assert "text '␣'" in space

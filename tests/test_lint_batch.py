@@ -186,3 +186,20 @@ def test_lint_command_jobs_1_and_2_agree_and_report_progress(tmp_path, capsys):
         outputs.append(json.loads(captured.out))
         assert "tokstep lint: 300 / 300 rows (100%)" in captured.err  # not a terminal: a progress line
     assert outputs[0] == outputs[1] and outputs[0]["rows_with_findings"] > 100
+
+
+def test_token_codes_at_once_equal_token_by_token():
+    from tokstep.engine.chat_masks import _token_code, _token_codes
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 60))
+        codes = bytearray(rng.integers(0, 8, size=n).astype(np.uint8).tobytes())
+        offsets, start = [], 0
+        while start <= n and len(offsets) < 40:
+            width = int(rng.choice([0, 1, 1, 2, 3, 5]))
+            offsets.append((start, min(start + width, n)))
+            start += width if width else int(rng.integers(0, 2))
+            if rng.random() < 0.1:  # overlapping or repeated offsets (byte-level pieces of one character)
+                start = max(0, start - 1)
+        assert _token_codes(codes, offsets) == [_token_code(codes, s, e) for s, e in offsets]

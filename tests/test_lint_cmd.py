@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from tiny import byte_bpe
@@ -33,7 +34,7 @@ def write_jsonl(path, rows):
 
 def test_clean_file_exits_zero(tmp_path, model_dir, capsys):
     code = main(["lint", write_jsonl(tmp_path / "clean.jsonl", CLEAN), "--model", model_dir])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # Rich wraps at 80 columns where a long tmp path may cut
     assert code == 0
     assert "2 rows" in out and "rows with errors: 0" in out
 
@@ -168,3 +169,52 @@ def test_data_flag_with_a_missing_file_is_one_line_before_any_model_loads(tmp_pa
     assert (
         capsys.readouterr().err.strip() == f"tokstep: error: data file not found: {tmp_path / 'nope.jsonl'}"
     )
+
+
+@pytest.fixture(scope="module")
+def chatml_dir(tmp_path_factory):
+    """A Qwen2.5-like ChatML tokenizer folder (pad <|endoftext|> != end-of-turn <|im_end|>)."""
+    from label_templates import tokenizer_for
+
+    folder = tmp_path_factory.mktemp("chatml-tokenizer")
+    tokenizer_for("chatml").save_pretrained(folder)
+    return str(folder)
+
+
+def chatml_rows():
+    from label_templates import bug_rows, correct, render_row, tokenizer_for
+
+    tokenizer = tokenizer_for("chatml")
+    rows = bug_rows(tokenizer, "chatml")
+    clean, user = rows["clean"], rows["user-header"]
+    row = render_row(tokenizer, "chatml")
+    cut = row.tokens_in(*row.assistant[-1][:2])[-3]  # mid-word in the last reply, no <|im_end|>
+    truncated = {"input_ids": row.ids[: cut + 1], "labels": row.labels(correct(row))[: cut + 1]}
+    as_row = lambda r: {"input_ids": r[0], "labels": r[1]}  # noqa: E731
+    return [as_row(clean), as_row(user), as_row(clean), as_row(user), truncated]
+
+
+def test_rows_that_train_on_the_user_turn_fail_and_are_counted(tmp_path, chatml_dir, capsys):
+    path = write_jsonl(tmp_path / "sft.jsonl", chatml_rows())
+    code = main(["lint", path, "--model", chatml_dir, "--show", "0"])
+    out = capsys.readouterr().out
+    assert code == 1
+    rows = (re.match(r"(\S+)\s+(?:error|warning|info)\s+(\d+)\s", line) for line in out.splitlines())
+    table = {m.group(1): m.group(2) for m in rows if m}
+    assert table["trains-on-user"] == "2" and table["assistant-not-trained"] == "2"
+    assert table["no-eos"] == "1" and table["truncated?"] == "1"
+    assert "turns recovered in 5 of 5 rows; labels disagree in 2 rows" in " ".join(out.split())
+    payload_code = main(["lint", path, "--model", chatml_dir, "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert payload_code == 1 and payload["structure"]["rows_disagreeing"] == 2
+    assert [r["disagree"] for r in payload["results"] if r["line"] in (2, 4)] == [
+        payload["results"][0]["disagree"]
+    ] * 2
+
+
+def test_strict_counts_a_truncated_answer_in_the_exit_status(tmp_path, chatml_dir, capsys):
+    path = write_jsonl(tmp_path / "cut.jsonl", chatml_rows()[-1:])
+    assert main(["lint", path, "--model", chatml_dir]) == 0
+    out = capsys.readouterr().out
+    assert "truncated?" in out and "rows with errors: 0" in out
+    assert main(["lint", path, "--model", chatml_dir, "--strict"]) == 1

@@ -230,7 +230,10 @@ def test_lint_sample_works_without_a_spec(gpt2):
 
 
 def test_every_documented_lint_has_a_test_here():
-    source = Path(__file__).read_text(encoding="utf-8")
+    here = Path(__file__).parent
+    source = "".join(
+        (here / name).read_text(encoding="utf-8") for name in ("test_lints.py", "test_label_lints.py")
+    )
     untested = [code for code in LINTS if f'"{code}"' not in source]
     assert untested == []
 
@@ -262,7 +265,9 @@ def test_readme_table_lists_every_lint():
 
 
 @pytest.mark.parametrize("make", [byte_bpe, sentencepiece_handmade], ids=["byte-level", "sentencepiece"])
-def test_template_space_before_the_reply_leaves_its_first_word_untrained(make):
+def test_template_space_before_the_reply_is_reported(make):
+    """Vicuna's generation prompt ends with a space, so the reply's first token starts in the template: it is
+    trained (it overlaps the reply, as transformers' generation mask would also train it) and reported."""
     from tiny import VICUNA
 
     tokenizer = make()
@@ -275,7 +280,7 @@ def test_template_space_before_the_reply_leaves_its_first_word_untrained(make):
     found = only(findings, "answer-leading-space")
     (index,) = found.positions
     assert tokenizer.convert_ids_to_tokens(int(sample.input_ids[index])) in ("ĠParis", "▁Paris")
-    assert sample.labels[index] == -100 and "not trained" in found.message
+    assert sample.labels[index] != -100 and "is trained" in found.message
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +316,148 @@ def test_a_row_that_breaks_the_tokenizer_is_an_error_finding_not_a_crash(chatml)
     )  # content None: jinja fails
     result = lint_row(chatml, DataRow(index=0, line=1, spec=SampleSpec(chat=chat)))
     assert result.sample is None and only(list(result.findings), "unbuildable").severity == "error"
+
+
+# ------------------------------------------------ issue 9: lints that are right on real tokenizers
+
+
+def test_unknown_token_is_quiet_when_unk_is_the_eos(gpt2):
+    """GPT-2 names one token unk, bos, eos and pad: the EOS after an answer is not an unknown character."""
+    gpt2.unk_token = gpt2.eos_token
+    sample, findings = lint(gpt2, prompt="The capital of France is", answer=" Paris.")
+    assert int(sample.input_ids[-1]) == gpt2.unk_token_id == gpt2.eos_token_id
+    assert "unknown-token" not in codes(findings)
+
+
+def test_no_roundtrip_is_quiet_on_sentencepiece_prompt_answer():
+    """' Paris' encoded on its own decodes as 'Paris' (the decoder strips a leading space); together with the
+    prompt the ids decode to prompt + answer exactly, which is what the model trains on."""
+    from tokenizers import decoders, pre_tokenizers
+
+    tokenizer = (
+        sentencepiece_handmade()
+    )  # made Llama-3-era SentencePiece-like: Metaspace, prefix on the first word only
+    backend = tokenizer.backend_tokenizer
+    backend.normalizer = None
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    assert tokenizer.tokenize(" Paris") == ["▁Paris"]
+    alone = tokenizer.decode(tokenizer(" Paris", add_special_tokens=False)["input_ids"])
+    assert alone != " Paris"  # the old check's false positive
+    _, findings = lint(tokenizer, prompt="The capital is", answer=" Paris")
+    assert "no-roundtrip" not in codes(findings)
+
+
+def test_no_roundtrip_still_fires_when_the_joint_text_changes():
+    tokenizer = sentencepiece_handmade()
+    tokenizer.backend_tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.Lowercase(), normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+    )
+    _, findings = lint(tokenizer, prompt="the capital is", answer=" Paris")
+    assert "no-roundtrip" in codes(findings)
+
+
+def test_no_eos_is_quiet_on_a_trainer_row_that_supervises_im_end_then_newline(chatml):
+    rendered = chatml.apply_chat_template(list(CHAT), tokenize=False)
+    assert rendered.endswith("<|im_end|>\n")
+    ids = chatml(rendered, add_special_tokens=False)["input_ids"]
+    start = rendered.index("Paris")
+    offsets = chatml(rendered, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    labels = [i if s >= start else -100 for i, (s, _e) in zip(ids, offsets, strict=True)]
+    assert chatml.convert_ids_to_tokens(ids[-2:]) == ["<|im_end|>", "Ċ"] and labels[-1] != -100
+    _, findings = lint(chatml, ids={"input_ids": ids, "labels": labels})
+    assert "no-eos" not in codes(findings)
+    _, findings = lint(chatml, ids={"input_ids": ids[:-2] + ids[-1:], "labels": labels[:-2] + labels[-1:]})
+    assert "no-eos" in codes(findings)  # a newline with no <|im_end|> before it still does not end the turn
+
+
+def test_boundary_where_sentencepiece_pieces_differ_apart_and_together():
+    """A Gemma-like SentencePiece (no dummy prefix) with a `:▁` piece: 'Answer: ' + 'Paris' tokenized apart
+    is `:▁` + `P`…, together `:` + `▁Paris`."""
+    from tokenizers import Tokenizer, decoders, models
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for ch in "AnswerPais:▁":
+        vocab.setdefault(ch, len(vocab))
+    merges = [("▁", "P"), ("▁P", "a"), ("▁Pa", "r"), ("▁Par", "i"), ("▁Pari", "s"), (":", "▁")]
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.decoder = decoders.Replace("▁", " ")
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    assert tokenizer.tokenize("Answer: ")[-1] == ":▁" and tokenizer.tokenize("Answer: Paris")[-1] == "▁Paris"
+    _, findings = lint(tokenizer, prompt="Answer: ", answer="Paris")
+    found = [f for f in findings if f.code == "answer-leading-space"]
+    assert found and any(
+        "':▁'" in f.message or "':␣'" in f.message or "▁Paris" in f.message or "␣Paris" in f.message
+        for f in found
+    ), found
+
+
+def test_tokenizer_differs_when_transformers_drops_ids_tokenizer_json_keeps(tmp_path):
+    """transformers 5.x's LlamaTokenizer rebuilds the pipeline and drops <unk> and the `▁` after specials."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    sentencepiece_handmade(byte_fallback=False).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "LlamaTokenizer"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    _, findings = lint(tokenizer, text="the cat 漢 sat")
+    found = only(findings, "tokenizer-differs")
+    assert "LlamaTokenizer" in found.message and "tokenizer.json" in found.message
+    _, findings = lint(tokenizer, text="the cat sat")  # nothing dropped here
+    assert "tokenizer-differs" not in codes(findings)
+
+
+def test_pad_trained_when_attention_mask_hides_a_supervised_position(chatml):
+    ids = chatml("The capital of France is Paris", add_special_tokens=False)["input_ids"]
+    n = len(ids)
+    sample, findings = lint(
+        chatml, ids={"input_ids": ids, "labels": ids, "attention_mask": [1] * (n - 2) + [0, 0]}
+    )
+    found = [f for f in findings if f.code == "pad-trained" and "attention_mask 0" in f.message]
+    assert found and found[0].positions == (n - 2, n - 1)
+
+
+def test_too_long_when_the_model_has_fewer_positions(chatml):
+    from tokstep.engine.lints import set_max_positions
+
+    tokenizer = byte_bpe(adds_bos=True)
+    set_max_positions(tokenizer, 8)
+    sample, findings = lint(tokenizer, text="the cat sat on the mat and the dog sat on the log")
+    assert len(sample) > 8
+    assert only(findings, "too-long").severity == "error"
+    _, findings = lint(tokenizer, text="the cat")
+    assert "too-long" not in codes(findings)
+
+
+def test_template_inserted_and_generation_mask_empty_lints():
+    """Each on a real-shaped chat: Qwen3's empty think block; a generation block that wraps nothing."""
+    import copy
+
+    import templates as tpl
+    import tiny
+
+    qwen3 = tpl.FAMILIES["qwen3"].tokenizer()
+    _, findings = lint(qwen3, chat=tpl.THINK_CHAT)
+    assert "<think>" in only(findings, "template-inserted").message
+    _, findings = lint(qwen3, chat=tpl.THINK_CHAT, inserted="mask")
+    assert "masked" in only(findings, "template-inserted").message
+    broken = copy.deepcopy(tiny.byte_level_bpe())
+    broken.chat_template = tiny.CHATML.replace(
+        "{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}",
+        "{% generation %}{% endgeneration %}{{ m['content'] }}<|im_end|>",
+    )
+    _, findings = lint(broken, chat=tuple(tiny.CHAT))
+    assert only(findings, "generation-mask-empty").severity == "error"
 
 
 def test_cross_document_attention_finding_names_cause_and_fix():

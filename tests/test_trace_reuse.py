@@ -33,9 +33,9 @@ def test_second_trace_skips_the_models_head_and_agrees(arch, sp_tokenizer):
     sample = build_sample(TEXT, sp_tokenizer)
     head_calls = count_head_calls(loaded.model)
     first = trace_sample(loaded, sample)
-    assert head_calls[0] == 1  # the model's own logits at the last positions, for the check
+    assert head_calls[0] == 2  # the causality probe, then the model's own last logits for the head check
     second = trace_sample(loaded, sample)
-    assert head_calls[0] == 1  # verified: the forward stopped at the hidden states
+    assert head_calls[0] == 2  # both once per model: the forward stopped at the hidden states
     assert first.path == second.path == HIDDEN_PATH
     np.testing.assert_array_equal(first.logprob, second.logprob)
     np.testing.assert_array_equal(first.topk_ids, second.topk_ids)

@@ -126,12 +126,12 @@ def test_a_load_failure_is_shown_in_the_app_then_left_as_one_line(terminal, tmp_
     term = terminal([str(TOKSTEP), "--model", str(missing), "--text", "hi"], env={"HF_HUB_OFFLINE": "1"})
     screen = term.wait_for("could not start")
     squeezed = "".join(screen.split())  # the reason may wrap over lines
-    assert "".join(f"model folder not found: {missing}".split()) in squeezed
+    assert "".join(f"no such folder: {missing}".split()) in squeezed
     term.press("q")
     assert term.exit_status() == 2
     after = "".join(line.rstrip() for line in term.screen().splitlines())  # undo the terminal's wrapping
     # Textual draws on stderr: once it has restored the terminal, the same reason is left there as one line
-    assert after == f"tokstep: error: model folder not found: {missing}[exit 2]"
+    assert after == f"tokstep: error: no such folder: {missing}[exit 2]"
 
 
 def test_no_color_still_marks_token_boundaries(model_dir, terminal):

@@ -88,9 +88,9 @@ def test_every_lint_documents_a_fix():
 
 def test_masks_from_the_users_labels_are_not_named_like_a_role():
     assert MaskReason.GIVEN.value == "masked in your labels"
-    roles = {MaskReason.SYSTEM, MaskReason.USER}
+    roles = {MaskReason.SYSTEM, MaskReason.USER, MaskReason.TOOL}  # a tool message is a role's turn too
     for reason in MaskReason:
-        assert ("turn" in reason.value) == (reason in roles)  # role names only for roles
+        assert reason.value.endswith(" turn") == (reason in roles)  # "<role> turn" only for roles
         assert "user" not in reason.value or reason is MaskReason.USER
 
 

@@ -93,12 +93,12 @@ async def test_load_failure_is_shown_in_the_app_with_the_reason():
         await wait_for(pilot, lambda: app.load_error is not None, "the load error")
         await pilot.pause()
         shown = plain(app.query_one("#loading-error"))
-        assert "could not start" in shown and "model folder not found: /nonexistent/model/folder" in shown
+        assert "could not start" in shown and "no such folder: /nonexistent/model/folder" in shown
         assert not app.query_one("#spinner").display
         await pilot.press("q")
         await pilot.pause()
         assert not app.is_running
-    assert app.load_error == "model folder not found: /nonexistent/model/folder"
+    assert app.load_error == "no such folder: /nonexistent/model/folder"
 
 
 async def test_a_sample_the_model_cannot_take_is_shown_as_a_failure(model_dir):
@@ -114,7 +114,7 @@ def test_run_app_without_a_terminal_prints_the_load_failure_as_one_line(capsys):
     code = run_app(argparse.Namespace(top_k=10), spec_of("/nonexistent/m"), SampleSpec(text="hi there"))
     err = capsys.readouterr().err
     assert code == 2
-    assert err == "tokstep: error: model folder not found: /nonexistent/m\n"
+    assert err == "tokstep: error: no such folder: /nonexistent/m\n"
 
 
 def test_run_app_without_a_terminal_says_it_needs_one_when_the_load_works(capsys, model_dir):

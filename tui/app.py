@@ -26,9 +26,19 @@ from textual.worker import get_current_worker
 from tokstep.engine.errors import TokstepError
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
 from tokstep.tui.batch_report import batch_flags
-from tokstep.tui.messages import BatchesReady, LoadFailed, LoadProgress, ModelLoaded, OpenSample, TraceReady
+from tokstep.tui.messages import (
+    BatchesReady,
+    CompareLoaded,
+    CompareReady,
+    LoadFailed,
+    LoadProgress,
+    ModelLoaded,
+    OpenSample,
+    TraceReady,
+)
 
 if TYPE_CHECKING:
+    from tokstep.engine.compare_spec import CompareSpec
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.lints import Finding
     from tokstep.engine.loading import ModelSpec
@@ -116,12 +126,15 @@ class TokstepApp(App[int]):
         backend: Backend | None = None,
         batches: str | None = None,
         batch_settings: Any = None,
+        compare: CompareSpec | None = None,
         scan_view: Any = None,
     ) -> None:
         super().__init__()
         self.scan_view = scan_view  # an engine.scan_view.ScanView already read by the CLI (`--data DIR`)
         self.batches = batches  # a file of trainer batches (tokstep --batches)
         self.batch_settings = batch_settings  # engine.batches.Settings from --use-cache/--attn-implementation
+        self.compare = compare  # a second model (or tokenizer) compared with the first on the one sample
+        self.loaded_b: Any = None  # the backend's handle for it, once CompareLoaded has arrived
         self.model_spec = model_spec
         self.sample_spec = sample_spec
         self.top_k = top_k
@@ -168,6 +181,10 @@ class TokstepApp(App[int]):
     def load_model(self) -> None:
         try:
             model = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
+            if self.compare is not None:
+                self.post_message(LoadProgress(f"loading B: {self.compare.description}"))
+                model_b = abandonable(lambda: self.backend.load_compare(self.compare))  # type: ignore[arg-type]
+                self.post_message(CompareLoaded(model_b))
         except Abandoned:
             return
         except TokstepError as error:
@@ -182,6 +199,15 @@ class TokstepApp(App[int]):
     def trace_sample(self, model: Any, sample: SampleSpec, from_browser: bool) -> None:
         try:
             progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
+            if self.compare is not None and not from_browser:
+                model_b = self.loaded_b
+                compared = abandonable(
+                    lambda: self.backend.compare(model, model_b, sample, self.top_k, progress)
+                )
+                findings = self._lint(compared.a, sample)
+                if not get_current_worker().is_cancelled:
+                    self.post_message(CompareReady(compared, findings))
+                return
             result = abandonable(lambda: self.backend.trace(model, sample, self.top_k, progress))
             findings = self._lint(result, sample)
         except Abandoned:
@@ -265,6 +291,42 @@ class TokstepApp(App[int]):
             self._waiting = None
             self.trace_sample(message.model, sample, from_browser)
 
+    def on_compare_loaded(self, message: CompareLoaded) -> None:
+        self.loaded_b = message.model
+        self.on_load_progress(LoadProgress("B loaded"))
+
+    def on_compare_ready(self, message: CompareReady) -> None:
+        from tokstep.engine.compare_results import CompareResult
+        from tokstep.tui.compare_screen import AlignmentScreen, CompareScreen
+        from tokstep.tui.stepper import StepperScreen
+
+        self.query_one(LoadingView).cover()
+        result = message.result
+        if isinstance(result, CompareResult):
+            for side in (result.a, result.b):
+                if side.nonfinite_error:
+                    self.notify(side.nonfinite_error, severity="warning", timeout=10)
+            screen = CompareScreen(
+                result,
+                findings=message.findings,
+                backend=self.backend,
+                model=self.loaded,
+                model_b=self.loaded_b,
+                no_color=self.no_color,
+            )
+            self.push_screen(screen)
+            return
+        self.push_screen(
+            StepperScreen(
+                result.a,
+                findings=message.findings,
+                backend=self.backend,
+                model=self.loaded,
+                no_color=self.no_color,
+            )
+        )
+        self.push_screen(AlignmentScreen(result))
+
     def on_trace_ready(self, message: TraceReady) -> None:
         from tokstep.tui.stepper import StepperScreen
 
@@ -277,6 +339,7 @@ class TokstepApp(App[int]):
                 result,
                 findings=message.findings,
                 backend=self.backend,
+                model=self.loaded,
                 can_go_back=message.from_browser,
                 no_color=self.no_color,
             )
@@ -308,6 +371,10 @@ def _headless_check(app: TokstepApp) -> int:
             app.backend.trace_batches(
                 loaded, app.batches, batch_flags(app.args), app.top_k, lambda _text: None
             )
+        elif app.compare is not None:
+            loaded_b = app.backend.load_compare(app.compare)
+            if app.sample_spec is not None:
+                app.backend.compare(loaded, loaded_b, app.sample_spec, app.top_k, lambda _text: None)
         elif app.sample_spec is not None and not app.data:
             app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
     except TokstepError as error:
@@ -320,7 +387,12 @@ def _headless_check(app: TokstepApp) -> int:
     return 2
 
 
-def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: SampleSpec) -> int:
+def run_app(
+    args: argparse.Namespace,
+    model_spec: ModelSpec,
+    sample_spec: SampleSpec,
+    compare: CompareSpec | None = None,
+) -> int:
     """Entry point for `tokstep` with no sub-command. Returns the exit code; a load failure is one line."""
     data = getattr(args, "data", None)
     app = TokstepApp(
@@ -331,6 +403,7 @@ def run_app(args: argparse.Namespace, model_spec: ModelSpec, sample_spec: Sample
         data_options=DataOptions.from_args(args) if data else None,
         batches=getattr(args, "batches", None),
         batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
+        compare=compare,
         scan_view=getattr(args, "scan_view", None),
     )
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped

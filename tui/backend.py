@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tokstep.engine.compare_results import CompareResult, LensResult, TokenizerCompareResult
+    from tokstep.engine.compare_spec import CompareSpec
     from tokstep.engine.data import Columns, DataFile, DataRow
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.inspector import TokenInfo
@@ -104,6 +106,21 @@ class Backend(ABC):
         `settings` (engine.batches.Settings or None) states what a hand-written file does not record."""
         raise _unsupported("opening trainer batches")
 
+    def lens(self, loaded: Any, sample: Sample, t: int, top_k: int = 5) -> LensResult:
+        """The logit lens of a loaded model at position t: each layer through the final norm and head.
+        TokstepError when the model's structure is not understood."""
+        raise _unsupported("the logit lens")
+
+    def load_compare(self, spec: CompareSpec) -> Any:
+        """Model B (a model handle), or for a tokenizer-only comparison the second tokenizer (a handle)."""
+        raise _unsupported("comparing models")
+
+    def compare(
+        self, loaded: Any, loaded_b: Any, sample: SampleSpec, top_k: int, progress: Progress
+    ) -> CompareResult | TokenizerCompareResult:
+        """A and B on the same sample: per position KL when the vocabularies agree, else the byte alignment."""
+        raise _unsupported("comparing models")
+
     # -- data files (the browser) ----------------------------------------------------------------------
 
     @abstractmethod
@@ -160,6 +177,23 @@ class EngineBackend(Backend):
         from tokstep.engine.inspector import inspect_token
 
         return inspect_token(tokenizer, input_ids, index)
+
+    def lens(self, loaded: Any, sample: Sample, t: int, top_k: int = 5) -> LensResult:
+        from tokstep.engine.lens import logit_lens
+
+        return logit_lens(loaded, sample, t, top_k=top_k)
+
+    def load_compare(self, spec: CompareSpec) -> Any:
+        from tokstep.engine.compare_session import load_b
+
+        return load_b(spec)
+
+    def compare(
+        self, loaded: Any, loaded_b: Any, sample: SampleSpec, top_k: int, progress: Progress
+    ) -> CompareResult | TokenizerCompareResult:
+        from tokstep.engine.compare_session import run_compare
+
+        return run_compare(loaded, loaded_b, sample, top_k=top_k, progress=progress)
 
     def load_tokenizer(self, spec: ModelSpec) -> Any:
         from tokstep.engine.loading import load_tokenizer

@@ -45,9 +45,14 @@ if TYPE_CHECKING:
 PAGE_ROWS = 500  # rows listed at once
 PREVIEW_CHARS = 60
 COLUMNS = [("line", "line"), ("form", "form"), ("tokens", "tokens"), ("sup", "supervised")]
-COLUMNS += [("lints", "lints"), ("loss", "loss"), ("trained text", "preview")]
-SORTS = ("row", "loss", "lints")
-SORT_NAMES = {"row": "file order", "loss": "loss (highest first)", "lints": "lints (errors first)"}
+COLUMNS += [("lints", "lints"), ("≠chat", "disagree"), ("loss", "loss"), ("trained text", "preview")]
+SORTS = ("row", "loss", "lints", "disagree")
+SORT_NAMES = {
+    "row": "file order",
+    "loss": "loss (highest first)",
+    "lints": "lints (errors first)",
+    "disagree": "labels ≠ chat structure (most first)",
+}
 DETAIL_FINDINGS = 2  # findings (each with its fix) in the detail pane; the stepper's L lists them all
 
 
@@ -85,6 +90,17 @@ def lint_badge(result: RowLint | None) -> Text:
     return badge
 
 
+def disagree_cell(result: RowLint | None) -> Text:
+    """Tokens whose label disagrees with the chat structure recovered from the ids: red when any, `—` when the
+    row has no recovered structure (not ids, or no chat template turns found), `…` while unknown."""
+    if result is None:
+        return Text("…", style="dim")
+    if result.disagree is None:
+        return Text("—", style="dim", justify="right")
+    style = severity_style("error") if result.disagree else "green"
+    return Text(f"{result.disagree:,}", style=style, justify="right")
+
+
 def loss_cell(value: float | None, error: str | None, computed: bool) -> Text:
     if not computed:
         return Text("…", style="dim")
@@ -114,7 +130,9 @@ class DataBrowserScreen(Screen[None]):
 
     BINDINGS = [
         Binding("enter", "open_row", "open in stepper", id="open-row", priority=True),
-        Binding("s", "cycle_sort", "sort", id="sort", tooltip="sort: file order → loss → lints"),
+        Binding(
+            "s", "cycle_sort", "sort", id="sort", tooltip="sort: file order → loss → lints → labels ≠ chat"
+        ),
         Binding("home,g", "first_row", "first row", show=False, id="first-row", priority=True),
         Binding("end,G", "last_row", "last row", show=False, id="last-row", priority=True),
         Binding("n", "page(1)", "next page", id="next-page"),
@@ -312,6 +330,7 @@ class DataBrowserScreen(Screen[None]):
         table.update_cell(key, "tokens", _count(result.num_tokens), update_width=True)
         table.update_cell(key, "supervised", _count(result.num_supervised), update_width=True)
         table.update_cell(key, "lints", lint_badge(result), update_width=True)
+        table.update_cell(key, "disagree", disagree_cell(result), update_width=True)
         table.update_cell(key, "preview", preview_cell(result.row, result), update_width=True)
         if self._highlighted() == result.row.index:
             self._show_detail(result.row.index)
@@ -423,6 +442,15 @@ class DataBrowserScreen(Screen[None]):
                 return (0, -result.count("error"), -result.count("warning"))
 
             return sorted(indices, key=by_lints)
+        if self.sort_by == "disagree":
+
+            def by_disagree(i: int) -> tuple[int, int]:
+                result = self.lints.get(i)
+                if result is None or result.disagree is None:
+                    return (1, 0)
+                return (0, -result.disagree)
+
+            return sorted(indices, key=by_disagree)
         return indices
 
     def _fill_table(self) -> None:
@@ -441,6 +469,7 @@ class DataBrowserScreen(Screen[None]):
                 lint_badge(result)
                 if row.error is None or result
                 else Text("1E", style=severity_style("error")),
+                disagree_cell(result),
                 loss_cell(loss, error, index in self.losses),
                 preview_cell(row, result),
                 key=str(index),

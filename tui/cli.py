@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tokstep.engine.compare_spec import CompareSpec
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.loading import ModelSpec
 
@@ -25,6 +26,27 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
         "--trust-remote-code",
         action="store_true",
         help="run the model repo's own Python code (off by default)",
+    )
+
+
+def _add_compare_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("compare (a second model, dtype, device or tokenizer)")
+    group.add_argument(
+        "--compare", metavar="MODEL_B", help="model B: per position KL(A||B), ΔCE, top-1 agreement"
+    )
+    group.add_argument("--compare-revision", metavar="REV", help="B's hub revision")
+    group.add_argument(
+        "--compare-dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="B's dtype (alone: the same weights in another dtype)",
+    )
+    group.add_argument(
+        "--compare-device", metavar="DEVICE", help="B's device (alone: the same weights elsewhere)"
+    )
+    group.add_argument(
+        "--compare-tokenizer",
+        metavar="PATH",
+        help="a second tokenizer only: token boundaries of the same text, aligned by bytes",
     )
 
 
@@ -53,6 +75,19 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
         help="auto: as the tokenizer does; added after an answer",
     )
     group.add_argument(
+        "--eot",
+        default="train",
+        choices=["train", "mask"],
+        help="chat: train the end-of-turn token(s) after each assistant turn (default) or mask them",
+    )
+    group.add_argument(
+        "--inserted",
+        default="train",
+        choices=["train", "mask"],
+        help="chat: train tokens the template inserts inside an assistant turn (think blocks, tool-call "
+        "wrappers; default) or mask them",
+    )
+    group.add_argument(
         "--truncate", type=int, metavar="N", help="keep only the first N tokens (else too long is an error)"
     )
     group.add_argument("--top-k", type=int, default=10, help="alternatives kept per position (default 10)")
@@ -67,12 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         "With no sub-command, opens the interactive debugger.",
     )
     _add_model_flags(parser)
+    _add_compare_flags(parser)
     _add_sample_flags(parser)
     _add_data_flags(parser)
     add_batch_flags(parser)
     commands = parser.add_subparsers(dest="command", metavar="{report,lint,scan}")
     report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
     _add_model_flags(report)
+    _add_compare_flags(report)
     _add_sample_flags(report)
     add_batch_flags(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
@@ -140,6 +177,41 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
     return spec
 
 
+def compare_spec(args: argparse.Namespace, a: ModelSpec) -> CompareSpec | None:
+    """B from the --compare* flags (unset ones default to A's), or None when nothing is compared."""
+    from dataclasses import replace
+
+    from tokstep.engine.compare_spec import CompareSpec
+    from tokstep.engine.errors import TokstepError
+
+    model_flags = [
+        getattr(args, name, None)
+        for name in ("compare", "compare_revision", "compare_dtype", "compare_device")
+    ]
+    tokenizer = getattr(args, "compare_tokenizer", None)
+    if tokenizer is not None:
+        if any(flag is not None for flag in model_flags):
+            raise TokstepError(
+                "--compare-tokenizer compares tokenization only: give it without --compare/--compare-*"
+            )
+        return CompareSpec(tokenizer=tokenizer)
+    if all(flag is None for flag in model_flags):
+        return None
+    if getattr(args, "data", None):
+        raise TokstepError("--compare works on one sample, not with --data")
+    name, revision, dtype, device = model_flags
+    b = replace(
+        a,
+        name_or_path=name or a.name_or_path,
+        revision=revision if revision is not None else (a.revision if name is None else None),
+        dtype=dtype or a.dtype,
+        device=device or (a.device if a.device_map is None else "auto"),
+        device_map=None,
+        trust_remote_code=False,
+    )
+    return CompareSpec(model=b)
+
+
 def sample_spec(args: argparse.Namespace) -> SampleSpec:
     """Turn the sample flags into a SampleSpec; exactly one source, or the demo."""
     from tokstep.engine import defaults
@@ -151,7 +223,13 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
         given.append("prompt/answer")
     if len(given) > 1:
         raise TokstepError(f"give one sample source, not several: {', '.join('--' + g for g in given)}")
-    common = {"bos": args.bos, "eos": args.eos, "truncate": args.truncate}
+    common = {
+        "bos": args.bos,
+        "eos": args.eos,
+        "truncate": args.truncate,
+        "eot": args.eot,
+        "inserted": args.inserted,
+    }
     if args.text is not None:
         return SampleSpec(text=args.text, name="--text", **common)
     if args.file is not None:
@@ -166,6 +244,9 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
             raise TokstepError(
                 f'chat file {args.chat} must hold a JSON list of messages (or {{"messages": [...]}})'
             )
+        from tokstep.engine.chat_masks import check_messages
+
+        check_messages(messages)  # bad content is one line before any model is loaded
         return SampleSpec(chat=tuple(messages), name=os.path.basename(args.chat), **common)
     if args.ids is not None:
         data = read_json(args.ids, "ids")
@@ -220,9 +301,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_batch_report(args, model_spec(args))
         if args.command == "report":
+            spec = model_spec(args)
+            compare = compare_spec(args, spec)
+            if compare is not None:
+                from tokstep.tui.compare_report import run_compare_report
+
+                return run_compare_report(args, spec, compare, sample_spec(args))
             from tokstep.tui.report import run_report
 
-            return run_report(args, model_spec(args), sample_spec(args))
+            return run_report(args, spec, sample_spec(args))
         if args.command == "lint":
             from tokstep.tui.lint_cmd import run_lint
 
@@ -253,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
 
             read_batches(args.batches)  # a missing or unreadable file: one line, before the TUI
             return run_app(args, model_spec(args), None)  # type: ignore[arg-type]
-        return run_app(args, model_spec(args), None if args.data else sample_spec(args))  # type: ignore[arg-type]
+        spec = model_spec(args)
+        compare = compare_spec(args, spec)
+        sample = None if args.data else sample_spec(args)
+        return run_app(args, spec, sample, compare=compare)  # type: ignore[arg-type]
     except TokstepError as error:
         return _fail(str(error))
     except KeyboardInterrupt:

@@ -61,7 +61,15 @@ def columns_from_args(args: argparse.Namespace) -> Columns:
 def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
     from tokstep.engine.data import open_data
 
-    return open_data(path, columns_from_args(args), bos=args.bos, eos=args.eos, truncate=args.truncate)
+    return open_data(
+        path,
+        columns_from_args(args),
+        bos=args.bos,
+        eos=args.eos,
+        truncate=args.truncate,
+        eot=getattr(args, "eot", "train"),
+        inserted=getattr(args, "inserted", "train"),
+    )
 
 
 def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
@@ -99,9 +107,14 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
         default="error",
         help="lowest severity that fails (default error)",
     )
+    group.add_argument(
+        "--strict", action="store_true", help="warnings count in the exit status too (= --fail-on warning)"
+    )
     lint.add_argument("--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
     lint.add_argument("--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
     lint.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
+    lint.add_argument("--eot", default="train", choices=["train", "mask"], help="as for a single chat")
+    lint.add_argument("--inserted", default="train", choices=["train", "mask"], help="as for a single chat")
 
 
 @dataclass
@@ -113,9 +126,16 @@ class LintSummary:
     rows_per_code: Counter[str] = field(default_factory=Counter)
     severity_of: dict[str, str] = field(default_factory=dict)
     flagged: list[RowLint] = field(default_factory=list)
+    structured: int = 0  # rows whose chat structure was recovered from the ids
+    disagreeing: int = 0  # ... of which the labels disagree with it somewhere
+    disagreeing_tokens: int = 0
 
     def add(self, result: RowLint) -> None:
         self.rows += 1
+        if result.disagree is not None:
+            self.structured += 1
+            self.disagreeing += result.disagree > 0
+            self.disagreeing_tokens += result.disagree
         if not result.findings:
             return
         self.flagged.append(result.slim())
@@ -158,6 +178,7 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
         {
             "row": result.row.index + 1,  # 1-based, like `line` and the browser's numbering
             "line": result.row.line,
+            "disagree": result.disagree,
             "findings": [
                 {
                     "code": f.code,
@@ -178,6 +199,12 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
         "rows_with_findings": len(rows),
         "counts": summary.counts(),
         "lints": dict(sorted(summary.rows_per_code.items())),
+        "structure": {
+            "rows_recovered": summary.structured,
+            "rows_disagreeing": summary.disagreeing,
+            "tokens_disagreeing": summary.disagreeing_tokens,
+            "convention": _convention(),
+        },
         "results": rows,
     }
 
@@ -200,6 +227,25 @@ def summary_table(summary: LintSummary) -> Table:
             Text(LINTS[code].meaning),
         )
     return table
+
+
+def _convention() -> str:
+    from tokstep.engine.structure import CONVENTION
+
+    return CONVENTION
+
+
+def structure_line(summary: LintSummary) -> Text | None:
+    """One line: in how many rows the chat turns were recovered from the ids, and how many disagree."""
+    if not summary.structured:
+        return None
+    bad = summary.disagreeing
+    return Text.assemble(
+        ("labels vs chat structure: ", "bold"),
+        f"turns recovered in {summary.structured} of {summary.rows} rows; labels disagree in ",
+        (f"{bad} rows", SEVERITY_STYLE["error"] if bad else "green"),
+        f" ({summary.disagreeing_tokens} tokens)  ·  convention: {_convention()}",
+    )
 
 
 def print_findings(summary: LintSummary, console: Console, show: int) -> None:
@@ -286,6 +332,9 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
         if summary.flagged:
             console.print()
             console.print(summary_table(summary))
+        line = structure_line(summary)
+        if line is not None:
+            console.print(line, highlight=False)
         console.print(
             Text.assemble(
                 ("rows with errors: ", "bold"),
@@ -296,5 +345,5 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
                 str(counts["info"]),
             )
         )
-    failing = ("error",) if args.fail_on == "error" else ("error", "warning")
+    failing = ("error", "warning") if args.strict or args.fail_on == "warning" else ("error",)
     return 1 if any(counts[s] for s in failing) else 0

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from tokstep.engine.compare_results import CompareResult, LensResult, TokenizerCompareResult
     from tokstep.engine.data import DataRow
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.lints import Finding, RowLint
@@ -65,6 +66,38 @@ class OpenSample(Message):
     def __init__(self, spec: SampleSpec, name: str) -> None:
         super().__init__()
         self.spec, self.name = spec, name
+
+
+# -- comparing: model B, the comparison, the logit lens ------------------------------------------------
+
+
+class CompareLoaded(Message):
+    """Model B (or the second tokenizer) is loaded; `model` is the backend's handle. Posted before ModelLoaded."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+
+class CompareReady(Message):
+    def __init__(self, result: CompareResult | TokenizerCompareResult, findings: list[Finding]) -> None:
+        super().__init__()
+        self.result = result
+        self.findings = findings
+
+
+class LensReady(Message):
+    def __init__(self, lens: LensResult) -> None:
+        super().__init__()
+        self.lens = lens
+
+
+class LensFailed(Message):
+    """The logit lens could not be computed; `reason` is one line for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
 
 
 # -- the data browser ---------------------------------------------------------------------------------

@@ -191,6 +191,11 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
         console.print(
             "masked (-100): " + ", ".join(f"{n} {why}" for why, n in masked.most_common()), highlight=False
         )
+    trained = Counter(r.value for r in sample.mask_reasons[1:] if r.counted)
+    if len(trained) > 1:  # some trained tokens are not the message's own (template-inserted)
+        console.print(
+            "trained: " + ", ".join(f"{n} {why}" for why, n in trained.most_common()), highlight=False
+        )
     findings = lint_sample(tokenizer, sample, spec)
     console.print(
         Text.assemble(("lints: ", "bold"), ("none", "green") if not findings else f"{len(findings)}")

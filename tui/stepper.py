@@ -28,7 +28,13 @@ from tokstep.tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS, ContextStrip
+from tokstep.tui.widgets.context_strip import (
+    HEAT_COLOURS,
+    REASON_COLOURS,
+    ROLE_COLOURS,
+    ContextStrip,
+    token_roles,
+)
 from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
@@ -45,6 +51,15 @@ NO_COLOR_LEGEND = "␣ space  ↵ newline  underlined = counted, plain = masked 
 CONTEXT_TITLE = (
     "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
 )
+
+
+def context_legend(result: TraceResult) -> str:
+    """The strip's key: for ids rows with recovered chat turns, the role colours with the mask on top."""
+    if result.sample.layout is None:
+        return CONTEXT_LEGEND
+    roles = {r for r in token_roles(result) if r}
+    swatches = " ".join(f"[on {ROLE_COLOURS[r][1]}] {r} [/]" for r in ROLE_COLOURS if r in roles)
+    return f"{swatches}  bright = trained, dim = masked (−100)  click a token"
 
 
 def heat_legend(scale: float) -> str:
@@ -90,6 +105,7 @@ class StepperScreen(Screen[None]):
             "left_square_bracket", "document(-1)", "previous document", show=False, id="previous-document"
         ),
         Binding("D", "goto_document", "go to document", show=False, id="goto-document"),
+        Binding("y", "lens", "logit lens", show=False, id="lens", tooltip="logit lens at t"),
         Binding("escape", "back", "back", show=False, id="back", tooltip="stop playing / back"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
@@ -103,6 +119,7 @@ class StepperScreen(Screen[None]):
         *,
         findings: Sequence[Finding] = (),
         backend: Backend | None = None,
+        model: Any = None,
         can_go_back: bool = False,
         no_color: bool = False,
         batch: tuple[Any, int] | None = None,
@@ -125,6 +142,7 @@ class StepperScreen(Screen[None]):
         self.speed_index = SPEEDS.index(5.0)
         self.player: Timer | None = None
         self.backend = backend or EngineBackend()
+        self.model = model  # the backend's handle of the traced model (for the logit lens), if any
         self.panels: list[Any] = []  # every widget with a show(t), filled on mount
 
     # -- layout ----------------------------------------------------------------------------------------
@@ -176,7 +194,7 @@ class StepperScreen(Screen[None]):
     @property
     def legend(self) -> str:
         """The context's key: without colour, dim may be invisible, so counted tokens are underlined."""
-        return NO_COLOR_LEGEND if self.no_color else CONTEXT_LEGEND
+        return NO_COLOR_LEGEND if self.no_color else context_legend(self.result)
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
@@ -387,7 +405,7 @@ class StepperScreen(Screen[None]):
         strip = self.query_one(ContextStrip)
         strip.set_heatmap(self.heatmap)
         box = self.query_one("#context-box")
-        box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else CONTEXT_LEGEND
+        box.border_subtitle = heat_legend(strip.heat_scale) if self.heatmap else self.legend
         self.notify(f"loss heatmap {'on' if self.heatmap else 'off'}", timeout=2)
 
     def action_toggle_reasons(self) -> None:
@@ -395,7 +413,7 @@ class StepperScreen(Screen[None]):
         strip.set_reason_colours(not strip.reason_colours)
         self.heatmap = strip.heatmap
         box = self.query_one("#context-box")
-        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else CONTEXT_LEGEND
+        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else self.legend
         self.notify(f"mask-reason colours {'on' if strip.reason_colours else 'off'}", timeout=2)
 
     # -- other screens ---------------------------------------------------------------------------------
@@ -416,6 +434,16 @@ class StepperScreen(Screen[None]):
                 self.jump_to_token(token_index)
 
         self.app.push_screen(LintsScreen(self.findings), jump)
+
+    def action_lens(self, which: str = "a") -> None:
+        from tokstep.tui.lens_screen import LensScreen
+
+        if self.model is None:
+            self.notify("the logit lens needs the model (none is loaded here)", severity="warning", timeout=3)
+            return
+        result = self.result
+        label = f"{result.info.name} · {result.info.dtype} · {result.info.device}"
+        self.app.push_screen(LensScreen(self.backend, self.model, result, self.cursor, label))
 
     def action_back(self) -> None:
         if self.player is not None:

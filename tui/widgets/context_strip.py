@@ -40,10 +40,14 @@ HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
 # Background per mask reason (the `w` key): counted tokens green, each kind of masking its own colour.
 REASON_COLOURS = {
     MaskReason.SUPERVISED: "#1f4d1f",
+    MaskReason.INSERTED_TRAINED: "#3f5f1f",
     MaskReason.PROMPT: "#1f3f6b",
     MaskReason.SYSTEM: "#6b4f1f",
     MaskReason.USER: "#1f5f5f",
+    MaskReason.TOOL: "#2f4f4f",
     MaskReason.TEMPLATE: "#4f2f6b",
+    MaskReason.INSERTED: "#6b2f5f",
+    MaskReason.END_OF_TURN: "#5f5f1f",
     MaskReason.PAD: "grey11",
     MaskReason.DOCUMENT: "#5f5f1f",
     MaskReason.GIVEN: "#6b1f1f",
@@ -51,14 +55,44 @@ REASON_COLOURS = {
 }
 REASON_STYLES = {reason: Style(bgcolor=colour) for reason, colour in REASON_COLOURS.items()}
 
+# ids rows whose chat turns were recovered (engine.structure): each token's background is its role, two shades
+# for token boundaries; the given mask stays on top (masked dim), so trained user words stand out at a glance.
+ROLE_COLOURS = {
+    "assistant": ("#173d17", "#235223"),
+    "user": ("#123c46", "#1b5160"),
+    "system": ("#46360f", "#5a4716"),
+    "tool": ("#272c5a", "#333a70"),
+}
+ROLE_SHADES = {role: (Style(bgcolor=a), Style(bgcolor=b)) for role, (a, b) in ROLE_COLOURS.items()}
+
 MAX_LINES = 16  # the most lines the strip asks for; longer samples scroll with the cursor
 Layout = list[tuple[int, str]]  # one line: (token index, what is drawn for it)
 
 
-@lru_cache(maxsize=64)
-def _token_style(shade: int, heat: int | None, special: bool, masked: bool, flagged: bool) -> Style:
+def token_roles(result: TraceResult) -> list[str | None]:
+    """Per token, the recovered role whose words it is (content; the assistant's end-of-turn too), else None."""
+    layout = result.sample.layout
+    if layout is None:
+        return [None] * len(result.sample)
+    from tokstep.engine.structure import Part
+
+    roles = []
+    for i in range(len(result.sample)):
+        role, part = layout.role(i), int(layout.parts[i])
+        worded = part == Part.CONTENT or (role == "assistant" and part == Part.END)
+        roles.append(role if worded else None)
+    return roles
+
+
+@lru_cache(maxsize=128)
+def _token_style(
+    shade: int, heat: int | None, special: bool, masked: bool, flagged: bool, role: str | None = None
+) -> Style:
     """A context token's style, combined once per distinct case."""
-    style = SHADES[shade] if heat is None else HEAT[heat]
+    if heat is not None:
+        style = HEAT[heat]
+    else:
+        style = ROLE_SHADES[role][shade] if role in ROLE_SHADES else SHADES[shade]
     if special:
         style += SPECIAL
     if masked:
@@ -103,6 +137,7 @@ class ContextStrip(LinesView):
         ids = result.sample.input_ids
         self._ids: list[int] = ids.tolist()
         self._masked = np.asarray([not r.counted for r in result.sample.mask_reasons])
+        self._roles = token_roles(result)  # recovered chat role per token (ids rows with a chat template)
         self._special = np.asarray(
             [result.texts.is_special(i) or not result.texts.in_tokenizer(i) for i in self._ids]
         )
@@ -242,7 +277,14 @@ class ContextStrip(LinesView):
                 style += SPECIAL
             return style + FLAGGED if flagged else style
         heat = self._heat_level(index) if self.heatmap else None
-        return _token_style(index % 2, heat, bool(self._special[index]), bool(self._masked[index]), flagged)
+        return _token_style(
+            index % 2,
+            heat,
+            bool(self._special[index]),
+            bool(self._masked[index]),
+            flagged,
+            None if self.no_color else self._roles[index],
+        )
 
     def _heat_level(self, index: int) -> int | None:
         """Which HEAT colour token `index` gets: by the CE of predicting it (position index-1)."""

@@ -57,16 +57,28 @@ def describe_mismatch(info: Any, label: int, result: TraceResult) -> Lines:
     return line
 
 
+def token_text(info: Any) -> str:
+    """The text this token adds, from its real bytes (never U+FFFD, never an empty string for `▁`): a leading
+    space shows as ␣, a byte that is only part of a character as `\\xNN`."""
+    if info.special or not info.utf8_hex:
+        return info.text
+    data = bytes.fromhex(info.utf8_hex)
+    return make_visible(data.decode("utf-8", errors="backslashreplace")) if data else "∅"
+
+
 def describe(info: Any) -> Lines:
+    """The inspector line. A token holding part of a character says so first, in the report's words
+    (`split character t=5..7 = '기'`), so it stays visible in 80 columns."""
     line = Lines()
     line.add(f"target #{info.index} ", "bold")
-    line.add(f" id {info.token_id}  piece {info.piece!r}  text '{make_visible(info.text)}'  ")
+    if info.partial:
+        start, end = info.span
+        line.add(f" id {info.token_id} {info.piece!r}  ")
+        line.add(f"split character t={start}..{end - 1} = '{make_visible(info.completes)}'", "bold yellow")
+        line.add(f"  bytes {info.utf8_hex}", "dim")
+        return line
+    line.add(f" id {info.token_id}  piece {info.piece!r}  text '{token_text(info)}'  ")
     line.add(f"bytes {info.utf8_hex or '—'}", "dim")
     if info.special:
         line.add("  special", "bold magenta")
-    if info.partial:
-        start, end = info.span
-        line.add(
-            f"  partial UTF-8: tokens {start}–{end - 1} make '{make_visible(info.completes)}'", "bold yellow"
-        )
     return line

@@ -25,12 +25,17 @@ class LossCurve(LinesView):
     def on_resize(self) -> None:
         self.show(self.cursor)
 
+    def values(self) -> np.ndarray:
+        """(T,) what is drawn: CE per position, NaN where the logits were not finite."""
+        trace = self.result.trace
+        return np.where(trace.finite, trace.ce, np.nan)
+
     def _columns(self, width: int, rows: int) -> tuple[list[str], list[bool], np.ndarray]:
         """Per bin: its column of blocks (top to bottom), whether anything in it is counted; and the bin edges."""
         if self._cache and self._cache[:2] == (width, rows):
             return self._cache[2], self._cache[3], self._cache[4]
         trace = self.result.trace
-        ce = np.where(trace.finite, trace.ce, np.nan)  # (T,)
+        ce = self.values()  # (T,)
         edges = np.linspace(0, len(trace), min(width, len(trace)) + 1).astype(int)  # (bins+1,)
         values, counted = [], []
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):

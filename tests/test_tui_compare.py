@@ -1,0 +1,147 @@
+"""Pilot tests for the compare screens on tiny real models: both panels, n / N by KL, the logit lens on
+y / Y (computed in a worker, equal to the engine's), non-finite positions, two tokenizers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tiny
+
+from tokstep.engine.compare_spec import CompareSpec
+from tokstep.engine.inputs import SampleSpec
+from tokstep.engine.lens import logit_lens
+from tokstep.engine.loading import ModelSpec, wrap_model
+from tokstep.tui.app import TokstepApp
+from tokstep.tui.backend import EngineBackend
+from tokstep.tui.compare_screen import AlignmentScreen, CompareScreen
+from tokstep.tui.lens_screen import LensScreen
+from tokstep.tui.stepper import StepperScreen
+from tokstep.tui.widgets.compare_panel import CompareBar, ComparePanel
+
+TEXT = SampleSpec(text="A lazy cat loves brown dogs and quick foxes in France. Hello there, general Kenobi!")
+SIZE = (120, 40)
+
+
+class PreloadedBackend(EngineBackend):
+    """The real engine calls, on models built in the test instead of loaded from disk."""
+
+    def __init__(self, a, b=None) -> None:
+        self.a, self.b = a, b
+
+    def load(self, spec):
+        return self.a
+
+    def load_compare(self, spec):
+        return self.b
+
+
+@pytest.fixture(scope="module")
+def models(sp_tokenizer, bpe_tokenizer):
+    return {
+        "a": wrap_model(tiny.tiny_model("llama", len(sp_tokenizer), seed=0), sp_tokenizer, "A"),
+        "b": wrap_model(tiny.tiny_model("llama", len(sp_tokenizer), seed=1), sp_tokenizer, "B"),
+        "gpt2": wrap_model(tiny.tiny_model("gpt2", len(bpe_tokenizer), seed=1), bpe_tokenizer, "gpt2"),
+    }
+
+
+def make_app(a, b) -> TokstepApp:
+    return TokstepApp(
+        ModelSpec(),
+        TEXT,
+        backend=PreloadedBackend(a, b),
+        compare=CompareSpec(model=ModelSpec(dtype="float32")),
+    )
+
+
+async def screen_of(app, pilot, kind):
+    for _ in range(300):
+        if isinstance(app.screen, kind):
+            await pilot.pause()
+            return app.screen
+        await pilot.pause(0.02)
+    raise AssertionError(f"no {kind.__name__}; showing {type(app.screen).__name__}")
+
+
+async def test_compare_screen_steps_both_models_and_jumps_by_kl(models):
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await screen_of(app, pilot, CompareScreen)
+        compare = screen.compare
+        marks = np.flatnonzero(compare.by_kl())
+        assert marks.size
+        await pilot.press("n")
+        assert screen.cursor == (marks[marks > 0][0] if marks[0] == 0 else marks[0])
+        t = screen.cursor
+        await pilot.press("n", "N")
+        assert screen.cursor == t
+        panel = screen.query_one(ComparePanel).plain_text()
+        assert f"{compare.kl[t]:.2e}" in panel
+        assert f"{compare.a.trace.ce[t]:.4f}" in panel and f"{compare.b.trace.ce[t]:.4f}" in panel
+        bar = screen.query_one(CompareBar).plain_text()
+        assert f"mean KL {compare.summary().mean_kl:.3e}" in bar
+        tables = [w.plain_text() for w in screen.query("TopKTable")]
+        assert len(tables) == 2 and tables[0] != tables[1]  # different weights, different top-k
+
+
+async def test_y_and_shift_y_open_each_models_lens(models):
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await screen_of(app, pilot, CompareScreen)
+        await pilot.press("right", "right", "right", "y")
+        lens_screen = await screen_of(app, pilot, LensScreen)
+        for _ in range(200):
+            if lens_screen.lens is not None:
+                break
+            await pilot.pause(0.02)
+        expected = logit_lens(models["a"], screen.result.sample, 3)
+        np.testing.assert_array_equal(lens_screen.lens.target_rank, expected.target_rank)
+        np.testing.assert_array_equal(lens_screen.lens.topk_ids, expected.topk_ids)
+        await pilot.press("escape")
+        await pilot.press("Y")
+        lens_b = await screen_of(app, pilot, LensScreen)
+        for _ in range(200):
+            if lens_b.lens is not None:
+                break
+            await pilot.pause(0.02)
+        expected_b = logit_lens(models["b"], screen.result.sample, 3)
+        np.testing.assert_array_equal(lens_b.lens.topk_ids, expected_b.topk_ids)
+
+
+async def test_nonfinite_positions_are_marked_in_the_panel(models, sp_tokenizer):
+    broken = tiny.tiny_model("llama", len(sp_tokenizer), seed=1)
+
+    def overflow(_module, _args, output):
+        output[0, 4] = float("inf")
+        return output
+
+    broken.model.norm.register_forward_hook(overflow)
+    app = make_app(models["a"], wrap_model(broken, sp_tokenizer, "broken"))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await screen_of(app, pilot, CompareScreen)
+        screen.cursor = 4
+        await pilot.pause()
+        assert "NaN/inf logits: not averaged" in screen.query_one(ComparePanel).plain_text()
+        assert "1 NaN/inf" in screen.query_one(CompareBar).plain_text()
+        await pilot.press("home", "n")
+        assert screen.compare.by_kl()[screen.cursor]
+
+
+async def test_different_tokenizers_show_the_alignment_over_a_stepper(models):
+    app = make_app(models["a"], models["gpt2"])
+    async with app.run_test(size=SIZE) as pilot:
+        await screen_of(app, pilot, AlignmentScreen)
+        await pilot.press("escape")
+        await screen_of(app, pilot, StepperScreen)
+
+
+async def test_plain_stepper_opens_the_lens_too(models):
+    app = TokstepApp(ModelSpec(), TEXT, backend=PreloadedBackend(models["a"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await screen_of(app, pilot, StepperScreen)
+        await pilot.press("y")
+        lens_screen = await screen_of(app, pilot, LensScreen)
+        for _ in range(200):
+            if lens_screen.lens is not None:
+                break
+            await pilot.pause(0.02)
+        assert lens_screen.lens is not None and lens_screen.lens.position == 0
