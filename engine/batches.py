@@ -134,6 +134,9 @@ def _ints(value: Any, key: str) -> np.ndarray:
         value = value[0]  # a batch of one, as a [1, N] tensor was written
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise RowError(f'"{key}" must be a list of integers')
+    too_big = next((i for i, v in enumerate(value) if not -(2**63) <= v < 2**63), None)
+    if too_big is not None:
+        raise RowError(f"{key}[{too_big}] = {str(value[too_big])[:30]} is not a token id (too large)")
     return np.asarray(value, dtype=np.int64)
 
 
@@ -161,6 +164,8 @@ def parse_row(raw: str, line: int, next_row: dict[int, int] | None = None) -> Ba
         data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise RowError(f"not valid JSON: {error.msg} (column {error.colno})") from None
+    except RecursionError:
+        raise RowError("nested too deeply to read") from None
     if not isinstance(data, dict):
         raise RowError('must be a JSON object with "input_ids"')
     if "input_ids" not in data:

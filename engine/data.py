@@ -22,6 +22,8 @@ from tokstep.engine.inputs import SampleSpec
 
 SCAN_BYTES = 16 << 20  # bytes of a JSONL file indexed per step
 WHOLE_JSON_LIMIT = 256 << 20  # a .json file larger than this is read as JSON Lines only
+NESTED_TOO_DEEPLY = "nested too deeply to read (JSON nesting beyond Python's recursion limit)"
+WHITESPACE = b" \t\r\n\f\v"
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -145,6 +147,10 @@ class DataFile:
             return DataRow(index, line, row_to_spec(record, self.columns, name, **self.options))
         except TokstepError as error:
             return DataRow(index, line, None, str(error))
+        except RecursionError:
+            return DataRow(index, line, None, NESTED_TOO_DEEPLY)
+        except Exception as error:  # noqa: BLE001 - one odd row must never stop the others
+            return DataRow(index, line, None, f"cannot read this row: {type(error).__name__}: {error}")
 
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[DataRow]:
         """Rows start..stop (indexing further as needed; stop=None: to the end of the file)."""
@@ -215,13 +221,45 @@ class JsonlFile(DataFile):
             starts = np.concatenate([[self._line_start], newlines[:-1] + 1])  # (n,) each line's first byte
             numbers = self._line_number + np.arange(len(newlines))
             keep = newlines - starts > 0  # skip empty lines
+            keep &= ~self._whitespace_only(chunk, starts, newlines)  # and whitespace-only ones
             self._append(starts[keep], numbers[keep])
             self._line_start = int(newlines[-1]) + 1
             self._line_number += len(newlines)
         if self._scanned >= self._size and self._line_start < self._size:  # a last line without "\n"
-            self._append(np.array([self._line_start]), np.array([self._line_number]))
+            last = np.array([self._line_start])
+            if not self._whitespace_only(chunk, last, np.array([self._size]))[0]:
+                self._append(last, np.array([self._line_number]))
             self._line_start = self._size
         return self.complete
+
+    def _whitespace_only(self, chunk: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """(n,) bool: which lines [start, end) hold only whitespace. Only lines that begin with whitespace
+        are looked at (rare in JSONL), so a normal file costs one vectorised comparison."""
+        base = self._scanned - len(chunk)  # file offset of chunk[0]
+        out = np.zeros(len(starts), dtype=bool)
+        if not len(starts):
+            return out
+        inside = starts >= base
+        first = np.full(len(starts), 0x20, dtype=np.uint8)
+        first[inside] = np.frombuffer(chunk, dtype=np.uint8)[starts[inside] - base]
+        candidates = np.flatnonzero(np.isin(first, np.frombuffer(WHITESPACE, dtype=np.uint8)))
+        for i in candidates:
+            start, end = int(starts[i]), int(ends[i])
+            if start >= base:
+                out[i] = not chunk[start - base : end - base].strip(WHITESPACE)
+            else:  # the line began in an earlier chunk: read it back piece by piece
+                out[i] = self._blank_in_file(start, end)
+        return out
+
+    def _blank_in_file(self, start: int, end: int) -> bool:
+        with self._lock:
+            self._handle.seek(start)
+            while start < end:
+                piece = self._handle.read(min(1 << 20, end - start))
+                if not piece or piece.strip(WHITESPACE):
+                    return False
+                start += len(piece)
+        return True
 
     def _record(self, index: int) -> tuple[Any, int | None]:
         line = int(self._lines[index])
@@ -229,7 +267,7 @@ class JsonlFile(DataFile):
             self._handle.seek(int(self._starts[index]))
             raw = self._handle.readline()
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors)
         except UnicodeDecodeError:
             raise _BadRow(line, "not valid UTF-8") from None
         if not text.strip():
@@ -238,6 +276,8 @@ class JsonlFile(DataFile):
             return json.loads(text), line
         except json.JSONDecodeError as error:
             raise _BadRow(line, f"not valid JSON: {error.msg} (column {error.colno})") from None
+        except RecursionError:
+            raise _BadRow(line, NESTED_TOO_DEEPLY) from None
 
     def close(self) -> None:
         with self._lock:
@@ -259,6 +299,8 @@ class JsonArrayFile(DataFile):
                 self._records.append(
                     (None, error.lineno, f"not valid JSON: {error.msg} (column {error.colno})")
                 )
+            except RecursionError:
+                self._records.append((None, 1, NESTED_TOO_DEEPLY))
             return
         position, line, counted = text.index("[") + 1, 1, 0
         while True:
@@ -272,6 +314,10 @@ class JsonArrayFile(DataFile):
             except json.JSONDecodeError as error:
                 message = f"not valid JSON: {error.msg} (the rest of the file is not read)"
                 self._records.append((None, error.lineno, message))
+                return
+            except RecursionError:
+                message = f"{NESTED_TOO_DEEPLY} (the rest of the file is not read)"
+                self._records.append((None, line, message))
                 return
             self._records.append((record, line, None))
             position = _skip_space(text, position)
@@ -367,4 +413,6 @@ def _open_json(path: Path, kwargs: dict[str, Any]) -> DataFile:
         except json.JSONDecodeError as error:
             if error.msg == "Extra data":
                 return JsonlFile(path, **kwargs)
+        except RecursionError:
+            pass  # JsonArrayFile turns it into an error row
     return JsonArrayFile(path, text, **kwargs)

@@ -35,8 +35,14 @@ class SampleSpec:
     )
 
 
-def build_sample(spec: SampleSpec, tokenizer: Any) -> Sample:
-    """Dispatch on which field of the spec is set."""
+def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None) -> Sample:
+    """Dispatch on which field of the spec is set.
+
+    `max_tokens` (the model's positions): a text or chat far longer than that is rejected from its size
+    alone, before it is tokenized or rendered (a 10 MB chat would otherwise take minutes and gigabytes).
+    """
+    if max_tokens is not None and spec.truncate is None:
+        reject_far_too_long(spec, tokenizer, max_tokens)
     if spec.ids is not None:
         sample = from_ids(spec.ids, name=spec.name, pad_id=tokenizer.pad_token_id)
     elif spec.chat is not None:
@@ -73,6 +79,51 @@ def with_layout(sample: Sample, tokenizer: Any) -> Sample:
         if given is kept[0] or given is kept[1] or given is kept[2] or reasons[i] is MaskReason.SUPERVISED:
             reasons[i] = given  # trained, padding, or a -100 where the structure expects training: the user's
     return replace(sample, mask_reasons=tuple(reasons), layout=layout)
+
+
+def _text_bytes(spec: SampleSpec) -> int:
+    """UTF-8 bytes of all the text a spec holds (message contents included)."""
+    parts: list[Any] = [spec.text, spec.prompt, spec.answer]
+    for message in spec.chat or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+            parts += [part.get("text") for part in content if isinstance(part, dict)]
+        else:
+            parts.append(content)
+    return sum(len(p.encode("utf-8", "surrogatepass")) for p in parts if isinstance(p, str))
+
+
+_PIECE_BYTES: dict[int, tuple[Any, int]] = {}  # id(tokenizer) -> (tokenizer, longest piece in UTF-8 bytes)
+
+
+def longest_piece_bytes(tokenizer: Any) -> int:
+    """The most UTF-8 bytes one vocabulary piece spells (its raw form: an upper bound on the text it covers)."""
+    cached = _PIECE_BYTES.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    longest = max((len(p.encode("utf-8", "surrogatepass")) for p in pieces if isinstance(p, str)), default=1)
+    if len(_PIECE_BYTES) > 8:
+        _PIECE_BYTES.clear()
+    _PIECE_BYTES[id(tokenizer)] = (tokenizer, max(longest, 1))
+    return _PIECE_BYTES[id(tokenizer)][1]
+
+
+def reject_far_too_long(spec: SampleSpec, tokenizer: Any, max_tokens: int) -> None:
+    """Refuse, from its size alone, a text that must tokenize to more than `max_tokens` tokens.
+
+    No token spells more bytes than the longest vocabulary piece, so a text of B bytes has at least
+    B / longest tokens; a margin of 2 allows for normalizers that drop characters.
+    """
+    size = _text_bytes(spec)
+    if size <= 2 * max_tokens * 16:  # small: no need to look at the vocabulary
+        return
+    at_least = size // (2 * longest_piece_bytes(tokenizer))
+    if at_least > max_tokens:
+        raise TokstepError(
+            f"the sample is {size:,} bytes of text, at least {at_least:,} tokens, but the model accepts at "
+            f"most {max_tokens} positions (pass --truncate {max_tokens} to keep the first {max_tokens})"
+        )
 
 
 def _encode(tokenizer: Any, text: str, *, special: bool) -> list[int]:
@@ -193,6 +244,9 @@ def _as_int_list(value: Any, key: str) -> list[int]:
         value = value[0]  # a batch of one, as trainers often save it
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise TokstepError(f'"{key}" must be a list of integers')
+    too_big = next((i for i, v in enumerate(value) if not -(2**63) <= v < 2**63), None)
+    if too_big is not None:
+        raise TokstepError(f"{key}[{too_big}] = {str(value[too_big])[:30]} is not a token id (too large)")
     return value
 
 
@@ -227,12 +281,36 @@ def from_ids(data: dict[str, Any], *, name: str = "ids", pad_id: int | None = No
     return Sample(input_ids, label_array, tuple(reasons), kind="ids", name=name, attention_mask=attention)
 
 
+def reject_negative_ids(sample: Sample) -> None:
+    """What no model accepts, checked without one: a negative input id, a negative label other than -100.
+    (The lints report the same as `id-beyond-tokenizer`, with positions, for rows of a data file.)"""
+    negative = np.flatnonzero(sample.input_ids < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise TokstepError(f"input_ids[{i}] = {int(sample.input_ids[i])} is negative: not a token id")
+    odd = np.flatnonzero((sample.labels < 0) & (sample.labels != IGNORE_INDEX))
+    if odd.size:
+        i = int(odd[0])
+        raise TokstepError(f"labels[{i}] = {int(sample.labels[i])}: a label is a token id or -100 (ignored)")
+
+
 def truncate(sample: Sample, max_tokens: int) -> Sample:
-    """Keep the first `max_tokens` tokens (the user asked for it; recorded in `truncated_from`)."""
+    """Keep the first `max_tokens` tokens (the user asked for it; recorded in `truncated_from`).
+
+    A cut that leaves no supervised target where the whole sample had some is an error: the loss would be
+    undefined because of the flag, not because of the data.
+    """
     if max_tokens < 2:
         raise TokstepError("--truncate must keep at least 2 tokens")
     if len(sample) <= max_tokens:
         return sample
+    supervised = np.flatnonzero(sample.labels[1:] != IGNORE_INDEX)  # (n,) targets t+1 that count
+    if supervised.size and supervised[0] + 1 >= max_tokens:
+        first = int(supervised[0]) + 1
+        raise TokstepError(
+            f"--truncate {max_tokens} cuts off every supervised token (the first is token {first} of "
+            f"{len(sample)}): nothing would be counted; keep at least {first + 1} tokens"
+        )
     return Sample(
         sample.input_ids[:max_tokens].copy(),
         sample.labels[:max_tokens].copy(),
@@ -245,20 +323,37 @@ def truncate(sample: Sample, max_tokens: int) -> Sample:
     )
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file given on the command line; every failure is one line."""
+MAX_SAMPLE_FILE = 64 << 20  # bytes: one sample's file; more is a mistake (or /dev/zero), not a sample
+
+
+def _read_bytes(path: str | Path, what: str) -> bytes:
+    """A sample file's bytes, at most MAX_SAMPLE_FILE of them; every failure is one line."""
     try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
+        with Path(path).expanduser().open("rb") as handle:
+            data = handle.read(MAX_SAMPLE_FILE + 1)
     except FileNotFoundError:
         raise TokstepError(f"{what} file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokstepError(f"cannot read {what} file {path}: {error}") from None
+    except IsADirectoryError:
+        raise TokstepError(f"{path} is a folder, not a {what} file") from None
+    except OSError as error:
+        raise TokstepError(f"cannot read {what} file {path}: {error.strerror or error}") from None
+    if len(data) > MAX_SAMPLE_FILE:
+        raise TokstepError(f"{what} file {path} is larger than {MAX_SAMPLE_FILE >> 20} MiB: not one sample")
+    return data
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Read a JSON file given on the command line; every failure is one line."""
+    data = _read_bytes(path, what)
+    text = decode_utf8(data.removeprefix(UTF8_BOM), f"{what} file {path}")  # a BOM is not JSON content
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise TokstepError(
             f"{what} file {path} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from None
+    except RecursionError:
+        raise TokstepError(f"{what} file {path} is nested too deeply to read") from None
 
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -281,12 +376,4 @@ def decode_utf8(data: bytes, what: str) -> str:
 
 def read_text(path: str | Path) -> str:
     """A text file exactly as its bytes say: read in binary, decoded as strict UTF-8, no newline translation."""
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except FileNotFoundError:
-        raise TokstepError(f"text file not found: {path}") from None
-    except IsADirectoryError:
-        raise TokstepError(f"{path} is a folder, not a text file") from None
-    except OSError as error:
-        raise TokstepError(f"cannot read text file {path}: {error.strerror or error}") from None
-    return decode_utf8(data, f"text file {path}")
+    return decode_utf8(_read_bytes(path, "text"), f"text file {path}")

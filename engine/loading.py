@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,15 @@ class LoadedModel:
     model: Any  # a transformers PreTrainedModel in eval mode
     tokenizer: Any  # a transformers tokenizer
     info: ModelInfo
+    notes: tuple[str, ...] = ()  # one-line notices about how it was loaded (shown, never errors)
 
 
 def resolve_device(device: str) -> str:
     """Turn `auto` into the best available device; check an explicit one exists."""
     import torch
 
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise TokstepError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps")
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -55,7 +59,10 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise TokstepError(f"--device {device}: CUDA is not available on this machine")
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        suffix = device.split(":", 1)[1] if ":" in device else "0"
+        if not suffix.isdigit():
+            raise TokstepError(f"--device {device}: expected cuda or cuda:N with N = 0, 1, ...")
+        index = int(suffix)
         if index >= torch.cuda.device_count():
             raise TokstepError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
         return device
@@ -73,8 +80,31 @@ def _torch_dtype(name: str) -> Any:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    """One line for a loader's exception; torch's advice to load with weights_only=False never reaches it."""
+    text = str(error).strip()
+    if "Weights only load failed" in text:
+        skip = ("Weights only load failed", "Check the documentation", "Please file an issue")
+        reasons = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(skip)]
+        reason = reasons[0] if reasons else "it holds objects other than tensors"
+        return (
+            f"its PyTorch checkpoint (.bin) holds more than tensors and was refused unread ({reason}); "
+            "tokstep never runs a checkpoint's pickled code: re-save it as safetensors from a copy you trust"
+        )
+    lines = text.splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def pickle_only_notice(folder: Path) -> str | None:
+    """A local folder whose weights are only pickled PyTorch files: say how they are read (safely)."""
+    if any(folder.glob("*.safetensors")):
+        return None
+    pickled = sorted(p.name for p in folder.glob("pytorch_model*.bin"))
+    if not pickled:
+        return None
+    return (
+        f"{folder.name} has only {pickled[0]}{' …' if len(pickled) > 1 else ''} (no safetensors): "
+        "read with torch.load(weights_only=True), which loads tensors and runs no code"
+    )
 
 
 def quiet_transformers() -> None:
@@ -126,6 +156,8 @@ def _resolve(name_or_path: str, revision: str | None, trust_remote_code: bool) -
         raise TokstepError(
             f"no such folder: {name_or_path} (nor a hub model in the local cache; the hub is off)"
         )
+    if is_local and revision is not None:
+        raise TokstepError(f"--revision picks a version of a hub model; {name_or_path} is a local folder")
     location = str(Path(name_or_path).expanduser()) if is_local else name_or_path
     common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if is_local:
@@ -197,7 +229,9 @@ def load_model(
     tokenizer = _tokenizer_from(location, common, name_or_path)
     if target_device is not None:
         model.to(target_device)
-    return wrap_model(model, tokenizer, name_or_path)
+    loaded = wrap_model(model, tokenizer, name_or_path)
+    notice = pickle_only_notice(Path(location)) if common.get("local_files_only") else None
+    return replace(loaded, notes=(notice,)) if notice else loaded
 
 
 def wrap_model(model: Any, tokenizer: Any, name: str = "model") -> LoadedModel:

@@ -8,10 +8,12 @@ logits upcast to float32, labels shifted left by one, `cross_entropy(ignore_inde
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +43,28 @@ INCREMENTAL_PATH = "incremental (KV cache)"
 _VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
+# One model call at a time: the trace and the HF reference register forward hooks on the model's base, and a
+# hook fires in every thread's forward (the TUI traces a new sample while the last one's reference computes).
+MODEL_LOCK = threading.RLock()
+
+
+def serialized(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `function` holding MODEL_LOCK (every engine call that runs the model goes through it)."""
+
+    @functools.wraps(function)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with MODEL_LOCK:
+            return function(*args, **kwargs)
+
+    return locked
+
+
 # Models that passed the causality probe (perturbing the last token leaves earlier logits unchanged).
 _CAUSAL: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 PROBE_LENGTH = 6
 
 
+@serialized
 @torch.inference_mode()
 def check_causal(loaded: LoadedModel) -> None:
     """Refuse a model that is not causal, whatever its class: change the last token of a short probe and the
@@ -294,6 +313,7 @@ class PositionLogits:
                 )
 
 
+@serialized
 def position_logits(
     loaded: LoadedModel,
     sample: Sample,
@@ -331,6 +351,7 @@ def position_logits(
     return PositionLogits(loaded, LOGITS_PATH, hidden=None, logits=logits_all[:n_positions], buffer=buffer)
 
 
+@serialized
 @torch.inference_mode()
 def trace_sample(
     loaded: LoadedModel,
@@ -358,6 +379,7 @@ def trace_sample(
     return assemble_trace(sample, targets, supervised, PositionStats.concat(stats), source.path, vocab)
 
 
+@serialized
 @torch.inference_mode()
 def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -> Trace:
     """The same Trace, produced one position at a time through the KV cache, as generation does."""
@@ -406,6 +428,7 @@ def assemble_trace(
     )
 
 
+@serialized
 @torch.inference_mode()
 def reference_loss(loaded: LoadedModel, sample: Sample, forward: Forward | None = None) -> float | None:
     """Hugging Face's own number: `model(input_ids, labels=labels).loss` (None when it is NaN: all masked)."""

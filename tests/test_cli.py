@@ -56,7 +56,7 @@ def test_report_prints_table_and_matching_hf_loss(capsys, model_dir):
         " I love dogs.",
     )
     assert code == 0
-    assert "HF model(input_ids, labels=labels).loss" in out
+    assert "HF loss" in out and "HF loss_function over HF's head" in out
     assert "✓ match" in out
     assert " prompt " in out  # masked positions say why
 

@@ -54,13 +54,22 @@ def test_jsonl_bad_lines_keep_their_line_numbers_and_the_rest_loads(tmp_path):
         encoding="utf-8",
     )
     rows = list(open_data(path).rows())
-    assert [r.line for r in rows] == [1, 3, 4, 5, 6, 7]  # the empty line 2 is skipped
+    # the empty line 2 and the whitespace-only line 6 are both skipped
+    assert [r.line for r in rows] == [1, 3, 4, 5, 7]
     assert rows[0].spec.text == "one" and rows[-1].spec.text == "last, no newline"
     assert "not valid JSON" in rows[1].error
     assert "not an object" in rows[2].error
     assert "no sample in this row" in rows[3].error
-    assert rows[4].error == "blank line"
     assert rows[1].where == "line 3"
+
+
+@pytest.mark.parametrize("scan_bytes", [3, 7, 1 << 20])
+def test_whitespace_only_lines_are_skipped_like_empty_ones(tmp_path, monkeypatch, scan_bytes):
+    monkeypatch.setattr(data_module, "SCAN_BYTES", scan_bytes)  # lines straddling index chunks too
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b' \t \n{"text": "a"}\n\r\n   {"text": "b"}\n\n\x0b\x0c \n{"text": "c"}\n   ')
+    rows = list(open_data(path).rows())
+    assert [(r.line, r.spec.text) for r in rows] == [(2, "a"), (4, "b"), (7, "c")]
 
 
 def test_jsonl_lines_split_across_index_chunks(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import json, sys
 from tokstep.tui.cli import main
 code = None
 try:
-    main(sys.argv[1:])
+    code = main(sys.argv[1:])  # --help returns 0 (older versions exited)
 except SystemExit as stop:
     code = stop.code
 print(json.dumps({"code": code, "heavy": [m for m in HEAVY if m in sys.modules]}), file=sys.stderr)

@@ -174,7 +174,10 @@ def test_the_process_pool_gives_the_same_results_in_order():
     assert all(r.sample is None for r in two)  # slim: no arrays cross processes
 
 
-def test_lint_command_jobs_1_and_2_agree_and_report_progress(tmp_path, capsys):
+def test_lint_command_jobs_1_and_2_agree_and_report_progress(tmp_path, capsys, monkeypatch):
+    from tokstep.tui import progress
+
+    monkeypatch.setattr(progress, "LINE_EVERY", 0.0)  # a progress line at every batch
     folder = tmp_path / "tok"
     byte_bpe(template=LINT_CHATML, adds_bos=True).save_pretrained(folder)
     path = tmp_path / "rows.jsonl"

@@ -171,6 +171,30 @@ def test_data_flag_with_a_missing_file_is_one_line_before_any_model_loads(tmp_pa
     )
 
 
+def test_piped_lint_output_never_wraps_a_message_or_a_meaning(tmp_path, model_dir, capsys):
+    from tokstep.engine.lints import LINTS
+
+    rows = [*CLEAN, {"input_ids": [0, 40, 41, 42], "labels": [-100] * 4}, "{not json"]
+    code = main(
+        [
+            "lint",
+            write_jsonl(tmp_path / "bad.jsonl", rows),
+            "--model",
+            model_dir,
+            "--json",
+            str(tmp_path / "f.json"),
+        ]
+    )
+    out = capsys.readouterr().out  # captured: not a terminal
+    findings = [f for r in json.loads((tmp_path / "f.json").read_text())["results"] for f in r["findings"]]
+    assert code == 1 and findings
+    lines = out.splitlines()
+    for finding in findings:  # each message whole on one line, however long
+        assert any(finding["message"] in line for line in lines), finding["message"]
+        meaning = LINTS[finding["code"]].meaning
+        assert any(meaning in line for line in lines), meaning
+
+
 @pytest.fixture(scope="module")
 def chatml_dir(tmp_path_factory):
     """A Qwen2.5-like ChatML tokenizer folder (pad <|endoftext|> != end-of-turn <|im_end|>)."""

@@ -8,6 +8,9 @@ is told when the model has loaded, and posts `OpenSample` for each row the user 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import threading
 import time
@@ -16,14 +19,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
+from textual.geometry import Size
 from textual.widgets import Footer, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
 from tokstep.engine.errors import TokstepError
+from tokstep.tui import exit_codes
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
 from tokstep.tui.batch_report import batch_flags
 from tokstep.tui.messages import (
@@ -34,6 +39,7 @@ from tokstep.tui.messages import (
     LoadProgress,
     ModelLoaded,
     OpenSample,
+    ReferenceReady,
     TraceReady,
 )
 
@@ -114,6 +120,7 @@ class TokstepApp(App[int]):
     TITLE = "tokstep"
     ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer needs the room
     BINDINGS = [Binding("q", "quit", "quit", id="quit")]
+    signalled: int | None = None  # the signal (TERM, HUP, INT) that ended the app, if one did
 
     def __init__(
         self,
@@ -127,6 +134,7 @@ class TokstepApp(App[int]):
         batches: str | None = None,
         batch_settings: Any = None,
         compare: CompareSpec | None = None,
+        reference: str = "chunked",
         scan_view: Any = None,
     ) -> None:
         super().__init__()
@@ -138,6 +146,7 @@ class TokstepApp(App[int]):
         self.model_spec = model_spec
         self.sample_spec = sample_spec
         self.top_k = top_k
+        self.reference_mode = reference  # --reference: how HF's loss is computed, after the stepper shows
         self.data = data
         self.data_options = data_options or DataOptions()
         self.backend = backend or EngineBackend()
@@ -151,6 +160,10 @@ class TokstepApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.signalled is not None:  # a signal came before the app was running
+            self.exit(return_code=exit_codes.signalled(self.signalled))
+            return
+        self.call_after_refresh(self._check_size)
         name = self.model_spec.display_name if self.model_spec is not None else "model"
         self.query_one(LoadingView).add_step(f"loading {name}", 0.0)
         self.load_model()
@@ -174,6 +187,41 @@ class TokstepApp(App[int]):
             pass  # traced once the model is loaded (on_model_loaded)
         elif self.sample_spec is not None:
             self.request_trace(self.sample_spec, from_browser=False)
+
+    # -- the terminal: too small, Ctrl-C, signals ------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)  # (self.size is updated after this handler)
+
+    def _check_size(self, size: Size | None = None) -> None:
+        """Below the minimum size, cover everything with `TooSmallScreen`; remove it once there is room."""
+        from tokstep.tui.too_small import TooSmallScreen, too_small
+
+        small, shown = too_small(*(size or self.size)), isinstance(self.screen, TooSmallScreen)
+        if small and not shown:
+            super().push_screen(TooSmallScreen())
+        elif shown and not small:
+            self.pop_screen()
+
+    def push_screen(self, screen: Any, *args: Any, **kwargs: Any) -> Any:
+        """Keep `TooSmallScreen` on top: a screen pushed while it shows goes underneath it."""
+        from tokstep.tui.too_small import TooSmallScreen
+
+        if isinstance(self.screen, TooSmallScreen) and not isinstance(screen, TooSmallScreen):
+            self.pop_screen()
+            pushed = super().push_screen(screen, *args, **kwargs)
+            super().push_screen(TooSmallScreen())
+            return pushed
+        return super().push_screen(screen, *args, **kwargs)
+
+    def action_help_quit(self) -> None:
+        """Ctrl-C (Textual reads it as a key, not a signal): cancel a model load, or leave, with status 130."""
+        self.interrupt(signal.SIGINT)
+
+    def interrupt(self, signum: int) -> None:
+        """End the app because of a signal (or Ctrl-C): workers are abandoned, the terminal restored."""
+        self.signalled = signum
+        self.exit(return_code=exit_codes.signalled(signum))
 
     # -- workers: backend calls only, results by message -----------------------------------------------
 
@@ -220,6 +268,23 @@ class TokstepApp(App[int]):
             return
         if not get_current_worker().is_cancelled:  # a newer request replaced this one: drop it
             self.post_message(TraceReady(result, findings, from_browser))
+            if result.reference_pending:
+                self.compute_reference(model, result)
+
+    @work(thread=True, exit_on_error=False, group="reference")
+    def compute_reference(self, model: Any, result: TraceResult) -> None:
+        """HF's loss for a result already shown; the loss panel's badge updates when it arrives."""
+        try:
+            done = abandonable(lambda: self.backend.reference(model, result, self.reference_mode))
+        except Abandoned:
+            return
+        except Exception as error:  # noqa: BLE001 - the reference is a check; stepping goes on without it
+            done = replace(
+                result,
+                reference_pending=False,
+                reference_note=f"HF reference failed: {type(error).__name__}: {error}",
+            )
+        self.post_message(ReferenceReady(done))
 
     @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
     def trace_batches_file(self, loaded: Any) -> None:
@@ -281,6 +346,9 @@ class TokstepApp(App[int]):
 
         self.loaded = message.model
         self.on_load_progress(LoadProgress("model loaded"))
+        for note in getattr(message.model, "notes", ()):  # e.g. weights read from pytorch_model.bin
+            self.on_load_progress(LoadProgress(f"note: {note}"))
+            self.notify(note, title="note", timeout=10)
         for screen in self.screen_stack:
             if isinstance(screen, DataBrowserScreen):
                 screen.model_loaded(message.model)
@@ -345,6 +413,18 @@ class TokstepApp(App[int]):
             )
         )
 
+    def on_reference_ready(self, message: ReferenceReady) -> None:
+        from tokstep.tui.stepper import StepperScreen
+
+        result = message.result
+        if not result.reference_computed and (
+            "skipped" in result.reference_note or "failed" in result.reference_note
+        ):
+            self.notify(result.reference_note, title="HF reference", severity="warning", timeout=15)
+        for screen in self.screen_stack:
+            if isinstance(screen, StepperScreen) and screen.result.sample is message.result.sample:
+                screen.update_result(message.result)
+
     def on_load_failed(self, message: LoadFailed) -> None:
         if message.from_browser and self.loaded is not None:
             self.notify(message.reason, title="cannot open this sample", severity="error", timeout=10)
@@ -366,17 +446,15 @@ def _headless_check(app: TokstepApp) -> int:
     try:
         loaded = app.backend.load(app.model_spec)  # type: ignore[arg-type]
         if app.batches:
-            from tokstep.tui.batch_report import batch_flags
-
-            app.backend.trace_batches(
-                loaded, app.batches, batch_flags(app.args), app.top_k, lambda _text: None
-            )
+            app.backend.trace_batches(loaded, app.batches, app.batch_settings, app.top_k, lambda _text: None)
         elif app.compare is not None:
             loaded_b = app.backend.load_compare(app.compare)
             if app.sample_spec is not None:
                 app.backend.compare(loaded, loaded_b, app.sample_spec, app.top_k, lambda _text: None)
         elif app.sample_spec is not None and not app.data:
-            app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
+            result = app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
+            if result.reference_pending:
+                app.backend.reference(loaded, result, app.reference_mode)
     except TokstepError as error:
         print(f"tokstep: error: {error}", file=sys.stderr)
         return 2
@@ -385,6 +463,35 @@ def _headless_check(app: TokstepApp) -> int:
         file=sys.stderr,
     )
     return 2
+
+
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+SIGNAL_WORDS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "hung up"}
+
+
+def _on_signals(app: TokstepApp) -> Callable[[], None]:
+    """Route INT / TERM / HUP to `app.interrupt` in the app's event loop (the terminal is then restored as
+    on `q`); returns a function that puts the previous handlers back."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        app.signalled = signum
+        loop = app._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(app.interrupt, signum)
+        # not running yet: on_mount sees `signalled`; already finished: run_app does
+
+    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def signal_line(signum: int) -> str:
+    name = signal.Signals(signum).name
+    return f"tokstep: {SIGNAL_WORDS.get(name, name)} ({name})"
 
 
 def run_app(
@@ -404,14 +511,33 @@ def run_app(
         batches=getattr(args, "batches", None),
         batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
         compare=compare,
+        reference=getattr(args, "reference", None) or "chunked",
         scan_view=getattr(args, "scan_view", None),
     )
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        print(
+            f"tokstep: error: this terminal (TERM={os.environ['TERM']}) cannot show the debugger; "
+            "use `tokstep report` to print the table",
+            file=sys.stderr,
+        )
+        return exit_codes.BAD_INPUT
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped
         return _headless_check(app)
-    app.run()
+    restore = _on_signals(app)
+    try:
+        app.run()
+    except Exception:  # noqa: BLE001 - e.g. the terminal vanished (SIGHUP) while being restored
+        if app.signalled is None:
+            raise
+    finally:
+        restore()
+    if app.signalled is not None:
+        with contextlib.suppress(OSError):  # hung up: the terminal may be gone, and with it stderr
+            print(signal_line(app.signalled), file=sys.stderr)
+        return exit_codes.signalled(app.signalled)
     if app.load_error:
         print(f"tokstep: error: {app.load_error}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     return 0
 
 

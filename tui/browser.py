@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.tokens import make_visible
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend
+from tokstep.tui.formatting import number
 from tokstep.tui.messages import (
     BrowserStatus,
     IndexProgress,
@@ -108,7 +109,7 @@ def loss_cell(value: float | None, error: str | None, computed: bool) -> Text:
         return Text("error", style="red")
     if value is None or not math.isfinite(value):
         return Text("undefined" if value is None else "NaN/inf", style="dim")
-    return Text(f"{value:.4f}")
+    return Text(number(value))
 
 
 def preview_cell(row: DataRow, result: RowLint | None) -> Text:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+import re
+import signal
 import sys
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn
+
+from tokstep.tui import exit_codes
+from tokstep.tui.exit_codes import EXIT_STATUS_HELP
 
 if TYPE_CHECKING:
     from tokstep.engine.compare_spec import CompareSpec
@@ -13,15 +22,44 @@ if TYPE_CHECKING:
     from tokstep.engine.loading import ModelSpec
 
 DEMOS = ("qa", "text", "chat")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
-def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
+class UsageError(Exception):
+    """A command-line mistake found by argparse: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (raised, so `main` returns its status instead of exiting)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `lint --text` must not become --text-column
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+class _Unset:
+    """The default of every flag while parsing: after parsing, a value that is still _UNSET was not given."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_UNSET = _Unset()
+
+
+def _add_model_flags(parser: argparse.ArgumentParser, tokenizer_only: bool = False) -> None:
+    group = parser.add_argument_group("tokenizer (from the model)" if tokenizer_only else "model")
     group.add_argument("--model", help="local HF folder or hub id (default: the bundled tokstep-mini)")
     group.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    group.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    group.add_argument("--device-map", help="e.g. auto: spread a large model over GPUs (needs accelerate)")
+    if not tokenizer_only:
+        group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+        group.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+        group.add_argument(
+            "--device-map", help="e.g. auto: spread a large model over GPUs (needs accelerate)"
+        )
     group.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -96,31 +134,75 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from tokstep.tui.batch_report import add_batch_flags
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tokstep",
         description="Step through the training loss of a causal LM, token by token. "
         "With no sub-command, opens the interactive debugger.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_flags(parser)
     _add_compare_flags(parser)
     _add_sample_flags(parser)
+    _add_reference_flag(parser)
     _add_data_flags(parser)
     add_batch_flags(parser)
     commands = parser.add_subparsers(dest="command", metavar="{report,lint,scan}")
-    report = commands.add_parser("report", help="print the per-position loss table and HF's reference loss")
+    report = commands.add_parser(
+        "report",
+        help="print the per-position loss table and HF's reference loss",
+        description="Print the per-position loss table of one sample and HF's reference loss.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_model_flags(report)
     _add_compare_flags(report)
     _add_sample_flags(report)
+    _add_reference_flag(report)
     add_batch_flags(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
-    report.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
+    report.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained HTML page: coloured context, summary, worst",
+    )
+    report.add_argument("--svg", metavar="FILE", help="the same as a self-contained SVG image")
+    report.add_argument(
+        "--colour-by",
+        "--color-by",
+        dest="colour_by",
+        default="ce",
+        choices=["ce", "reason"],
+        help="--html/--svg context colours: the CE of predicting each token (default) or its mask reason",
+    )
+    report.add_argument(
+        "--force", action="store_true", help="allow --json/--html/--svg to overwrite an existing file"
+    )
+    report.add_argument(
+        "--data",
+        metavar="FILE",
+        help="report every row of a .jsonl / .json / .parquet file (counts, loss, lints, supervised text)",
+    )
+    report.add_argument(
+        "--rows",
+        metavar="RANGES",
+        help="with --data: only these rows, by the line (JSONL/JSON) or row (Parquet) numbers the "
+        "screens show, e.g. 11-15 or 3,7,20-",
+    )
+    from tokstep.tui.lint_cmd import add_column_flags
+
+    add_column_flags(report)
     report.add_argument(
         "--incremental",
         action="store_true",
         help="also trace token by token with the KV cache and report the drift",
     )
     report.add_argument(
-        "--no-reference", action="store_true", help="skip HF's reference loss (saves a forward pass)"
+        "--no-reference",
+        dest="reference",
+        action="store_const",
+        const="off",
+        help="the same as --reference off (saves a forward pass)",
     )
     report.add_argument(
         "--limit", type=int, metavar="N", help="print at most N rows (the summary still covers all)"
@@ -132,8 +214,84 @@ def build_parser() -> argparse.ArgumentParser:
     from tokstep.tui.scan_cmd import add_scan_parser
 
     add_scan_parser(commands, _add_model_flags, add_column_flags)
+    _know_every_flag_at_the_top(parser, commands)
     _keep_flags_given_before_the_command(parser, commands)
+    defaults: dict[str, object] = {}
+    for action in _actions(parser):
+        if action.default is not argparse.SUPPRESS and action.dest not in ("help", "command"):
+            defaults.setdefault(action.dest, action.default)
+            action.default = _UNSET  # see parse(): tells a given flag from a default
+    parser.real_defaults = defaults  # type: ignore[attr-defined]
     return parser
+
+
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every flag of the parser and of its sub-commands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+        else:
+            yield action
+
+
+def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The flag a user types for each dest (--top-k for top_k)."""
+    names: dict[str, str] = {}
+    for action in _actions(parser):
+        if action.dest in ("help", "command"):
+            continue
+        if action.option_strings:
+            names.setdefault(action.dest, max(action.option_strings, key=len))
+        else:
+            names.setdefault(action.dest, action.dest.upper())
+    return names
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """Parse; return the arguments (defaults filled in) and the dests the user gave.
+
+    A flag that exists for another mode (`--data` after `report`) or that the mode does not use
+    (`tokstep --data F report`) is a one-line error naming the flag and the mode.
+    """
+    from tokstep.tui import flag_rules
+
+    names = _flag_names(parser)
+    defaults: dict[str, object] = parser.real_defaults  # type: ignore[attr-defined]
+    args, extras = parser.parse_known_args(argv)
+    given = {dest for dest, value in vars(args).items() if value is not _UNSET and dest != "command"}
+    mode = flag_rules.mode_of(args.command, "data" in given, "batches" in given)
+    flag_of = {name: dest for dest, name in names.items()}
+    for extra in extras:
+        if extra.startswith("-") and extra != "-":
+            flag = extra.split("=", 1)[0]
+            dest = flag_of.get(flag)
+            if dest is not None:
+                raise UsageError(flag_rules.not_used_message(names[dest], dest, mode))
+            raise UsageError(f"unknown flag {flag} (see `tokstep --help`)")
+        raise UsageError(f"unexpected argument {extra!r} (see `tokstep --help`)")
+    unused = flag_rules.unused(mode, given)
+    if unused:
+        raise UsageError(flag_rules.not_used_message(names.get(unused[0], unused[0]), unused[0], mode))
+    for dest, default in defaults.items():
+        if getattr(args, dest, _UNSET) is _UNSET:
+            setattr(args, dest, default)
+    return args, given
+
+
+def _know_every_flag_at_the_top(
+    parser: argparse.ArgumentParser, commands: argparse._SubParsersAction
+) -> None:
+    """A sub-command's own flag given at the top (`tokstep --json x`) parses there, hidden from --help, so that
+    the flag rules can say which mode does not use it (instead of argparse taking `x` for a sub-command)."""
+    known = {option for action in parser._actions for option in action.option_strings}
+    for sub in commands.choices.values():
+        for action in sub._actions:
+            if action.option_strings and not known.intersection(action.option_strings):
+                hidden = copy.copy(action)
+                hidden.help = argparse.SUPPRESS
+                parser._add_action(hidden)
+                known.update(action.option_strings)
 
 
 def _keep_flags_given_before_the_command(
@@ -148,14 +306,23 @@ def _keep_flags_given_before_the_command(
                 action.default = argparse.SUPPRESS
 
 
+def _add_reference_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        default="chunked",
+        choices=["chunked", "full", "off"],
+        help="HF's loss beside ours: chunked (default: HF's head and loss function over chunks, no "
+        "[T, vocab] tensor), full (model(input_ids, labels=labels).loss, HF's full logits) or off",
+    )
+
+
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     from tokstep.tui.lint_cmd import add_column_flags
 
     parser.add_argument(
         "--data",
-        metavar="FILE|DIR",
-        help="browse the rows of a .jsonl / .json / .parquet file (loss, lints per row), "
-        "or a folder written by `tokstep scan` (sort/filter every row)",
+        metavar="FILE",
+        help="browse the rows of a .jsonl / .json / .parquet file (loss, lints per row)",
     )
     add_column_flags(parser)
 
@@ -216,7 +383,13 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
     """Turn the sample flags into a SampleSpec; exactly one source, or the demo."""
     from tokstep.engine import defaults
     from tokstep.engine.errors import TokstepError
-    from tokstep.engine.inputs import SampleSpec, read_json, read_text
+    from tokstep.engine.inputs import (
+        SampleSpec,
+        from_ids,
+        read_json,
+        read_text,
+        reject_negative_ids,
+    )
 
     given = [name for name in ("text", "file", "chat", "ids", "demo") if getattr(args, name) is not None]
     if args.prompt is not None or args.answer is not None:
@@ -231,10 +404,17 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
         "inserted": args.inserted,
     }
     if args.text is not None:
+        if not args.text:
+            raise TokstepError("--text is empty: nothing to predict")
         return SampleSpec(text=args.text, name="--text", **common)
     if args.file is not None:
-        return SampleSpec(text=read_text(args.file), name=os.path.basename(args.file), **common)
+        text = read_text(args.file)
+        if not text:
+            raise TokstepError(f"text file {args.file} is empty: nothing to predict")
+        return SampleSpec(text=text, name=os.path.basename(args.file), **common)
     if args.prompt is not None or args.answer is not None:
+        if not args.answer:
+            raise TokstepError("--answer is empty: nothing to supervise")
         return SampleSpec(prompt=args.prompt, answer=args.answer, name="prompt+answer", **common)
     if args.chat is not None:
         messages = read_json(args.chat, "chat")
@@ -247,12 +427,16 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
         from tokstep.engine.chat_masks import check_messages
 
         check_messages(messages)  # bad content is one line before any model is loaded
+        if not any(m.get("role") == "assistant" for m in messages):
+            raise TokstepError(f"chat file {args.chat} has no assistant message: nothing would be supervised")
         return SampleSpec(chat=tuple(messages), name=os.path.basename(args.chat), **common)
     if args.ids is not None:
         data = read_json(args.ids, "ids")
         if not isinstance(data, dict):
             raise TokstepError(f'ids file {args.ids} must hold a JSON object with "input_ids" and "labels"')
-        return SampleSpec(ids=data, name=os.path.basename(args.ids), **common)
+        spec = SampleSpec(ids=data, name=os.path.basename(args.ids), **common)
+        reject_negative_ids(from_ids(data))  # what the model would refuse, now (no tokenizer needed)
+        return spec
     return demo_spec(args.demo or "qa", defaults, common)
 
 
@@ -267,93 +451,168 @@ def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore
     return SampleSpec(prompt=qa["prompt"], answer=qa["answer"], name="demo: question + answer", **common)
 
 
-def _no_sample_with_batches(args: argparse.Namespace) -> None:
-    from tokstep.engine.errors import TokstepError
-
-    given = [
-        name
-        for name in ("text", "file", "chat", "ids", "demo", "prompt", "answer", "data")
-        if getattr(args, name, None)
-    ]
-    if given:
-        raise TokstepError(
-            f"--batches opens a file of trainer batches: drop {', '.join('--' + g for g in given)}"
-        )
-
-
-def _fail(message: str, code: int = 2) -> int:
+def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> int:
     print(f"tokstep: error: {message}", file=sys.stderr)
     return code
 
 
+def check_args(args: argparse.Namespace, given: set[str]) -> None:
+    """Every mistake that needs no model: found before the (slow) model load. Raises TokstepError."""
+    from tokstep.engine.errors import TokstepError
+    from tokstep.tui import output
+
+    def at_least(dest: str, flag: str, low: int) -> None:
+        value = getattr(args, dest, None)
+        if value is not None and value < low:
+            raise TokstepError(f"{flag} must be at least {low} (got {value})")
+
+    at_least("top_k", "--top-k", 1)
+    at_least("truncate", "--truncate", 2)
+    at_least("limit", "--limit", 0)
+    at_least("max_rows", "--max-rows", 1)
+    at_least("show", "--show", 0)
+    if not DEVICE_PATTERN.fullmatch(args.device or ""):
+        raise TokstepError(
+            f"--device {args.device!r}: expected auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
+        )
+    if args.device_map is not None and args.device_map != "auto":
+        raise TokstepError(f"--device-map {args.device_map!r}: only auto is supported")
+    if args.device_map is not None and "device" in given:
+        raise TokstepError("give --device or --device-map, not both")
+    if args.model is not None and not args.model.strip():
+        raise TokstepError("--model needs a folder or hub id")
+    if args.revision is not None:
+        if args.model is None or os.path.isdir(os.path.expanduser(args.model)):
+            where = "the bundled model" if args.model is None else f"{args.model} (a local folder)"
+            raise TokstepError(f"--revision picks a version of a hub model; {where} has no revisions")
+        if not args.revision.strip():
+            raise TokstepError("--revision needs a branch, tag or commit")
+    if (args.prompt is None) != (args.answer is None):
+        raise TokstepError("--prompt and --answer go together: give both")
+    if "data" in given and not args.data.strip():
+        raise TokstepError("--data needs a file name")
+    if getattr(args, "json", None) is not None:
+        output.check_target(args.json, args.force)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """`tokstep`: returns the exit status (see EXIT_STATUS_HELP); every failure is one line on stderr."""
+    try:
+        args, given = parse(build_parser(), argv)
+    except UsageError as error:
+        return _fail(str(error).removeprefix("tokstep: "), exit_codes.BAD_INPUT)
+    except SystemExit as done:  # --help
+        return int(done.code or 0) if not isinstance(done.code, str) else exit_codes.BAD_INPUT
     try:
         from tokstep.engine.errors import TokstepError
     except ImportError as error:  # a broken install: still one line
-        return _fail(f"cannot import tokstep's engine: {error}")
+        return _fail(f"cannot import tokstep's engine: {error}", exit_codes.INTERNAL)
     try:
-        if getattr(args, "batches", None) is not None:
-            _no_sample_with_batches(args)
-        if args.command == "report" and args.batches is not None:
-            from tokstep.tui.batch_report import run_batch_report
-
-            return run_batch_report(args, model_spec(args))
-        if args.command == "report":
-            spec = model_spec(args)
-            compare = compare_spec(args, spec)
-            if compare is not None:
-                from tokstep.tui.compare_report import run_compare_report
-
-                return run_compare_report(args, spec, compare, sample_spec(args))
-            from tokstep.tui.report import run_report
-
-            return run_report(args, spec, sample_spec(args))
-        if args.command == "lint":
-            from tokstep.tui.lint_cmd import run_lint
-
-            spec = model_spec(args)
-            return run_lint(args, spec.name_or_path, spec.display_name)
-        if args.command == "scan":
-            from tokstep.tui.scan_cmd import run_scan_cmd
-
-            return run_scan_cmd(args, model_spec(args))
-        if args.data:
-            from tokstep.engine.scan_files import is_scan
-
-            if is_scan(args.data):  # a scan's folder: check it reads, and default to the scan's model
-                from tokstep.engine.scan_view import ScanView
-
-                args.scan_view = ScanView(args.data)  # read once; the browser screen takes it
-                args.model = args.model or args.scan_view.model
-            else:
-                from tokstep.tui.lint_cmd import open_data_from_args
-
-                open_data_from_args(
-                    args, args.data
-                ).close()  # a missing or unreadable file: one line, before the TUI
-        from tokstep.tui.app import run_app
-
-        if args.batches is not None:
-            from tokstep.engine.batches import read_batches
-
-            read_batches(args.batches)  # a missing or unreadable file: one line, before the TUI
-            return run_app(args, model_spec(args), None)  # type: ignore[arg-type]
-        spec = model_spec(args)
-        compare = compare_spec(args, spec)
-        sample = None if args.data else sample_spec(args)
-        return run_app(args, spec, sample, compare=compare)  # type: ignore[arg-type]
+        with _signals_end_the_run():
+            return _dispatch(args, given)
     except TokstepError as error:
         return _fail(str(error))
     except KeyboardInterrupt:
-        return 130
+        print("tokstep: interrupted (SIGINT)", file=sys.stderr)
+        return exit_codes.INTERRUPTED
+    except Terminated as stop:
+        print(f"tokstep: {stop}", file=sys.stderr)
+        return exit_codes.signalled(stop.signum)
+    except RecursionError:
+        return _fail("the input is nested too deeply to read")
+    except MemoryError:
+        return _fail(
+            "out of memory (the input or the model is too large for this machine)", exit_codes.INTERNAL
+        )
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
         if os.environ.get("TOKSTEP_DEBUG"):
             raise
+        message = " ".join(str(error).split())[:300]
         return _fail(
-            f"internal error: {type(error).__name__}: {error} (set TOKSTEP_DEBUG=1 for the traceback)", 1
+            f"internal error: {type(error).__name__}: {message} (set TOKSTEP_DEBUG=1 for the traceback)",
+            exit_codes.INTERNAL,
         )
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP outside the TUI: unwinds like Ctrl-C (Rich's spinner gives the cursor back)."""
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name})")
+        self.signum = signum
+
+
+@contextmanager
+def _signals_end_the_run() -> Iterator[None]:
+    """TERM and HUP raise `Terminated` in the main thread for the duration of a run (the TUI installs its own)."""
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {name: signal.signal(getattr(signal, name), raise_terminated) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
+    """Run the mode the command line asks for; main turns every failure into one line."""
+    check_args(args, given)
+    if args.command == "report" and args.batches is not None:
+        from tokstep.tui.batch_report import run_batch_report
+
+        return run_batch_report(args, model_spec(args))
+    if args.command == "report":
+        spec = model_spec(args)
+        compare = compare_spec(args, spec)
+        if compare is not None:
+            from tokstep.tui.compare_report import run_compare_report
+
+            return run_compare_report(args, spec, compare, sample_spec(args))
+        from tokstep.tui.report import run_report
+
+        return run_report(args, spec, sample_spec(args))
+    if args.command == "lint":
+        from tokstep.tui.lint_cmd import run_lint
+
+        spec = model_spec(args)
+        return run_lint(args, spec.name_or_path, spec.display_name)
+    if args.command == "scan":
+        from tokstep.tui.scan_cmd import run_scan_cmd
+
+        return run_scan_cmd(args, model_spec(args))
+    if args.data:
+        from tokstep.engine.scan_files import is_scan
+
+        if is_scan(args.data):  # a folder written by `tokstep scan`: check it reads; default to its model
+            from tokstep.engine.scan_view import ScanView
+
+            args.scan_view = ScanView(args.data)  # read once; the scan browser takes it
+            args.model = args.model or args.scan_view.model
+        else:
+            from tokstep.tui.lint_cmd import open_data_from_args
+
+            open_data_from_args(
+                args, args.data
+            ).close()  # a missing or unreadable file: one line, before the TUI
+    from tokstep.tui.app import run_app
+
+    if args.batches is not None:
+        from tokstep.engine.batches import read_batches
+
+        read_batches(args.batches)  # a missing or unreadable file: one line, before the TUI
+        return run_app(args, model_spec(args), None)  # type: ignore[arg-type]
+    spec = model_spec(args)
+    compare = compare_spec(args, spec)
+    sample = None if args.data else sample_spec(args)
+    return run_app(args, spec, sample, compare=compare)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ def number(value: float | None, digits: int = 4) -> str:
     value = float(value)
     if not math.isfinite(value):
         return "NaN/inf"
-    return f"{value:.{digits}f}"
+    return unsigned_zero(f"{value:.{digits}f}")
+
+
+def unsigned_zero(text: str) -> str:
+    """`-0.0000` (a CE of -log 1 = -0, or a value rounding to zero) is written `0.0000`."""
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 def probability(value: float) -> str:

@@ -2,7 +2,8 @@
 
 Prints a Rich summary (one line per lint that fired) and the findings row by row; `--json` writes the
 same as JSON. Exit status: 0 clean, 1 when an error-level lint fired (or a warning, with
-`--fail-on warning`), 2 for bad input (missing file, unloadable tokenizer...).
+`--fail-on warning`), 2 for bad input (missing file, unloadable tokenizer...), 4 for a bug in tokstep:
+a failure is never reported as findings. A row that cannot be read is a `bad-row` finding; linting goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tokstep.tui import output
+from tokstep.tui.exit_codes import EXIT_STATUS_HELP, FINDINGS, OK
 from tokstep.tui.severity import SEVERITY_RANK, SEVERITY_STYLE
 
 if TYPE_CHECKING:
@@ -76,11 +78,13 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     lint = commands.add_parser(
         "lint",
         help="check a data file for tokenization and masking problems (tokenizer only, no forward pass)",
-        description="Run tokstep's lints over every row of a JSONL / JSON / Parquet file. "
+        description="Run tokstep's lints over every row of a JSONL / JSON / Parquet file.\n"
         "Exits 1 when an error-level lint fires, so it can guard a data pipeline.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lint.add_argument("file", help="a .jsonl, .json or .parquet file")
-    add_model_flags(lint)
+    add_model_flags(lint, tokenizer_only=True)  # no --dtype / --device: lint loads no weights
     add_column_flags(lint)
     group = lint.add_argument_group("output")
     group.add_argument(
@@ -319,7 +323,9 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
         output.write_json(findings_json(summary, args.file, display_name), args.json, args.force)
     counts = summary.counts()
     if args.json != "-":
-        console = Console()
+        from tokstep.tui.report import report_console
+
+        console = report_console()  # piped: no width limit, so no finding or meaning is wrapped
         console.print(
             Text.assemble(
                 ("tokstep lint  ", "bold"),
@@ -346,4 +352,4 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
             )
         )
     failing = ("error", "warning") if args.strict or args.fail_on == "warning" else ("error",)
-    return 1 if any(counts[s] for s in failing) else 0
+    return FINDINGS if any(counts[s] for s in failing) else OK

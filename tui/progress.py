@@ -1,7 +1,8 @@
 """Progress for long runs over a data set (`tokstep lint`, `tokstep scan`): rows/s, tokens/s and ETA.
 
 On a terminal a rich.progress bar; otherwise (CI logs, files, torchrun's pipes) one plain line on stderr
-every `every` seconds and a last one at the end, so a long run is never silent until it ends.
+every `every` seconds and a last one at the end, so a long run is never silent until it ends (a run shorter
+than that prints none).
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ class RowProgress:
         *,
         stream: IO[str] | None = None,
         tty: bool | None = None,
-        every: float = LINE_EVERY,
+        every: float | None = None,
         enabled: bool = True,
     ) -> None:
-        self.what, self.total, self.every, self.enabled = what, total, every, enabled
+        self.what, self.total, self.enabled = what, total, enabled
+        self.every = LINE_EVERY if every is None else every
+        self.lines = 0  # progress lines printed (a run shorter than `every` prints none)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.rows = self.tokens = 0
@@ -69,7 +72,7 @@ class RowProgress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
-        elif self.enabled and self.rows:
+        elif self.enabled and self.lines:  # a run that reported progress also reports its end
             self._line(final=True)
 
     def rates(self) -> tuple[float, float]:
@@ -91,6 +94,7 @@ class RowProgress:
 
     def _line(self, final: bool = False) -> None:
         self._last_line = time.monotonic()
+        self.lines += 1
         row_rate, token_rate = self.rates()
         done = f"{self.rows:,}" + (
             f" / {self.total:,} rows ({self.rows / max(self.total, 1):.0%})" if self.total else " rows"

@@ -29,7 +29,7 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
         "manifest. Resumable (rerun the same command); data parallel under torchrun.",
     )
     scan.add_argument("data", help="a .jsonl, .json or .parquet file")
-    scan.add_argument("--out", required=True, metavar="DIR", help="folder for the shards and manifest")
+    scan.add_argument("--out", metavar="DIR", help="folder for the shards and manifest (required)")
     scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
     add_model_flags(scan)
     add_column_flags(scan)
@@ -72,6 +72,8 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
         raise TokstepError(
             "tokstep scan writes Parquet and needs pyarrow: pip install 'tokstep[data]'"
         ) from None
+    if not getattr(args, "out", None):
+        raise TokstepError("tokstep scan needs --out DIR: the folder for the shards and manifest")
     if args.chunk_rows < 1 or args.batch_tokens < 1:
         raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")
     data = open_data_from_args(args, args.data)

@@ -191,6 +191,14 @@ class StepperScreen(Screen[None]):
     def on_resize(self) -> None:
         self._fit_context()
 
+    def update_result(self, result: TraceResult) -> None:
+        """The same trace with HF's reference filled in (it arrives after the stepper is shown)."""
+        self.result = result
+        for widget in self.query(LossPanel):
+            widget.result = result
+            if self.panels:
+                widget.show(self.cursor)
+
     @property
     def legend(self) -> str:
         """The context's key: without colour, dim may be invisible, so counted tokens are underlined."""

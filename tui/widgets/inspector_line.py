@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from rich.cells import cell_len
+
 from tokstep.engine.results import TraceResult
 from tokstep.engine.tokens import make_visible
 from tokstep.tui.widgets.lines import Lines, LinesView
@@ -41,10 +43,22 @@ class InspectorLine(LinesView):
         except Exception as error:  # noqa: BLE001 - the inspector must never take the stepper down
             self.set_lines(Lines().add(f"inspector: {type(error).__name__}: {error}", "dim"))
             return
-        if self.result.trace.label_differs(cursor):
-            self.set_lines(describe_mismatch(info, int(self.result.trace.target_ids[cursor]), self.result))
+        self.info = info
+        self._draw()
+
+    def _width(self) -> int:
+        return max(self.size.width - 2, 20) if self.size.width else 78  # minus the padding
+
+    def _draw(self) -> None:
+        if self.result.trace.label_differs(self.cursor):
+            label = int(self.result.trace.target_ids[self.cursor])
+            self.set_lines(describe_mismatch(self.info, label, self.result))
         else:
-            self.set_lines(describe(info))
+            self.set_lines(describe(self.info, self._width()))
+
+    def on_resize(self) -> None:
+        if getattr(self, "info", None) is not None:
+            self._draw()
 
 
 def describe_mismatch(info: Any, label: int, result: TraceResult) -> Lines:
@@ -66,19 +80,35 @@ def token_text(info: Any) -> str:
     return make_visible(data.decode("utf-8", errors="backslashreplace")) if data else "∅"
 
 
-def describe(info: Any) -> Lines:
-    """The inspector line. A token holding part of a character says so first, in the report's words
-    (`split character t=5..7 = '기'`), so it stays visible in 80 columns."""
+def describe(info: Any, width: int = 1000) -> Lines:
+    """The inspector line, at its fullest that fits `width`: the bytes dropped first, then the labels shortened.
+    A token holding part of a character says so first, in the report's words (`split character t=5..7 = '기'`)."""
+    for compact, with_bytes in ((False, True), (False, False), (True, False)):
+        line = _describe(info, compact, with_bytes)
+        if sum(cell_len(text) for text, _style in line.lines[0]) <= width:
+            return line
+    return line
+
+
+def _describe(info: Any, compact: bool, with_bytes: bool) -> Lines:
     line = Lines()
-    line.add(f"target #{info.index} ", "bold")
+    line.add(f"target #{info.index} " if not compact else f"#{info.index} ", "bold")
     if info.partial:
         start, end = info.span
         line.add(f" id {info.token_id} {info.piece!r}  ")
         line.add(f"split character t={start}..{end - 1} = '{make_visible(info.completes)}'", "bold yellow")
-        line.add(f"  bytes {info.utf8_hex}", "dim")
+        if with_bytes:
+            line.add(f"  bytes {info.utf8_hex}", "dim")
         return line
-    line.add(f" id {info.token_id}  piece {info.piece!r}  text '{token_text(info)}'  ")
-    line.add(f"bytes {info.utf8_hex or '—'}", "dim")
+    text = token_text(info)
+    if not compact:
+        line.add(f" id {info.token_id}  piece {info.piece!r}  text '{text}'  ")
+    elif info.piece == text:
+        line.add(f" id {info.token_id} '{text}'  ")
+    else:
+        line.add(f" id {info.token_id} {info.piece!r}→'{text}'  ")
+    if with_bytes:
+        line.add(f"bytes {info.utf8_hex or '—'}" if not compact else info.utf8_hex or "—", "dim")
     if info.special:
         line.add("  special", "bold magenta")
     return line

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.cells import cell_len
+
 from tokstep.engine.results import TraceResult
 from tokstep.tui.widgets.lines import Lines, LinesView
 
@@ -26,8 +28,20 @@ class StatusBar(LinesView):
         self.playing: float | None = None  # steps per second while playing
         self.lints = 0
 
+    def on_resize(self) -> None:
+        self.show(self.cursor)
+
     def show(self, cursor: int) -> None:
+        """The fullest line that fits: on a narrow terminal the counts and the device go first."""
         self.cursor = cursor
+        width = self.size.width or 1000
+        for full in (True, False):
+            line = self._line(cursor, full)
+            if sum(cell_len(text) for text, _style in line.lines[0]) <= width:
+                break
+        self.set_lines(line)
+
+    def _line(self, cursor: int, full: bool) -> Lines:
         info, sample, trace = self.result.info, self.result.sample, self.result.trace
         line = Lines()
         line.add(" tokstep ", "bold reverse")
@@ -37,6 +51,9 @@ class StatusBar(LinesView):
         if self.lints:
             line.add(f"⚠ {self.lints} lint{'s' if self.lints != 1 else ''} (L) ", "bold yellow")
         line.add("│ ", "dim").add(f"{sample.name} ", "bold")
-        line.add(f"({trace.num_supervised} counted) ", "dim").add("│ ", "dim")
-        line.add(f"{short_name(info.name)} · {info.dtype} · {info.device}")
-        self.set_lines(line)
+        if full:
+            line.add(f"({trace.num_supervised} counted) ", "dim")
+        line.add("│ ", "dim").add(f"{short_name(info.name)} · {info.dtype}")
+        if full:
+            line.add(f" · {info.device}")
+        return line

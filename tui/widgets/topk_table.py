@@ -48,7 +48,6 @@ class TopKTable(LinesView):
         fixed = 2 + 6 + self.id_width + 1 + 8 + 8  # marker, rank, id, q, log q with their gaps
         show_piece = width - fixed >= 34 and self.mode != "piece"
         bar_width = min(max(width - fixed - (26 if show_piece else 12), 0), 8)  # room the tokens do not need
-        self._q_as_bar = bar_width == 0  # narrow: q drawn as a bar in the q column (log q keeps the number)
         free = width - fixed - (bar_width + 1 if bar_width else 0)
         self._token_width = max((free - 1) // 2 if show_piece else free, 4)
         self._piece_width = (free - 1 - self._token_width) if show_piece else 0
@@ -88,7 +87,7 @@ class TopKTable(LinesView):
         pieces.append((_fit(label, self._token_width), TARGET if is_target else SPECIAL if special else None))
         if self._piece_width:
             pieces.append((" " + _fit(texts.piece(token_id), self._piece_width), row_style))
-        q_text = bar(q, 7) if self._q_as_bar else f"{probability(q):>7}"
+        q_text = f"{probability(q):>7}"  # always the number: the bar is extra, where there is room
         tail = f" {token_id:>{self.id_width}} {q_text} "
         if self._bar_width:
             tail += bar(q, self._bar_width) + " "
