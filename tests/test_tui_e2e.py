@@ -186,9 +186,10 @@ def test_sigterm_in_the_stepper_gives_the_terminal_back(model_dir, terminal, tmp
     tokstep = shlex.join([str(TOKSTEP), "--model", model_dir, "--device", "cpu", "--text", "I love dogs."])
     term = terminal(["sh", "-c", f"echo $$ > {pid_file}; exec {tokstep}"], env={"HF_HUB_OFFLINE": "1"})
     term.wait_for("t 0 / ")
+    term.wait_for("match")  # the reference worker is done: the signal meets an idle stepper
     assert term.modes() == {"alternate": 1, "mouse": 1, "cursor": 0}  # what the app turns on
     os.kill(wait_for_pid(pid_file), signal.SIGTERM)
-    assert term.exit_status() == 143
+    assert term.exit_status(seconds=60) == 143
     assert term.modes() == {"alternate": 0, "mouse": 0, "cursor": 1}  # all of it given back
     assert "tokstep: terminated (SIGTERM)" in term.screen()
 
@@ -197,7 +198,7 @@ def test_sigterm_in_the_stepper_gives_the_terminal_back(model_dir, terminal, tmp
 BLOCKED_LOAD = """
 import sys, time
 from tokstep.tui import app
-app.Backend.load = lambda self, spec: time.sleep(600)
+app.EngineBackend.load = lambda self, spec: time.sleep(600)
 from tokstep.tui.cli import main
 sys.exit(main(["--text", "I love dogs."]))
 """
@@ -210,6 +211,6 @@ def test_sighup_during_the_model_load_gives_the_terminal_back(terminal, tmp_path
     term.wait_for("loading tokstep-mini")
     assert term.modes()["alternate"] == 1
     os.kill(wait_for_pid(pid_file), signal.SIGHUP)
-    assert term.exit_status() == 129
+    assert term.exit_status(seconds=60) == 129
     assert term.modes() == {"alternate": 0, "mouse": 0, "cursor": 1}
     assert "tokstep: hung up (SIGHUP)" in term.screen()
