@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
+import numpy as np
+
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import MaskReason
 
@@ -489,6 +491,21 @@ def _token_code(codes: bytearray, start: int, end: int) -> int:
     return next(code for code in _PRIORITY if code in present)
 
 
+_RANK = np.full(256, len(_PRIORITY) - 1, dtype=np.int64)  # a character code's place in _PRIORITY
+_RANK[list(_PRIORITY)] = np.arange(len(_PRIORITY))
+
+
+def _token_codes(codes: bytearray, offsets: list[tuple[int, int]]) -> list[int]:
+    """`_token_code` for every token at once (numpy): the highest-priority code among each token's
+    characters; a zero-width token takes the code of the character at its start (none past the end)."""
+    if not offsets:
+        return []
+    ranks = np.append(_RANK[np.frombuffer(bytes(codes), dtype=np.uint8)], _RANK[_NONE])  # (n+1,)
+    bounds = np.minimum(np.asarray(offsets, dtype=np.int64).reshape(-1), len(codes))  # s0, e0, s1, e1, ...
+    best = np.minimum.reduceat(ranks, bounds)[0::2]  # min over [s, e) when s < e, else ranks[s]
+    return np.asarray(_PRIORITY)[best].tolist()
+
+
 def _reason(code: int, eot: Policy, inserted: Policy) -> MaskReason:
     if code == _ASSIST:
         return MaskReason.SUPERVISED
@@ -595,8 +612,9 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
     offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"]]
     turns, default_system = locate(tokenizer, messages, rendered)
     codes = _char_codes(len(rendered), turns, default_system)
-    token_codes = [_token_code(codes, s, e) for s, e in offsets]
-    reasons = [_reason(c, eot, inserted) for c in token_codes]
+    token_codes = _token_codes(codes, offsets)
+    by_code = {code: _reason(code, eot, inserted) for code in set(token_codes)}
+    reasons = [by_code[c] for c in token_codes]
     method = "located content"
     generation_empty = False
     if has_generation_markers(tokenizer.chat_template):

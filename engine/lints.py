@@ -941,23 +941,45 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
                 f"{len(hidden)} supervised position(s) have attention_mask 0 (t = {_fmt_positions(hidden)}): "
                 "the loss trains on tokens the model is told to ignore",
             )
-    run: list[int] = []
-    for i, token in enumerate([*ids.tolist(), None]):
-        blank = token is not None and token not in facts.specials and 0 <= token < facts.size
-        if blank:
-            data = token_bytes(tokenizer, token)
-            blank = bool(data) and not data.strip()
-        if blank:
-            run.append(i)
-            continue
-        if len(run) >= WHITESPACE_RUN:
-            yield finding(
-                "whitespace-run",
-                run,
-                f"{len(run)} whitespace-only tokens in a row (t = {run[0]}..{run[-1]}): padding written as "
-                "text or broken formatting",
-            )
-        run = []
+    for run in _whitespace_runs(tokenizer, ids, facts):
+        yield finding(
+            "whitespace-run",
+            run,
+            f"{len(run)} whitespace-only tokens in a row (t = {run[0]}..{run[-1]}): padding written as "
+            "text or broken formatting",
+        )
+
+
+_BLANK: WeakKeyDictionary[Any, np.ndarray] = WeakKeyDictionary()
+
+
+def _blank_ids(tokenizer: Any, ids: np.ndarray, facts: TokenizerFacts) -> np.ndarray:
+    """(N,) bool: the token is a non-special token of the tokenizer whose bytes are all whitespace.
+
+    Decided once per token id and kept in a per-tokenizer table (-1 unknown, 0 no, 1 yes)."""
+    table = _BLANK.get(tokenizer)
+    if table is None:
+        table = np.full(facts.size, -1, dtype=np.int8)
+        with contextlib.suppress(TypeError):
+            _BLANK[tokenizer] = table
+    inside = (ids >= 0) & (ids < facts.size)  # (N,)
+    known = np.where(inside, ids, 0)
+    for token in np.unique(known[inside & (table[known] < 0)]).tolist():
+        data = b"" if token in facts.specials else token_bytes(tokenizer, token)
+        table[token] = 1 if (data and not data.strip()) else 0
+    return inside & (table[known] == 1)
+
+
+def _whitespace_runs(tokenizer: Any, ids: np.ndarray, facts: TokenizerFacts) -> list[list[int]]:
+    """Maximal runs of at least WHITESPACE_RUN whitespace-only tokens, as lists of positions."""
+    blank = _blank_ids(tokenizer, ids, facts).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], blank, [0]]))  # (N+1,) +1 where a run starts, -1 after it ends
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [
+        list(range(s, e))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        if e - s >= WHITESPACE_RUN
+    ]
 
 
 def _text_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:

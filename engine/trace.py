@@ -190,6 +190,19 @@ def _hidden_states_and_last_logits(
     Returns None when the model cannot do this (no `logits_to_keep`, no separable base model).
     With `stop_at_hidden` the forward stops at the hidden states and no logits come back.
     """
+    kept = batch_hidden_states_and_last_logits(
+        model, inputs, stop_at_hidden=stop_at_hidden, use_cache=use_cache
+    )
+    if kept is None:
+        return None
+    return kept[0][0], None if kept[1] is None else kept[1][0]  # (N, d), (V,)
+
+
+def batch_hidden_states_and_last_logits(
+    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False, use_cache: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """`_hidden_states_and_last_logits` for a batch (B, N): hidden states (B, N, d) and the model's logits
+    at position N-2 of every row (B, V) (the batched scan, `engine/batched.py`, uses it directly)."""
     base = getattr(model, "base_model", None)
     if base is None or base is model or model.get_output_embeddings() is None:
         return None
@@ -206,14 +219,14 @@ def _hidden_states_and_last_logits(
     try:
         out = model(**inputs, use_cache=use_cache, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
     except _HiddenStatesCaptured:
-        return captured[0][0], None  # (N, d)
+        return captured[0], None  # (B, N, d)
     except TypeError:
         return None
     finally:
         handle.remove()
     if len(captured) != 1 or out.logits.shape[1] != 2:
         return None
-    return captured[0][0], out.logits[0, -2]  # (N, d), (V,)
+    return captured[0], out.logits[:, -2]  # (B, N, d), (B, V)
 
 
 def _head_logits(

@@ -135,8 +135,10 @@ class TokstepApp(App[int]):
         batch_settings: Any = None,
         compare: CompareSpec | None = None,
         reference: str = "chunked",
+        scan_view: Any = None,
     ) -> None:
         super().__init__()
+        self.scan_view = scan_view  # an engine.scan_view.ScanView already read by the CLI (`--data DIR`)
         self.batches = batches  # a file of trainer batches (tokstep --batches)
         self.batch_settings = batch_settings  # engine.batches.Settings from --use-cache/--attn-implementation
         self.compare = compare  # a second model (or tokenizer) compared with the first on the one sample
@@ -166,13 +168,20 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).add_step(f"loading {name}", 0.0)
         self.load_model()
         if self.data:
-            from tokstep.tui.browser import DataBrowserScreen
+            from tokstep.engine.scan_files import is_scan
 
-            self.push_screen(
-                DataBrowserScreen(
-                    self.data, backend=self.backend, model_spec=self.model_spec, options=self.data_options
+            if is_scan(self.data):  # a folder written by `tokstep scan`: sort/filter over every row
+                from tokstep.tui.scan_browser import ScanBrowserScreen
+
+                self.push_screen(ScanBrowserScreen(self.data, self.scan_view))
+            else:
+                from tokstep.tui.browser import DataBrowserScreen
+
+                self.push_screen(
+                    DataBrowserScreen(
+                        self.data, backend=self.backend, model_spec=self.model_spec, options=self.data_options
+                    )
                 )
-            )
             self.query_one(LoadingView).cover()
         elif self.batches:
             pass  # traced once the model is loaded (on_model_loaded)
@@ -503,6 +512,7 @@ def run_app(
         batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
         compare=compare,
         reference=getattr(args, "reference", None) or "chunked",
+        scan_view=getattr(args, "scan_view", None),
     )
     if os.environ.get("TERM", "") in ("dumb", "unknown"):
         print(

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reference_flag(parser)
     _add_data_flags(parser)
     add_batch_flags(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{report,lint}")
+    commands = parser.add_subparsers(dest="command", metavar="{report,lint,scan}")
     report = commands.add_parser(
         "report",
         help="print the per-position loss table and HF's reference loss",
@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tokstep.tui.lint_cmd import add_lint_parser
 
     add_lint_parser(commands, _add_model_flags)
+    from tokstep.tui.lint_cmd import add_column_flags
+    from tokstep.tui.scan_cmd import add_scan_parser
+
+    add_scan_parser(commands, _add_model_flags, add_column_flags)
     _know_every_flag_at_the_top(parser, commands)
     _keep_flags_given_before_the_command(parser, commands)
     defaults: dict[str, object] = {}
@@ -580,10 +584,24 @@ def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
 
         spec = model_spec(args)
         return run_lint(args, spec.name_or_path, spec.display_name)
-    if args.data:
-        from tokstep.tui.lint_cmd import open_data_from_args
+    if args.command == "scan":
+        from tokstep.tui.scan_cmd import run_scan_cmd
 
-        open_data_from_args(args, args.data).close()  # a missing or unreadable file: one line, before the TUI
+        return run_scan_cmd(args, model_spec(args))
+    if args.data:
+        from tokstep.engine.scan_files import is_scan
+
+        if is_scan(args.data):  # a folder written by `tokstep scan`: check it reads; default to its model
+            from tokstep.engine.scan_view import ScanView
+
+            args.scan_view = ScanView(args.data)  # read once; the scan browser takes it
+            args.model = args.model or args.scan_view.model
+        else:
+            from tokstep.tui.lint_cmd import open_data_from_args
+
+            open_data_from_args(
+                args, args.data
+            ).close()  # a missing or unreadable file: one line, before the TUI
     from tokstep.tui.app import run_app
 
     if args.batches is not None:

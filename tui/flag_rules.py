@@ -37,7 +37,8 @@ ACCEPTS: dict[str, frozenset[str]] = {
     "lint": TOKENIZER_ONLY
     | COLUMNS
     | SAMPLE_OPTIONS
-    | {"file", "json", "force", "max_rows", "show", "fail_on", "strict"},
+    | {"file", "json", "force", "max_rows", "show", "fail_on", "strict", "jobs"},
+    "scan": MODEL_LOAD | DATA | {"bos", "eos", "truncate", "out", "force", "batch_tokens", "chunk_rows"},
     "report-batches": MODEL_LOAD | BATCHES | {"top_k", "json", "force", "reference"},
     "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | COMPARE | {"top_k", "reference"},
     "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k", "reference"},
@@ -47,6 +48,7 @@ ACCEPTS: dict[str, frozenset[str]] = {
 WHERE = {
     "report": "`tokstep report`",
     "lint": "`tokstep lint`",
+    "scan": "`tokstep scan`",
     "report-data": "`tokstep report --data FILE`",
     "report-batches": "`tokstep report --batches`",
     "stepper": "`tokstep` on one sample",
