@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -606,7 +606,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def _recovered(sample: Sample) -> TurnLayout | None:
     """The chat turns recovered from an ids row's ids (chats built from messages carry a layout too, located
     from the messages: their labels are tokstep's own, the chat lints check those)."""
-    return sample.layout if sample.kind == "ids" else None
+    return sample.layout if sample.kind in ("ids", "batch row") else None
 
 
 def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
@@ -1363,6 +1363,22 @@ def disagreements(sample: Sample) -> np.ndarray | None:
         return None
     padding = None if sample.attention_mask is None else sample.attention_mask == 0
     return layout.disagreements(sample.labels, padding)
+
+
+def batch_row_lints(tokenizer: Any, sample: Sample, skip: np.ndarray) -> list[Finding]:
+    """The label lints of a trainer's batch row against its recovered chat turns (`sample.layout`, from
+    engine.batch_structure), in row positions. `skip` (N,) bool: padding and each packed document's first
+    token, left out of the comparison. Nothing when no turn was recovered."""
+    if _recovered(sample) is None:
+        return []
+    facts = tokenizer_facts(tokenizer)
+    labels = sample.labels.copy()  # (N,)
+    labels[skip] = IGNORE_INDEX
+    compared = replace(sample, labels=labels)
+    shifted = [
+        f for f in _label_lints(tokenizer, replace(compared, kind="ids"), facts) if f.code == "labels-pre-shifted"
+    ]
+    return shifted or list(_structure_lints(tokenizer, compared, facts))
 
 
 def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
