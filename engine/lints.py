@@ -1376,7 +1376,9 @@ def batch_row_lints(tokenizer: Any, sample: Sample, skip: np.ndarray) -> list[Fi
     labels[skip] = IGNORE_INDEX
     compared = replace(sample, labels=labels)
     shifted = [
-        f for f in _label_lints(tokenizer, replace(compared, kind="ids"), facts) if f.code == "labels-pre-shifted"
+        f
+        for f in _label_lints(tokenizer, replace(compared, kind="ids"), facts)
+        if f.code == "labels-pre-shifted"
     ]
     return shifted or list(_structure_lints(tokenizer, compared, facts))
 
