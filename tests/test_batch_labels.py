@@ -215,3 +215,45 @@ def test_roles_of_a_packed_row_are_those_of_each_document_alone(chatml, bugs):
     assert np.array_equal(layout.roles[:n], alone.roles) and np.array_equal(layout.roles[n:], alone.roles)
     assert np.array_equal(layout.parts[n:], alone.parts)
     assert ROLES.index("assistant") in layout.roles[n:].tolist()
+
+
+def test_scan_lists_the_label_lints_of_rows_given_as_ids(chatml_model, bugs, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    lines = [
+        {"input_ids": ids, "labels": labels}
+        for ids, labels, _ in (bugs["clean"], bugs["user-header"], bugs["eot-masked"])
+    ]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    out = tmp_path / "scan"
+    assert main(["scan", str(data), "--model", chatml_model, "--device", "cpu", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = sorted(
+        (r for shard in manifest["shards"] for r in pq.read_table(out / shard).to_pylist()),
+        key=lambda r: r["row"],
+    )
+    assert [r["error"] for r in rows] == [None, None, None]
+    assert rows[0]["lints"] == []
+    assert "trains-on-user" in rows[1]["lints"] and rows[1]["lint_errors"] >= 1
+    assert "eos-masked" in rows[2]["lints"]
+    # --eot mask: the masked end-of-turn is now right, and the clean row's trained one is the finding
+    command = [
+        "scan",
+        str(data),
+        "--model",
+        chatml_model,
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--eot",
+        "mask",
+    ]
+    assert main([*command, "--force"]) == 0
+    rows = sorted(
+        (r for shard in manifest["shards"] for r in pq.read_table(out / shard).to_pylist()),
+        key=lambda r: r["row"],
+    )
+    assert rows[0]["lints"] == ["trains-on-markup"] and "eos-masked" not in rows[2]["lints"]
+    capsys.readouterr()

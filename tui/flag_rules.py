@@ -39,7 +39,10 @@ ACCEPTS: dict[str, frozenset[str]] = {
     | COLUMNS
     | SAMPLE_OPTIONS
     | {"file", "json", "force", "max_rows", "show", "fail_on", "strict", "jobs"},
-    "scan": MODEL_LOAD | DATA | {"bos", "eos", "truncate", "out", "force", "batch_tokens", "chunk_rows"},
+    "scan": MODEL_LOAD
+    | DATA
+    | LABEL_CONVENTION
+    | {"bos", "eos", "truncate", "out", "force", "batch_tokens", "chunk_rows"},
     "report-batches": MODEL_LOAD | BATCHES | LABEL_CONVENTION | {"top_k", "json", "force", "reference"},
     "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | COMPARE | {"top_k", "reference"},
     "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k", "reference"},
