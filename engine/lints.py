@@ -8,7 +8,7 @@ as a finding too, so a data file can be checked row by row.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
@@ -609,25 +609,30 @@ def _recovered(sample: Sample) -> TurnLayout | None:
     return sample.layout if sample.kind in ("ids", "batch row") else None
 
 
-def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
-    """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure)."""
+def _structure_lints(
+    tokenizer: Any, sample: Sample, facts: TokenizerFacts, within: tuple[int, int] | None = None
+) -> Iterator[Finding]:
+    """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure).
+    `within`: the [start, end) of one packed document of a batch row (its labels and turns only, the rest -100
+    and markup): the comparison is that document's, in row positions."""
     from tokstep.engine.structure import NO_ROLE, ROLES, Part
 
     layout = _recovered(sample)
     if layout is None or sample.num_supervised == 0:
         return
     ids, labels, n = sample.input_ids, sample.labels, len(sample)
+    start, end = within or (0, n)
     supervised = labels != IGNORE_INDEX  # (N,) a fresh array
-    supervised[:1] = False
+    supervised[: start + 1] = False
     other = list(_other_template(tokenizer, sample, facts, supervised))
     if other:
         yield from other
         return  # the labels belong to other positions: comparing them token by token would only add noise
     versus = f"(convention: {layout.convention})"
     train_eot = layout.eot == "train"
-    if supervised[1:].all():  # nothing masked: full-sequence training on a transcript, not a mask bug
+    if supervised[start + 1 : end].all():  # nothing masked: full-sequence training on a transcript
         words = np.flatnonzero((layout.parts == Part.CONTENT) & (layout.roles != ROLES.index("assistant")))
-        words = words[words > 0].tolist()
+        words = words[(words > start) & (words < end)].tolist()
         if words:
             yield Finding(
                 "trains-on-user",
@@ -1365,22 +1370,47 @@ def disagreements(sample: Sample) -> np.ndarray | None:
     return layout.disagreements(sample.labels, padding)
 
 
-def batch_row_lints(tokenizer: Any, sample: Sample, skip: np.ndarray) -> list[Finding]:
+def batch_row_lints(
+    tokenizer: Any, sample: Sample, skip: np.ndarray, documents: Sequence[tuple[int, int]]
+) -> list[Finding]:
     """The label lints of a trainer's batch row against its recovered chat turns (`sample.layout`, from
-    engine.batch_structure), in row positions. `skip` (N,) bool: padding and each packed document's first
-    token, left out of the comparison. Nothing when no turn was recovered."""
-    if _recovered(sample) is None:
+    engine.batch_structure), one packed document at a time as if it were an ids row, in row positions.
+    `skip` (N,) bool: padding and each document's first token, left out of the comparison; `documents`: the
+    row's [start, end) document spans. Nothing when no turn was recovered."""
+    from tokstep.engine.structure import NO_ROLE, Part, TurnLayout
+
+    layout = _recovered(sample)
+    if layout is None:
         return []
     facts = tokenizer_facts(tokenizer)
-    labels = sample.labels.copy()  # (N,)
-    labels[skip] = IGNORE_INDEX
-    compared = replace(sample, labels=labels)
-    shifted = [
-        f
-        for f in _label_lints(tokenizer, replace(compared, kind="ids"), facts)
-        if f.code == "labels-pre-shifted"
-    ]
-    return shifted or list(_structure_lints(tokenizer, compared, facts))
+    findings: list[Finding] = []
+    for d, (start, end) in enumerate(documents):
+        turns = tuple(t for t in layout.turns if start <= t.start < end)
+        if not turns:
+            continue
+        inside = np.zeros(len(sample), dtype=bool)  # (N,)
+        inside[start:end] = True
+        labels = np.where(inside & ~skip, sample.labels, IGNORE_INDEX)  # (N,) this document's labels only
+        alone = TurnLayout(  # this document's turns only: the rest of the row is markup, expected masked
+            turns,
+            np.where(inside, layout.roles, NO_ROLE).astype(np.int8),
+            np.where(inside, layout.parts, int(Part.TEMPLATE)).astype(np.int8),
+            layout.eot,
+            layout.inserted,
+        )
+        compared = replace(sample, labels=labels, layout=alone)
+        if not (labels != IGNORE_INDEX).any():
+            continue  # a document that trains nothing: nothing to compare (the row's loss shows it)
+        shifted = [
+            f
+            for f in _label_lints(tokenizer, replace(compared, kind="ids"), facts)
+            if f.code == "labels-pre-shifted"
+        ]
+        found = shifted or list(_structure_lints(tokenizer, compared, facts, (start, end)))
+        if len(documents) > 1:
+            found = [replace(f, message=f"document {d + 1} of {len(documents)}: {f.message}") for f in found]
+        findings += found
+    return findings
 
 
 def lint_row(tokenizer: Any, row: DataRow) -> RowLint:

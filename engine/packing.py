@@ -180,7 +180,7 @@ def trace_row(
         sample, row, loaded.tokenizer, eot=settings.eot or "train", inserted=settings.inserted or "train"
     )  # each document's chat turns, recovered from its ids: the label lints and the strip's role colours
     skip = ignored(row)
-    label_findings = batch_row_lints(loaded.tokenizer, sample, skip)
+    label_findings = batch_row_lints(loaded.tokenizer, sample, skip, row.documents)
     disagree = None if sample.layout is None else len(sample.layout.disagreements(sample.labels, skip))
     forward = row_forward(row, settings)
     trace = trace_sample(loaded, sample, top_k=top_k, forward=forward)

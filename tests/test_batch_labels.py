@@ -44,7 +44,7 @@ def packed(*documents: tuple[list[int], list[int]], line: int = 1):
 
 def check(tokenizer, row, **policy):
     sample = with_row_layout(row_sample(row, tokenizer.pad_token_id), row, tokenizer, **policy)
-    return sample, batch_row_lints(tokenizer, sample, ignored(row))
+    return sample, batch_row_lints(tokenizer, sample, ignored(row), row.documents)
 
 
 def test_packed_row_finds_the_user_turn_trained_in_the_second_document_at_row_positions(chatml, bugs):
@@ -133,9 +133,11 @@ def test_eot_mask_is_the_convention_batch_rows_are_compared_with(chatml, bugs):
     fully_masked = packed((clean_ids, [x if i not in ends else -100 for i, x in enumerate(clean_labels)]))
     assert check(chatml, fully_masked, eot="mask")[1] == []
     findings = check(chatml, trained_end, eot="mask")[1]
-    assert [f.code for f in findings] == ["trains-on-markup"]
-    assert set(findings[0].positions) == {i for i in ends} | {n1 + i for i in ends}
-    assert "--eot mask" in findings[0].message
+    assert [(f.code, set(f.positions)) for f in findings] == [  # one finding per document
+        ("trains-on-markup", set(ends)),
+        ("trains-on-markup", {n1 + i for i in ends}),
+    ]
+    assert findings[1].message.startswith("document 2 of 2: ") and "--eot mask" in findings[1].message
 
 
 def test_rows_without_recovered_turns_get_no_layout_and_no_label_finding(chatml):
@@ -257,3 +259,13 @@ def test_scan_lists_the_label_lints_of_rows_given_as_ids(chatml_model, bugs, tmp
     )
     assert rows[0]["lints"] == ["trains-on-markup"] and "eos-masked" not in rows[2]["lints"]
     capsys.readouterr()
+
+
+def test_a_fully_supervised_document_is_a_transcript_warning_for_that_document_only(chatml, bugs):
+    ids, labels, _ = bugs["clean"]
+    _, _, user_words = bugs["user-header"]
+    row = packed((ids, labels), (ids, list(ids)))  # document 2: every token trained (pretraining style)
+    findings = check(chatml, row)[1]
+    assert [(f.code, f.severity) for f in findings] == [("trains-on-user", "warning")]
+    assert {len(ids) + i for i in user_words} <= set(findings[0].positions)
+    assert min(findings[0].positions) > len(ids) and "nothing is masked" in findings[0].message
