@@ -65,16 +65,17 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
         await pilot.press("right_square_bracket")
         assert stepper.cursor == second
         line = stepper.query_one(DocumentLine).plain_text()
-        assert line.startswith("doc 2/2 t 0") and "|Δ| alone" in line
+        assert line.startswith("doc 1 of 0..1 t 0") and "|Δ| alone" in line  # 0-based, as report numbers them
         await pilot.press("left_square_bracket")
         assert stepper.cursor == 0
-        await pilot.press("D", "2", "enter")
+        await pilot.press("D", "1", "enter")
         assert stepper.cursor == second
-        await pilot.press("D", "2", "colon", "3", "enter")
+        await pilot.press("D", "1", "colon", "3", "enter")
         assert stepper.cursor == second + 3
         strip = stepper.query_one("#context")
         assert second in strip.boundaries
         assert stepper.findings and stepper.findings[0].code == "cross-document-attention"
+        assert "in document 1" in stepper.findings[0].message  # the lint and the line number documents alike
         await pilot.press("question_mark")
         help_text = "\n".join(text_of(w) for w in app.screen.query("Static"))
         for name in ("next document", "previous document", "go to document"):

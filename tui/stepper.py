@@ -303,15 +303,16 @@ class StepperScreen(Screen[None]):
         count = len(self.documents)
 
         def parse(text: str) -> int:
-            """`d` -> the start of document d; `d:t` -> position t inside it (both 1-based d, 0-based t)."""
+            """`d` -> the start of document d; `d:t` -> position t inside it (both 0-based, as `tokstep report`
+            numbers the documents and the lint names them)."""
             doc, _, offset = text.strip().partition(":")
             try:
                 d, t = int(doc), int(offset or 0)
             except ValueError:
-                raise ValueError(f"a document 1..{count}, optionally :t (e.g. 2:5)") from None
-            if not 1 <= d <= count:
-                raise ValueError(f"a document number, 1..{count}")
-            start, end = self.documents[d - 1]
+                raise ValueError(f"a document 0..{count - 1}, optionally :t (e.g. 1:5)") from None
+            if not 0 <= d < count:
+                raise ValueError(f"a document number, 0..{count - 1}")
+            start, end = self.documents[d]
             if not 0 <= t < end - start:
                 raise ValueError(f"document {d} has positions 0..{end - start - 1}")
             return start + t
@@ -322,7 +323,9 @@ class StepperScreen(Screen[None]):
 
         self.app.push_screen(
             PromptScreen(
-                f"Go to document d (1..{count}), or position t of it as d:t", placeholder="1", validate=parse
+                f"Go to document d (0..{count - 1}), or position t of it as d:t",
+                placeholder="0",
+                validate=parse,
             ),
             go,
         )
