@@ -145,3 +145,27 @@ async def test_plain_stepper_opens_the_lens_too(models):
                 break
             await pilot.pause(0.02)
         assert lens_screen.lens is not None and lens_screen.lens.position == 0
+
+
+async def test_at_80x24_both_top_k_tables_keep_q_and_the_panel_is_not_cut(models):
+    """Three panels side by side at 80 columns: every line fits its widget, q stays a number in both tables."""
+    from rich.cells import cell_len
+
+    from tokstep.tui.formatting import probability
+    from tokstep.tui.widgets.topk_table import TopKTable
+
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await screen_of(app, pilot, CompareScreen)
+        await pilot.press("right", "right")
+        await pilot.pause()
+        t = screen.cursor
+        for table, side in zip(screen.query(TopKTable), (screen.compare.a, screen.compare.b), strict=True):
+            lines = table.plain_text().splitlines()
+            assert max(cell_len(line) for line in lines) <= table.size.width, lines
+            top = float(np.exp(side.trace.topk_logprobs[t, 0]))
+            assert probability(top) in lines[1] and lines[0].split()[-1] == "q", lines[:2]
+        panel = screen.query_one(ComparePanel)
+        text = panel.plain_text().splitlines()
+        assert max(cell_len(line) for line in text) <= panel.size.width, text
+        assert "B − A" in text[1] and ("✓ same" in text[-1] or "✗ differ" in text[-1])

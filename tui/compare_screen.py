@@ -27,8 +27,8 @@ from tokstep.tui.widgets.topk_table import TopKTable
 
 COMPARE_CSS = """
 CompareScreen #panels { height: 1fr; }
-CompareScreen #topk-a, CompareScreen #topk-b { width: 1fr; border: round $secondary; border-title-style: bold; padding: 0 1; }
-CompareScreen #compare-right { width: 1fr; min-width: 34; }
+CompareScreen #topk-a, CompareScreen #topk-b { width: 1fr; border: round $secondary; border-title-style: bold; padding: 0 0 0 1; }
+CompareScreen #compare-right { width: 1fr; min-width: 38; }  /* the A vs B panel (34 columns) uncut */
 CompareScreen #compare { border: round $secondary; border-title-style: bold; padding: 0 1; text-wrap: nowrap; }
 CompareScreen #curve, CompareScreen #kl-curve { border: round $panel; border-title-style: bold; padding: 0 1; min-height: 4; }
 CompareBar { text-wrap: nowrap; text-overflow: ellipsis; }
