@@ -169,3 +169,23 @@ async def test_at_80x24_both_top_k_tables_keep_q_and_the_panel_is_not_cut(models
         text = panel.plain_text().splitlines()
         assert max(cell_len(line) for line in text) <= panel.size.width, text
         assert "B − A" in text[1] and ("✓ same" in text[-1] or "✗ differ" in text[-1])
+
+
+async def test_help_lists_the_stepper_keys_with_compares_own_in_place(models):
+    """`?` on the compare screen: every stepper key (→, :, /, p, L ...) and the compare screen's n / N / y / Y,
+    whose descriptions replace the stepper's (n jumps by KL here, not by surprise)."""
+    from test_tui_stepper import text_of
+
+    from tokstep.tui.dialogs import HelpScreen
+
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await screen_of(app, pilot, CompareScreen)
+        await pilot.press("question_mark")
+        help_screen = await screen_of(app, pilot, HelpScreen)
+        text = "\n".join(text_of(w) for w in help_screen.query("Static"))
+        text = " ".join(text.split())
+        for description in ("next position", "go to a position", "search the text", "play / pause", "quit"):
+            assert description in text, description
+        assert "by KL" in text and "logit lens of A" in text and "logit lens of B" in text
+        assert "next surprise" not in text  # n is rebound, not listed twice

@@ -424,11 +424,14 @@ class StepperScreen(Screen[None]):
     def action_help(self) -> None:
         extra = [("click", "a token: jump to it")]
         document_keys = {"next-document", "previous-document", "goto-document"}
-        shown = [
-            b
-            for b in self.BINDINGS
-            if isinstance(b, Binding) and (len(self.documents) > 1 or b.id not in document_keys)
-        ]
+        # every key the screen answers: the stepper's, with a subclass's (the compare screen's n, N, y, Y) in
+        # place of the ones it rebinds (Textual merges inherited BINDINGS; self.BINDINGS holds only the subclass's)
+        by_key: dict[str, Binding] = {}
+        for cls in reversed([c for c in type(self).__mro__ if issubclass(c, StepperScreen)]):
+            for b in vars(cls).get("BINDINGS", ()):
+                if isinstance(b, Binding):
+                    by_key[b.key] = b
+        shown = [b for b in by_key.values() if len(self.documents) > 1 or b.id not in document_keys]
         self.app.push_screen(HelpScreen(shown, extra))
 
     def action_lints(self) -> None:
