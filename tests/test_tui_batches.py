@@ -83,3 +83,31 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
         await pilot.press("escape")
         await pilot.press("escape")
         assert isinstance(app.screen, BatchesScreen)
+
+
+async def test_batches_screen_has_help_and_its_footer_shows_enter(report):
+    from test_tui_stepper import text_of
+
+    from tokstep.tui.batches_screen import BatchesScreen
+    from tokstep.tui.dialogs import HelpScreen
+
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(110, 36)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        screen = app.screen
+        shown = {
+            k: b.binding for k, b in screen.active_bindings.items() if b.binding.show
+        }  # the footer's keys
+        assert "enter" in shown and shown["enter"].description == "step through the row", sorted(shown)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = " ".join(" ".join(text_of(w) for w in app.screen.query("Static")).split())
+        assert "step through the row" in text and "(in the stepper) back" in text
+        await pilot.press("escape")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, (BatchesScreen, HelpScreen))  # Enter opened the row
