@@ -189,3 +189,20 @@ async def test_help_lists_the_stepper_keys_with_compares_own_in_place(models):
             assert description in text, description
         assert "by KL" in text and "logit lens of A" in text and "logit lens of B" in text
         assert "next surprise" not in text  # n is rebound, not listed twice
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_alignment_rows_fit_the_dialog_so_the_marks_stay_under_their_characters(models, size):
+    from rich.cells import cell_len
+
+    from tokstep.tui.compare_screen import BoundaryRows
+
+    app = make_app(models["a"], models["gpt2"])
+    async with app.run_test(size=size) as pilot:
+        screen = await screen_of(app, pilot, AlignmentScreen)
+        await pilot.pause()
+        rows = screen.query_one(BoundaryRows)
+        lines = str(rows.render()).splitlines()
+        assert len(lines) >= 3 and max(cell_len(line) for line in lines) <= rows.content_size.width, lines
+        text = "".join(line[3:] for line in lines[0::4])  # every 4th line is the text (then A, B, ^)
+        assert text.replace("␣", " ") == screen.result.alignment.text  # nothing lost or wrapped
