@@ -41,16 +41,43 @@ attributed to a message or to the template:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
+
+import numpy as np
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import MaskReason
 
+if TYPE_CHECKING:
+    from tokstep.engine.structure import TurnLayout
+
 Policy = Literal["train", "mask"]
+
+
+def convention(eot: Policy = "train", inserted: Policy = "train") -> str:
+    """The convention above in one line, with the flags' choices: what every label lint says it compared
+    against (for chats built from messages and for ids rows alike)."""
+    end = (
+        "assistant content + end-of-turn trained"
+        if eot == "train"
+        else "assistant content trained, end-of-turn masked (--eot mask)"
+    )
+    inside = (
+        "template-inserted tokens trained"
+        if inserted == "train"
+        else "template-inserted tokens masked (--inserted mask)"
+    )
+    return f"{end}; what follows end-of-turn is template; {inside}; the rest masked"
+
+
+CONVENTION = convention()  # the default, in one line
 _PROBE_USER = "TOKSTEP-PROBE-USER"
 _PROBE_ASSISTANT = "TOKSTEP-PROBE-ASSISTANT"
 _PROBE_SYSTEM = "TOKSTEP-PROBE-SYSTEM"
@@ -90,6 +117,9 @@ class ChatLayout:
     method: str  # "generation mask" or "located content"
     notes: tuple[str, ...]
     generation_mask_empty: bool = False  # the template has {% generation %} but its mask trains nothing
+    turn_layout: TurnLayout | None = (
+        None  # the same attribution as roles / parts (engine.structure's vocabulary)
+    )
 
     @property
     def supervised(self) -> list[bool]:
@@ -158,9 +188,8 @@ def render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bo
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def _try_render(
-    tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False
-) -> str | None:
+def try_render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool = False) -> str | None:
+    """The render, or None when the template refuses these messages (a probe with a role it does not take)."""
     try:
         return render(tokenizer, messages, generation_prompt)
     except Exception:  # noqa: BLE001 - a probe the template refuses tells us nothing
@@ -168,7 +197,7 @@ def _try_render(
 
 
 def _header_of(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
-    plain, with_prompt = _try_render(tokenizer, messages), _try_render(tokenizer, messages, True)
+    plain, with_prompt = try_render(tokenizer, messages), try_render(tokenizer, messages, True)
     if plain is None or with_prompt is None:
         return None
     # Phi-3 ends a full render with EOS but not a prompted one: the header starts where they part.
@@ -213,7 +242,7 @@ def _end_of_turn_text(tokenizer: Any, added: list[str]) -> str | None:
     """The special token a template writes right after an assistant message, from a user/assistant probe:
     "" when it writes none (its turns have no end-of-turn), None when the template refused the probe."""
     probe = [{"role": "user", "content": _PROBE_USER}, {"role": "assistant", "content": _PROBE_ASSISTANT}]
-    text = _try_render(tokenizer, probe)
+    text = try_render(tokenizer, probe)
     if text is None or _PROBE_ASSISTANT not in text:
         return None
     after = text[text.index(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :]
@@ -307,7 +336,7 @@ def _default_system(tokenizer: Any, messages: list[dict[str, Any]], rendered: st
     """The span of a system prompt the template injects when the chat has none (Qwen2.5), if any."""
     if any(m.get("role") in ("system", "developer") for m in messages):
         return None
-    probe = _try_render(tokenizer, [{"role": "system", "content": _PROBE_SYSTEM}, *messages])
+    probe = try_render(tokenizer, [{"role": "system", "content": _PROBE_SYSTEM}, *messages])
     if probe is None or probe.count(_PROBE_SYSTEM) != 1:
         return None
     cut = probe.index(_PROBE_SYSTEM)
@@ -399,7 +428,7 @@ def _next_content_start(rendered: str, later: list[dict[str, Any]], start: int) 
 def _prefix_end(tokenizer: Any, before: list[dict[str, Any]], rendered: str, cursor: int) -> int:
     """Where an assistant turn starts for a template with no generation header (Llama-2, Mistral): the end
     of the conversation before it, rendered on its own, when that render is a prefix of the full one."""
-    prefix = _try_render(tokenizer, before) if before else ""
+    prefix = try_render(tokenizer, before) if before else ""
     if prefix is not None and len(prefix) >= cursor and rendered.startswith(prefix):
         return len(prefix)
     return cursor
@@ -460,6 +489,21 @@ def _token_code(codes: bytearray, start: int, end: int) -> int:
         return codes[start] if start < len(codes) else _NONE
     present = set(codes[start:end])
     return next(code for code in _PRIORITY if code in present)
+
+
+_RANK = np.full(256, len(_PRIORITY) - 1, dtype=np.int64)  # a character code's place in _PRIORITY
+_RANK[list(_PRIORITY)] = np.arange(len(_PRIORITY))
+
+
+def _token_codes(codes: bytearray, offsets: list[tuple[int, int]]) -> list[int]:
+    """`_token_code` for every token at once (numpy): the highest-priority code among each token's
+    characters; a zero-width token takes the code of the character at its start (none past the end)."""
+    if not offsets:
+        return []
+    ranks = np.append(_RANK[np.frombuffer(bytes(codes), dtype=np.uint8)], _RANK[_NONE])  # (n+1,)
+    bounds = np.minimum(np.asarray(offsets, dtype=np.int64).reshape(-1), len(codes))  # s0, e0, s1, e1, ...
+    best = np.minimum.reduceat(ranks, bounds)[0::2]  # min over [s, e) when s < e, else ranks[s]
+    return np.asarray(_PRIORITY)[best].tolist()
 
 
 def _reason(code: int, eot: Policy, inserted: Policy) -> MaskReason:
@@ -568,8 +612,9 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
     offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"]]
     turns, default_system = locate(tokenizer, messages, rendered)
     codes = _char_codes(len(rendered), turns, default_system)
-    token_codes = [_token_code(codes, s, e) for s, e in offsets]
-    reasons = [_reason(c, eot, inserted) for c in token_codes]
+    token_codes = _token_codes(codes, offsets)
+    by_code = {code: _reason(code, eot, inserted) for code in set(token_codes)}
+    reasons = [by_code[c] for c in token_codes]
     method = "located content"
     generation_empty = False
     if has_generation_markers(tokenizer.chat_template):
@@ -601,6 +646,8 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         notes.append("the template injected a default system prompt (masked as a system turn)")
     if reasons:
         reasons[0] = MaskReason.FIRST
+    from tokstep.engine.structure import layout_of
+
     return ChatLayout(
         rendered=rendered,
         ids=tuple(ids),
@@ -611,4 +658,45 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         method=method,
         notes=tuple(notes),
         generation_mask_empty=generation_empty,
+        turn_layout=layout_of(
+            [CODE_ROLE_PART[c] for c in token_codes], _token_turns(turns, offsets), eot=eot, inserted=inserted
+        ),
     )
+
+
+# Per-character code -> (role, part of its turn) in engine.structure's vocabulary (role None: template markup).
+CODE_ROLE_PART = {
+    _ASSIST: ("assistant", "content"),
+    _EOT: ("assistant", "end"),
+    _INSERTED: ("assistant", "inserted"),
+    _WRAPPER: ("assistant", "inserted"),
+    _SYS: ("system", "content"),
+    _USER: ("user", "content"),
+    _TOOL: ("tool", "content"),
+    _NONE: (None, "template"),
+}
+
+
+def _token_turns(turns: list[Turn], offsets: list[tuple[int, int]]) -> list[tuple[str, int, int, int, bool]]:
+    """Each located message as token ranges: (role, content start, content end, end, closed)."""
+    starts = [s for s, _ in offsets]
+    reach = list(itertools.accumulate((max(e, s + 1) for s, e in offsets), max))  # non-decreasing
+
+    def tokens(spans: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+        """The first and one-past-last token overlapping any of the character spans."""
+        found = [(bisect.bisect_right(reach, a), bisect.bisect_left(starts, b)) for a, b in spans]
+        found = [(lo, hi) for lo, hi in found if hi > lo]
+        return (min(lo for lo, _ in found), max(hi for _, hi in found)) if found else None
+
+    out = []
+    for turn in turns:
+        content = tokens([*turn.pieces, *turn.inserted])
+        if content is None:
+            continue  # dropped from history: no token of its own
+        ends = tokens([turn.eot]) if turn.eot else None
+        end = max(content[1], ends[1]) if ends else content[1]
+        role = (
+            "assistant" if turn.role == "assistant" else CODE_ROLE_PART[_ROLE_CODE.get(turn.role, _USER)][0]
+        )
+        out.append((role, content[0], content[1], end, ends is not None))
+    return out

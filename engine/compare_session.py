@@ -11,10 +11,10 @@ from tokstep.engine.compare_spec import CompareSpec
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.loading import LoadedModel, load_tokenizer
+from tokstep.engine.reference import compute_reference
 from tokstep.engine.results import ModelInfo, TraceResult
 from tokstep.engine.session import Progress, load, run_trace
 from tokstep.engine.tokens import TokenTexts
-from tokstep.engine.trace import reference_loss
 
 
 def label(which: str, info: ModelInfo) -> str:
@@ -48,14 +48,16 @@ def load_b(spec: CompareSpec) -> LoadedModel | Any:
 
 
 def _result(loaded: LoadedModel, sample: Any, trace: Any, with_reference: bool) -> TraceResult:
+    reference, computed, note = compute_reference(loaded, sample, "chunked" if with_reference else "off")
     return TraceResult(
         info=loaded.info,
         sample=sample,
         trace=trace,
         texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
-        reference=reference_loss(loaded, sample) if with_reference else None,
-        reference_computed=with_reference,
+        reference=reference,  # HF's head + loss function in chunks (engine.reference): no [T, vocab]
+        reference_computed=computed,
         incremental_drift=None,
+        reference_note=note,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokstep.engine.results import TraceResult
+from tokstep.engine.results import TraceResult, parity
 
 
 def _num(value: float | None) -> float | None:
@@ -65,6 +65,9 @@ def trace_to_dict(result: TraceResult) -> dict[str, Any]:
         "loss": _num(trace.loss),
         "supervised_count": trace.num_supervised,
         "hf_reference_loss": _num(result.reference),
+        "hf_reference_computed": result.reference_computed,
+        "hf_reference_note": result.reference_note,
+        "hf_match": parity(result).ok,  # the one verdict (engine.results.parity); None when not compared
         "incremental_max_drift": _num(result.incremental_drift),
         "positions": positions,
     }

@@ -59,25 +59,29 @@ def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None
     else:
         raise TokstepError("no sample given: pass --text, --file, --prompt/--answer, --chat or --ids")
     sample = truncate(sample, spec.truncate) if spec.truncate else sample
-    return with_layout(sample, tokenizer) if sample.kind == "ids" else sample
+    if sample.kind == "ids":
+        return with_layout(sample, tokenizer, eot=spec.eot, inserted=spec.inserted)
+    return sample
 
 
-def with_layout(sample: Sample, tokenizer: Any) -> Sample:
-    """An ids row with its chat turns recovered from the template (when it has one and they are found).
+def with_layout(
+    sample: Sample, tokenizer: Any, *, eot: Policy = "train", inserted: Policy = "train"
+) -> Sample:
+    """An ids row with its chat turns recovered from the template (when it has one and they are found); the
+    expected mask follows the convention with these flags (`--eot`, `--inserted`, as for chats).
 
     Masked tokens then get the reason a chat built from messages would give them (user turn, template
-    markup...); a masked token the structure expects supervised keeps "masked in your labels" (GIVEN).
+    markup...); a masked token the structure expects trained keeps "masked in your labels" (GIVEN).
     """
     from tokstep.engine.structure import recover_layout
 
-    layout = recover_layout(tokenizer, sample.input_ids)
+    layout = recover_layout(tokenizer, sample.input_ids, eot=eot, inserted=inserted)
     if layout is None:
         return sample
     reasons = list(layout.reasons())
-    kept = (MaskReason.SUPERVISED, MaskReason.PAD, MaskReason.FIRST)
     for i, given in enumerate(sample.mask_reasons):
-        if given is kept[0] or given is kept[1] or given is kept[2] or reasons[i] is MaskReason.SUPERVISED:
-            reasons[i] = given  # trained, padding, or a -100 where the structure expects training: the user's
+        if given is MaskReason.PAD or given is MaskReason.FIRST or given.counted != reasons[i].counted:
+            reasons[i] = given  # padding, or a label the structure expects otherwise: the user's own word
     return replace(sample, mask_reasons=tuple(reasons), layout=layout)
 
 
@@ -236,7 +240,15 @@ def from_chat(
     input_ids = np.asarray(ids, dtype=np.int64)
     supervised = np.asarray([r.counted for r in layout.reasons], dtype=bool)
     labels = np.where(supervised, input_ids, IGNORE_INDEX).astype(np.int64)
-    return Sample(input_ids, labels, layout.reasons, kind="chat", name=name, notes=layout.notes)
+    return Sample(
+        input_ids,
+        labels,
+        layout.reasons,
+        kind="chat",
+        name=name,
+        notes=layout.notes,
+        layout=layout.turn_layout,
+    )
 
 
 def _as_int_list(value: Any, key: str) -> list[int]:

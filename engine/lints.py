@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -22,6 +22,9 @@ from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 from tokstep.engine.tokens import make_visible, trained_text
+
+if TYPE_CHECKING:
+    from tokstep.engine.structure import TurnLayout
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -600,11 +603,17 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
+def _recovered(sample: Sample) -> TurnLayout | None:
+    """The chat turns recovered from an ids row's ids (chats built from messages carry a layout too, located
+    from the messages: their labels are tokstep's own, the chat lints check those)."""
+    return sample.layout if sample.kind == "ids" else None
+
+
 def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
     """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure)."""
-    from tokstep.engine.structure import CONVENTION, NO_ROLE, ROLES, Part
+    from tokstep.engine.structure import NO_ROLE, ROLES, Part
 
-    layout = sample.layout
+    layout = _recovered(sample)
     if layout is None or sample.num_supervised == 0:
         return
     ids, labels, n = sample.input_ids, sample.labels, len(sample)
@@ -614,7 +623,8 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
     if other:
         yield from other
         return  # the labels belong to other positions: comparing them token by token would only add noise
-    versus = f"(convention: {CONVENTION})"
+    versus = f"(convention: {layout.convention})"
+    train_eot = layout.eot == "train"
     if supervised[1:].all():  # nothing masked: full-sequence training on a transcript, not a mask bug
         words = np.flatnonzero((layout.parts == Part.CONTENT) & (layout.roles != ROLES.index("assistant")))
         words = words[words > 0].tolist()
@@ -650,8 +660,9 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
         padding |= (ids == facts.pad_id) & (layout.roles == NO_ROLE)  # pad-trained reports those
     explained = padding | (layout.parts == Part.INSERTED)
     untrained, holes, off, off_notes, masked_ends, unclosed = [], [], [], [], [], []
+    trained_ends: list[int] = []  # --eot mask: end-of-turn tokens the labels supervise all the same
     for turn in replies:
-        lo, hi = turn.content_start, turn.end
+        lo, hi = turn.content_start, turn.end if train_eot else turn.content_end
         shift = _shift(supervised, lo, hi)
         if shift:
             moved = set(range(lo + shift, hi + shift)) ^ set(range(lo, hi))
@@ -670,7 +681,8 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
         last = turn.content_end - 1 - int(np.argmax(content[::-1]))
         head = list(range(turn.content_start, first))
         tail = list(range(last + 1, turn.content_end))
-        ends = [j for j in turn.end_of_turn if not supervised[j]]
+        ends = [j for j in turn.end_of_turn if not supervised[j]] if train_eot else []
+        trained_ends += [] if train_eot else [j for j in turn.end_of_turn if supervised[j]]
         inside = [j for j in range(first, last + 1) if not supervised[j]]
         if 0 < len(head) <= 2:
             off += head
@@ -688,6 +700,7 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
         holes += inside
         masked_ends += ends
         explained[lo:hi] = True
+        explained[trained_ends] = True
         if not turn.closed and supervised[turn.content_end - 1]:
             unclosed.append(turn.content_end - 1)
     if untrained:
@@ -715,6 +728,16 @@ def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> I
             f"the end-of-turn {facts.name(token)} after an assistant reply is masked (-100) at "
             f"t = {_fmt_positions(masked_ends)}: the model never learns to stop; {eos_masked_hint(facts, token)} "
             f"{versus}",
+        )
+    if trained_ends:
+        token = int(ids[trained_ends[0]])
+        yield Finding(
+            "trains-on-markup",
+            "warning",
+            tuple(trained_ends[:MAX_POSITIONS]),
+            f"the end-of-turn {facts.name(token)} after an assistant reply is supervised at "
+            f"t = {_fmt_positions(trained_ends)}, but --eot mask says it is masked: drop --eot mask if your "
+            f"trainer means to train it {versus}",
         )
     if unclosed:
         ends_named = " / ".join(facts.name(i) for i in sorted(facts.end_ids)) or "end-of-turn"
@@ -895,8 +918,9 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
     if facts.pad_id is not None:
         pads = np.flatnonzero((ids == facts.pad_id) & (labels != IGNORE_INDEX)).tolist()
         pads = [p for p in pads if p > 0]
-        if sample.layout is not None:  # end-of-turn tokens the structure expects supervised are not padding
-            pads = [p for p in pads if sample.layout.roles[p] < 0]  # inside a turn: the turn lints say it
+        layout = _recovered(sample)
+        if layout is not None:  # end-of-turn tokens the structure expects supervised are not padding
+            pads = [p for p in pads if layout.roles[p] < 0]  # inside a turn: the turn lints say it
         elif facts.pad_id == facts.eos_id:
             pads = pads[1:]  # with pad == eos, one supervised EOS is right; more are padding
         if pads:
@@ -917,23 +941,45 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
                 f"{len(hidden)} supervised position(s) have attention_mask 0 (t = {_fmt_positions(hidden)}): "
                 "the loss trains on tokens the model is told to ignore",
             )
-    run: list[int] = []
-    for i, token in enumerate([*ids.tolist(), None]):
-        blank = token is not None and token not in facts.specials and 0 <= token < facts.size
-        if blank:
-            data = token_bytes(tokenizer, token)
-            blank = bool(data) and not data.strip()
-        if blank:
-            run.append(i)
-            continue
-        if len(run) >= WHITESPACE_RUN:
-            yield finding(
-                "whitespace-run",
-                run,
-                f"{len(run)} whitespace-only tokens in a row (t = {run[0]}..{run[-1]}): padding written as "
-                "text or broken formatting",
-            )
-        run = []
+    for run in _whitespace_runs(tokenizer, ids, facts):
+        yield finding(
+            "whitespace-run",
+            run,
+            f"{len(run)} whitespace-only tokens in a row (t = {run[0]}..{run[-1]}): padding written as "
+            "text or broken formatting",
+        )
+
+
+_BLANK: WeakKeyDictionary[Any, np.ndarray] = WeakKeyDictionary()
+
+
+def _blank_ids(tokenizer: Any, ids: np.ndarray, facts: TokenizerFacts) -> np.ndarray:
+    """(N,) bool: the token is a non-special token of the tokenizer whose bytes are all whitespace.
+
+    Decided once per token id and kept in a per-tokenizer table (-1 unknown, 0 no, 1 yes)."""
+    table = _BLANK.get(tokenizer)
+    if table is None:
+        table = np.full(facts.size, -1, dtype=np.int8)
+        with contextlib.suppress(TypeError):
+            _BLANK[tokenizer] = table
+    inside = (ids >= 0) & (ids < facts.size)  # (N,)
+    known = np.where(inside, ids, 0)
+    for token in np.unique(known[inside & (table[known] < 0)]).tolist():
+        data = b"" if token in facts.specials else token_bytes(tokenizer, token)
+        table[token] = 1 if (data and not data.strip()) else 0
+    return inside & (table[known] == 1)
+
+
+def _whitespace_runs(tokenizer: Any, ids: np.ndarray, facts: TokenizerFacts) -> list[list[int]]:
+    """Maximal runs of at least WHITESPACE_RUN whitespace-only tokens, as lists of positions."""
+    blank = _blank_ids(tokenizer, ids, facts).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], blank, [0]]))  # (N+1,) +1 where a run starts, -1 after it ends
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [
+        list(range(s, e))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        if e - s >= WHITESPACE_RUN
+    ]
 
 
 def _text_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
@@ -1246,12 +1292,15 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
     if sample.kind == "ids" and sample.layout is None and facts.has_template:
         from tokstep.engine.inputs import with_layout
 
-        sample = with_layout(sample, tokenizer)  # ids built elsewhere (batches, scan): recover the turns here
+        policy = {"eot": spec.eot, "inserted": spec.inserted} if spec is not None else {}
+        sample = with_layout(
+            sample, tokenizer, **policy
+        )  # ids built elsewhere (scan): recover the turns here
     findings: list[Finding] = []
     findings += _bos_lints(tokenizer, sample, facts)
     findings += _label_lints(tokenizer, sample, facts)
     if not any(f.code == "labels-pre-shifted" for f in findings):  # else where the answer ends is unclear
-        if sample.layout is not None:  # ids with recovered chat turns: compare the labels with them
+        if _recovered(sample) is not None:  # ids with recovered chat turns: compare the labels with them
             findings += _structure_lints(tokenizer, sample, facts)
         else:
             findings += _eos_lints(tokenizer, sample, facts)
@@ -1309,10 +1358,11 @@ class RowLint:
 def disagreements(sample: Sample) -> np.ndarray | None:
     """Token indices whose given label disagrees with the chat structure recovered from the ids (padding and
     template-inserted markup excepted); None when the row has no recovered structure."""
-    if sample.layout is None:
+    layout = _recovered(sample)
+    if layout is None:
         return None
     padding = None if sample.attention_mask is None else sample.attention_mask == 0
-    return sample.layout.disagreements(sample.labels, padding)
+    return layout.disagreements(sample.labels, padding)
 
 
 def lint_row(tokenizer: Any, row: DataRow) -> RowLint:

@@ -25,10 +25,11 @@ from tokstep.engine.batches import BadLine, BatchFile, BatchRow, Settings, row_s
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints import Finding, finding
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.reference import compute_reference
 from tokstep.engine.results import TraceResult
 from tokstep.engine.sample import Sample
 from tokstep.engine.tokens import TokenTexts
-from tokstep.engine.trace import FLASH_KWARGS, Forward, reference_loss, trace_sample
+from tokstep.engine.trace import FLASH_KWARGS, Forward, trace_sample
 
 Progress = Callable[[str], None]
 FLASH_PREFIX = "flash_attention"
@@ -176,15 +177,18 @@ def trace_row(
     sample = row_sample(row, loaded.tokenizer.pad_token_id)
     forward = row_forward(row, settings)
     trace = trace_sample(loaded, sample, top_k=top_k, forward=forward)
-    reference = reference_loss(loaded, sample, forward) if with_reference else None
+    reference, computed, note = compute_reference(  # HF's head + loss_function in chunks: no [T, vocab]
+        loaded, sample, "chunked" if with_reference else "off", forward=forward
+    )
     result = TraceResult(
         info=loaded.info,
         sample=sample,
         trace=trace,
         texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
         reference=reference,
-        reference_computed=with_reference,
+        reference_computed=computed,
         incremental_drift=None,
+        reference_note=note,
     )
     checks, delta, compared = check_documents(loaded, row, sample, trace.logprob, top_k)
     lint = (

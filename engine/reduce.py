@@ -247,3 +247,23 @@ def kl_divergence(a: Softmaxed, b: Softmaxed, scratch: Scratch | None = None) ->
         kl[at] = terms.sum(-1).float()
     kl = torch.where(both, kl.clamp_min(0.0), torch.nan)  # KL >= 0: a negative value is rounding
     return kl.cpu().numpy().astype(np.float64)
+
+
+def target_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, scratch: Scratch | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Only log q(target) and finiteness of (c, V) logits, in float32: two passes (logsumexp, gather).
+
+    What a scan of a whole data set needs per position; `reduce_logits` adds rank, entropy and top-k.
+    Returns (c,) float32 log q(target) and (c,) bool finite (no NaN and no +inf in the row), on the device.
+    """
+    scratch = scratch if scratch is not None else Scratch()
+    rows, vocab = logits.shape
+    if logits.dtype == torch.float32:
+        x = logits
+    else:  # upcast exactly as HF's loss does, into a reused buffer
+        x = scratch.take("upcast", rows, vocab, torch.float32, logits.device).copy_(logits)
+    lse = torch.logsumexp(x, -1)  # (c,) NaN if a NaN is present, +inf if a +inf is
+    logprob = x.gather(-1, targets[:, None])[:, 0] - lse  # (c,)
+    finite = ~(torch.isnan(lse) | torch.isposinf(lse))
+    return logprob, finite

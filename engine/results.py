@@ -98,9 +98,11 @@ class TraceResult:
     sample: Sample
     trace: Trace
     texts: TokenTexts
-    reference: float | None  # HF's model(input_ids, labels=labels).loss; None if not computed or undefined
+    reference: float | None  # HF's loss for the sample; None if not computed or undefined
     reference_computed: bool
     incremental_drift: float | None  # max |Δ log q(target)| single pass vs KV-cache, when asked
+    reference_note: str = ""  # how the reference was computed, or why it was not (and how to force it)
+    reference_pending: bool = False  # the TUI computes it in a worker after the stepper is shown
 
     @property
     def nonfinite_error(self) -> str | None:
@@ -121,3 +123,35 @@ def parity_tolerance(dtype: str) -> float:
     """Relative |ours - HF| we promise: float32 reductions of the same logits agree to float32 rounding;
     in 16-bit dtypes the chunked head's matmuls may round differently from HF's single one."""
     return 1e-6 if dtype in ("float32", "float64") else 1e-3
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The one verdict on ours vs HF's loss that every screen and file shows."""
+
+    ok: bool | None  # None: nothing was compared (reference off, skipped or still computing)
+    diff: float | None  # |ours - HF|
+    badge: str  # short text: "✓ match |Δ|=2.2e-07", "✗ MISMATCH |Δ|=1.3e-02", "computing …", ...
+
+
+def parity(result: TraceResult) -> Parity:
+    """Compare our mean CE with HF's reference within `parity_tolerance(dtype)` (relative)."""
+    ours, theirs = result.trace.loss, result.reference
+    if result.reference_pending:
+        return Parity(None, None, "computing HF's reference …")
+    if not result.reference_computed:  # short enough for the loss panel; the note says the rest
+        note = result.reference_note
+        if "skipped" in note:
+            return Parity(None, None, "skipped: --reference full forces it")
+        if "failed" in note:
+            return Parity(None, None, "failed (see the note)")
+        return Parity(None, None, "off (--reference to compute it)")
+    if ours is None and theirs is None:
+        return Parity(True, None, "✓ both undefined (nothing supervised)")
+    if ours is None or theirs is None:
+        return Parity(False, None, "✗ MISMATCH (one side undefined)")
+    diff = abs(ours - theirs)
+    ok = diff <= parity_tolerance(result.info.dtype) * max(abs(theirs), 1e-12)
+    return Parity(
+        ok, diff, f"✓ match |Δ|={diff:.0e}" if ok else f"✗ MISMATCH |Δ|={diff:.0e}"
+    )  # fits the panel

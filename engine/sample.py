@@ -59,7 +59,7 @@ class Sample:
     attention_mask: np.ndarray | None = None  # (N,) only when the user gave one with zeros in it
     truncated_from: int | None = None  # original length when the user asked to truncate
     notes: tuple[str, ...] = field(default=())  # facts about how it was built, shown to the user
-    layout: TurnLayout | None = None  # ids rows: the chat turns recovered from the ids (engine.structure)
+    layout: TurnLayout | None = None  # the chat's turns: recovered from ids rows, or located for chats
 
     def __post_init__(self) -> None:
         for array in (self.input_ids, self.labels, self.attention_mask):

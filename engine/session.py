@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.loading import LoadedModel, ModelSpec, load_model
 from tokstep.engine.results import TraceResult
 from tokstep.engine.tokens import TokenTexts
-from tokstep.engine.trace import max_drift, reference_loss, trace_incremental, trace_sample
+from tokstep.engine.trace import max_drift, trace_incremental, trace_sample
 
 Progress = Callable[[str], None]
 
@@ -31,16 +32,23 @@ def run_trace(
     *,
     top_k: int = 10,
     with_reference: bool = True,
+    reference: str = "chunked",
     incremental: bool = False,
     progress: Progress = lambda _message: None,
 ) -> TraceResult:
-    """Tokenize, trace (one forward pass), and compute HF's reference loss beside it."""
+    """Tokenize, trace (one forward pass), and compute HF's reference loss beside it.
+
+    `reference` is `chunked`, `full`, `off` (see engine.reference) or `later`: the result comes back with
+    `reference_pending` set and `add_reference` fills it in (the TUI shows the stepper first).
+    """
     if top_k < 1:
         raise TokstepError("--top-k must be at least 1")
     if top_k >= loaded.info.vocab_size:
         raise TokstepError(
             f"--top-k {top_k} must be less than the vocabulary size ({loaded.info.vocab_size})"
         )
+    if not with_reference:
+        reference = "off"
     progress("building the sample")
     sample = build_sample(sample_spec, loaded.tokenizer, max_tokens=loaded.info.max_positions)
     progress(f"tracing {len(sample)} tokens")
@@ -49,16 +57,30 @@ def run_trace(
     if incremental:
         progress("tracing again, one token at a time through the KV cache")
         drift = max_drift(trace, trace_incremental(loaded, sample, top_k=top_k))
-    reference = None
-    if with_reference:
-        progress("computing Hugging Face's reference loss")
-        reference = reference_loss(loaded, sample)
-    return TraceResult(
+    result = TraceResult(
         info=loaded.info,
         sample=sample,
         trace=trace,
         texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
-        reference=reference,
-        reference_computed=with_reference,
+        reference=None,
+        reference_computed=False,
         incremental_drift=drift,
+        reference_pending=reference == "later",
+    )
+    if reference == "later":
+        return result
+    if reference != "off":
+        progress("computing Hugging Face's reference loss")
+    return add_reference(loaded, result, reference)
+
+
+def add_reference(loaded: LoadedModel, result: TraceResult, mode: str = "chunked") -> TraceResult:
+    """The same result with HF's reference loss (engine.reference) filled in, or the reason it is not."""
+    from tokstep.engine.reference import MODES, compute_reference
+
+    if mode not in MODES:
+        raise TokstepError(f"--reference must be one of {', '.join(MODES)}, not {mode!r}")
+    loss, computed, note = compute_reference(loaded, result.sample, mode)
+    return replace(
+        result, reference=loss, reference_computed=computed, reference_note=note, reference_pending=False
     )

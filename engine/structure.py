@@ -7,10 +7,15 @@ the rendered text tells which tokens the template writes before a turn (its role
 row and attributes every token to a role (system, user, assistant, tool) and a part of its turn (header,
 content, end-of-turn, other template markup).
 
-The expected mask follows the documented convention (`CONVENTION`): an assistant turn's content and the
-end-of-turn token(s) the template writes right after it are supervised; role headers, what follows the
-end-of-turn (ChatML's newline) and every other role are not; tokens the template inserts inside an
-assistant turn (an empty think block) are neither expected nor forbidden.
+The expected mask follows the one convention written at the top of `engine.chat_masks` (`CONVENTION`,
+`convention(eot, inserted)`), with the same flags: an assistant turn's content is supervised, and its
+end-of-turn token(s) too unless `eot="mask"` (`--eot mask`); role headers, what follows the end-of-turn
+(ChatML's newline) and every other role are not. Tokens the template inserts inside an assistant turn (an
+empty think block) are expected trained or masked as `inserted` says, but a row that does the other is not
+flagged (trainers differ there, and ids alone cannot tell a think wrapper from the reply's words).
+
+`TurnLayout` is the per-token vocabulary (role, part of its turn) that chats built from messages share:
+`engine.chat_masks.derive` produces one too (`ChatLayout.turn_layout`), so both colour and lint alike.
 
 numpy only: no torch, so screens may import the result types.
 """
@@ -27,19 +32,23 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from tokstep.engine.chat_masks import CONVENTION, Policy, convention, render, try_render
 from tokstep.engine.inspector import special_ids, token_bytes
 from tokstep.engine.sample import MaskReason
 
-CONVENTION = "assistant content + its end-of-turn trained, the rest masked"
+__all__ = [
+    "CONVENTION",
+    "NO_ROLE",
+    "ROLES",
+    "Part",
+    "TurnLayout",
+    "convention",
+    "layout_of",
+    "recover_layout",
+]
 
 ROLES = ("system", "user", "assistant", "tool")
-ROLE_REASON = {
-    "system": MaskReason.SYSTEM,
-    "user": MaskReason.USER,
-    # the chat-template work adds TOOL (and INSERTED); until then a tool result reads as input, like the user's
-    "tool": getattr(MaskReason, "TOOL", MaskReason.USER),
-}
-INSERTED_REASON = getattr(MaskReason, "INSERTED", MaskReason.TEMPLATE)
+ROLE_REASON = {"system": MaskReason.SYSTEM, "user": MaskReason.USER, "tool": MaskReason.TOOL}
 
 
 class Part(IntEnum):
@@ -82,6 +91,13 @@ class TurnLayout:
     turns: tuple[Turn, ...]
     roles: np.ndarray  # (N,) int8: index into ROLES, NO_ROLE for markup outside turns
     parts: np.ndarray  # (N,) int8: Part
+    eot: Policy = "train"  # the convention's flags (engine.chat_masks): end-of-turn trained or masked
+    inserted: Policy = "train"  # template-inserted tokens inside an assistant turn trained or masked
+
+    @property
+    def convention(self) -> str:
+        """The convention the expected mask follows, in one line (chat_masks' wording)."""
+        return convention(self.eot, self.inserted)
 
     def __post_init__(self) -> None:
         self.roles.setflags(write=False)
@@ -92,25 +108,43 @@ class TurnLayout:
         return None if code == NO_ROLE else ROLES[code]
 
     def expected(self) -> np.ndarray:
-        """(N,) bool: supervised under `CONVENTION` (assistant content and its end-of-turn)."""
-        assistant = self.roles == ROLES.index("assistant")
-        return assistant & ((self.parts == Part.CONTENT) | (self.parts == Part.END))
+        """(N,) bool: supervised under the convention with this layout's flags (`self.convention`)."""
+        trained = self.parts == Part.CONTENT
+        if self.eot == "train":
+            trained |= self.parts == Part.END
+        if self.inserted == "train":
+            trained |= self.parts == Part.INSERTED
+        return trained & (self.roles == ROLES.index("assistant"))
 
     def reasons(self) -> tuple[MaskReason, ...]:
-        """The mask reason each token would have in a chat built from messages (SUPERVISED where expected)."""
+        """The mask reason each token has in a chat built from messages (engine.chat_masks), flags applied."""
         table = [MaskReason.TEMPLATE] * (len(ROLES) + 1)  # by role code + 1 (NO_ROLE -> 0)
         for role, reason in ROLE_REASON.items():
             table[ROLES.index(role) + 1] = reason
         codes = np.where(self.parts == Part.CONTENT, self.roles.astype(np.int64) + 1, 0)  # (N,)
         codes[:1] = 0
         out = [table[c] for c in codes.tolist()]
-        for i in np.flatnonzero(self.parts == Part.INSERTED).tolist():
-            out[i] = INSERTED_REASON
-        for i in np.flatnonzero(self.expected()).tolist():
+        assistant = self.roles == ROLES.index("assistant")
+        inserted = MaskReason.INSERTED_TRAINED if self.inserted == "train" else MaskReason.INSERTED
+        for i in np.flatnonzero(assistant & (self.parts == Part.INSERTED)).tolist():
+            out[i] = inserted
+        for i in np.flatnonzero(assistant & (self.parts == Part.END)).tolist():
+            out[i] = MaskReason.END_OF_TURN  # SUPERVISED below when the convention trains it
+        for i in np.flatnonzero(self.expected() & (self.parts != Part.INSERTED)).tolist():
             out[i] = MaskReason.SUPERVISED
         if out:
             out[0] = MaskReason.FIRST
         return tuple(out)
+
+    def worded_roles(self) -> list[str | None]:
+        """Per token, the role whose words it is (content; the assistant's end-of-turn and the template's
+        insertions in its turn too), else None: what the TUI's context strip colours."""
+        inside = (self.parts == Part.END) | (self.parts == Part.INSERTED)
+        worded = (self.parts == Part.CONTENT) | (inside & (self.roles == ROLES.index("assistant")))
+        return [
+            ROLES[r] if w and r != NO_ROLE else None
+            for r, w in zip(self.roles.tolist(), worded.tolist(), strict=True)
+        ]
 
     def disagreements(self, labels: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
         """Token indices (>= 1) whose given label disagrees with the expected mask (inserted markup: either)."""
@@ -136,6 +170,9 @@ class Markup:
     separators: tuple[tuple[str, tuple[int, ...], str], ...]  # (role, ids, next role): a headerless next turn
     inserted: tuple[tuple[int, ...], ...]  # markup inserted at the start of an assistant turn
     blank: Any = field(default=None, compare=False)  # id -> whitespace only (after a header: header's)
+    # roles whose content the tokenizer starts with a space of no character of its own (SentencePiece's `▁`
+    # after a special token): a lone `▁` right before such content is the content's, as engine.chat_masks says
+    leading: frozenset[str] = frozenset()
 
     @property
     def usable(self) -> bool:
@@ -167,20 +204,28 @@ _PROBES: tuple[tuple[tuple[str, str], ...], ...] = (
 Segment = tuple[str | None, tuple[int, ...], str | None]  # (role before, markup ids, role after)
 
 
-def _render(tokenizer: Any, messages: Sequence[tuple[str, str]], generation: bool = False) -> str:
-    chat = [{"role": role, "content": content} for role, content in messages]
-    return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=generation))
+def _chat(messages: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [{"role": role, "content": content} for role, content in messages]
 
 
 def _segments(
-    tokenizer: Any, rendered: str, messages: Sequence[tuple[str, str]], blank: Any
+    tokenizer: Any,
+    rendered: str,
+    messages: Sequence[tuple[str, str]],
+    blank: Any,
+    leading: set[str],
 ) -> list[Segment]:
-    """The markup between consecutive message contents (and before the first / after the last), as ids."""
+    """The markup between consecutive message contents (and before the first / after the last), as ids.
+    Adds to `leading` the roles whose content's first token carries a space the text does not have."""
     found = sorted((rendered.find(content), len(content), role) for role, content in messages)
     if not found or found[0][0] < 0:  # the template dropped a message (a role it ignores): no clean evidence
         return []
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
+    starts = {start: role for start, _, role in found}
+    for token, (s, _e) in zip(ids, offsets, strict=True):
+        if s in starts and not rendered[s].isspace() and token_bytes(tokenizer, token)[:1] == b" ":
+            leading.add(starts[s])
     bounds = [(0, found[0][0], None, found[0][2])]
     for (start, size, role), (next_start, _, next_role) in zip(found, found[1:], strict=False):
         bounds.append((start + size, next_start, role, next_role))
@@ -220,14 +265,15 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
     `blank(id)` says whether a token is whitespace only (such tokens after a header depend on the content).
     """
     segments: list[Segment] = []
+    leading: set[str] = set()
     for probe in _PROBES:
-        renders = [(probe, _render_or_none(tokenizer, probe))]
+        renders = [(probe, try_render(tokenizer, _chat(probe)))]
         # prefixes ending with each role show what the template writes after that role at the end
         for cut in range(1, len(probe)):
-            renders.append((probe[:cut], _render_or_none(tokenizer, probe[:cut])))
+            renders.append((probe[:cut], try_render(tokenizer, _chat(probe[:cut]))))
         for messages, rendered in renders:
             if rendered is not None:
-                segments += _segments(tokenizer, rendered, messages, blank)
+                segments += _segments(tokenizer, rendered, messages, blank, leading)
     if not segments:
         return None
     bos = getattr(tokenizer, "bos_token_id", None)
@@ -287,22 +333,16 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
         separators=kept,
         inserted=tuple(sorted(inserted, key=len, reverse=True)),
         blank=blank,
+        leading=frozenset(leading),
     )
-
-
-def _render_or_none(tokenizer: Any, messages: Sequence[tuple[str, str]]) -> str | None:
-    try:
-        return _render(tokenizer, messages)
-    except Exception:  # noqa: BLE001 - templates reject roles they do not know (tool, system): skip the probe
-        return None
 
 
 def _generation_ids(tokenizer: Any, blank: Any) -> tuple[int, ...]:
     """What add_generation_prompt appends after a user turn, as ids (trailing blanks dropped); () if nothing."""
     probe = _PROBES[0][:1]
     try:
-        plain = _encode(tokenizer, _render(tokenizer, probe))
-        prompted = _encode(tokenizer, _render(tokenizer, probe, generation=True))
+        plain = _encode(tokenizer, render(tokenizer, _chat(probe)))
+        prompted = _encode(tokenizer, render(tokenizer, _chat(probe), True))
     except Exception:  # noqa: BLE001
         return ()
     k = len(_common_prefix([plain, prompted]))
@@ -429,8 +469,32 @@ def _first(
     return best
 
 
-def recover_layout(tokenizer: Any, input_ids: np.ndarray | Sequence[int]) -> TurnLayout | None:
+def layout_of(
+    per_token: Sequence[tuple[str | None, str]],
+    turns: Sequence[tuple[str, int, int, int, bool]],
+    *,
+    eot: Policy = "train",
+    inserted: Policy = "train",
+) -> TurnLayout:
+    """A `TurnLayout` from per-token (role or None, part name) and turns as (role, content start, content end,
+    end, closed) token indices: how a chat built from messages (engine.chat_masks) says the same thing."""
+    roles = np.asarray(
+        [NO_ROLE if r is None else ROLES.index(r) for r, _ in per_token], dtype=np.int8
+    )  # (N,)
+    parts = np.asarray([Part[p.upper()] for _, p in per_token], dtype=np.int8)  # (N,)
+    found = tuple(Turn(role, lo, lo, hi, end, closed) for role, lo, hi, end, closed in turns)
+    return TurnLayout(found, roles, parts, eot, inserted)
+
+
+def recover_layout(
+    tokenizer: Any,
+    input_ids: np.ndarray | Sequence[int],
+    *,
+    eot: Policy = "train",
+    inserted: Policy = "train",
+) -> TurnLayout | None:
     """Attribute every token of a tokenized chat to a role and a part of its turn; None when no turn is found.
+    `eot` / `inserted` are the convention's flags the expected mask follows (engine.chat_masks).
 
     Fast enough to run on every row of a data file: the template is probed once per tokenizer; a row
     costs a few vectorised scans for the header ids.
@@ -459,7 +523,7 @@ def recover_layout(tokenizer: Any, input_ids: np.ndarray | Sequence[int]) -> Tur
         roles[start : start + size] = ROLES.index(role)
         parts[start : start + size] = Part.HEADER
         _fill_turn(ids, hits, markup, role, start, start + size, limit, roles, parts, turns)
-    return TurnLayout(tuple(turns), roles, parts)
+    return TurnLayout(tuple(turns), roles, parts, eot, inserted)
 
 
 def _fill_turn(
@@ -477,6 +541,8 @@ def _fill_turn(
     """Mark ids[body:limit] as `role`'s turn: inserted markup, content, end-of-turn; a separator hands on."""
     code = ROLES.index(role)
     while body < limit and markup.blank is not None and markup.blank(int(ids[body])):
+        if role in markup.leading and not (body + 1 < limit and markup.blank(int(ids[body + 1]))):
+            break  # the last blank before the content: its own `▁`, which the text does not have
         roles[body] = code  # the blank after a header (`\n\n`, a lone space): the header's
         parts[body] = Part.HEADER
         body += 1

@@ -8,10 +8,12 @@ logits upcast to float32, labels shifted left by one, `cross_entropy(ignore_inde
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +43,28 @@ INCREMENTAL_PATH = "incremental (KV cache)"
 _VERIFIED_HEADS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
+# One model call at a time: the trace and the HF reference register forward hooks on the model's base, and a
+# hook fires in every thread's forward (the TUI traces a new sample while the last one's reference computes).
+MODEL_LOCK = threading.RLock()
+
+
+def serialized(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `function` holding MODEL_LOCK (every engine call that runs the model goes through it)."""
+
+    @functools.wraps(function)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with MODEL_LOCK:
+            return function(*args, **kwargs)
+
+    return locked
+
+
 # Models that passed the causality probe (perturbing the last token leaves earlier logits unchanged).
 _CAUSAL: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 PROBE_LENGTH = 6
 
 
+@serialized
 @torch.inference_mode()
 def check_causal(loaded: LoadedModel) -> None:
     """Refuse a model that is not causal, whatever its class: change the last token of a short probe and the
@@ -171,6 +190,19 @@ def _hidden_states_and_last_logits(
     Returns None when the model cannot do this (no `logits_to_keep`, no separable base model).
     With `stop_at_hidden` the forward stops at the hidden states and no logits come back.
     """
+    kept = batch_hidden_states_and_last_logits(
+        model, inputs, stop_at_hidden=stop_at_hidden, use_cache=use_cache
+    )
+    if kept is None:
+        return None
+    return kept[0][0], None if kept[1] is None else kept[1][0]  # (N, d), (V,)
+
+
+def batch_hidden_states_and_last_logits(
+    model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False, use_cache: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """`_hidden_states_and_last_logits` for a batch (B, N): hidden states (B, N, d) and the model's logits
+    at position N-2 of every row (B, V) (the batched scan, `engine/batched.py`, uses it directly)."""
     base = getattr(model, "base_model", None)
     if base is None or base is model or model.get_output_embeddings() is None:
         return None
@@ -187,14 +219,14 @@ def _hidden_states_and_last_logits(
     try:
         out = model(**inputs, use_cache=use_cache, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
     except _HiddenStatesCaptured:
-        return captured[0][0], None  # (N, d)
+        return captured[0], None  # (B, N, d)
     except TypeError:
         return None
     finally:
         handle.remove()
     if len(captured) != 1 or out.logits.shape[1] != 2:
         return None
-    return captured[0][0], out.logits[0, -2]  # (N, d), (V,)
+    return captured[0], out.logits[:, -2]  # (B, N, d), (B, V)
 
 
 def _head_logits(
@@ -281,6 +313,7 @@ class PositionLogits:
                 )
 
 
+@serialized
 def position_logits(
     loaded: LoadedModel,
     sample: Sample,
@@ -318,6 +351,7 @@ def position_logits(
     return PositionLogits(loaded, LOGITS_PATH, hidden=None, logits=logits_all[:n_positions], buffer=buffer)
 
 
+@serialized
 @torch.inference_mode()
 def trace_sample(
     loaded: LoadedModel,
@@ -345,6 +379,7 @@ def trace_sample(
     return assemble_trace(sample, targets, supervised, PositionStats.concat(stats), source.path, vocab)
 
 
+@serialized
 @torch.inference_mode()
 def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -> Trace:
     """The same Trace, produced one position at a time through the KV cache, as generation does."""
@@ -393,6 +428,7 @@ def assemble_trace(
     )
 
 
+@serialized
 @torch.inference_mode()
 def reference_loss(loaded: LoadedModel, sample: Sample, forward: Forward | None = None) -> float | None:
     """Hugging Face's own number: `model(input_ids, labels=labels).loss` (None when it is NaN: all masked)."""

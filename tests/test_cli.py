@@ -56,7 +56,7 @@ def test_report_prints_table_and_matching_hf_loss(capsys, model_dir):
         " I love dogs.",
     )
     assert code == 0
-    assert "HF model(input_ids, labels=labels).loss" in out
+    assert "HF loss" in out and "HF loss_function over HF's head" in out
     assert "✓ match" in out
     assert " prompt " in out  # masked positions say why
 
@@ -238,7 +238,7 @@ def test_flags_after_the_sub_command_win(capsys, model_dir):
 
 def test_report_counted_column_names_every_mask_reason(capsys, tmp_path):
     """Every masked reason gets its own word in the `counted` column (never the bare fallback `masked`):
-    --eot mask on a chat writes `eot` at each end-of-turn after a reply."""
+    --eot mask on a chat writes `end-of-turn` at each end-of-turn after a reply."""
     from tokstep.engine.sample import MaskReason
     from tokstep.tui.report import SHORT_REASON
 
@@ -253,5 +253,5 @@ def test_report_counted_column_names_every_mask_reason(capsys, tmp_path):
     assert main(["report", "--chat", str(path), "--eot", "mask"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:3].strip().isdigit()]
     counted = [r[-1] for r in rows]
-    assert "eot" in counted and "masked" not in counted
-    assert [r for r in rows if r[-1] == "eot"][0][2] == "<|im_end|>"  # the target the eot label masks
+    assert "end-of-turn" in counted and "masked" not in counted
+    assert [r for r in rows if r[-1] == "end-of-turn"][0][2] == "<|im_end|>"  # the target its label masks

@@ -24,7 +24,9 @@ def sub_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return dict(action.choices)
 
 
-@pytest.mark.parametrize(("command", "modes"), [("report", ["report", "report-batches"]), ("lint", ["lint"])])
+@pytest.mark.parametrize(
+    ("command", "modes"), [("report", ["report", "report-data", "report-batches"]), ("lint", ["lint"])]
+)
 def test_every_flag_of_a_sub_command_is_in_its_table_rows(command, modes):
     parser = sub_parsers(build_parser())[command]
     assert own_dests(parser) - set().union(*(flag_rules.ACCEPTS[m] for m in modes)) == set()
@@ -77,12 +79,15 @@ def test_defaults_are_filled_in_and_given_flags_are_told_apart():
     )
 
 
-def test_the_issue_example_is_an_error_naming_the_flag_and_the_command(capsys):
+def test_the_issue_example_reports_the_data_file_never_the_demo(capsys):
+    """`tokstep --model M --data train.jsonl report` once ignored --data; it is now the data report (issue 13)."""
     assert main(["--model", "m", "--data", "train.jsonl", "report"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tokstep: error: data file not found: train.jsonl"]
+    assert main(["--data", "train.jsonl", "report", "--text", "hi"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "tokstep: error: --data is not used by `tokstep report`: it reports one sample "
-        "(`tokstep --data FILE` browses a data file, `tokstep lint FILE` checks one)"
+        "tokstep: error: --text is not used by `tokstep report --data FILE`: each row of the data file is a sample"
     ]
 
 

@@ -309,11 +309,22 @@ CASES: list[Case] = [
     case("report-text-before-and-demo-after", "--text a report --model {M} --demo text", BAD, "one sample"),
     # flags that report does not use, wherever they stand
     case(
-        "report-data", f"{R} {TEXT} --data {{F}}/rows-ok.jsonl", BAD, "--data is not used by `tokstep report`"
+        "report-data",
+        f"{R} {TEXT} --data {{F}}/rows-ok.jsonl",
+        BAD,
+        "--text is not used by `tokstep report --data",
     ),
-    case("data-before-report", "--model {M} --data {F}/rows-ok.jsonl report", BAD, "--data is not used"),
     case(
-        "data-before-report-text", f"--data {{F}}/rows-ok.jsonl report {R[7:]} {TEXT}", BAD, "--data is not"
+        "data-before-report",
+        "--model {M} --data {F}/rows-ok.jsonl report --top-k 3",
+        BAD,
+        "--top-k is not used by `tokstep report --data FILE`",
+    ),
+    case(
+        "data-before-report-text",
+        f"--data {{F}}/rows-ok.jsonl report {R[7:]} {TEXT}",
+        BAD,
+        "--text is not used by `tokstep report --data",
     ),
     *[
         case(f"report-{flag}", f"{R} {TEXT} --{flag} x", BAD, f"--{flag} is not used by `tokstep report`")
@@ -380,7 +391,7 @@ CASES: list[Case] = [
     # the TUI entry: argument errors before any model loads
     *[
         case(f"tui-{flag}", f"{U} {TEXT} --{flag}", BAD, f"--{flag} is not used by `tokstep` on one sample")
-        for flag in ("force", "incremental", "no-reference")
+        for flag in ("force", "incremental")  # --no-reference = --reference off, which the stepper uses
     ],
     *[
         case(f"tui-{flag}", f"{U} {TEXT} --{flag} 3", BAD, f"--{flag} is not used by `tokstep` on one sample")

@@ -13,13 +13,13 @@ import pytest
 from label_templates import (
     BUG_LINT,
     FAMILIES,
-    QWEN3,
     bug_rows,
     chats,
     correct,
     render_row,
     tokenizer_for,
 )
+from templates import QWEN3
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.lints import lint_spec
@@ -313,3 +313,30 @@ def test_lint_sample_recovers_the_turns_of_ids_built_elsewhere(tokenizers):
     assert sample.layout is None
     (found,) = [f for f in lint_sample(tokenizer, sample) if f.code == "trains-on-user"]
     assert set(found.positions) == want
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eot_mask_convention_on_ids_rows(tokenizers, name):
+    """--eot mask: a trainer that masks the end-of-turn on purpose says so and gets no finding; training it
+    is then the finding, and an off-by-one span is still one. The findings name the convention compared."""
+    tokenizer = tokenizers[name]
+    rows = bug_rows(tokenizer, name)
+    ids, masked_eot, ends = rows["eot-masked"]
+    mask = {"eot": "mask"}
+    sample, findings = lint_spec(tokenizer, SampleSpec(ids={"input_ids": ids, "labels": masked_eot}, **mask))
+    assert findings == [] and sample.layout.eot == "mask"
+    pad_ends = {i for i in ends if ids[i] == tokenizer.pad_token_id}  # Llama-3: pad is <|eot_id|>: padding
+    assert {sample.mask_reasons[i] for i in ends - pad_ends} == {MaskReason.END_OF_TURN} or ends == pad_ends
+    _, findings = lint_ids(tokenizer, ids, masked_eot)  # the default convention trains it
+    assert [f.code for f in findings] == ["eos-masked"] and "end-of-turn trained" in findings[0].message
+    clean_ids, clean, _ = rows["clean"]
+    _, findings = lint_spec(tokenizer, SampleSpec(ids={"input_ids": clean_ids, "labels": clean}, **mask))
+    assert [(f.code, f.severity, set(f.positions)) for f in findings] == [
+        ("trains-on-markup", "warning", ends)
+    ]
+    assert "--eot mask" in findings[0].message and "end-of-turn masked (--eot mask)" in findings[0].message
+    shifted = [-100] + [
+        t if label != -100 else -100 for t, label in zip(ids[1:], masked_eot[:-1], strict=True)
+    ]
+    _, findings = lint_spec(tokenizer, SampleSpec(ids={"input_ids": ids, "labels": shifted}, **mask))
+    assert "mask-off-by-one" in [f.code for f in findings]

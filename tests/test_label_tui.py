@@ -75,3 +75,30 @@ async def test_the_legend_names_the_roles(size):
         await pilot.pause()
         legend = str(app.screen.query_one("#context-box").border_subtitle)
         assert "user" in legend and "assistant" in legend and "bright = trained" in legend
+
+
+def test_a_chat_from_messages_is_coloured_by_role_like_its_ids_row():
+    """One path: a chat built from messages carries the same TurnLayout vocabulary as an ids row, so the strip
+    colours both alike (the reply on the assistant colour, the user's words on the user colour)."""
+    import templates as tpl
+
+    from tokstep.engine.inputs import build_sample
+    from tokstep.tui.widgets.context_strip import token_roles
+
+    tokenizer = tpl.FAMILIES["qwen2.5"].tokenizer()
+    chat = build_sample(SampleSpec(chat=tpl.FAMILIES["qwen2.5"].chat), tokenizer)
+    ids = build_sample(
+        SampleSpec(ids={"input_ids": chat.input_ids.tolist(), "labels": chat.labels.tolist()}), tokenizer
+    )
+    as_result = lambda sample: replace(synthetic_result(len(sample), seed=1), sample=sample)  # noqa: E731
+    roles = token_roles(as_result(chat))
+    assert roles == token_roles(as_result(ids))
+    assert {"user", "assistant", "system"} <= set(roles)  # the injected default system prompt too
+    strip = ContextStrip(as_result(chat))
+    strip.cursor = len(chat) - 1
+    reply = roles.index("assistant")
+    assert background(strip._style(reply)) in {Color.parse(c) for c in ROLE_COLOURS["assistant"]}
+    assert not strip._style(reply).dim
+    user = roles.index("user")
+    assert background(strip._style(user)) in {Color.parse(c) for c in ROLE_COLOURS["user"]}
+    assert strip._style(user).dim

@@ -171,6 +171,30 @@ def test_data_flag_with_a_missing_file_is_one_line_before_any_model_loads(tmp_pa
     )
 
 
+def test_piped_lint_output_never_wraps_a_message_or_a_meaning(tmp_path, model_dir, capsys):
+    from tokstep.engine.lints import LINTS
+
+    rows = [*CLEAN, {"input_ids": [0, 40, 41, 42], "labels": [-100] * 4}, "{not json"]
+    code = main(
+        [
+            "lint",
+            write_jsonl(tmp_path / "bad.jsonl", rows),
+            "--model",
+            model_dir,
+            "--json",
+            str(tmp_path / "f.json"),
+        ]
+    )
+    out = capsys.readouterr().out  # captured: not a terminal
+    findings = [f for r in json.loads((tmp_path / "f.json").read_text())["results"] for f in r["findings"]]
+    assert code == 1 and findings
+    lines = out.splitlines()
+    for finding in findings:  # each message whole on one line, however long
+        assert any(finding["message"] in line for line in lines), finding["message"]
+        meaning = LINTS[finding["code"]].meaning
+        assert any(meaning in line for line in lines), meaning
+
+
 @pytest.fixture(scope="module")
 def chatml_dir(tmp_path_factory):
     """A Qwen2.5-like ChatML tokenizer folder (pad <|endoftext|> != end-of-turn <|im_end|>)."""
@@ -233,3 +257,18 @@ def test_a_lint_that_fires_at_two_severities_is_counted_at_each(tmp_path, chatml
     ]
     assert ("trains-on-user", "error", "1") in table and ("trains-on-user", "warning", "1") in table
     assert table.index(("trains-on-user", "error", "1")) < table.index(("trains-on-user", "warning", "1"))
+
+
+def test_eot_mask_decides_the_expected_mask_of_ids_rows(tmp_path, chatml_dir, capsys):
+    """A trainer that masks <|im_end|> on purpose says --eot mask: no eos-masked finding, exit 0."""
+    from label_templates import bug_rows, tokenizer_for
+
+    ids, labels, _ = bug_rows(tokenizer_for("chatml"), "chatml")["eot-masked"]
+    path = write_jsonl(tmp_path / "masked-eot.jsonl", [{"input_ids": ids, "labels": labels}] * 2)
+    assert main(["lint", path, "--model", chatml_dir, "--show", "0"]) == 1
+    assert "eos-masked" in capsys.readouterr().out
+    assert main(["lint", path, "--model", chatml_dir, "--eot", "mask", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["counts"] == {"error": 0, "warning": 0, "info": 0}
+    assert payload["structure"]["rows_disagreeing"] == 0
+    assert "end-of-turn masked (--eot mask)" in payload["structure"]["convention"]

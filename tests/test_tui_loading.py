@@ -57,10 +57,38 @@ async def test_model_loads_in_a_worker_and_the_last_position_matches_hf(model_di
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
         stepper = app.screen
-        assert stepper.result.sample.name == "qa" and stepper.result.reference_computed
+        await wait_for(pilot, lambda: stepper.result.reference_computed, "HF's reference")
+        assert stepper.result.sample.name == "qa"
         await pilot.press("end")
         loss = plain(stepper.query_one("#loss"))
         assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
+
+
+class SlowReferenceBackend(EngineBackend):
+    """The real engine, but HF's reference waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def reference(self, loaded, result, mode):
+        self.gate.wait(30)
+        return super().reference(loaded, result, mode)
+
+
+async def test_stepper_shows_before_the_reference_and_the_badge_updates_when_it_arrives(model_dir):
+    backend = SlowReferenceBackend()
+    app = TokstepApp(spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), backend=backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        await pilot.press("end")
+        assert stepper.result.reference_pending
+        assert "computing HF's reference" in plain(stepper.query_one("#loss"))
+        backend.gate.set()
+        await wait_for(pilot, lambda: stepper.result.reference_computed, "HF's reference")
+        loss = plain(stepper.query_one("#loss"))
+        assert "✓ match" in loss and f"{stepper.result.reference:.6f}" in loss
+        assert stepper.result.reference == pytest.approx(stepper.result.trace.loss, rel=1e-6)
 
 
 class GatedBackend(EngineBackend):
@@ -255,3 +283,39 @@ def test_quitting_while_the_model_loads_does_not_wait_for_the_load():
     )
     assert done.stdout.strip().endswith("exited"), done.stderr
     assert time.monotonic() - started < 30  # not the 60 s the load would take
+
+
+class SkippingBackend(EngineBackend):
+    """The real trace; the reference reports that it was skipped (as over the memory budget)."""
+
+    NOTE = "HF reference skipped: full logits would take 9.9 GiB (budget 512 MiB); --reference full forces it"
+
+    def reference(self, loaded, result, mode):
+        from dataclasses import replace
+
+        return replace(result, reference_pending=False, reference_note=self.NOTE)
+
+
+async def test_skipped_reference_says_why_and_how_to_force_it(model_dir):
+    app = TokstepApp(
+        spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), backend=SkippingBackend()
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        await wait_for(pilot, lambda: not stepper.result.reference_pending, "the reference verdict")
+        await pilot.press("end")
+        loss = plain(stepper.query_one("#loss"))
+        assert "skipped: --reference full forces it" in loss and "match" not in loss
+        assert any(SkippingBackend.NOTE in str(n.message) for n in app._notifications)
+
+
+async def test_reference_off_from_the_command_line_is_said_in_the_panel(model_dir):
+    app = TokstepApp(spec_of(model_dir), SampleSpec(prompt=PROMPT, answer=ANSWER, name="qa"), reference="off")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StepperScreen), "the stepper")
+        stepper = app.screen
+        await wait_for(pilot, lambda: not stepper.result.reference_pending, "the reference verdict")
+        await pilot.press("end")
+        assert not stepper.result.reference_computed
+        assert "off (--reference to compute it)" in plain(stepper.query_one("#loss"))

@@ -247,20 +247,25 @@ LINT_SPECIALS = [
 ]
 
 
-@lru_cache(maxsize=1)
-def _trained_byte_bpe() -> str:
+@lru_cache(maxsize=4)
+def train_byte_bpe(specials: tuple[str, ...], corpus: tuple[str, ...], vocab_size: int) -> str:
+    """A byte-level BPE trained on `corpus` with `specials`, as a tokenizer.json string (cached)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=LINT_SPECIALS,
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(LINT_CORPUS, trainer=trainer)
+    tok.train_from_iterator(corpus, trainer=trainer)
     return tok.to_str()
+
+
+def _trained_byte_bpe() -> str:
+    return train_byte_bpe(tuple(LINT_SPECIALS), tuple(LINT_CORPUS), 400)
 
 
 def byte_bpe(

@@ -39,6 +39,7 @@ from tokstep.tui.messages import (
     LoadProgress,
     ModelLoaded,
     OpenSample,
+    ReferenceReady,
     TraceReady,
 )
 
@@ -133,8 +134,11 @@ class TokstepApp(App[int]):
         batches: str | None = None,
         batch_settings: Any = None,
         compare: CompareSpec | None = None,
+        reference: str = "chunked",
+        scan_view: Any = None,
     ) -> None:
         super().__init__()
+        self.scan_view = scan_view  # an engine.scan_view.ScanView already read by the CLI (`--data DIR`)
         self.batches = batches  # a file of trainer batches (tokstep --batches)
         self.batch_settings = batch_settings  # engine.batches.Settings from --use-cache/--attn-implementation
         self.compare = compare  # a second model (or tokenizer) compared with the first on the one sample
@@ -142,6 +146,7 @@ class TokstepApp(App[int]):
         self.model_spec = model_spec
         self.sample_spec = sample_spec
         self.top_k = top_k
+        self.reference_mode = reference  # --reference: how HF's loss is computed, after the stepper shows
         self.data = data
         self.data_options = data_options or DataOptions()
         self.backend = backend or EngineBackend()
@@ -163,13 +168,20 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).add_step(f"loading {name}", 0.0)
         self.load_model()
         if self.data:
-            from tokstep.tui.browser import DataBrowserScreen
+            from tokstep.engine.scan_files import is_scan
 
-            self.push_screen(
-                DataBrowserScreen(
-                    self.data, backend=self.backend, model_spec=self.model_spec, options=self.data_options
+            if is_scan(self.data):  # a folder written by `tokstep scan`: sort/filter over every row
+                from tokstep.tui.scan_browser import ScanBrowserScreen
+
+                self.push_screen(ScanBrowserScreen(self.data, self.scan_view))
+            else:
+                from tokstep.tui.browser import DataBrowserScreen
+
+                self.push_screen(
+                    DataBrowserScreen(
+                        self.data, backend=self.backend, model_spec=self.model_spec, options=self.data_options
+                    )
                 )
-            )
             self.query_one(LoadingView).cover()
         elif self.batches:
             pass  # traced once the model is loaded (on_model_loaded)
@@ -256,6 +268,23 @@ class TokstepApp(App[int]):
             return
         if not get_current_worker().is_cancelled:  # a newer request replaced this one: drop it
             self.post_message(TraceReady(result, findings, from_browser))
+            if result.reference_pending:
+                self.compute_reference(model, result)
+
+    @work(thread=True, exit_on_error=False, group="reference")
+    def compute_reference(self, model: Any, result: TraceResult) -> None:
+        """HF's loss for a result already shown; the loss panel's badge updates when it arrives."""
+        try:
+            done = abandonable(lambda: self.backend.reference(model, result, self.reference_mode))
+        except Abandoned:
+            return
+        except Exception as error:  # noqa: BLE001 - the reference is a check; stepping goes on without it
+            done = replace(
+                result,
+                reference_pending=False,
+                reference_note=f"HF reference failed: {type(error).__name__}: {error}",
+            )
+        self.post_message(ReferenceReady(done))
 
     @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
     def trace_batches_file(self, loaded: Any) -> None:
@@ -384,6 +413,18 @@ class TokstepApp(App[int]):
             )
         )
 
+    def on_reference_ready(self, message: ReferenceReady) -> None:
+        from tokstep.tui.stepper import StepperScreen
+
+        result = message.result
+        if not result.reference_computed and (
+            "skipped" in result.reference_note or "failed" in result.reference_note
+        ):
+            self.notify(result.reference_note, title="HF reference", severity="warning", timeout=15)
+        for screen in self.screen_stack:
+            if isinstance(screen, StepperScreen) and screen.result.sample is message.result.sample:
+                screen.update_result(message.result)
+
     def on_load_failed(self, message: LoadFailed) -> None:
         if message.from_browser and self.loaded is not None:
             self.notify(message.reason, title="cannot open this sample", severity="error", timeout=10)
@@ -405,17 +446,15 @@ def _headless_check(app: TokstepApp) -> int:
     try:
         loaded = app.backend.load(app.model_spec)  # type: ignore[arg-type]
         if app.batches:
-            from tokstep.tui.batch_report import batch_flags
-
-            app.backend.trace_batches(
-                loaded, app.batches, batch_flags(app.args), app.top_k, lambda _text: None
-            )
+            app.backend.trace_batches(loaded, app.batches, app.batch_settings, app.top_k, lambda _text: None)
         elif app.compare is not None:
             loaded_b = app.backend.load_compare(app.compare)
             if app.sample_spec is not None:
                 app.backend.compare(loaded, loaded_b, app.sample_spec, app.top_k, lambda _text: None)
         elif app.sample_spec is not None and not app.data:
-            app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
+            result = app.backend.trace(loaded, app.sample_spec, app.top_k, lambda _text: None)
+            if result.reference_pending:
+                app.backend.reference(loaded, result, app.reference_mode)
     except TokstepError as error:
         print(f"tokstep: error: {error}", file=sys.stderr)
         return 2
@@ -472,6 +511,8 @@ def run_app(
         batches=getattr(args, "batches", None),
         batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
         compare=compare,
+        reference=getattr(args, "reference", None) or "chunked",
+        scan_view=getattr(args, "scan_view", None),
     )
     if os.environ.get("TERM", "") in ("dumb", "unknown"):
         print(

@@ -89,7 +89,8 @@ class Backend(ABC):
 
     @abstractmethod
     def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
-        """Build the sample with the model's tokenizer and run it once, teacher-forced (+ HF's reference)."""
+        """Build the sample with the model's tokenizer and run it once, teacher-forced. HF's reference may
+        come with it, or later (`reference_pending` set: then the app calls `reference` after showing it)."""
 
     @abstractmethod
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
@@ -100,6 +101,11 @@ class Backend(ABC):
         """What the inspector line shows about `input_ids[index]` (its neighbours complete a split character)."""
 
     # -- optional features: a backend without them says so in one line ----------------------------------
+
+    def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
+        """`result` with HF's reference loss filled in, or the reason it is not (`mode`: chunked, full or
+        off; engine.reference). Called only for a result whose `reference_pending` is set."""
+        raise _unsupported("HF's reference loss")
 
     def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
         """Every row of a file of trainer batches, traced as the trainer's forward saw it (a `BatchReport`);
@@ -153,9 +159,15 @@ class EngineBackend(Backend):
         return load(spec)
 
     def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
+        """The trace alone; HF's reference comes later (`reference`), so the stepper shows first."""
         from tokstep.engine.session import run_trace
 
-        return run_trace(loaded, sample, top_k=top_k, progress=progress)
+        return run_trace(loaded, sample, top_k=top_k, reference="later", progress=progress)
+
+    def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
+        from tokstep.engine.session import add_reference
+
+        return add_reference(loaded, result, mode)
 
     def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
         from tokstep.engine.batches import read_batches
@@ -233,6 +245,11 @@ class PrecomputedBackend(EngineBackend):
 
     def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
         return self.result
+
+    def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
+        from dataclasses import replace
+
+        return replace(result, reference_pending=False)  # whatever the precomputed result holds
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
         return list(self.findings) if self.findings is not None else super().lint(result, sample)

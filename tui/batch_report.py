@@ -69,7 +69,7 @@ def delta_text(value: float | None, floor: float) -> Text:
 
 def rows_table(report: BatchReport) -> Table:
     from tokstep.engine.batch_results import noise_floor
-    from tokstep.engine.results import parity_tolerance
+    from tokstep.engine.results import parity
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in (
@@ -90,13 +90,15 @@ def rows_table(report: BatchReport) -> Table:
     for r in report.rows:
         trace, info = r.result.trace, r.result.info
         ours, theirs = trace.loss, r.result.reference
-        if not r.result.reference_computed:
+        verdict = parity(r.result)  # the one verdict (engine.results.parity)
+        if verdict.ok is None:
             hf = Text("—", style="dim")
         elif ours is None or theirs is None:
-            hf = Text("undefined" if ours is None and theirs is None else "✗ MISMATCH")
+            hf = Text("undefined" if verdict.ok else "✗ MISMATCH")
         else:
-            ok = abs(ours - theirs) <= parity_tolerance(info.dtype) * max(abs(theirs), 1e-12)
-            hf = Text(f"{theirs:.4f} {'✓' if ok else '✗'}", style="green" if ok else "bold red")
+            hf = Text(
+                f"{theirs:.4f} {'✓' if verdict.ok else '✗'}", style="green" if verdict.ok else "bold red"
+            )
         table.add_row(
             str(r.row.batch),
             str(r.row.row),
@@ -269,7 +271,7 @@ def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
             batches,
             flags=batch_flags(args),
             top_k=args.top_k,
-            with_reference=not args.no_reference,
+            with_reference=(getattr(args, "reference", None) or "chunked") != "off",
             progress=lambda message: status.update(message),
         )
     traced_errors = [e for e in report.errors if e not in batches.errors]

@@ -144,9 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(parser)
     _add_compare_flags(parser)
     _add_sample_flags(parser)
+    _add_reference_flag(parser)
     _add_data_flags(parser)
     add_batch_flags(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{report,lint}")
+    commands = parser.add_subparsers(dest="command", metavar="{report,lint,scan}")
     report = commands.add_parser(
         "report",
         help="print the per-position loss table and HF's reference loss",
@@ -157,16 +158,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(report)
     _add_compare_flags(report)
     _add_sample_flags(report)
+    _add_reference_flag(report)
     add_batch_flags(report)
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
-    report.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
+    report.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained HTML page: coloured context, summary, worst",
+    )
+    report.add_argument("--svg", metavar="FILE", help="the same as a self-contained SVG image")
+    report.add_argument(
+        "--colour-by",
+        "--color-by",
+        dest="colour_by",
+        default="ce",
+        choices=["ce", "reason"],
+        help="--html/--svg context colours: the CE of predicting each token (default) or its mask reason",
+    )
+    report.add_argument(
+        "--force", action="store_true", help="allow --json/--html/--svg to overwrite an existing file"
+    )
+    report.add_argument(
+        "--data",
+        metavar="FILE",
+        help="report every row of a .jsonl / .json / .parquet file (counts, loss, lints, supervised text)",
+    )
+    report.add_argument(
+        "--rows",
+        metavar="RANGES",
+        help="with --data: only these rows, by the line (JSONL/JSON) or row (Parquet) numbers the "
+        "screens show, e.g. 11-15 or 3,7,20-",
+    )
+    from tokstep.tui.lint_cmd import add_column_flags
+
+    add_column_flags(report)
     report.add_argument(
         "--incremental",
         action="store_true",
         help="also trace token by token with the KV cache and report the drift",
     )
     report.add_argument(
-        "--no-reference", action="store_true", help="skip HF's reference loss (saves a forward pass)"
+        "--no-reference",
+        dest="reference",
+        action="store_const",
+        const="off",
+        help="the same as --reference off (saves a forward pass)",
     )
     report.add_argument(
         "--limit", type=int, metavar="N", help="print at most N rows (the summary still covers all)"
@@ -174,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tokstep.tui.lint_cmd import add_lint_parser
 
     add_lint_parser(commands, _add_model_flags)
+    from tokstep.tui.lint_cmd import add_column_flags
+    from tokstep.tui.scan_cmd import add_scan_parser
+
+    add_scan_parser(commands, _add_model_flags, add_column_flags)
     _know_every_flag_at_the_top(parser, commands)
     _keep_flags_given_before_the_command(parser, commands)
     defaults: dict[str, object] = {}
@@ -264,6 +304,16 @@ def _keep_flags_given_before_the_command(
         for action in sub._actions:
             if action.dest in top_level:
                 action.default = argparse.SUPPRESS
+
+
+def _add_reference_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        default="chunked",
+        choices=["chunked", "full", "off"],
+        help="HF's loss beside ours: chunked (default: HF's head and loss function over chunks, no "
+        "[T, vocab] tensor), full (model(input_ids, labels=labels).loss, HF's full logits) or off",
+    )
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -534,10 +584,24 @@ def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
 
         spec = model_spec(args)
         return run_lint(args, spec.name_or_path, spec.display_name)
-    if args.data:
-        from tokstep.tui.lint_cmd import open_data_from_args
+    if args.command == "scan":
+        from tokstep.tui.scan_cmd import run_scan_cmd
 
-        open_data_from_args(args, args.data).close()  # a missing or unreadable file: one line, before the TUI
+        return run_scan_cmd(args, model_spec(args))
+    if args.data:
+        from tokstep.engine.scan_files import is_scan
+
+        if is_scan(args.data):  # a folder written by `tokstep scan`: check it reads; default to its model
+            from tokstep.engine.scan_view import ScanView
+
+            args.scan_view = ScanView(args.data)  # read once; the scan browser takes it
+            args.model = args.model or args.scan_view.model
+        else:
+            from tokstep.tui.lint_cmd import open_data_from_args
+
+            open_data_from_args(
+                args, args.data
+            ).close()  # a missing or unreadable file: one line, before the TUI
     from tokstep.tui.app import run_app
 
     if args.batches is not None:

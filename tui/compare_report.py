@@ -199,7 +199,7 @@ def run_compare_report(
             b,
             sample,
             top_k=args.top_k,
-            with_reference=not args.no_reference,
+            with_reference=(getattr(args, "reference", None) or "chunked") != "off",
             progress=lambda message: status.update(message),
         )
     if args.json:

@@ -1,6 +1,6 @@
 """Which flags each way of running tokstep uses: a flag given where it is not used is an error, never ignored.
 
-The table is keyed by mode: a sub-command (`report`, `lint`, `report --batches`) or the interactive debugger
+The table is keyed by mode: a sub-command (`report`, `lint`, `report --data`, `report --batches`) or the interactive debugger
 on one sample (`stepper`), over a data file (`browser`, `tokstep --data FILE`) or over trainer batches
 (`batches`, `tokstep --batches FILE`). A flag is named by its argparse `dest`.
 To make a sub-command accept a flag, add its dest to that mode's set here (and the flag to its parser).
@@ -32,20 +32,24 @@ ACCEPTS: dict[str, frozenset[str]] = {
     | SAMPLE_SOURCES
     | SAMPLE_OPTIONS
     | COMPARE
-    | {"top_k", "json", "force", "incremental", "no_reference", "limit"},
+    | {"top_k", "json", "force", "incremental", "reference", "limit", "html", "svg", "colour_by"},
+    "report-data": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"rows"},
     "lint": TOKENIZER_ONLY
     | COLUMNS
     | SAMPLE_OPTIONS
-    | {"file", "json", "force", "max_rows", "show", "fail_on", "strict"},
-    "report-batches": MODEL_LOAD | BATCHES | {"top_k", "json", "force", "no_reference"},
-    "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | COMPARE | {"top_k"},
-    "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k"},
+    | {"file", "json", "force", "max_rows", "show", "fail_on", "strict", "jobs"},
+    "scan": MODEL_LOAD | DATA | {"bos", "eos", "truncate", "out", "force", "batch_tokens", "chunk_rows"},
+    "report-batches": MODEL_LOAD | BATCHES | {"top_k", "json", "force", "reference"},
+    "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | COMPARE | {"top_k", "reference"},
+    "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k", "reference"},
     "batches": MODEL_LOAD | BATCHES | {"top_k"},
 }
 
 WHERE = {
     "report": "`tokstep report`",
     "lint": "`tokstep lint`",
+    "scan": "`tokstep scan`",
+    "report-data": "`tokstep report --data FILE`",
     "report-batches": "`tokstep report --batches`",
     "stepper": "`tokstep` on one sample",
     "browser": "`tokstep --data FILE`",
@@ -55,8 +59,12 @@ WHERE = {
 
 def hint(mode: str, dest: str) -> str | None:
     """Why `dest` is not used in `mode`, when that is not obvious."""
-    if mode == "report" and dest == "data":
-        return "it reports one sample (`tokstep --data FILE` browses a data file, `tokstep lint FILE` checks one)"
+    if dest == "rows":
+        return "--rows picks rows of a data file: `tokstep report --data FILE --rows 11-15`"
+    if mode == "report-data" and dest in SAMPLE_SOURCES:
+        return "each row of the data file is a sample"
+    if mode == "report-data":
+        return "the data report prints counts, loss, lints and trained text per row (one sample: drop --data)"
     if mode == "lint" and dest in MODEL_LOAD - TOKENIZER_ONLY:
         return "lint loads only the tokenizer"
     if mode == "lint" and dest in SAMPLE_SOURCES | {"top_k", "data"}:
@@ -76,6 +84,8 @@ def mode_of(command: str | None, data_given: bool, batches_given: bool = False) 
     """The mode a command line runs in."""
     if batches_given:
         return "report-batches" if command == "report" else (command or "batches")
+    if command == "report" and data_given:
+        return "report-data"
     if command:
         return command
     return "browser" if data_given else "stepper"

@@ -97,6 +97,12 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     group.add_argument("--force", action="store_true", help="allow --json to overwrite an existing file")
     group.add_argument("--max-rows", type=int, metavar="N", help="lint only the first N rows")
     group.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="processes to lint with (default: every core this process may use)",
+    )
+    group.add_argument(
         "--show", type=int, default=20, metavar="N", help="print findings of at most N rows (default 20)"
     )
     group.add_argument(
@@ -127,6 +133,8 @@ class LintSummary:
     structured: int = 0  # rows whose chat structure was recovered from the ids
     disagreeing: int = 0  # ... of which the labels disagree with it somewhere
     disagreeing_tokens: int = 0
+    eot: str = "train"  # the convention's flags the rows were compared under (--eot, --inserted)
+    inserted: str = "train"
 
     def add(self, result: RowLint) -> None:
         self.rows += 1
@@ -146,17 +154,29 @@ class LintSummary:
 
 
 def lint_file(
-    tokenizer: Any, data: DataFile, max_rows: int | None = None, progress: Any = None
+    tokenizer: Any, data: DataFile, max_rows: int | None = None, progress: Any = None, jobs: int = 1
 ) -> LintSummary:
-    """Lint the rows of `data` in order, streaming: one row's text and sample in memory at a time."""
-    from tokstep.engine.lints import lint_row
+    """Lint the rows of `data` in order, streaming (a few batches of rows in memory at a time), on `jobs`
+    processes; `progress(rows, tokens)` is called after every batch."""
+    from tokstep.engine.lint_pool import BATCH_ROWS, lint_stream
 
     summary = LintSummary()
-    for row in data.rows(0, max_rows):
-        summary.add(lint_row(tokenizer, row))
-        if progress is not None and summary.rows % 200 == 0:
-            progress(summary.rows)
+    tokens = 0
+    for result in lint_stream(tokenizer, data.rows(0, max_rows), jobs):
+        summary.add(result)
+        tokens += result.num_tokens or 0
+        if progress is not None and summary.rows % BATCH_ROWS == 0:
+            progress(summary.rows, tokens)
+    if progress is not None:
+        progress(summary.rows, tokens)
     return summary
+
+
+def _known_rows(data: DataFile, max_rows: int | None) -> int | None:
+    """The number of rows to lint, when it is cheap to know (a JSONL file is indexed by a fast scan)."""
+    data.index_all()
+    rows = len(data)
+    return rows if max_rows is None else min(rows, max_rows)
 
 
 def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]:
@@ -189,7 +209,7 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
             "rows_recovered": summary.structured,
             "rows_disagreeing": summary.disagreeing,
             "tokens_disagreeing": summary.disagreeing_tokens,
-            "convention": _convention(),
+            "convention": _convention(summary),
         },
         "results": rows,
     }
@@ -214,10 +234,10 @@ def summary_table(summary: LintSummary) -> Table:
     return table
 
 
-def _convention() -> str:
-    from tokstep.engine.structure import CONVENTION
+def _convention(summary: LintSummary) -> str:
+    from tokstep.engine.chat_masks import convention
 
-    return CONVENTION
+    return convention(summary.eot, summary.inserted)
 
 
 def structure_line(summary: LintSummary) -> Text | None:
@@ -229,7 +249,7 @@ def structure_line(summary: LintSummary) -> Text | None:
         ("labels vs chat structure: ", "bold"),
         f"turns recovered in {summary.structured} of {summary.rows} rows; labels disagree in ",
         (f"{bad} rows", SEVERITY_STYLE["error"] if bad else "green"),
-        f" ({summary.disagreeing_tokens} tokens)  ·  convention: {_convention()}",
+        f" ({summary.disagreeing_tokens} tokens)  ·  convention: {_convention(summary)}",
     )
 
 
@@ -283,9 +303,19 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
             tokenizer = load_tokenizer(
                 model_name, revision=args.revision, trust_remote_code=args.trust_remote_code
             )
+        from tokstep.engine.lint_pool import BATCH_ROWS, default_jobs
+        from tokstep.tui.progress import RowProgress
+
+        jobs = args.jobs if getattr(args, "jobs", None) else default_jobs()
+        if jobs < 1:
+            raise TokstepError("--jobs must be at least 1")
+        total = _known_rows(data, args.max_rows)
+        if total is not None and total <= BATCH_ROWS:
+            jobs = 1  # a single batch: starting processes would cost more than it saves
         started = time.monotonic()
-        with err.status("linting") as status:
-            summary = lint_file(tokenizer, data, args.max_rows, lambda n: status.update(f"linting: {n} rows"))
+        with RowProgress("tokstep lint", total) as bar:
+            summary = lint_file(tokenizer, data, args.max_rows, bar.update, jobs=jobs)
+        summary.eot, summary.inserted = args.eot, args.inserted
         elapsed = time.monotonic() - started
     finally:
         data.close()
@@ -295,13 +325,16 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
         output.write_json(findings_json(summary, args.file, display_name), args.json, args.force)
     counts = summary.counts()
     if args.json != "-":
-        console = Console()
+        from tokstep.tui.report import report_console
+
+        console = report_console()  # piped: no width limit, so no finding or meaning is wrapped
         console.print(
             Text.assemble(
                 ("tokstep lint  ", "bold"),
                 f"{args.file}  ·  {summary.rows} rows in {elapsed:.1f}s  ·  tokenizer of {display_name}",
             ),
             highlight=False,
+            soft_wrap=True,  # one line, however long the path (scripts grep it)
         )
         print_findings(summary, console, args.show)
         if summary.flagged:

@@ -52,6 +52,14 @@ class TraceReady(Message):
         self.from_browser = from_browser
 
 
+class ReferenceReady(Message):
+    """HF's reference loss for a result already on screen (computed after the stepper was shown)."""
+
+    def __init__(self, result: TraceResult) -> None:
+        super().__init__()
+        self.result = result
+
+
 class BatchesReady(Message):
     """A file of trainer batches is traced; `report` is the engine's `BatchReport`."""
 

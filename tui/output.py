@@ -55,6 +55,9 @@ def write_text(text: str, path: str, force: bool, flag: str = "--json") -> None:
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; a new file gets the usual mode
             with os.fdopen(handle, "w", encoding="utf-8") as file:
                 file.write(text if text.endswith("\n") else text + "\n")
                 file.flush()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from tokstep.tui import output
-from tokstep.tui.formatting import number, probability
+from tokstep.tui.formatting import clip, number, probability
 from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
@@ -25,14 +27,14 @@ SHORT_REASON = {
     "prompt": "prompt",
     "system turn": "system",
     "user turn": "user",
-    "tool turn": "tool",
     "template markup": "template",
-    "template-inserted": "inserted",
-    "end-of-turn token": "eot",
     "padding": "pad",
     "document start": "doc start",
     "masked in your labels": "labels",
     "first token": "first",
+    "tool turn": "tool",
+    "template-inserted": "inserted",
+    "end-of-turn token": "end-of-turn",
 }
 
 
@@ -50,78 +52,115 @@ def fmt_loss(value: float | None) -> str:
 
 
 def parity_line(result: TraceResult) -> Text:
-    """Ours vs Hugging Face's loss, side by side, with a match badge."""
-    from tokstep.engine.results import parity_tolerance
+    """Ours vs Hugging Face's loss, side by side, with the one parity verdict (engine.results.parity)."""
+    from tokstep.engine.results import parity
 
-    ours, theirs = result.trace.loss, result.reference
     line = Text()
-    line.append("tokstep mean CE                          ", style="bold")
-    line.append(fmt_loss(ours))
+    line.append("tokstep mean CE  ", style="bold")
+    line.append(fmt_loss(result.trace.loss))
     line.append(f"  over {result.trace.num_supervised} supervised tokens")
-    if not result.reference_computed:
+    verdict = parity(result)
+    line.append("\nHF loss          ", style="bold")
+    if not result.reference_computed and result.reference_note:  # the whole reason and how to change it
+        line.append(result.reference_note, style="yellow" if "skipped" in result.reference_note else "dim")
         return line
-    line.append("\nHF model(input_ids, labels=labels).loss  ", style="bold")
-    line.append(fmt_loss(theirs))
-    if ours is None and theirs is None:
-        line.append("  ✓ both undefined: no supervised tokens", style="green")
-    elif ours is None or theirs is None:
-        line.append("  ✗ MISMATCH", style="bold red")
-    else:
-        diff = abs(ours - theirs)
-        ok = diff <= parity_tolerance(result.info.dtype) * max(abs(theirs), 1e-12)
-        line.append(f"  |Δ| {diff:.1e}  ")
-        line.append("✓ match" if ok else "✗ MISMATCH", style="green" if ok else "bold red")
+    if result.reference_computed:
+        line.append(fmt_loss(result.reference) + "  ")
+    style = "dim" if verdict.ok is None else "green" if verdict.ok else "bold red"
+    line.append(verdict.badge, style=style)
+    if result.reference_note:
+        line.append(f"  ({result.reference_note})", style="dim")
     return line
 
 
-def positions_table(result: TraceResult, limit: int | None = None) -> Table:
+TOKEN_CELLS = 24  # a token longer than this (rare: runs of whitespace) is cut with …; numbers never are
+OPTIONAL = ("top-1", "context", "mean", "q(target)")  # dropped in this order when the console is too narrow
+COLUMNS = (  # name, justify
+    ("t", "right"),
+    ("context", "left"),
+    ("target", "left"),
+    ("q(target)", "right"),
+    ("rank", "right"),
+    ("top-1", "left"),
+    ("CE", "right"),
+    ("mean", "right"),
+    ("counted", "left"),
+)
+
+
+def _token_cell(result: TraceResult, token_id: int) -> Text:
+    text = token_text(result, token_id)
+    if cell_len(text.plain) > TOKEN_CELLS:
+        text = Text(clip(text.plain, TOKEN_CELLS), style=text.style)
+    return text
+
+
+ROW_STYLE = "_style"  # a row dict's style for the whole row
+
+
+def position_rows(result: TraceResult, positions: Iterable[int]) -> list[dict[str, Any]]:
+    """One dict per position, column name -> cell (the report's and the shared page's tables)."""
     trace, sample = result.trace, result.sample
-    table = Table(title=None, box=None, header_style="bold", pad_edge=False)
-    for name, justify, width in [
-        ("t", "right", None),
-        ("context", "left", 10),
-        ("target", "left", 12),
-        ("q(target)", "right", 9),
-        ("rank", "right", 5),
-        ("top-1", "left", 10),
-        ("CE", "right", 9),
-        ("mean", "right", 7),
-        ("counted", "left", 8),  # min width too: the reason must stay readable
-    ]:
-        fixed = justify == "right" or name == "counted"
-        table.add_column(
-            name,
-            justify=justify,
-            no_wrap=True,
-            max_width=width,
-            min_width=width if fixed else None,
-            overflow="ellipsis",
-        )
-    rows = range(len(trace)) if limit is None else range(min(limit, len(trace)))
-    for t in rows:
+    rows = []
+    for t in positions:
         target = int(trace.target_ids[t])
         top1 = int(trace.topk_ids[t, 0])
         counted = bool(trace.supervised[t])
-        finite = bool(trace.finite[t])
-        ce = float(trace.ce[t])
-        ce_text = number(ce)
-        mean = trace.running_mean(t)
-        top1_text = Text("= target", style="green") if top1 == target else token_text(result, top1)
-        table.add_row(
-            str(t),
-            token_text(result, int(sample.input_ids[t])),
-            token_text(result, target),
-            probability(float(trace.prob[t])) if finite else "—",
-            str(int(trace.rank[t])) + ("=" if trace.ties[t] else ""),
-            top1_text,
-            ce_text if counted else Text(f"({ce_text})", style="dim"),
-            number(mean),
-            "✓"
-            if counted
-            else Text(SHORT_REASON.get(sample.mask_reasons[t + 1].value, "masked"), style="dim"),
-            style=None if counted else "dim",
+        ce_text = number(float(trace.ce[t]))
+        dim = "" if counted else "dim"
+        rank = str(int(trace.rank[t])) + ("=" if trace.ties[t] else "")
+        reason = SHORT_REASON.get(sample.mask_reasons[t + 1].value, sample.mask_reasons[t + 1].value)
+        rows.append(
+            {
+                "t": Text(str(t), style=dim),
+                "context": _token_cell(result, int(sample.input_ids[t])),
+                "target": _token_cell(result, target),
+                "q(target)": Text(probability(float(trace.prob[t])) if trace.finite[t] else "—", style=dim),
+                "rank": Text(rank, style=dim),
+                "top-1": Text("= target", style="green") if top1 == target else _token_cell(result, top1),
+                "CE": Text(ce_text, style="") if counted else Text(f"({ce_text})", style="dim"),
+                "mean": Text(number(trace.running_mean(t)), style=dim),
+                "counted": Text("✓", style="green") if counted else Text(reason, style="dim"),
+                ROW_STYLE: "" if counted else "dim",
+            }
         )
+    return rows
+
+
+def fitted_table(rows: list[dict[str, Any]], width: int | None, columns=COLUMNS) -> Table:  # noqa: ANN001
+    """A table whose columns are as wide as their widest cell (numbers are never cut); when the console is
+    narrower than that, whole optional columns are left out instead (OPTIONAL, in order)."""
+    widths = {name: max([cell_len(name)] + [r[name].cell_len for r in rows]) for name, _ in columns}
+    names = [name for name, _ in columns]
+    for drop in OPTIONAL:
+        if width is None or sum(widths[n] for n in names) + 2 * (len(names) - 1) <= width:
+            break
+        if drop in names:
+            names.remove(drop)
+    table = Table(box=None, header_style="bold", pad_edge=False, collapse_padding=False)
+    for name, justify in columns:
+        if name in names:
+            table.add_column(
+                name, justify=justify, no_wrap=True, min_width=widths[name], max_width=widths[name]
+            )
+    for row in rows:
+        table.add_row(*(row[name] for name in names), style=row.get(ROW_STYLE) or None)
     return table
+
+
+def positions_table(result: TraceResult, limit: int | None = None, width: int | None = None) -> Table:
+    count = len(result.trace) if limit is None else min(max(limit, 0), len(result.trace))
+    return fitted_table(position_rows(result, range(count)), width)
+
+
+def report_console() -> Console:
+    """A terminal: its width (tables fit it). Piped: no width limit, so no line is ever wrapped or cut."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=PIPED_WIDTH, soft_wrap=True)
+
+
+PIPED_WIDTH = 10_000
 
 
 def print_report(result: TraceResult, console: Console, limit: int | None = None) -> None:
@@ -139,14 +178,30 @@ def print_report(result: TraceResult, console: Console, limit: int | None = None
     )
     for note in sample.notes:
         console.print(f"note: {note}", style="dim", markup=False, highlight=False)
-    console.print(positions_table(result, limit))
+    width = None if console.width >= PIPED_WIDTH else console.width
+    console.print(positions_table(result, limit, width))
     if limit is not None and limit < len(trace):
-        console.print(f"… {len(trace) - limit} more positions (summary covers all)", style="dim")
+        console.print(f"… {len(trace) - max(limit, 0)} more positions (summary covers all)", style="dim")
     console.print(parity_line(result))
     if result.incremental_drift is not None:
         console.print(
             f"incremental (KV cache) vs single pass: max |Δ log q(target)| = {result.incremental_drift:.3e}"
         )
+
+
+def findings_grid(findings: Iterable[Any]) -> Table:
+    """Lint findings as a grid: severity and code in one column, the message (and its fix) wrapping in their
+    own, never under the code; piped output has no width limit, so each stays on one line."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for f in findings:
+        where = f" @ token {','.join(map(str, f.positions[:8]))}" if f.positions else ""
+        grid.add_row(" ", Text.assemble(severity_text(f.severity), f" {f.code}{where}:"), f.message)
+        if getattr(f, "fix", None):
+            grid.add_row(" ", "", Text(f"fix: {f.fix}", style="dim"))
+    return grid
 
 
 def write_json(result: TraceResult, path: str, force: bool) -> None:
@@ -156,9 +211,18 @@ def write_json(result: TraceResult, path: str, force: bool) -> None:
 
 
 def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -> int:
+    from tokstep.engine.errors import TokstepError
     from tokstep.engine.session import load, run_trace
 
     output.check_target(args.json, args.force)
+    output.check_target(getattr(args, "html", None), args.force, "--html")
+    output.check_target(getattr(args, "svg", None), args.force, "--svg")
+    if getattr(args, "rows", None) and not getattr(args, "data", None):
+        raise TokstepError("--rows picks rows of a --data file: give --data FILE")
+    if getattr(args, "data", None):
+        from tokstep.tui.report_data import run_data_report
+
+        return run_data_report(args, model)
     err = Console(stderr=True)
     with err.status(f"loading {model.display_name}"):
         loaded = load(model)
@@ -169,7 +233,7 @@ def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -
             loaded,
             sample,
             top_k=args.top_k,
-            with_reference=not args.no_reference,
+            reference=getattr(args, "reference", None) or "chunked",
             incremental=args.incremental,
             progress=lambda message: status.update(message),
         )
@@ -178,8 +242,12 @@ def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -
         return 3
     if args.json:
         write_json(result, args.json, args.force)
+    if getattr(args, "html", None) or getattr(args, "svg", None):
+        from tokstep.tui.share import write_shared
+
+        write_shared(result, html=args.html, svg=args.svg, colour_by=args.colour_by, force=args.force)
     if args.json != "-":
-        console = Console(width=None if sys.stdout.isatty() else 100)
+        console = report_console()
         print_report(result, console, args.limit)
         print_diagnostics(result, sample, console)
     return 0
@@ -207,11 +275,8 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
     console.print(
         Text.assemble(("lints: ", "bold"), ("none", "green") if not findings else f"{len(findings)}")
     )
-    for f in findings:
-        where = f" @ token {','.join(map(str, f.positions[:8]))}" if f.positions else ""
-        console.print(Text.assemble("  ", severity_text(f.severity), f" {f.code}{where}: {f.message}"))
-        if f.fix:
-            console.print(Text(f"    fix: {f.fix}", style="dim"), highlight=False)
+    if findings:
+        console.print(findings_grid(findings))
     texts = [] if spec is None else [t for t in (spec.text, spec.prompt, spec.answer) if t]
     for text in texts:
         check = roundtrip(tokenizer, text)

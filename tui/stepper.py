@@ -54,7 +54,7 @@ CONTEXT_TITLE = (
 
 
 def context_legend(result: TraceResult) -> str:
-    """The strip's key: for ids rows with recovered chat turns, the role colours with the mask on top."""
+    """The strip's key: for chats and ids rows with recovered chat turns, the role colours with the mask on top."""
     if result.sample.layout is None:
         return CONTEXT_LEGEND
     roles = {r for r in token_roles(result) if r}
@@ -190,6 +190,14 @@ class StepperScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self._fit_context()
+
+    def update_result(self, result: TraceResult) -> None:
+        """The same trace with HF's reference filled in (it arrives after the stepper is shown)."""
+        self.result = result
+        for widget in self.query(LossPanel):
+            widget.result = result
+            if self.panels:
+                widget.show(self.cursor)
 
     @property
     def legend(self) -> str:

@@ -55,7 +55,7 @@ REASON_COLOURS = {
 }
 REASON_STYLES = {reason: Style(bgcolor=colour) for reason, colour in REASON_COLOURS.items()}
 
-# ids rows whose chat turns were recovered (engine.structure): each token's background is its role, two shades
+# chats and ids rows whose chat turns were recovered (engine.structure): each token's background is its role, two shades
 # for token boundaries; the given mask stays on top (masked dim), so trained user words stand out at a glance.
 ROLE_COLOURS = {
     "assistant": ("#173d17", "#235223"),
@@ -70,18 +70,10 @@ Layout = list[tuple[int, str]]  # one line: (token index, what is drawn for it)
 
 
 def token_roles(result: TraceResult) -> list[str | None]:
-    """Per token, the recovered role whose words it is (content; the assistant's end-of-turn too), else None."""
+    """Per token, the role whose words it is (content; the assistant's end-of-turn too), else None: recovered
+    from the ids for ids rows, located from the messages for chats (the same `TurnLayout` either way)."""
     layout = result.sample.layout
-    if layout is None:
-        return [None] * len(result.sample)
-    from tokstep.engine.structure import Part
-
-    roles = []
-    for i in range(len(result.sample)):
-        role, part = layout.role(i), int(layout.parts[i])
-        worded = part == Part.CONTENT or (role == "assistant" and part == Part.END)
-        roles.append(role if worded else None)
-    return roles
+    return [None] * len(result.sample) if layout is None else layout.worded_roles()
 
 
 @lru_cache(maxsize=128)
@@ -137,7 +129,7 @@ class ContextStrip(LinesView):
         ids = result.sample.input_ids
         self._ids: list[int] = ids.tolist()
         self._masked = np.asarray([not r.counted for r in result.sample.mask_reasons])
-        self._roles = token_roles(result)  # recovered chat role per token (ids rows with a chat template)
+        self._roles = token_roles(result)  # chat role per token (chats; ids rows with a chat template)
         self._special = np.asarray(
             [result.texts.is_special(i) or not result.texts.in_tokenizer(i) for i in self._ids]
         )

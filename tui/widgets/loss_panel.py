@@ -4,25 +4,9 @@ from __future__ import annotations
 
 import math
 
-from tokstep.engine.results import TraceResult
+from tokstep.engine.results import TraceResult, parity
 from tokstep.tui.formatting import number
 from tokstep.tui.widgets.lines import Lines, LinesView
-
-
-def parity(result: TraceResult) -> tuple[str, bool | None]:
-    """How our mean compares with HF's `model(input_ids, labels=labels).loss`: (badge text, ok or None)."""
-    from tokstep.engine.results import parity_tolerance
-
-    ours, theirs = result.trace.loss, result.reference
-    if not result.reference_computed:
-        return "HF reference not computed", None
-    if ours is None and theirs is None:
-        return "✓ both undefined (nothing supervised)", True
-    if ours is None or theirs is None:
-        return "✗ MISMATCH (one side undefined)", False
-    diff = abs(ours - theirs)
-    ok = diff <= parity_tolerance(result.info.dtype) * max(abs(theirs), 1e-12)
-    return (f"✓ match |Δ|={diff:.0e}" if ok else f"✗ MISMATCH |Δ|={diff:.1e}"), ok
 
 
 class LossPanel(LinesView):
@@ -58,11 +42,12 @@ class LossPanel(LinesView):
         lines.add("mean    ", "bold").add(number(mean), "bold")
         lines.add(" = Σ / n\n" if mean is not None else " (nothing counted yet)\n")
         if t == len(trace) - 1:
-            badge, ok = parity(result)
+            verdict = parity(result)
             lines.add("HF      ", "bold").add(
                 number(result.reference, 6) if result.reference_computed else "—"
             )
-            lines.add(" ").add(badge, "dim" if ok is None else "bold green" if ok else "bold white on red")
+            style = "dim" if verdict.ok is None else "bold green" if verdict.ok else "bold white on red"
+            lines.add(" ").add(verdict.badge, style)
         else:
             lines.add("HF loss: compared at the end (End)", "dim")
         self.set_lines(lines)

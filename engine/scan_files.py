@@ -1,0 +1,52 @@
+"""The files of a scan folder, and atomic writes (temporary name, fsync, rename). No torch here: the
+browser reads scans through this module too.
+
+    DIR/scan.json                       the scan's parameters (written first; a rerun must match them)
+    DIR/chunks/chunk-000042.parquet     one per finished chunk of rows, while the scan runs
+    DIR/shard-00000-of-00002.parquet    one per worker (rank), when every chunk is in
+    DIR/manifest.json                   written last, by rank 0: the scan is complete
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SCAN_FORMAT = "tokstep-scan/1"
+PARAMETERS = "scan.json"
+MANIFEST = "manifest.json"
+CHUNKS = "chunks"
+
+
+def chunk_path(out: Path, chunk: int) -> Path:
+    return out / CHUNKS / f"chunk-{chunk:06d}.parquet"
+
+
+def shard_name(rank: int, world: int) -> str:
+    return f"shard-{rank:05d}-of-{world:05d}.parquet"
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(temporary)` then rename over `path`: readers and reruns only ever see whole files."""
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    write_atomic(path, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8"))
+
+
+def is_scan(path: str | Path) -> bool:
+    """A folder `tokstep scan` wrote (complete or not)."""
+    folder = Path(path).expanduser()
+    return folder.is_dir() and ((folder / MANIFEST).is_file() or (folder / PARAMETERS).is_file())

@@ -1,0 +1,154 @@
+"""`tokstep report --data FILE [--rows 11-15]`: a printed report for the rows of a data file.
+
+Per row: its number (the 1-based line of a JSONL/JSON file, the 1-based row of a Parquet file: the numbers the
+browser and `tokstep lint` show), token and supervised counts, the loss (one teacher-forced pass, tokstep's
+mean CE), the lint findings, and the decoded supervised text: what the model is trained to say.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.text import Text
+
+from tokstep.tui.report import fmt_loss, report_console
+
+if TYPE_CHECKING:
+    from tokstep.engine.loading import ModelSpec
+
+RowRanges = list[tuple[int, int | None]]  # inclusive (first, last); last None: to the end
+
+
+def parse_rows(text: str | None) -> RowRanges | None:
+    """`11-15`, `3,7,20-`, `-5` -> inclusive ranges of 1-based numbers; None selects every row."""
+    from tokstep.engine.errors import TokstepError
+
+    if text is None:
+        return None
+    ranges: RowRanges = []
+    for part in text.split(","):
+        part = part.strip()
+        first, dash, last = part.partition("-")
+        try:
+            lo = int(first) if first.strip() else 1
+            hi = (int(last) if last.strip() else None) if dash else lo
+        except ValueError:
+            raise TokstepError(f"--rows {text!r}: use numbers and ranges like 11-15 or 3,7,20-") from None
+        if lo < 1 or (hi is not None and hi < lo):
+            raise TokstepError(f"--rows {text!r}: rows are numbered from 1, ranges go up (11-15)")
+        ranges.append((lo, hi))
+    return ranges
+
+
+def row_number(row: Any) -> int:
+    """The number a row is shown with everywhere: its 1-based line (JSONL/JSON) or row (Parquet)."""
+    return row.line if row.line is not None else row.index + 1
+
+
+def selected_rows(data: Any, ranges: RowRanges | None) -> Iterator[Any]:
+    """The rows whose number falls in `ranges` (numbers only grow, so reading stops after the last range)."""
+    last = None if ranges is None or any(hi is None for _, hi in ranges) else max(hi for _, hi in ranges)
+    for row in data.rows():
+        number = row_number(row)
+        if last is not None and number > last:
+            return
+        if ranges is None or any(lo <= number and (hi is None or number <= hi) for lo, hi in ranges):
+            yield row
+
+
+def supervised_text(tokenizer: Any, labels: Any) -> list[str]:
+    """The supervised tokens decoded span by span, special tokens kept (what the model is trained to say):
+    engine.tokens.trained_text, one string per span."""
+    from tokstep.engine.tokens import TRAINED_GAP, trained_text
+
+    text = trained_text(tokenizer, labels)
+    return text.split(TRAINED_GAP) if text else []
+
+
+def visible(text: str) -> str:
+    """Whitespace that matters made visible: a newline is `↵` then a real line break, a tab `→`."""
+    return text.replace("\t", "→").replace("\n", "↵\n")
+
+
+def indented(text: str, spaces: int, style: str = "") -> Text:
+    """Every line of `text` indented (no padding to the console width: piped output stays tidy)."""
+    pad = " " * spaces
+    return Text(pad + text.replace("\n", "\n" + pad), style=style)
+
+
+def print_row(
+    console: Console, row: Any, lint: Any, loss: float | None, error: str | None, tokenizer: Any
+) -> None:
+    from tokstep.tui.report import findings_grid
+
+    head = Text.assemble((row.where, "bold"))
+    if lint.sample is not None:
+        head.append(
+            f"  {lint.sample.kind}  {lint.num_tokens} tokens, {lint.num_supervised} supervised  loss "
+        )
+        head.append(fmt_loss(loss) if error is None else "—")
+    counts = [(lint.count(severity), severity) for severity in ("error", "warning", "info")]
+    summary = ", ".join(f"{n} {sev}{'s' if n > 1 and sev != 'info' else ''}" for n, sev in counts if n)
+    head.append("  lints: ")
+    head.append(summary or "none", style="bold red" if counts[0][0] else "yellow" if summary else "green")
+    console.print(head)
+    if error is not None:
+        console.print(indented(f"cannot trace: {error}", 2, "red"))
+    if lint.findings:
+        console.print(findings_grid(lint.findings))
+    if lint.sample is not None:
+        spans = supervised_text(tokenizer, lint.sample.labels)
+        console.print(indented("trained to say:", 2, "bold"))
+        if not spans:
+            console.print(indented("(nothing: every label is -100)", 4, "dim"))
+        for span in spans:
+            console.print(indented("«" + visible(span) + "»", 4))
+    console.print()
+
+
+def run_data_report(args: argparse.Namespace, model: ModelSpec) -> int:
+    from tokstep.engine.errors import TokstepError
+    from tokstep.engine.lints import lint_row
+    from tokstep.engine.session import load
+    from tokstep.engine.trace import trace_sample
+    from tokstep.tui.lint_cmd import open_data_from_args
+
+    given = [
+        name for name in ("text", "file", "chat", "ids", "demo", "prompt", "answer") if getattr(args, name)
+    ]
+    if given:
+        raise TokstepError(f"--data reports a data file; drop --{given[0]} (one sample) or --data")
+    if getattr(args, "html", None) or getattr(args, "svg", None) or args.json or args.incremental:
+        raise TokstepError(
+            "--data prints a report; --json, --html, --svg and --incremental are for one sample"
+        )
+    ranges = parse_rows(args.rows)
+    data = open_data_from_args(args, args.data)
+    err = Console(stderr=True)
+    with err.status(f"loading {model.display_name}"):
+        loaded = load(model)
+    console = report_console()
+    console.print(Text.assemble(("tokstep report  ", "bold"), f"{args.data}  model {loaded.info.name}"))
+    shown = 0
+    try:
+        for row in selected_rows(data, ranges):
+            lint = lint_row(loaded.tokenizer, row)
+            loss, error = None, None
+            if lint.sample is not None:
+                try:
+                    loss = trace_sample(loaded, lint.sample, top_k=1).loss
+                except TokstepError as problem:
+                    error = str(problem)
+            print_row(console, row, lint, loss, error, loaded.tokenizer)
+            shown += 1
+    finally:
+        data.close()
+    if shown == 0:
+        raise TokstepError(
+            f"--rows {args.rows}: no such rows in {args.data}" if ranges else f"{args.data} has no rows"
+        )
+    console.print(f"{shown} row(s)", style="dim")
+    return 0

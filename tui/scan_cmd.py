@@ -1,0 +1,150 @@
+"""`tokstep scan DATA --model M --out DIR`: score every row of a data set into Parquet (see engine/scan.py).
+
+`python -m tokstep scan ...` works, so `torchrun --nproc_per_node=8 -m tokstep scan ...` runs one process per
+GPU; each writes its own shard and rank 0 the manifest. Kill it at any moment and rerun the same command:
+it continues from the last committed chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from tokstep.tui.progress import RowProgress
+
+DEFAULT_CHUNK_ROWS = 1024
+DEFAULT_BATCH_TOKENS = 16384
+
+
+def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="score every row of a data set (loss, worst positions, masks, lints) into Parquet",
+        description="Score every row of a JSONL / JSON / Parquet file with the model: loss, supervised and "
+        "total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
+        "manifest. Resumable (rerun the same command); data parallel under torchrun.",
+    )
+    scan.add_argument("data", help="a .jsonl, .json or .parquet file")
+    scan.add_argument("--out", metavar="DIR", help="folder for the shards and manifest (required)")
+    scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
+    add_model_flags(scan)
+    add_column_flags(scan)
+    scan.add_argument("--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
+    scan.add_argument("--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
+    scan.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
+    group = scan.add_argument_group("throughput")
+    group.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=DEFAULT_BATCH_TOKENS,
+        metavar="N",
+        help=f"padded tokens per forward batch (rows x longest row; default {DEFAULT_BATCH_TOKENS})",
+    )
+    group.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        metavar="N",
+        help=f"rows per committed chunk: what a rerun may redo (default {DEFAULT_CHUNK_ROWS})",
+    )
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
+    """The `scan` sub-command; TokstepError propagates to the CLI's one-line error."""
+    from dataclasses import replace
+
+    from tokstep.engine.errors import TokstepError
+    from tokstep.engine.scan import ScanConfig, device_for, finish_ranks, init_ranks, run_scan
+    from tokstep.engine.session import load
+    from tokstep.tui.lint_cmd import columns_from_args, open_data_from_args
+
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise TokstepError(
+            "tokstep scan writes Parquet and needs pyarrow: pip install 'tokstep[data]'"
+        ) from None
+    if not getattr(args, "out", None):
+        raise TokstepError("tokstep scan needs --out DIR: the folder for the shards and manifest")
+    if args.chunk_rows < 1 or args.batch_tokens < 1:
+        raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")
+    data = open_data_from_args(args, args.data)
+    source = Path(args.data).expanduser().resolve()
+    stat = source.stat()
+    columns = columns_from_args(args)
+    config = ScanConfig(
+        data=str(source),
+        data_bytes=stat.st_size,
+        data_mtime_ns=stat.st_mtime_ns,
+        model=model_spec.name_or_path,
+        revision=model_spec.revision,
+        dtype=model_spec.dtype,
+        columns={k: list(v) if isinstance(v, tuple) else v for k, v in vars(columns).items()},
+        options={"bos": args.bos, "eos": args.eos, "truncate": args.truncate},
+        chunk_rows=args.chunk_rows,
+        batch_tokens=args.batch_tokens,
+    )
+    out = Path(args.out).expanduser().resolve()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C: chunks so far are kept
+    ranks = init_ranks()
+    spec = replace(model_spec, device=device_for(ranks, model_spec.device))
+    err = sys.stderr
+    leader = ranks.rank == 0
+    bar = RowProgress(
+        f"tokstep scan{f' (rank 0 of {ranks.world})' if ranks.distributed else ''}", None, enabled=leader
+    )
+
+    def on_start(rows: int, done_chunks: int) -> None:
+        bar.total = rows
+        if leader and done_chunks:
+            print(
+                f"tokstep scan: resuming: {done_chunks} chunk(s) already done in {out}", file=err, flush=True
+            )
+        bar.__enter__()
+
+    try:
+        outcome = run_scan(
+            lambda: load(spec),
+            data,
+            out,
+            config,
+            ranks,
+            force=args.force,
+            on_start=on_start,
+            progress=bar.update,
+        )
+    except KeyboardInterrupt:
+        bar.__exit__(None, None, None)
+        if leader:
+            print(
+                f"tokstep scan: interrupted; finished chunks are saved in {out}: rerun the same command to continue",
+                file=err,
+            )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        data.close()
+        finish_ranks(ranks)
+    bar.__exit__(None, None, None)
+    if not leader:
+        return 0
+    if outcome.already_complete:
+        print(f"tokstep scan: {out} already holds this scan, complete ({outcome.rows:,} rows)", file=err)
+    else:
+        rate = f" · {outcome.tokens / max(outcome.seconds, 1e-9):,.0f} tokens/s" if outcome.tokens else ""
+        shards = len((outcome.manifest or {}).get("shards", []))
+        print(
+            f"tokstep scan: {outcome.rows:,} rows → {out} ({shards} shard{'s' * (shards != 1)}) "
+            f"in {outcome.seconds:.1f}s{rate}",
+            file=err,
+        )
+    print(f"browse it: tokstep --data {os.path.relpath(out)}", file=err)
+    return 0
