@@ -9,7 +9,6 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -18,6 +17,7 @@ from tokstep.tui.backend import Backend
 from tokstep.tui.batch_report import loss_table, trainer_line
 from tokstep.tui.browser import disagree_text
 from tokstep.tui.formatting import number
+from tokstep.tui.widgets.tables import highlighted_index
 
 
 def _count(disagree: int | None) -> int:
@@ -28,10 +28,12 @@ class BatchesScreen(Screen[None]):
     """One line per row: tokens, documents, padding, counted targets, loss and the packed-vs-alone check."""
 
     BINDINGS = [
-        Binding("enter", "open", "step through the row", id="open-row"),
+        # priority, as in the data browser: the table's own Enter would hide it from the footer
+        Binding("enter", "open", "step through the row", id="open-row", priority=True),
         Binding(
             "s", "cycle_sort", "sort", id="sort", tooltip="sort: file order → labels ≠ chat (most first)"
         ),
+        Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
     ]
     DEFAULT_CSS = """
@@ -86,10 +88,11 @@ class BatchesScreen(Screen[None]):
     def action_open(self) -> None:
         from tokstep.tui.stepper import StepperScreen
 
-        table = self.query_one(DataTable)
-        if not 0 <= table.cursor_row < table.row_count:
+        index = highlighted_index(
+            self.query_one(DataTable)
+        )  # rows are keyed by their index: sorting keeps it
+        if index is None or not 0 <= index < len(self.report.rows):
             return
-        index = int(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or 0)
         row = self.report.rows[index]
         self.app.push_screen(
             StepperScreen(
@@ -115,6 +118,12 @@ class BatchesScreen(Screen[None]):
 
     def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
         self.action_open()
+
+    def action_help(self) -> None:
+        from tokstep.tui.dialogs import HelpScreen
+
+        keys = [("↑ ↓ pgup pgdn", "move through the rows"), ("Esc", "(in the stepper) back to this list")]
+        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], keys))
 
     async def action_quit(self) -> None:
         self.app.exit()
