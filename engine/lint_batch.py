@@ -90,7 +90,6 @@ class BatchTokenizer:
                 plain.append(spec.answer)
             elif spec.text is not None:
                 special.append(spec.text)
-        self._prepare_raw([*plain, *special])
         for texts, flag in ((plain, False), (special, True)):
             todo = [t for t in dict.fromkeys(texts) if (t, flag) not in self._encodings]
             if not todo:
@@ -102,10 +101,13 @@ class BatchTokenizer:
                     "input_ids": encoding.ids,
                     "offset_mapping": encoding.offsets,
                 }
+        self._prepare_raw(plain, special)
 
-    def _prepare_raw(self, texts: list[str]) -> None:
+    def _prepare_raw(self, plain: list[str], special: list[str]) -> None:
         """The `library` lint encodes every text again with tokenizer.json read by the tokenizers library:
-        batch that too (behind the same per-tokenizer slot the lint reads it from)."""
+        batch that too (behind the same per-tokenizer slot the lint reads it from). When tokenizer.json
+        serializes to exactly what transformers' backend holds (checked once per tokenizer), the two encode
+        every text alike, so the backend's encodings of `plain` (same flag) are reused, not recomputed."""
         from tokstep.engine import lints
 
         if self._raw is None:
@@ -113,8 +115,17 @@ class BatchTokenizer:
             self._raw = _RawEncodings(raw) if raw is not None else False
             if raw is not None:
                 lints._RAW[self] = self._raw
-        if self._raw:
-            todo = list(dict.fromkeys(texts))
+                self._raw.same = _same_tokenizer(raw, self._backend)
+        if not self._raw:
+            return
+        todo = list(dict.fromkeys([*plain, *special]))
+        if self._raw.same:
+            for text in plain:
+                hit = self._encodings.get((text, False))
+                if hit is not None:
+                    self._raw.cache[(text, False)] = _Ids(hit["input_ids"])
+            todo = [t for t in todo if (t, False) not in self._raw.cache]
+        if todo:
             encoded = self._raw.raw.encode_batch(todo, add_special_tokens=False)
             for text, encoding in zip(todo, encoded, strict=True):
                 self._raw.cache[(text, False)] = encoding
@@ -174,11 +185,29 @@ class BatchTokenizer:
         return self._tok.apply_chat_template(conversation, add_generation_prompt=generation_prompt, **kwargs)
 
 
+def _same_tokenizer(raw: Any, backend: Any) -> bool:
+    """Whether two `tokenizers.Tokenizer`s serialize identically (then they encode every text alike)."""
+    try:
+        return bool(raw.to_str() == backend.to_str())
+    except Exception:  # noqa: BLE001 - cannot tell: encode with both
+        return False
+
+
+class _Ids:
+    """An encoding as the `library` lint reads it (only `.ids`)."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+
+
 class _RawEncodings:
     """tokenizer.json's own `tokenizers.Tokenizer`, answering `encode` from a batch's cache when it can."""
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self.same = False  # serializes as the transformers backend does: its encodings are reused
         self.cache: dict[tuple[str, bool], Any] = {}
 
     def encode(self, text: Any, add_special_tokens: bool = True, **kwargs: Any) -> Any:
@@ -215,10 +244,13 @@ def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
     return mask.astype(np.int64).tolist()
 
 
-def lint_rows(tokenizer: BatchTokenizer, rows: Sequence[DataRow]) -> list[RowLint]:
-    """`lint_row` for each row, with the batch's renders and encodings done once up front."""
+def lint_rows(tokenizer: BatchTokenizer, rows: Sequence[DataRow], *, slim: bool = False) -> list[RowLint]:
+    """`lint_row` for each row, with the batch's renders and encodings done once up front. `slim`: return
+    `RowLint.slim()`s and skip the work only the full result holds (decoding the trained text)."""
     tokenizer.prepare(rows)
     try:
+        if slim:
+            return [lint_row(tokenizer, row, trained=False).slim() for row in rows]  # type: ignore[arg-type]
         return [lint_row(tokenizer, row) for row in rows]  # type: ignore[arg-type]
     finally:
         tokenizer.clear()

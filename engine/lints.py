@@ -1365,8 +1365,9 @@ def disagreements(sample: Sample) -> np.ndarray | None:
     return layout.disagreements(sample.labels, padding)
 
 
-def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
-    """Lint one data row; an unreadable row becomes a `bad-row` error finding."""
+def lint_row(tokenizer: Any, row: DataRow, *, trained: bool = True) -> RowLint:
+    """Lint one data row; an unreadable row becomes a `bad-row` error finding. `trained=False` skips decoding
+    the trained text (`RowLint.trained` stays None), for callers that drop it (`RowLint.slim`)."""
     if row.spec is None:
         return RowLint(row, None, (finding("bad-row", (), str(row.error)),))
     try:
@@ -1376,13 +1377,13 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
     if sample is None:
         return RowLint(row, None, tuple(findings))
     differ = disagreements(sample)
-    trained = trained_text(tokenizer, sample.labels)
+    text = trained_text(tokenizer, sample.labels) if trained else None
     return RowLint(
         row,
         sample,
         tuple(findings),
         len(sample),
         sample.num_supervised,
-        trained,
+        text,
         None if differ is None else len(differ),
     )
