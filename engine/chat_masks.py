@@ -45,7 +45,7 @@ import bisect
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
@@ -625,9 +625,7 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
     turns, default_system = locate(tokenizer, messages, rendered)
     codes = _char_codes(len(rendered), turns, default_system)
     token_codes = _token_code_array(codes, bounds)  # (N,)
-    reason_of = np.full(len(_PRIORITY), MaskReason.TEMPLATE, dtype=object)  # code -> reason
-    for code in np.unique(token_codes).tolist():
-        reason_of[code] = _reason(code, eot, inserted)
+    reason_of = _reasons(eot, inserted)  # code -> reason
     reasons_at = reason_of[token_codes]  # (N,) object
     method = "located content"
     generation_empty = False
@@ -697,12 +695,26 @@ CODE_ROLE_PART = {
 
 
 # What a token that the template does not train, but the convention would, is masked as (by its code).
-_UNTRAINED_REASON = np.full(len(_PRIORITY), MaskReason.TEMPLATE, dtype=object)
-_UNTRAINED_REASON[[_EOT, _INSERTED, _WRAPPER]] = [
-    MaskReason.END_OF_TURN,
-    MaskReason.INSERTED,
-    MaskReason.INSERTED,
-]
+def _reason_table(reason: Callable[[int], MaskReason]) -> np.ndarray:
+    """(codes,) object array: the MaskReason of every character code (element by element: numpy would
+    turn a str enum given whole into a plain str)."""
+    table = np.empty(len(_PRIORITY), dtype=object)
+    for code in range(len(_PRIORITY)):
+        table[code] = reason(code)
+    return table
+
+
+@functools.cache
+def _reasons(eot: Policy, inserted: Policy) -> np.ndarray:
+    """`_reason` of every character code under these flags (a lookup array; copy before writing)."""
+    return _reason_table(lambda code: _reason(code, eot, inserted))
+
+
+_UNTRAINED_REASON = _reason_table(
+    lambda code: {_EOT: MaskReason.END_OF_TURN, _INSERTED: MaskReason.INSERTED}.get(
+        code, MaskReason.INSERTED if code == _WRAPPER else MaskReason.TEMPLATE
+    )
+)
 
 
 @functools.cache

@@ -50,6 +50,7 @@ class BatchTokenizer:
         self._backend = backend if hasattr(backend, "encode_batch") else None
         self._renders: dict[tuple[tuple[int, ...], bool], tuple[str, list[tuple[int, int]] | None]] = {}
         self._encodings: dict[tuple[str, bool], dict[str, list[Any]]] = {}
+        self._alive: list[list[Any]] = []  # the message lists keyed by id in `_renders`, kept alive
         self._raw: _RawEncodings | bool | None = None  # None: not looked for yet; False: there is none
 
     @property
@@ -66,6 +67,7 @@ class BatchTokenizer:
 
     def clear(self) -> None:
         self._renders.clear()
+        self._alive.clear()
         self._encodings.clear()
         if self._raw:
             self._raw.cache.clear()
@@ -82,7 +84,7 @@ class BatchTokenizer:
                 continue
             if spec.chat is not None:
                 try:
-                    plain.append(self._render(list(spec.chat), False)[0])
+                    plain.append(self._render(list(spec.chat), False, spans=True)[0])
                 except Exception:  # noqa: BLE001 - the per-row path reports it, row by row
                     continue
             elif spec.prompt is not None and spec.answer is not None:
@@ -131,12 +133,16 @@ class BatchTokenizer:
                 self._raw.cache[(text, False)] = encoding
 
     def _render(
-        self, messages: list[Any], generation_prompt: bool
+        self, messages: list[Any], generation_prompt: bool, spans: bool = False
     ) -> tuple[str, list[tuple[int, int]] | None]:
+        """The chat rendered (cached per batch); with the `{% generation %}` spans when `spans` and the
+        template has them (a plain render otherwise: probes need only the text)."""
         key = (tuple(map(id, messages)), generation_prompt)
         hit = self._renders.get(key)
-        if hit is None:
-            if self._tools is not None and self._marks and not generation_prompt:
+        marks = self._tools is not None and self._marks and not generation_prompt
+        if hit is None or (spans and marks and hit[1] is None):
+            if spans and marks:
+                assert self._tools is not None
                 render, normalize = self._tools
                 texts, indices = render(
                     conversations=[normalize(messages)],
@@ -154,6 +160,7 @@ class BatchTokenizer:
                 )
                 hit = (text, None)
             self._renders[key] = hit
+            self._alive.append(messages)  # the ids in the key stay this batch's messages' until clear()
         return hit
 
     # -- the calls the lints make -----------------------------------------------------------------------
@@ -175,7 +182,7 @@ class BatchTokenizer:
             return self._render(conversation, generation_prompt)[0]
         wants_mask = {"tokenize": True, "return_dict": True, "return_assistant_tokens_mask": True}
         if kwargs == wants_mask and not generation_prompt:
-            text, spans = self._render(conversation, False)
+            text, spans = self._render(conversation, False, spans=True)
             encoded = self(text, add_special_tokens=False, return_offsets_mapping=True)
             if spans is not None and "offset_mapping" in encoded:
                 return {

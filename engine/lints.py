@@ -1256,7 +1256,7 @@ def _library_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator
         yield finding(
             "tokenizer-differs",
             (),
-            f"{type(tokenizer).__name__} encodes this text into {len(ours)} ids, tokenizer.json (read by the "
+            f"{type(getattr(tokenizer, 'wrapped', tokenizer)).__name__} encodes this text into {len(ours)} ids, tokenizer.json (read by the "
             f"tokenizers library) into {len(theirs)}: first difference at token {k}, {ours_piece!r} vs "
             f"{theirs_piece!r}",
         )
