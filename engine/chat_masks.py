@@ -636,7 +636,7 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         if mask is not None and mask.any():
             method = "generation mask"
             counted = np.asarray([r.counted for r in reason_of], dtype=bool)[token_codes]  # (N,)
-            markup = np.isin(token_codes, (_EOT, _INSERTED, _WRAPPER))  # (N,)
+            markup = _TEMPLATE_PART[token_codes]  # (N,)
             reasons_at[mask & ~counted & ~markup] = MaskReason.SUPERVISED  # the template trains it: so do we
             untrained = ~mask & counted  # (N,) trained by the convention, not by the template
             reasons_at[untrained] = _UNTRAINED_REASON[token_codes[untrained]]
@@ -695,6 +695,10 @@ CODE_ROLE_PART = {
 
 
 # What a token that the template does not train, but the convention would, is masked as (by its code).
+_TEMPLATE_PART = np.zeros(len(_PRIORITY), dtype=bool)  # codes the template writes inside an assistant turn
+_TEMPLATE_PART[[_EOT, _INSERTED, _WRAPPER]] = True
+
+
 def _reason_table(reason: Callable[[int], MaskReason]) -> np.ndarray:
     """(codes,) object array: the MaskReason of every character code (element by element: numpy would
     turn a str enum given whole into a plain str)."""

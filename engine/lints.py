@@ -381,16 +381,7 @@ def _supervised_runs(sample: Sample) -> list[tuple[int, int]]:
     """Maximal [start, end) runs of supervised tokens (index >= 1: labels[0] is never used)."""
     counted = sample.labels != IGNORE_INDEX  # (N,) a fresh array
     counted[:1] = False
-    runs, start = [], None
-    for i, on in enumerate(counted):
-        if on and start is None:
-            start = i
-        elif not on and start is not None:
-            runs.append((start, i))
-            start = None
-    if start is not None:
-        runs.append((start, len(counted)))
-    return runs
+    return _runs(counted)
 
 
 def _is_blank(tokenizer: Any, token_id: int, facts: TokenizerFacts) -> bool:
@@ -454,13 +445,16 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
     if not ends:
         return
     end_names = " / ".join(facts.name(i) for i in sorted(ends))
+    candidates = (
+        np.flatnonzero(  # (K,) end ids masked right after a supervised token
+            np.isin(ids[2:], list(ends)) & (labels[2:] == IGNORE_INDEX) & (labels[1:-1] != IGNORE_INDEX)
+        )
+        + 2
+    )
     masked_ends = [
         j
-        for j in range(2, len(ids))
-        if ids[j] in ends
-        and labels[j] == IGNORE_INDEX
-        and labels[j - 1] != IGNORE_INDEX
-        and sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
+        for j in candidates.tolist()
+        if sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
     ]
     if masked_ends:
         token = int(ids[masked_ends[0]])
@@ -1078,13 +1072,17 @@ def _chat_boundary_lints(
 ) -> Iterator[Finding]:
     """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
     rendered, offsets = layout.rendered, layout.offsets
+    bounds: np.ndarray | None = None  # (N, 2) the offsets, made once when an assistant turn needs them
     for turn in layout.turns:
         if turn.role != "assistant" or not turn.pieces:
             continue
         start = turn.pieces[0][0]
-        index = next((i for i, (s, e) in enumerate(offsets) if s < start < e), None)
-        if index is None:
+        if bounds is None:
+            bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        across = np.flatnonzero((bounds[:, 0] < start) & (start < bounds[:, 1]))  # tokens spanning `start`
+        if not len(across):
             continue
+        index = int(across[0])
         token_start, token_end = offsets[index]
         template_side, reply_side = rendered[token_start:start], rendered[start:token_end]
         piece = _piece(tokenizer, int(sample.input_ids[index]))
@@ -1243,7 +1241,7 @@ def _library_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator
     else:
         texts = [t for t in (spec.text, spec.prompt, spec.answer) if t]
     for text in texts:
-        ours = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        ours = list(map(int, tokenizer(text, add_special_tokens=False)["input_ids"]))
         theirs = raw.encode(text, add_special_tokens=False).ids
         if ours == theirs:
             continue
