@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -130,7 +131,7 @@ class ChatLayout:
         spans = [s for t in self.turns for s in t.inserted if tool_wrappers or s not in t.wrapper]
         if not spans or not self.offsets:
             return []
-        bounds = np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2)  # (N, 2)
+        bounds = offset_array(self.offsets)  # (N, 2)
         reach = np.maximum(bounds[:, 1], bounds[:, 0] + 1)[:, None]  # (N, 1) a zero-width token reaches one
         lo, hi = np.asarray(spans, dtype=np.int64).reshape(-1, 2).T  # (S,), (S,)
         return np.flatnonzero(((lo < reach) & (bounds[:, :1] < hi)).any(axis=1)).tolist()
@@ -498,6 +499,14 @@ _RANK = np.full(256, len(_PRIORITY) - 1, dtype=np.int64)  # a character code's p
 _RANK[list(_PRIORITY)] = np.arange(len(_PRIORITY))
 
 
+def offset_array(offsets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """(N, 2) int64 array of (start, end) offsets (twice as fast as np.asarray on a list of tuples)."""
+    if isinstance(offsets, np.ndarray):
+        return offsets.astype(np.int64, copy=False).reshape(-1, 2)
+    flat = itertools.chain.from_iterable(offsets)
+    return np.fromiter(flat, dtype=np.int64, count=2 * len(offsets)).reshape(-1, 2)
+
+
 def _token_codes(codes: bytearray, offsets: list[tuple[int, int]] | np.ndarray) -> list[int]:
     """`_token_code` for every token at once (numpy): the highest-priority code among each token's
     characters; a zero-width token takes the code of the character at its start (none past the end)."""
@@ -620,7 +629,7 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         )
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(map(int, encoded["input_ids"]))
-    bounds = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)  # (N, 2)
+    bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
     offsets = list(map(tuple, bounds.tolist()))
     turns, default_system = locate(tokenizer, messages, rendered)
     codes = _char_codes(len(rendered), turns, default_system)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine.chat_masks import offset_array
 from tokstep.engine.data import DataRow
 from tokstep.engine.lints import RowLint, lint_row
 
@@ -233,7 +234,7 @@ def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
     token's start; a token is masked when it ends after the start of the span under the pointer."""
     if not offsets or not spans:
         return [0] * len(offsets)
-    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # (N, 2)
+    bounds = offset_array(offsets)  # (N, 2)
     ends_at = np.asarray([e for _, e in spans], dtype=np.int64)  # (S,)
     begins_at = np.asarray([s for s, _ in spans], dtype=np.int64)  # (S,)
     reached = np.maximum.accumulate(bounds[:, 0])  # (N,) the pointer never moves back

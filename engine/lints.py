@@ -15,7 +15,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import ChatLayout, derive, render
+from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
@@ -447,7 +447,9 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
     end_names = " / ".join(facts.name(i) for i in sorted(ends))
     candidates = (
         np.flatnonzero(  # (K,) end ids masked right after a supervised token
-            np.isin(ids[2:], list(ends)) & (labels[2:] == IGNORE_INDEX) & (labels[1:-1] != IGNORE_INDEX)
+            (ids[2:, None] == np.fromiter(ends, dtype=np.int64, count=len(ends))).any(axis=1)
+            & (labels[2:] == IGNORE_INDEX)
+            & (labels[1:-1] != IGNORE_INDEX)
         )
         + 2
     )
@@ -1078,7 +1080,7 @@ def _chat_boundary_lints(
             continue
         start = turn.pieces[0][0]
         if bounds is None:
-            bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+            bounds = offset_array(offsets)
         across = np.flatnonzero((bounds[:, 0] < start) & (start < bounds[:, 1]))  # tokens spanning `start`
         if not len(across):
             continue
