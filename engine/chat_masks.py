@@ -499,6 +499,9 @@ _RANK = np.full(256, len(_PRIORITY) - 1, dtype=np.int64)  # a character code's p
 _RANK[list(_PRIORITY)] = np.arange(len(_PRIORITY))
 
 
+OFFSET_ARRAY = "tokstep_offset_array"  # an encoding's offsets as an (N, 2) array (lint_batch's cache adds it)
+
+
 def offset_array(offsets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
     """(N, 2) int64 array of (start, end) offsets (twice as fast as np.asarray on a list of tuples)."""
     if isinstance(offsets, np.ndarray):
@@ -629,8 +632,11 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         )
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(map(int, encoded["input_ids"]))
-    bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
-    offsets = list(map(tuple, bounds.tolist()))
+    if OFFSET_ARRAY in encoded:  # a batch's cached encoding: its offsets are already (int, int) tuples
+        bounds, offsets = encoded[OFFSET_ARRAY], encoded["offset_mapping"]  # (N, 2)
+    else:
+        bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
+        offsets = list(map(tuple, bounds.tolist()))
     turns, default_system = locate(tokenizer, messages, rendered)
     codes = _char_codes(len(rendered), turns, default_system)
     token_codes = _token_code_array(codes, bounds)  # (N,)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tokstep.engine.chat_masks import offset_array
+from tokstep.engine.chat_masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.data import DataRow
 from tokstep.engine.lints import RowLint, lint_row
 
@@ -100,9 +100,11 @@ class BatchTokenizer:
             for text, encoding in zip(
                 todo, self._backend.encode_batch(todo, add_special_tokens=flag), strict=True
             ):
+                offsets = encoding.offsets  # [(start, end)] of Python ints
                 self._encodings[(text, flag)] = {
                     "input_ids": encoding.ids,
-                    "offset_mapping": encoding.offsets,
+                    "offset_mapping": offsets,
+                    OFFSET_ARRAY: offset_array(offsets),  # (N, 2) the same, made once for every reader
                 }
         self._prepare_raw(plain, special)
 
@@ -188,7 +190,9 @@ class BatchTokenizer:
             if spans is not None and "offset_mapping" in encoded:
                 return {
                     "input_ids": encoded["input_ids"],
-                    "assistant_masks": _assistant_mask(encoded["offset_mapping"], spans),
+                    "assistant_masks": _assistant_mask(
+                        encoded.get(OFFSET_ARRAY, encoded["offset_mapping"]), spans
+                    ),
                 }
         return self._tok.apply_chat_template(conversation, add_generation_prompt=generation_prompt, **kwargs)
 
