@@ -236,7 +236,7 @@ def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
     """Every token overlapping a generation span, as transformers' `return_assistant_tokens_mask` computes
     it: one pointer over the (ordered) spans that only moves forward, past spans ending at or before the
     token's start; a token is masked when it ends after the start of the span under the pointer."""
-    if not offsets or not spans:
+    if len(offsets) == 0 or not spans:
         return [0] * len(offsets)
     bounds = offset_array(offsets)  # (N, 2)
     ends_at = np.asarray([e for _, e in spans], dtype=np.int64)  # (S,)
