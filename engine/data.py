@@ -58,6 +58,18 @@ class DataRow:
     def where(self) -> str:
         return f"line {self.line}" if self.line is not None else f"row {self.index + 1}"
 
+    @property
+    def form(self) -> str:
+        """What kind of sample the row holds: ids, chat, prompt+answer, text; `error` if unreadable."""
+        spec = self.spec
+        if spec is None:
+            return "error"
+        if spec.ids is not None:
+            return "ids"
+        if spec.chat is not None:
+            return "chat"
+        return "prompt+answer" if spec.prompt is not None else "text"
+
 
 def _messages(value: Any, column: str) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list) or not value:

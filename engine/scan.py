@@ -98,17 +98,6 @@ class Ranks:
 # ---------------------------------------------------------------- one row's record
 
 
-def _form(row: DataRow) -> str:
-    spec = row.spec
-    if spec is None:
-        return "error"
-    if spec.ids is not None:
-        return "ids"
-    if spec.chat is not None:
-        return "chat"
-    return "prompt+answer" if spec.prompt is not None else "text"
-
-
 def _piece(tokenizer: Any, token_id: int) -> str:
     if not 0 <= token_id < len(tokenizer):
         return f"<id {token_id}>"
@@ -120,7 +109,7 @@ def empty_record(row: DataRow, linted: RowLint | None, error: str | None) -> dic
     record: dict[str, Any] = {
         "row": row.index,
         "line": row.line,
-        "form": _form(row),
+        "form": row.form,
         "error": error,
         "tokens": linted.num_tokens if linted is not None else None,
         "supervised": linted.num_supervised if linted is not None else None,

@@ -234,3 +234,24 @@ def test_flags_before_the_sub_command_are_kept(capsys, model_dir):
 def test_flags_after_the_sub_command_win(capsys, model_dir):
     code, out, _ = run(capsys, "--text", "I love cats", "report", "--model", str(model_dir), "--demo", "text")
     assert code == 2  # two sample sources: the top-level --text is kept, not silently dropped
+
+
+def test_report_counted_column_names_every_mask_reason(capsys, tmp_path):
+    """Every masked reason gets its own word in the `counted` column (never the bare fallback `masked`):
+    --eot mask on a chat writes `end-of-turn` at each end-of-turn after a reply."""
+    from tokstep.engine.sample import MaskReason
+    from tokstep.tui.report import SHORT_REASON
+
+    assert {r.value for r in MaskReason if not r.counted} <= set(SHORT_REASON)
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Who said it?"},
+        {"role": "assistant", "content": "God said it."},
+    ]
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(chat))
+    assert main(["report", "--chat", str(path), "--eot", "mask"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:3].strip().isdigit()]
+    counted = [r[-1] for r in rows]
+    assert "end-of-turn" in counted and "masked" not in counted
+    assert [r for r in rows if r[-1] == "end-of-turn"][0][2] == "<|im_end|>"  # the target its label masks

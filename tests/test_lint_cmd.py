@@ -244,6 +244,21 @@ def test_strict_counts_a_truncated_answer_in_the_exit_status(tmp_path, chatml_di
     assert main(["lint", path, "--model", chatml_dir, "--strict"]) == 1
 
 
+def test_a_lint_that_fires_at_two_severities_is_counted_at_each(tmp_path, chatml_dir, capsys):
+    """trains-on-user is an error for a user-header bug and a warning for a row with nothing masked: the
+    summary must not call the error row's finding a warning (one line per code and severity)."""
+    user = chatml_rows()[1]
+    everything = {"input_ids": user["input_ids"], "labels": list(user["input_ids"])}
+    path = write_jsonl(tmp_path / "two.jsonl", [user, everything])
+    assert main(["lint", path, "--model", chatml_dir, "--show", "0"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    table = [
+        m.groups() for m in (re.match(r"(\S+)\s+(error|warning|info)\s+(\d+)\s", ln) for ln in lines) if m
+    ]
+    assert ("trains-on-user", "error", "1") in table and ("trains-on-user", "warning", "1") in table
+    assert table.index(("trains-on-user", "error", "1")) < table.index(("trains-on-user", "warning", "1"))
+
+
 def test_eot_mask_decides_the_expected_mask_of_ids_rows(tmp_path, chatml_dir, capsys):
     """A trainer that masks <|im_end|> on purpose says --eot mask: no eos-masked finding, exit 0."""
     from label_templates import bug_rows, tokenizer_for

@@ -65,16 +65,17 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
         await pilot.press("right_square_bracket")
         assert stepper.cursor == second
         line = stepper.query_one(DocumentLine).plain_text()
-        assert line.startswith("doc 2/2 t 0") and "|Δ| alone" in line
+        assert line.startswith("doc 1 of 0..1 t 0") and "|Δ| alone" in line  # 0-based, as report numbers them
         await pilot.press("left_square_bracket")
         assert stepper.cursor == 0
-        await pilot.press("D", "2", "enter")
+        await pilot.press("D", "1", "enter")
         assert stepper.cursor == second
-        await pilot.press("D", "2", "colon", "3", "enter")
+        await pilot.press("D", "1", "colon", "3", "enter")
         assert stepper.cursor == second + 3
         strip = stepper.query_one("#context")
         assert second in strip.boundaries
         assert stepper.findings and stepper.findings[0].code == "cross-document-attention"
+        assert "in document 1" in stepper.findings[0].message  # the lint and the line number documents alike
         await pilot.press("question_mark")
         help_text = "\n".join(text_of(w) for w in app.screen.query("Static"))
         for name in ("next document", "previous document", "go to document"):
@@ -82,3 +83,31 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
         await pilot.press("escape")
         await pilot.press("escape")
         assert isinstance(app.screen, BatchesScreen)
+
+
+async def test_batches_screen_has_help_and_its_footer_shows_enter(report):
+    from test_tui_stepper import text_of
+
+    from tokstep.tui.batches_screen import BatchesScreen
+    from tokstep.tui.dialogs import HelpScreen
+
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(110, 36)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        screen = app.screen
+        shown = {
+            k: b.binding for k, b in screen.active_bindings.items() if b.binding.show
+        }  # the footer's keys
+        assert "enter" in shown and shown["enter"].description == "step through the row", sorted(shown)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = " ".join(" ".join(text_of(w) for w in app.screen.query("Static")).split())
+        assert "step through the row" in text and "(in the stepper) back" in text
+        await pilot.press("escape")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, (BatchesScreen, HelpScreen))  # Enter opened the row

@@ -145,3 +145,64 @@ async def test_plain_stepper_opens_the_lens_too(models):
                 break
             await pilot.pause(0.02)
         assert lens_screen.lens is not None and lens_screen.lens.position == 0
+
+
+async def test_at_80x24_both_top_k_tables_keep_q_and_the_panel_is_not_cut(models):
+    """Three panels side by side at 80 columns: every line fits its widget, q stays a number in both tables."""
+    from rich.cells import cell_len
+
+    from tokstep.tui.formatting import probability
+    from tokstep.tui.widgets.topk_table import TopKTable
+
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await screen_of(app, pilot, CompareScreen)
+        await pilot.press("right", "right")
+        await pilot.pause()
+        t = screen.cursor
+        for table, side in zip(screen.query(TopKTable), (screen.compare.a, screen.compare.b), strict=True):
+            lines = table.plain_text().splitlines()
+            assert max(cell_len(line) for line in lines) <= table.size.width, lines
+            top = float(np.exp(side.trace.topk_logprobs[t, 0]))
+            assert probability(top) in lines[1] and lines[0].split()[-1] == "q", lines[:2]
+        panel = screen.query_one(ComparePanel)
+        text = panel.plain_text().splitlines()
+        assert max(cell_len(line) for line in text) <= panel.size.width, text
+        assert "B − A" in text[1] and ("✓ same" in text[-1] or "✗ differ" in text[-1])
+
+
+async def test_help_lists_the_stepper_keys_with_compares_own_in_place(models):
+    """`?` on the compare screen: every stepper key (→, :, /, p, L ...) and the compare screen's n / N / y / Y,
+    whose descriptions replace the stepper's (n jumps by KL here, not by surprise)."""
+    from test_tui_stepper import text_of
+
+    from tokstep.tui.dialogs import HelpScreen
+
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await screen_of(app, pilot, CompareScreen)
+        await pilot.press("question_mark")
+        help_screen = await screen_of(app, pilot, HelpScreen)
+        text = "\n".join(text_of(w) for w in help_screen.query("Static"))
+        text = " ".join(text.split())
+        for description in ("next position", "go to a position", "search the text", "play / pause", "quit"):
+            assert description in text, description
+        assert "by KL" in text and "logit lens of A" in text and "logit lens of B" in text
+        assert "next surprise" not in text  # n is rebound, not listed twice
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_alignment_rows_fit_the_dialog_so_the_marks_stay_under_their_characters(models, size):
+    from rich.cells import cell_len
+
+    from tokstep.tui.compare_screen import BoundaryRows
+
+    app = make_app(models["a"], models["gpt2"])
+    async with app.run_test(size=size) as pilot:
+        screen = await screen_of(app, pilot, AlignmentScreen)
+        await pilot.pause()
+        rows = screen.query_one(BoundaryRows)
+        lines = str(rows.render()).splitlines()
+        assert len(lines) >= 3 and max(cell_len(line) for line in lines) <= rows.content_size.width, lines
+        text = "".join(line[3:] for line in lines[0::4])  # every 4th line is the text (then A, B, ^)
+        assert text.replace("␣", " ") == screen.result.alignment.text  # nothing lost or wrapped

@@ -19,7 +19,9 @@ class BatchesScreen(Screen[None]):
     """One line per row: tokens, documents, padding, counted targets, loss and the packed-vs-alone check."""
 
     BINDINGS = [
-        Binding("enter", "open", "step through the row", id="open-row"),
+        # priority, as in the data browser: the table's own Enter would hide it from the footer
+        Binding("enter", "open", "step through the row", id="open-row", priority=True),
+        Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
     ]
     DEFAULT_CSS = """
@@ -88,6 +90,12 @@ class BatchesScreen(Screen[None]):
 
     def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
         self.action_open()
+
+    def action_help(self) -> None:
+        from tokstep.tui.dialogs import HelpScreen
+
+        keys = [("↑ ↓ pgup pgdn", "move through the rows"), ("Esc", "(in the stepper) back to this list")]
+        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], keys))
 
     async def action_quit(self) -> None:
         self.app.exit()

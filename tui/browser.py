@@ -37,6 +37,7 @@ from tokstep.tui.messages import (
     TokenizerReady,
 )
 from tokstep.tui.severity import severity_style
+from tokstep.tui.widgets.tables import highlighted_index
 
 if TYPE_CHECKING:
     from tokstep.engine.data import DataFile, DataRow
@@ -61,19 +62,6 @@ def _error(error: Exception) -> str:
     return (
         str(error) if isinstance(error, TokstepError) else f"internal error: {type(error).__name__}: {error}"
     )
-
-
-def _form(row: DataRow) -> str:
-    spec = row.spec
-    if spec is None:
-        return "error"
-    if spec.ids is not None:
-        return "ids"
-    if spec.chat is not None:
-        return "chat"
-    if spec.prompt is not None:
-        return "prompt+answer"
-    return "text"
 
 
 def lint_badge(result: RowLint | None) -> Text:
@@ -464,7 +452,7 @@ class DataBrowserScreen(Screen[None]):
             loss, error = self.losses.get(index, (None, None))
             table.add_row(
                 Text(row.where.removeprefix("line ").removeprefix("row "), style="red" if row.error else ""),
-                Text(_form(row), style="red" if row.error else "dim"),
+                Text(row.form, style="red" if row.error else "dim"),
                 _count(None if result is None else result.num_tokens, result is None),
                 _count(None if result is None else result.num_supervised, result is None),
                 lint_badge(result)
@@ -479,14 +467,7 @@ class DataBrowserScreen(Screen[None]):
             table.move_cursor(row=table.get_row_index(str(keep)))
 
     def _highlighted(self) -> int | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - no cursor yet
-            return None
-        return None if key.value is None else int(key.value)
+        return highlighted_index(self.query_one(DataTable))
 
     def _show_detail(self, index: int) -> None:
         row, result = self.rows.get(index), self.lints.get(index)

@@ -27,8 +27,8 @@ from tokstep.tui.widgets.topk_table import TopKTable
 
 COMPARE_CSS = """
 CompareScreen #panels { height: 1fr; }
-CompareScreen #topk-a, CompareScreen #topk-b { width: 1fr; border: round $secondary; border-title-style: bold; padding: 0 1; }
-CompareScreen #compare-right { width: 1fr; min-width: 34; }
+CompareScreen #topk-a, CompareScreen #topk-b { width: 1fr; border: round $secondary; border-title-style: bold; padding: 0 0 0 1; }
+CompareScreen #compare-right { width: 1fr; min-width: 38; }  /* the A vs B panel (34 columns) uncut */
 CompareScreen #compare { border: round $secondary; border-title-style: bold; padding: 0 1; text-wrap: nowrap; }
 CompareScreen #curve, CompareScreen #kl-curve { border: round $panel; border-title-style: bold; padding: 0 1; min-height: 4; }
 CompareBar { text-wrap: nowrap; text-overflow: ellipsis; }
@@ -135,6 +135,23 @@ class CompareScreen(StepperScreen):
         self.app.push_screen(LensScreen(self.backend, model, side, self.cursor, label))
 
 
+class BoundaryRows(Static):
+    """The stacked text and its two rows of token starts, cut to the width the dialog has (a wrapped line would
+    slide the `|` rows off the characters they mark): laid out again on every resize."""
+
+    DEFAULT_CSS = "BoundaryRows { text-wrap: nowrap; }"
+
+    def __init__(self, alignment: Any) -> None:
+        super().__init__()
+        self.alignment = alignment
+
+    def on_resize(self) -> None:
+        from tokstep.tui.compare_report import boundary_rows
+
+        width = max(self.content_size.width, 13)  # boundary_rows keeps at least 10 characters a line
+        self.update(Text("\n").join(boundary_rows(self.alignment, width)))
+
+
 class AlignmentScreen(ModalScreen[None]):
     """Two tokenizations of the same text, stacked, with `^` where a token starts in only one; bits per byte."""
 
@@ -145,8 +162,6 @@ class AlignmentScreen(ModalScreen[None]):
         self.result = result
 
     def compose(self) -> ComposeResult:
-        from tokstep.tui.compare_report import boundary_rows
-
         al = self.result.alignment
         bpb_a, bpb_b, n = al.bits_per_byte()
         with VerticalScroll(classes="dialog wide", id="alignment-body"):
@@ -158,7 +173,7 @@ class AlignmentScreen(ModalScreen[None]):
                     f"{al.only_b.size} only in B (^)"
                 )
             )
-            yield Static(Text("\n").join(boundary_rows(al, 92)))
+            yield BoundaryRows(al)
             if bpb_a is not None and bpb_b is not None:
                 yield Static(
                     Text(

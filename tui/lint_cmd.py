@@ -128,7 +128,7 @@ class LintSummary:
     rows: int = 0
     rows_with: Counter[str] = field(default_factory=Counter)  # severity -> rows with at least one
     rows_per_code: Counter[str] = field(default_factory=Counter)
-    severity_of: dict[str, str] = field(default_factory=dict)
+    rows_per_kind: Counter[tuple[str, str]] = field(default_factory=Counter)  # (code, severity) -> rows
     flagged: list[RowLint] = field(default_factory=list)
     structured: int = 0  # rows whose chat structure was recovered from the ids
     disagreeing: int = 0  # ... of which the labels disagree with it somewhere
@@ -147,7 +147,7 @@ class LintSummary:
         self.flagged.append(result.slim())
         self.rows_with.update({f.severity for f in result.findings})
         self.rows_per_code.update({f.code for f in result.findings})
-        self.severity_of.update({f.code: f.severity for f in result.findings})
+        self.rows_per_kind.update({(f.code, f.severity) for f in result.findings})
 
     def counts(self) -> dict[str, int]:
         return {s: self.rows_with[s] for s in ("error", "warning", "info")}
@@ -218,18 +218,17 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
 def summary_table(summary: LintSummary) -> Table:
     from tokstep.engine.lints import LINTS, SEVERITIES
 
-    per_code, severity_of = summary.rows_per_code, summary.severity_of
+    per_kind = summary.rows_per_kind  # a code that fired at two severities gets a line for each
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("lint")
     table.add_column("severity")
     table.add_column("rows", justify="right")
     table.add_column("what it means")
-    for code in sorted(per_code, key=lambda c: (SEVERITIES.index(severity_of[c]), -per_code[c], c)):
-        severity = severity_of[code]
+    for code, severity in sorted(per_kind, key=lambda k: (SEVERITIES.index(k[1]), -per_kind[k], k[0])):
         table.add_row(
             code,
             Text(severity, style=SEVERITY_STYLE[severity]),
-            str(per_code[code]),
+            str(per_kind[code, severity]),
             Text(LINTS[code].meaning),
         )
     return table

@@ -21,6 +21,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_view import SORTABLE, ScanView
 from tokstep.tui.messages import OpenSample
 from tokstep.tui.severity import SEVERITY_STYLE
+from tokstep.tui.widgets.tables import highlighted_index
 
 WINDOW = 500  # rows in the table at once
 COLUMNS = [
@@ -252,14 +253,7 @@ class ScanBrowserScreen(Screen[None]):
         )
 
     def _highlighted(self) -> int | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - no cursor yet
-            return None
-        return None if key.value is None else int(key.value)
+        return highlighted_index(self.query_one(DataTable))
 
     def _show_detail(self, index: int) -> None:
         record = self.records.get(index)

@@ -311,15 +311,16 @@ class StepperScreen(Screen[None]):
         count = len(self.documents)
 
         def parse(text: str) -> int:
-            """`d` -> the start of document d; `d:t` -> position t inside it (both 1-based d, 0-based t)."""
+            """`d` -> the start of document d; `d:t` -> position t inside it (both 0-based, as `tokstep report`
+            numbers the documents and the lint names them)."""
             doc, _, offset = text.strip().partition(":")
             try:
                 d, t = int(doc), int(offset or 0)
             except ValueError:
-                raise ValueError(f"a document 1..{count}, optionally :t (e.g. 2:5)") from None
-            if not 1 <= d <= count:
-                raise ValueError(f"a document number, 1..{count}")
-            start, end = self.documents[d - 1]
+                raise ValueError(f"a document 0..{count - 1}, optionally :t (e.g. 1:5)") from None
+            if not 0 <= d < count:
+                raise ValueError(f"a document number, 0..{count - 1}")
+            start, end = self.documents[d]
             if not 0 <= t < end - start:
                 raise ValueError(f"document {d} has positions 0..{end - start - 1}")
             return start + t
@@ -330,7 +331,9 @@ class StepperScreen(Screen[None]):
 
         self.app.push_screen(
             PromptScreen(
-                f"Go to document d (1..{count}), or position t of it as d:t", placeholder="1", validate=parse
+                f"Go to document d (0..{count - 1}), or position t of it as d:t",
+                placeholder="0",
+                validate=parse,
             ),
             go,
         )
@@ -429,11 +432,14 @@ class StepperScreen(Screen[None]):
     def action_help(self) -> None:
         extra = [("click", "a token: jump to it")]
         document_keys = {"next-document", "previous-document", "goto-document"}
-        shown = [
-            b
-            for b in self.BINDINGS
-            if isinstance(b, Binding) and (len(self.documents) > 1 or b.id not in document_keys)
-        ]
+        # every key the screen answers: the stepper's, with a subclass's (the compare screen's n, N, y, Y) in
+        # place of the ones it rebinds (Textual merges inherited BINDINGS; self.BINDINGS holds only the subclass's)
+        by_key: dict[str, Binding] = {}
+        for cls in reversed([c for c in type(self).__mro__ if issubclass(c, StepperScreen)]):
+            for b in vars(cls).get("BINDINGS", ()):
+                if isinstance(b, Binding):
+                    by_key[b.key] = b
+        shown = [b for b in by_key.values() if len(self.documents) > 1 or b.id not in document_keys]
         self.app.push_screen(HelpScreen(shown, extra))
 
     def action_lints(self) -> None:

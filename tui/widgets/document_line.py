@@ -13,7 +13,7 @@ def _mean(total: float, count: int) -> str:
 
 
 class DocumentLine(LinesView):
-    """`doc 2/5 t 3 │ mean row 4.123 (40) · doc 3.981 (7) · batch 4.302 (112) │ |Δ| alone 2.0e-06`."""
+    """`doc 2 of 0..4 t 3 │ mean row 4.123 (40) · doc 3.981 (7) · batch 4.302 (112) │ |Δ| alone 2.0e-06`."""
 
     DEFAULT_CSS = "DocumentLine { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }"
 
@@ -32,7 +32,8 @@ class DocumentLine(LinesView):
             line.add("padding ", "bold")
         else:
             start = row.documents[d].start
-            line.add(f"doc {d + 1}/{documents} ", "bold").add(f"t {t - start} ", "dim")
+            # documents are 0-based, as `tokstep report` and the cross-document-attention lint number them
+            line.add(f"doc {d} ", "bold").add(f"of 0..{documents - 1} ", "dim").add(f"t {t - start} ", "dim")
         line.add("│ mean ", "dim")
         line.add("row ").add(_mean(float(trace.running_sum[t]), int(trace.running_count[t])), "bold")
         line.add(f" ({int(trace.running_count[t])})", "dim")
