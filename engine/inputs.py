@@ -11,7 +11,7 @@ import numpy as np
 
 from tokstep.engine.chat_masks import Policy, derive
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.sample import COUNTED, IGNORE_INDEX, MaskReason, Sample
 
 if TYPE_CHECKING:
     from tokstep.engine.structure import TurnLayout
@@ -245,10 +245,10 @@ def from_chat(
     layout = derive(tokenizer, messages, eot=eot, inserted=inserted)
     ids = list(layout.ids)
     _require_tokens(ids, "the chat")
-    if not any(r.counted for r in layout.reasons[1:]):
+    supervised = np.fromiter(map(COUNTED.__contains__, layout.reasons), dtype=bool, count=len(layout.reasons))
+    if not supervised[1:].any():
         raise TokstepError("the chat template left no assistant token supervised (all labels would be -100)")
     input_ids = np.asarray(ids, dtype=np.int64)
-    supervised = np.asarray([r.counted for r in layout.reasons], dtype=bool)
     labels = np.where(supervised, input_ids, IGNORE_INDEX).astype(np.int64)
     return Sample(
         input_ids,
