@@ -382,7 +382,6 @@ def _run_chunks(
         done_tokens += tokens
         progress(done_rows, done_tokens)
 
-    delay = float(os.environ.get("TOKSTEP_SCAN_TEST_DELAY", "0") or 0)  # tests: a window to kill the run in
     with ThreadPoolExecutor(1, thread_name_prefix="tokstep-scan-lint") as reader:
 
         def prepare(chunk: int) -> Future[list[RowLint]]:
@@ -401,8 +400,6 @@ def _run_chunks(
                 write_atomic(chunk_path(out, chunk), lambda path, r=records: _write_parquet(path, r))
             except OSError as error:
                 raise TokstepError(_disk_error(out, error)) from None
-            if delay:
-                time.sleep(delay)
     return done_tokens
 
 
