@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.results import Trace, TraceResult
 from tokstep.engine.sample import IGNORE_INDEX, Sample
+from tokstep.engine.tokens import TokenTexts
 from tokstep.engine.trace import (
     Forward,
     _head_logits,
@@ -71,6 +73,25 @@ def compute_reference(
         False,
         f"HF reference skipped: this model's head cannot be applied in chunks and HF's full logits would take "
         f"{need / 2**30:.1f} GiB (budget {FULL_BUDGET_BYTES >> 20} MiB); --reference full forces it",
+    )
+
+
+def traced_result(
+    loaded: LoadedModel, sample: Sample, trace: Trace, *, with_reference: bool, forward: Forward | None = None
+) -> TraceResult:
+    """A trace as a result, HF's loss beside it computed at once in chunks (no [T, vocab]) or not at all."""
+    reference, computed, note = compute_reference(
+        loaded, sample, "chunked" if with_reference else "off", forward=forward
+    )
+    return TraceResult(
+        info=loaded.info,
+        sample=sample,
+        trace=trace,
+        texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
+        reference=reference,
+        reference_computed=computed,
+        incremental_drift=None,
+        reference_note=note,
     )
 
 
@@ -143,4 +164,4 @@ def chunked_reference_loss(
     return total if math.isfinite(total) else None
 
 
-__all__ = ["MODES", "DEFAULT_MODE", "compute_reference", "chunked_reference_loss"]
+__all__ = ["MODES", "DEFAULT_MODE", "compute_reference", "chunked_reference_loss", "traced_result"]
