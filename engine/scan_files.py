@@ -10,10 +10,10 @@ browser reads scans through this module too.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tokstep.engine.atomic import write_atomic, write_text_atomic  # noqa: F401 - write_atomic re-exported
 
 SCAN_FORMAT = "tokstep-scan/1"
 PARAMETERS = "scan.json"
@@ -29,21 +29,8 @@ def shard_name(rank: int, world: int) -> str:
     return f"shard-{rank:05d}-of-{world:05d}.parquet"
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(temporary)` then rename over `path`: readers and reruns only ever see whole files."""
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    write_atomic(path, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8"))
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 def is_scan(path: str | Path) -> bool:

@@ -73,3 +73,27 @@ def test_python_dash_m_tokstep_runs_the_cli():
     )
     assert done.returncode == 0, done.stderr
     assert "usage: tokstep" in done.stdout
+
+
+def test_every_replaced_file_gets_the_usual_mode_and_no_temporary_is_left(tmp_path):
+    """One atomic writer (engine/atomic.py) serves --json/--html, save_batches and scan: a new file gets
+    0666 less the umask like any other, never mkstemp's 0600, and a failed write leaves nothing behind."""
+    import os
+
+    from tokstep.engine.atomic import write_atomic, write_text_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "out.json", "{}\n")
+        assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644
+
+        def broken(path):
+            path.write_text("half")
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(OSError):
+            write_atomic(tmp_path / "out.json", broken)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.json").read_text() == "{}\n"  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

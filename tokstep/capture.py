@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from tokstep.engine.atomic import write_text_atomic
 
 __all__ = ["save_batches", "model_settings"]
 
@@ -135,12 +136,5 @@ def save_batches(
             if settings:
                 row["settings"] = settings
             lines.append(json.dumps(row, separators=(",", ":")))
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + ("\n" if lines else ""))
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, "\n".join(lines) + ("\n" if lines else ""))
     return len(lines)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from tokstep.engine.atomic import write_text_atomic
 
 STDOUT = "-"
 
@@ -53,19 +54,7 @@ def write_text(text: str, path: str, force: bool, flag: str = "--json") -> None:
     check_target(path, force, flag)
     target = Path(path).expanduser()
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; a new file gets the usual mode
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text if text.endswith("\n") else text + "\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_text_atomic(target, text if text.endswith("\n") else text + "\n")
     except OSError as error:
         raise _error(f"cannot write {path}: {error.strerror or error}") from None
 
