@@ -148,3 +148,21 @@ async def test_the_loss_panel_names_a_mask_from_the_users_labels_for_its_source(
         await pilot.pause()
         shown = stepper.query_one("#loss").plain_text()
         assert "not counted: masked in your labels" in shown and "user" not in shown
+
+
+async def test_the_header_counts_lints_as_the_data_browser_does_info_included():
+    """One counting rule: the stepper's header and the browser's lints column show the same tally for the
+    same findings (the browser used to leave info findings out: `3E` against `⚠ 4 lints`)."""
+    from tokstep.engine.data import DataRow
+    from tokstep.engine.lints import RowLint
+    from tokstep.tui.browser import lint_badge
+    from tokstep.tui.widgets.status_bar import StatusBar
+
+    result = synthetic_result(40, seed=2)
+    findings = [Finding("x", "error", (1,), "e")] * 3 + [Finding("y", "info", (2,), "i")]
+    row = RowLint(DataRow(0, 1, None, None), None, tuple(findings))
+    assert lint_badge(row).plain == "3E 1I"
+    async with app_for(result, findings).run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(pilot.app, pilot)
+        header = stepper.query_one(StatusBar).plain_text()
+        assert "⚠ 3E 1I lints (L)" in header, header

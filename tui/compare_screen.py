@@ -22,6 +22,7 @@ from tokstep.tui.widgets.compare_panel import CompareBar, ComparePanel, KLCurve
 from tokstep.tui.widgets.context_strip import ContextStrip
 from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
+from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.status_bar import StatusBar
 from tokstep.tui.widgets.topk_table import TopKTable
 
@@ -96,7 +97,7 @@ class CompareScreen(StepperScreen):
         self.query_one("#compare").border_title = "A vs B at t"
         self.query_one("#curve").border_title = "CE of A"
         self.query_one("#kl-curve").border_title = "KL(A‖B)"
-        self.query_one(StatusBar).lints = len(self.findings)
+        self.query_one(StatusBar).lints = severity_counts(self.findings)
         self.panels = list(
             self.query(
                 "StatusBar, CompareBar, ContextStrip, InspectorLine, TopKTable, ComparePanel, LossCurve"

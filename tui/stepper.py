@@ -39,6 +39,7 @@ from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
+from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.status_bar import StatusBar
 from tokstep.tui.widgets.topk_table import TopKTable
 
@@ -178,7 +179,7 @@ class StepperScreen(Screen[None]):
         self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
-        self.query_one(StatusBar).lints = len(self.findings)
+        self.query_one(StatusBar).lints = severity_counts(self.findings)
         self.panels = list(
             self.query(
                 "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
