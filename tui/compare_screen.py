@@ -17,12 +17,12 @@ from textual.widgets import Footer, Static
 from tokstep.engine.compare_results import CompareResult, TokenizerCompareResult
 from tokstep.tui.backend import Backend
 from tokstep.tui.navigation import Marks
+from tokstep.tui.severity import severity_counts
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.widgets.compare_panel import CompareBar, ComparePanel, KLCurve
 from tokstep.tui.widgets.context_strip import ContextStrip
 from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
-from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.status_bar import StatusBar
 from tokstep.tui.widgets.topk_table import TopKTable
 

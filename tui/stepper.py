@@ -28,6 +28,7 @@ from tokstep.tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
+from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.context_strip import (
     HEAT_COLOURS,
     REASON_COLOURS,
@@ -39,7 +40,6 @@ from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
-from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.status_bar import StatusBar
 from tokstep.tui.widgets.topk_table import TopKTable
 
