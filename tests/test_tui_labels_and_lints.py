@@ -166,3 +166,29 @@ async def test_the_header_counts_lints_as_the_data_browser_does_info_included():
         stepper = await stepper_of(pilot.app, pilot)
         header = stepper.query_one(StatusBar).plain_text()
         assert "⚠ 3E 1I lints (L)" in header, header
+
+
+async def test_the_mask_reason_legend_fits_the_context_box_at_80_columns():
+    """`w`'s legend names every reason the sample has, uncut, at 80 columns (it was cut at 120: `first to…`)."""
+    from rich.text import Text
+
+    base = synthetic_result(60, seed=3)
+    cycle = [
+        MaskReason.SUPERVISED,
+        MaskReason.SYSTEM,
+        MaskReason.USER,
+        MaskReason.TEMPLATE,
+        MaskReason.INSERTED,
+        MaskReason.END_OF_TURN,
+        MaskReason.GIVEN,
+    ]
+    reasons = (MaskReason.FIRST, *(cycle[i % len(cycle)] for i in range(len(base.sample) - 1)))
+    sample = replace(base.sample, mask_reasons=reasons)
+    result = replace(base, sample=sample, trace=replace(base.trace, sample=sample))
+    async with app_for(result).run_test(size=(80, 24)) as pilot:
+        stepper = await stepper_of(pilot.app, pilot)
+        await pilot.press("w")
+        box = stepper.query_one("#context-box")
+        legend = Text.from_markup(str(box.border_subtitle))
+        assert legend.cell_len <= box.size.width - 4, legend.plain  # corners and a space each side
+        assert len(legend.plain.split()) >= 8, legend.plain

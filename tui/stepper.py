@@ -32,6 +32,7 @@ from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.context_strip import (
     HEAT_COLOURS,
     REASON_COLOURS,
+    REASON_SHORT,
     ROLE_COLOURS,
     ContextStrip,
     token_roles,
@@ -70,9 +71,10 @@ def heat_legend(scale: float) -> str:
 
 
 def reason_legend(result: TraceResult) -> str:
-    """The key of the mask-reason colours, for the reasons this sample has (counted first)."""
+    """The key of the mask-reason colours, for the reasons this sample has (counted first), by short name so
+    that all thirteen fit at 120 columns and a usual chat's at 80 (README lists the full names)."""
     present = sorted(set(result.sample.mask_reasons), key=list(REASON_COLOURS).index)
-    return "  ".join(f"[on {REASON_COLOURS[r]}] {r.value} [/]" for r in present)
+    return " ".join(f"[on {REASON_COLOURS[r]}] {REASON_SHORT[r]} [/]" for r in present)
 
 
 class StepperScreen(Screen[None]):

@@ -54,6 +54,22 @@ REASON_COLOURS = {
     MaskReason.FIRST: "grey30",
 }
 REASON_STYLES = {reason: Style(bgcolor=colour) for reason, colour in REASON_COLOURS.items()}
+# The legend's short name per reason (the full names are MaskReason's values; the legend must fit at 80 columns).
+REASON_SHORT = {
+    MaskReason.SUPERVISED: "trained",
+    MaskReason.INSERTED_TRAINED: "ins+train",
+    MaskReason.PROMPT: "prompt",
+    MaskReason.SYSTEM: "system",
+    MaskReason.USER: "user",
+    MaskReason.TOOL: "tool",
+    MaskReason.TEMPLATE: "markup",
+    MaskReason.INSERTED: "inserted",
+    MaskReason.END_OF_TURN: "eot",
+    MaskReason.PAD: "pad",
+    MaskReason.DOCUMENT: "new doc",
+    MaskReason.GIVEN: "your -100",
+    MaskReason.FIRST: "first",
+}
 
 # chats and ids rows whose chat turns were recovered (engine.structure): each token's background is its role, two shades
 # for token boundaries; the given mask stays on top (masked dim), so trained user words stand out at a glance.
