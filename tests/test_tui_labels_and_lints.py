@@ -192,3 +192,31 @@ async def test_the_mask_reason_legend_fits_the_context_box_at_80_columns():
         legend = Text.from_markup(str(box.border_subtitle))
         assert legend.cell_len <= box.size.width - 4, legend.plain  # corners and a space each side
         assert len(legend.plain.split()) >= 8, legend.plain
+
+
+async def test_without_colour_w_marks_each_token_with_its_reasons_glyph_and_the_legend_names_them():
+    """NO_COLOR turns the reason backgrounds into near-identical greys: the cell after each token holds its
+    reason's glyph, and the legend maps each glyph to its reason."""
+    from tokstep.tui.widgets.context_strip import REASON_GLYPHS, REASON_SHORT
+
+    result = synthetic_result(60, seed=1)
+    app = app_for(result)
+    async with app.run_test(size=SIZE) as pilot:
+        await stepper_of(app, pilot)
+        stepper = StepperScreen(result, no_color=True)
+        await app.push_screen(stepper)
+        await pilot.pause()
+        await pilot.press("w")
+        strip = stepper.query_one(ContextStrip)
+        marks = {
+            index: mark
+            for line, hits in zip(strip._lines, strip._hits, strict=True)
+            for (mark, _style), (_x0, _x1, index) in zip(line[1::2], hits, strict=True)
+        }
+        assert len(marks) > 10
+        reasons = result.sample.mask_reasons
+        assert all(mark == REASON_GLYPHS[reasons[i]] for i, mark in marks.items()), marks
+        assert len(set(REASON_GLYPHS.values())) == len(REASON_GLYPHS)  # one glyph per reason
+        legend = str(stepper.query_one("#context-box").border_subtitle)
+        for reason in {reasons[i] for i in marks}:
+            assert f"{REASON_GLYPHS[reason]} {REASON_SHORT[reason]}" in legend, legend

@@ -32,6 +32,7 @@ from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.context_strip import (
     HEAT_COLOURS,
     REASON_COLOURS,
+    REASON_GLYPHS,
     REASON_SHORT,
     ROLE_COLOURS,
     ContextStrip,
@@ -70,10 +71,12 @@ def heat_legend(scale: float) -> str:
     return f"token colour = CE of predicting it: 0 {swatches} ≥ {scale:.2f}  (95th percentile)"
 
 
-def reason_legend(result: TraceResult) -> str:
+def reason_legend(result: TraceResult, no_color: bool = False) -> str:
     """The key of the mask-reason colours, for the reasons this sample has (counted first), by short name so
     that all thirteen fit at 120 columns and a usual chat's at 80 (README lists the full names)."""
     present = sorted(set(result.sample.mask_reasons), key=list(REASON_COLOURS).index)
+    if no_color:  # without colour, the glyph after each token names its reason
+        return "after each token: " + "  ".join(f"{REASON_GLYPHS[r]} {REASON_SHORT[r]}" for r in present)
     return " ".join(f"[on {REASON_COLOURS[r]}] {REASON_SHORT[r]} [/]" for r in present)
 
 
@@ -427,7 +430,9 @@ class StepperScreen(Screen[None]):
         strip.set_reason_colours(not strip.reason_colours)
         self.heatmap = strip.heatmap
         box = self.query_one("#context-box")
-        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else self.legend
+        box.border_subtitle = (
+            reason_legend(strip.result, self.no_color) if strip.reason_colours else self.legend
+        )
         self.notify(f"mask-reason colours {'on' if strip.reason_colours else 'off'}", timeout=2)
 
     # -- other screens ---------------------------------------------------------------------------------
