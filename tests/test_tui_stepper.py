@@ -242,7 +242,7 @@ async def test_L_lists_lints_and_enter_jumps_to_the_first_position(result):
     app = make_app(result, findings)
     async with app.run_test(size=SIZE) as pilot:
         stepper = await stepper_of(app, pilot)
-        assert "1 lint" in text_of(stepper.query_one("#status"))
+        assert "⚠ 1E lint (L)" in text_of(stepper.query_one("#status"))
         await pilot.press("L")
         assert isinstance(app.screen, LintsScreen)
         await pilot.press("enter")
