@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tokstep.tui import output
+from tokstep.tui import exit_codes, output
 from tokstep.tui.formatting import number
 
 if TYPE_CHECKING:
@@ -288,4 +288,6 @@ def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
         output.write_json(report_to_dict(report), args.json, args.force)
     if args.json != "-":
         print_batch_report(report, Console(width=None if sys.stdout.isatty() else 110))
-    return 3 if nonfinite else 1 if report.errors else 0
+    if report.errors:  # unreadable rows: as an error-level finding
+        return exit_codes.FINDINGS if not nonfinite else exit_codes.NONFINITE
+    return exit_codes.report_status((f for r in report.rows for f in r.findings), bool(nonfinite))
