@@ -111,3 +111,28 @@ async def test_batches_screen_has_help_and_its_footer_shows_enter(report):
         await pilot.press("enter")
         await pilot.pause()
         assert not isinstance(app.screen, (BatchesScreen, HelpScreen))  # Enter opened the row
+
+
+async def test_batches_list_at_80x24_gives_the_rows_most_of_the_height(report):
+    """The loss panel is one line per reduction at 80 columns (it wrapped to most of the screen)."""
+    from tokstep.tui.batches_screen import BatchesScreen
+
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        screen = app.screen
+        loss, rows = screen.query_one("#batch-loss"), screen.query_one("#batch-rows")
+        for _ in range(50):  # laid out
+            if loss.size.height and rows.size.height:
+                break
+            await pilot.pause(0.05)
+        reductions = 2 + 3  # two batches, token-weighted, per-batch mean, per-row mean
+        assert loss.size.height == reductions + 1  # and the header: nothing wraps
+        assert screen.query_one("#batch-trainer").size.height == 1
+        assert rows.size.height >= 24 // 2, (loss.size.height, rows.size.height)
+        shown = text_of(loss)
+        for value in (report.loss.token_weighted, report.loss.mean_of_row_means):
+            assert f"{value:.4f}" in shown  # the numbers are never cut
