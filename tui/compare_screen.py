@@ -42,11 +42,10 @@ class CompareScreen(StepperScreen):
 
     DEFAULT_CSS = COMPARE_CSS
     BINDINGS = [
-        Binding(
-            "n", "kl_jump(1)", "next by KL", id="next-kl", tooltip="next position by KL (top 10%, or NaN/inf)"
-        ),
+        # help descriptions short enough for the help's two columns at 80 (README: top 10% by KL, or NaN/inf)
+        Binding("n", "kl_jump(1)", "next by KL", id="next-kl", tooltip="next by KL (top 10%)"),
         Binding("N", "kl_jump(-1)", "previous by KL", show=False, id="previous-kl"),
-        Binding("y", "lens('a')", "lens", id="lens", tooltip="logit lens of A at t (each layer)"),
+        Binding("y", "lens('a')", "lens", id="lens", tooltip="logit lens of A at t"),
         Binding("Y", "lens('b')", "lens of B", show=False, id="lens-b", tooltip="logit lens of B at t"),
     ]
 
