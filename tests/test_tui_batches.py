@@ -136,3 +136,30 @@ async def test_batches_list_at_80x24_gives_the_rows_most_of_the_height(report):
         shown = text_of(loss)
         for value in (report.loss.token_weighted, report.loss.mean_of_row_means):
             assert f"{value:.4f}" in shown  # the numbers are never cut
+
+
+async def test_document_line_keeps_alone_delta_at_80_columns(report):
+    """|Δ| alone is the number that matters: at 80 columns it stays whole (it was cut), other means give way."""
+    from rich.cells import cell_len
+
+    from tokstep.tui.batches_screen import BatchesScreen
+    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.widgets.document_line import DocumentLine
+
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, StepperScreen)
+        await pilot.press("right_square_bracket", "right")  # inside the second document: compared there
+        await pilot.pause()
+        widget = app.screen.query_one(DocumentLine)
+        line = widget.plain_text()
+        row, t = report.rows[0], app.screen.cursor
+        assert row.compared[t]
+        assert f"|Δ| alone {float(row.delta[t]):.1e}" in line, line
+        assert cell_len(line) <= widget.size.width, line
