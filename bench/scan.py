@@ -295,6 +295,39 @@ def scan_processes(model_dir: Path, data: Path, work: Path) -> dict[str, float]:
 # ---------------------------------------------------------------- report
 
 
+LINT_HEAD = "**Lint vs the one-core floor.**"
+
+
+def lint_lines(lint: dict, note: str = "") -> list[str]:
+    """The lint paragraph and table (also rewritten alone by `--lint-only`)."""
+    floor, fcpu = lint["floor_s"], lint["floor_cpu_s"]
+    return [
+        f"{LINT_HEAD} {lint['rows']:,} generated two-turn chat rows, the bundled "
+        "tokenizer (ChatML with `{% generation %}`). Floor = `apply_chat_template` on every row once + one "
+        "`encode_batch`, one core (`TOKENIZERS_PARALLELISM=false`). Lint seconds are the command's own "
+        "(after loading the tokenizer); wall includes Python start-up and imports.",
+        "",
+        "CPU seconds (all processes, start-up and tokenizer loading subtracted) are what the machine's load "
+        "disturbs least; `CPU / cores used` is then what the run takes on idle cores.",
+        "",
+        "| | seconds | wall | / floor (seconds) | CPU seconds | CPU / floor CPU | CPU / cores used / floor CPU | goal |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| floor: render ({lint['render_s']:.2f} s) + encode_batch ({lint['encode_s']:.2f} s) | {floor:.2f} | | 1.00x | "
+        f"{fcpu:.2f} | 1.00x | 1.00x | |",
+        f"| `lint_row` one row at a time, as `tokstep lint` did (estimate from {lint['per_row_rows']:,} rows) | {lint['per_row_s_estimate']:.2f} | | "
+        f"{lint['per_row_s_estimate'] / floor:.2f}x | {lint['per_row_cpu_estimate']:.2f} | "
+        f"{lint['per_row_cpu_estimate'] / fcpu:.2f}x | {lint['per_row_cpu_estimate'] / fcpu:.2f}x | |",
+        f"| `tokstep lint --jobs 1` | {lint['lint1_s']:.2f} | {lint['lint1_wall_s']:.2f} | {lint['lint1_s'] / floor:.2f}x | "
+        f"{lint['lint1_cpu_s']:.2f} | {lint['lint1_cpu_s'] / fcpu:.2f}x | {lint['lint1_cpu_s'] / fcpu:.2f}x | |",
+        f"| `tokstep lint --jobs 2` | {lint['lint2_s']:.2f} | {lint['lint2_wall_s']:.2f} | **{lint['lint2_s'] / floor:.2f}x** | "
+        f"{lint['lint2_cpu_s']:.2f} | {lint['lint2_cpu_s'] / fcpu:.2f}x | **{lint['lint2_cpu_s'] / 2 / fcpu:.2f}x** | "
+        f"≤ 2x (seconds: {'met' if lint['lint2_s'] <= 2 * floor else 'NOT met'}; on idle cores: "
+        f"{'met' if lint['lint2_cpu_s'] / 2 <= 2 * fcpu else 'NOT met'}) |",
+        *(["", note] if note else []),
+        "",
+    ]
+
+
 def report(scan: dict, lint: dict, procs: dict, quick: bool, started: float) -> str:
     from bench.machine import describe
 
@@ -303,7 +336,6 @@ def report(scan: dict, lint: dict, procs: dict, quick: bool, started: float) -> 
         f"{k} {v}" for k, v in facts.items() if k in ("CPU", "cores", "torch", "load average (1/5/15 min)")
     )
     machine += f", load average {os.getloadavg()[0]:.1f} at the end (other users share these cores)"
-    floor, fcpu = lint["floor_s"], lint["floor_cpu_s"]
     lines = [
         BEGIN,
         "## Data sets: `tokstep scan` and `tokstep lint` (`python -m bench.scan`)",
@@ -327,28 +359,7 @@ def report(scan: dict, lint: dict, procs: dict, quick: bool, started: float) -> 
         f"≥ 0.85x ({'met' if scan['ratio'] >= 0.85 else 'NOT met'} in seconds, "
         f"{'met' if scan['cpu_ratio'] >= 0.85 else 'NOT met'} in CPU time) |",
         "",
-        f"**Lint vs the one-core floor.** {lint['rows']:,} generated two-turn chat rows, the bundled "
-        "tokenizer (ChatML with `{% generation %}`). Floor = `apply_chat_template` on every row once + one "
-        "`encode_batch`, one core (`TOKENIZERS_PARALLELISM=false`). Lint seconds are the command's own "
-        "(after loading the tokenizer); wall includes Python start-up and imports.",
-        "",
-        "CPU seconds (all processes, start-up and tokenizer loading subtracted) are what the machine's load "
-        "disturbs least; `CPU / cores used` is then what the run takes on idle cores.",
-        "",
-        "| | seconds | wall | / floor (seconds) | CPU seconds | CPU / floor CPU | CPU / cores used / floor CPU | goal |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| floor: render ({lint['render_s']:.2f} s) + encode_batch ({lint['encode_s']:.2f} s) | {floor:.2f} | | 1.00x | "
-        f"{fcpu:.2f} | 1.00x | 1.00x | |",
-        f"| `lint_row` one row at a time, as `tokstep lint` did (estimate from {lint['per_row_rows']:,} rows) | {lint['per_row_s_estimate']:.2f} | | "
-        f"{lint['per_row_s_estimate'] / floor:.2f}x | {lint['per_row_cpu_estimate']:.2f} | "
-        f"{lint['per_row_cpu_estimate'] / fcpu:.2f}x | {lint['per_row_cpu_estimate'] / fcpu:.2f}x | |",
-        f"| `tokstep lint --jobs 1` | {lint['lint1_s']:.2f} | {lint['lint1_wall_s']:.2f} | {lint['lint1_s'] / floor:.2f}x | "
-        f"{lint['lint1_cpu_s']:.2f} | {lint['lint1_cpu_s'] / fcpu:.2f}x | {lint['lint1_cpu_s'] / fcpu:.2f}x | |",
-        f"| `tokstep lint --jobs 2` | {lint['lint2_s']:.2f} | {lint['lint2_wall_s']:.2f} | **{lint['lint2_s'] / floor:.2f}x** | "
-        f"{lint['lint2_cpu_s']:.2f} | {lint['lint2_cpu_s'] / fcpu:.2f}x | **{lint['lint2_cpu_s'] / 2 / fcpu:.2f}x** | "
-        f"≤ 2x (seconds: {'met' if lint['lint2_s'] <= 2 * floor else 'NOT met'}; on idle cores: "
-        f"{'met' if lint['lint2_cpu_s'] / 2 <= 2 * fcpu else 'NOT met'}) |",
-        "",
+        *lint_lines(lint),
         "**Scan with 1 vs 2 processes** (CPU, gloo; the same two cores either way: 1 process x 2 torch "
         "threads vs 2 processes x 1 thread; the scaling, not a goal). Scan seconds are rank 0's own (model "
         "load included), wall includes start-up.",
@@ -361,6 +372,14 @@ def report(scan: dict, lint: dict, procs: dict, quick: bool, started: float) -> 
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def write_lint_table(path: Path, lint: dict, note: str) -> None:
+    """Replace only the lint paragraph and table of the section (`--lint-only`)."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index(LINT_HEAD, text.index(BEGIN))
+    end = text.index("**Scan with 1 vs 2 processes**", start)
+    path.write_text(text[:start] + "\n".join(lint_lines(lint, note)) + "\n" + text[end:], encoding="utf-8")
 
 
 def write_section(path: Path, section: str) -> None:
@@ -376,9 +395,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rows")
     parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--lint-only", action="store_true", help="rerun only the lint table (about a minute)")
     args = parser.parse_args(argv)
     started = time.time()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.lint_only:
+        load = os.getloadavg()
+        with tempfile.TemporaryDirectory(prefix="tokstep-bench-lint-") as tmp:
+            lint = lint_vs_floor(chat_file(Path(tmp) / "chats.jsonl", 20000), 1000 if args.quick else 2000)
+        print(lint, file=sys.stderr)
+        end = os.getloadavg()
+        note = (
+            f"Lint table rerun alone (`python -m bench.scan --lint-only`) on "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {time.time() - started:.0f} s; load average "
+            f"(1/5/15 min) {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start, "
+            f"{end[0]:.1f} / {end[1]:.1f} / {end[2]:.1f} at the end, on 2 shared cores."
+        )
+        write_lint_table(Path(args.out), lint, note)
+        print("\n".join(lint_lines(lint, note)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="tokstep-bench-scan-") as tmp:
         work = Path(tmp)
         model = bench_model_folder(work / "model")

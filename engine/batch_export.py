@@ -38,6 +38,7 @@ def row_to_dict(row: RowResult) -> dict[str, Any]:
         "supervised": row.loss_count,
         "hf_loss": _num(row.result.reference),
         "max_delta": _num(row.max_delta),
+        "disagree": row.disagree,  # labels ≠ the recovered chat turns (None: no turns recovered)
         "findings": [
             {"code": f.code, "severity": f.severity, "positions": list(f.positions), "message": f.message}
             for f in row.findings

@@ -47,8 +47,9 @@ class RowResult:
     documents: tuple[DocumentCheck, ...]
     delta: np.ndarray | None  # (T,) float64 |Δ log q(target)| packed vs alone; 0 where not compared
     compared: np.ndarray | None  # (T,) bool: positions inside a document, compared with it alone
-    findings: tuple  # engine.lints.Finding (cross-document-attention)
+    findings: tuple  # engine.lints.Finding: labels against the recovered chat turns, cross-document-attention
     notes: tuple[str, ...] = ()
+    disagree: int | None = None  # labels that disagree with the recovered chat turns (None: no turns found)
 
     @property
     def loss_sum(self) -> float:

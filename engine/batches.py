@@ -35,6 +35,8 @@ class Settings:
         None  # "num_items_in_batch" (token-weighted over the accumulation step) | "per-batch mean"
     )
     accumulation_steps: int | None = None
+    eot: str | None = None  # the label convention stated by --eot (train | mask; None: train)
+    inserted: str | None = None  # the label convention stated by --inserted (train | mask; None: train)
 
     def overridden(self, **given: Any) -> Settings:
         """These settings with the user's flags (those not None) taking precedence."""

@@ -42,10 +42,11 @@ attributed to a message or to the template:
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
@@ -128,9 +129,12 @@ class ChatLayout:
     def inserted_tokens(self, *, tool_wrappers: bool = False) -> list[int]:
         """Token positions inserted by the template in assistant turns (optionally tool-call wrappers too)."""
         spans = [s for t in self.turns for s in t.inserted if tool_wrappers or s not in t.wrapper]
-        return [
-            i for i, (s, e) in enumerate(self.offsets) if any(a < max(e, s + 1) and s < b for a, b in spans)
-        ]
+        if not spans or not self.offsets:
+            return []
+        bounds = offset_array(self.offsets)  # (N, 2)
+        reach = np.maximum(bounds[:, 1], bounds[:, 0] + 1)[:, None]  # (N, 1) a zero-width token reaches one
+        lo, hi = np.asarray(spans, dtype=np.int64).reshape(-1, 2).T  # (S,), (S,)
+        return np.flatnonzero(((lo < reach) & (bounds[:, :1] < hi)).any(axis=1)).tolist()
 
 
 def content_texts(content: Any, where: str) -> list[str]:
@@ -495,15 +499,34 @@ _RANK = np.full(256, len(_PRIORITY) - 1, dtype=np.int64)  # a character code's p
 _RANK[list(_PRIORITY)] = np.arange(len(_PRIORITY))
 
 
-def _token_codes(codes: bytearray, offsets: list[tuple[int, int]]) -> list[int]:
+OFFSET_ARRAY = "tokstep_offset_array"  # an encoding's offsets as an (N, 2) array (lint_batch's cache adds it)
+
+
+def offset_array(offsets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """(N, 2) int64 array of (start, end) offsets (twice as fast as np.asarray on a list of tuples)."""
+    if isinstance(offsets, np.ndarray):
+        return offsets.astype(np.int64, copy=False).reshape(-1, 2)
+    flat = itertools.chain.from_iterable(offsets)
+    return np.fromiter(flat, dtype=np.int64, count=2 * len(offsets)).reshape(-1, 2)
+
+
+def _token_codes(codes: bytearray, offsets: list[tuple[int, int]] | np.ndarray) -> list[int]:
     """`_token_code` for every token at once (numpy): the highest-priority code among each token's
     characters; a zero-width token takes the code of the character at its start (none past the end)."""
-    if not offsets:
-        return []
+    return _token_code_array(codes, offsets).tolist()
+
+
+def _token_code_array(codes: bytearray, offsets: list[tuple[int, int]] | np.ndarray) -> np.ndarray:
+    """`_token_codes` as an (N,) int64 array."""
+    if len(offsets) == 0:
+        return np.zeros(0, dtype=np.int64)
     ranks = np.append(_RANK[np.frombuffer(bytes(codes), dtype=np.uint8)], _RANK[_NONE])  # (n+1,)
     bounds = np.minimum(np.asarray(offsets, dtype=np.int64).reshape(-1), len(codes))  # s0, e0, s1, e1, ...
     best = np.minimum.reduceat(ranks, bounds)[0::2]  # min over [s, e) when s < e, else ranks[s]
-    return np.asarray(_PRIORITY)[best].tolist()
+    return _PRIORITY_ARRAY[best]
+
+
+_PRIORITY_ARRAY = np.asarray(_PRIORITY, dtype=np.int64)
 
 
 def _reason(code: int, eot: Policy, inserted: Policy) -> MaskReason:
@@ -518,7 +541,7 @@ def _reason(code: int, eot: Policy, inserted: Policy) -> MaskReason:
     )
 
 
-def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[int]) -> list[bool] | None:
+def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[int]) -> np.ndarray | None:
     """The template's own `{% generation %}` mask, or None (no markers, or it tokenizes differently)."""
     try:
         out = tokenizer.apply_chat_template(
@@ -534,7 +557,7 @@ def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[i
         return None
     if mask and isinstance(mask[0], list):
         mask = mask[0]
-    return [bool(m) for m in mask]
+    return np.asarray(mask, dtype=bool).reshape(-1)  # (N,)
 
 
 def _flatten(message: dict[str, Any]) -> dict[str, Any]:
@@ -608,26 +631,30 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
             "chat masks need a fast tokenizer (character offsets); this one is a slow tokenizer"
         )
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    ids = [int(i) for i in encoded["input_ids"]]
-    offsets = [(int(s), int(e)) for s, e in encoded["offset_mapping"]]
+    ids = list(map(int, encoded["input_ids"]))
+    if OFFSET_ARRAY in encoded:  # a batch's cached encoding: its offsets are already (int, int) tuples
+        bounds, offsets = encoded[OFFSET_ARRAY], encoded["offset_mapping"]  # (N, 2)
+    else:
+        bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
+        offsets = list(map(tuple, bounds.tolist()))
     turns, default_system = locate(tokenizer, messages, rendered)
     codes = _char_codes(len(rendered), turns, default_system)
-    token_codes = _token_codes(codes, offsets)
-    by_code = {code: _reason(code, eot, inserted) for code in set(token_codes)}
-    reasons = [by_code[c] for c in token_codes]
+    token_codes = _token_code_array(codes, bounds)  # (N,)
+    reason_of = _reasons(eot, inserted)  # code -> reason
+    reasons_at = reason_of[token_codes]  # (N,) object
     method = "located content"
     generation_empty = False
     if has_generation_markers(tokenizer.chat_template):
         mask = _generation_mask(tokenizer, messages, ids)
-        if mask is not None and any(mask):
+        if mask is not None and len(mask) != len(token_codes):
+            raise ValueError("the generation mask and the tokens differ in length")
+        if mask is not None and mask.any():
             method = "generation mask"
-            for i, (trained, code) in enumerate(zip(mask, token_codes, strict=True)):
-                if trained and not reasons[i].counted and code not in (_EOT, _INSERTED, _WRAPPER):
-                    reasons[i] = MaskReason.SUPERVISED  # the template trains it: so do we
-                elif not trained and reasons[i].counted:
-                    reasons[i] = {_EOT: MaskReason.END_OF_TURN, _INSERTED: MaskReason.INSERTED}.get(
-                        code, MaskReason.INSERTED if code == _WRAPPER else MaskReason.TEMPLATE
-                    )
+            counted = np.asarray([r.counted for r in reason_of], dtype=bool)[token_codes]  # (N,)
+            markup = _TEMPLATE_PART[token_codes]  # (N,)
+            reasons_at[mask & ~counted & ~markup] = MaskReason.SUPERVISED  # the template trains it: so do we
+            untrained = ~mask & counted  # (N,) trained by the convention, not by the template
+            reasons_at[untrained] = _UNTRAINED_REASON[token_codes[untrained]]
             notes.append("assistant tokens from the template's {% generation %} mask")
         elif mask is not None:
             generation_empty = True
@@ -644,9 +671,16 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
             )
     if default_system:
         notes.append("the template injected a default system prompt (masked as a system turn)")
+    reasons = reasons_at.tolist()
     if reasons:
         reasons[0] = MaskReason.FIRST
-    from tokstep.engine.structure import layout_of
+    from tokstep.engine.structure import Turn as TokenTurn
+    from tokstep.engine.structure import TurnLayout
+
+    role_of, part_of = _role_part_tables()
+    found = tuple(
+        TokenTurn(role, lo, lo, hi, end, closed) for role, lo, hi, end, closed in _token_turns(turns, bounds)
+    )
 
     return ChatLayout(
         rendered=rendered,
@@ -658,9 +692,7 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         method=method,
         notes=tuple(notes),
         generation_mask_empty=generation_empty,
-        turn_layout=layout_of(
-            [CODE_ROLE_PART[c] for c in token_codes], _token_turns(turns, offsets), eot=eot, inserted=inserted
-        ),
+        turn_layout=TurnLayout(found, role_of[token_codes], part_of[token_codes], eot, inserted),
     )
 
 
@@ -677,10 +709,53 @@ CODE_ROLE_PART = {
 }
 
 
-def _token_turns(turns: list[Turn], offsets: list[tuple[int, int]]) -> list[tuple[str, int, int, int, bool]]:
+# What a token that the template does not train, but the convention would, is masked as (by its code).
+_TEMPLATE_PART = np.zeros(len(_PRIORITY), dtype=bool)  # codes the template writes inside an assistant turn
+_TEMPLATE_PART[[_EOT, _INSERTED, _WRAPPER]] = True
+
+
+def _reason_table(reason: Callable[[int], MaskReason]) -> np.ndarray:
+    """(codes,) object array: the MaskReason of every character code (element by element: numpy would
+    turn a str enum given whole into a plain str)."""
+    table = np.empty(len(_PRIORITY), dtype=object)
+    for code in range(len(_PRIORITY)):
+        table[code] = reason(code)
+    return table
+
+
+@functools.cache
+def _reasons(eot: Policy, inserted: Policy) -> np.ndarray:
+    """`_reason` of every character code under these flags (a lookup array; copy before writing)."""
+    return _reason_table(lambda code: _reason(code, eot, inserted))
+
+
+_UNTRAINED_REASON = _reason_table(
+    lambda code: {_EOT: MaskReason.END_OF_TURN, _INSERTED: MaskReason.INSERTED}.get(
+        code, MaskReason.INSERTED if code == _WRAPPER else MaskReason.TEMPLATE
+    )
+)
+
+
+@functools.cache
+def _role_part_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Character code -> engine.structure's role index and Part, as lookup arrays (int8)."""
+    from tokstep.engine.structure import NO_ROLE, ROLES, Part
+
+    roles = np.full(len(_PRIORITY), NO_ROLE, dtype=np.int8)
+    parts = np.zeros(len(_PRIORITY), dtype=np.int8)
+    for code, (role, part) in CODE_ROLE_PART.items():
+        roles[code] = NO_ROLE if role is None else ROLES.index(role)
+        parts[code] = Part[part.upper()]
+    return roles, parts
+
+
+def _token_turns(
+    turns: list[Turn], offsets: list[tuple[int, int]] | np.ndarray
+) -> list[tuple[str, int, int, int, bool]]:
     """Each located message as token ranges: (role, content start, content end, end, closed)."""
-    starts = [s for s, _ in offsets]
-    reach = list(itertools.accumulate((max(e, s + 1) for s, e in offsets), max))  # non-decreasing
+    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # (N, 2)
+    starts = bounds[:, 0].tolist()
+    reach = np.maximum.accumulate(np.maximum(bounds[:, 1], bounds[:, 0] + 1)).tolist() if len(bounds) else []
 
     def tokens(spans: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
         """The first and one-past-last token overlapping any of the character spans."""

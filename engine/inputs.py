@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from tokstep.engine.chat_masks import Policy, derive
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.sample import COUNTED, IGNORE_INDEX, MaskReason, Sample
+
+if TYPE_CHECKING:
+    from tokstep.engine.structure import TurnLayout
 
 Toggle = Literal["auto", "add", "none"]
 
@@ -76,11 +79,18 @@ def with_layout(
     from tokstep.engine.structure import recover_layout
 
     layout = recover_layout(tokenizer, sample.input_ids, eot=eot, inserted=inserted)
-    if layout is None:
-        return sample
+    return sample if layout is None else apply_layout(sample, layout)
+
+
+KEPT_REASONS = (MaskReason.PAD, MaskReason.FIRST, MaskReason.DOCUMENT)
+
+
+def apply_layout(sample: Sample, layout: TurnLayout) -> Sample:
+    """`sample` with `layout` attached and the mask reasons a chat built from messages would give (padding,
+    the first token, a packed document's start and labels the structure expects otherwise keep their own)."""
     reasons = list(layout.reasons())
     for i, given in enumerate(sample.mask_reasons):
-        if given is MaskReason.PAD or given is MaskReason.FIRST or given.counted != reasons[i].counted:
+        if given in KEPT_REASONS or given.counted != reasons[i].counted:
             reasons[i] = given  # padding, or a label the structure expects otherwise: the user's own word
     return replace(sample, mask_reasons=tuple(reasons), layout=layout)
 
@@ -235,10 +245,10 @@ def from_chat(
     layout = derive(tokenizer, messages, eot=eot, inserted=inserted)
     ids = list(layout.ids)
     _require_tokens(ids, "the chat")
-    if not any(r.counted for r in layout.reasons[1:]):
+    supervised = np.fromiter(map(COUNTED.__contains__, layout.reasons), dtype=bool, count=len(layout.reasons))
+    if not supervised[1:].any():
         raise TokstepError("the chat template left no assistant token supervised (all labels would be -100)")
     input_ids = np.asarray(ids, dtype=np.int64)
-    supervised = np.asarray([r.counted for r in layout.reasons], dtype=bool)
     labels = np.where(supervised, input_ids, IGNORE_INDEX).astype(np.int64)
     return Sample(
         input_ids,

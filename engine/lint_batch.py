@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine.chat_masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.data import DataRow
 from tokstep.engine.lints import RowLint, lint_row
 
@@ -50,6 +51,7 @@ class BatchTokenizer:
         self._backend = backend if hasattr(backend, "encode_batch") else None
         self._renders: dict[tuple[tuple[int, ...], bool], tuple[str, list[tuple[int, int]] | None]] = {}
         self._encodings: dict[tuple[str, bool], dict[str, list[Any]]] = {}
+        self._alive: list[list[Any]] = []  # the message lists keyed by id in `_renders`, kept alive
         self._raw: _RawEncodings | bool | None = None  # None: not looked for yet; False: there is none
 
     @property
@@ -66,6 +68,7 @@ class BatchTokenizer:
 
     def clear(self) -> None:
         self._renders.clear()
+        self._alive.clear()
         self._encodings.clear()
         if self._raw:
             self._raw.cache.clear()
@@ -82,7 +85,7 @@ class BatchTokenizer:
                 continue
             if spec.chat is not None:
                 try:
-                    plain.append(self._render(list(spec.chat), False)[0])
+                    plain.append(self._render(list(spec.chat), False, spans=True)[0])
                 except Exception:  # noqa: BLE001 - the per-row path reports it, row by row
                     continue
             elif spec.prompt is not None and spec.answer is not None:
@@ -90,7 +93,6 @@ class BatchTokenizer:
                 plain.append(spec.answer)
             elif spec.text is not None:
                 special.append(spec.text)
-        self._prepare_raw([*plain, *special])
         for texts, flag in ((plain, False), (special, True)):
             todo = [t for t in dict.fromkeys(texts) if (t, flag) not in self._encodings]
             if not todo:
@@ -98,14 +100,19 @@ class BatchTokenizer:
             for text, encoding in zip(
                 todo, self._backend.encode_batch(todo, add_special_tokens=flag), strict=True
             ):
+                offsets = encoding.offsets  # [(start, end)] of Python ints
                 self._encodings[(text, flag)] = {
                     "input_ids": encoding.ids,
-                    "offset_mapping": encoding.offsets,
+                    "offset_mapping": offsets,
+                    OFFSET_ARRAY: offset_array(offsets),  # (N, 2) the same, made once for every reader
                 }
+        self._prepare_raw(plain, special)
 
-    def _prepare_raw(self, texts: list[str]) -> None:
+    def _prepare_raw(self, plain: list[str], special: list[str]) -> None:
         """The `library` lint encodes every text again with tokenizer.json read by the tokenizers library:
-        batch that too (behind the same per-tokenizer slot the lint reads it from)."""
+        batch that too (behind the same per-tokenizer slot the lint reads it from). When tokenizer.json
+        serializes to exactly what transformers' backend holds (checked once per tokenizer), the two encode
+        every text alike, so the backend's encodings of `plain` (same flag) are reused, not recomputed."""
         from tokstep.engine import lints
 
         if self._raw is None:
@@ -113,19 +120,32 @@ class BatchTokenizer:
             self._raw = _RawEncodings(raw) if raw is not None else False
             if raw is not None:
                 lints._RAW[self] = self._raw
-        if self._raw:
-            todo = list(dict.fromkeys(texts))
+                self._raw.same = _same_tokenizer(raw, self._backend)
+        if not self._raw:
+            return
+        todo = list(dict.fromkeys([*plain, *special]))
+        if self._raw.same:
+            for text in plain:
+                hit = self._encodings.get((text, False))
+                if hit is not None:
+                    self._raw.cache[(text, False)] = _Ids(hit["input_ids"])
+            todo = [t for t in todo if (t, False) not in self._raw.cache]
+        if todo:
             encoded = self._raw.raw.encode_batch(todo, add_special_tokens=False)
             for text, encoding in zip(todo, encoded, strict=True):
                 self._raw.cache[(text, False)] = encoding
 
     def _render(
-        self, messages: list[Any], generation_prompt: bool
+        self, messages: list[Any], generation_prompt: bool, spans: bool = False
     ) -> tuple[str, list[tuple[int, int]] | None]:
+        """The chat rendered (cached per batch); with the `{% generation %}` spans when `spans` and the
+        template has them (a plain render otherwise: probes need only the text)."""
         key = (tuple(map(id, messages)), generation_prompt)
         hit = self._renders.get(key)
-        if hit is None:
-            if self._tools is not None and self._marks and not generation_prompt:
+        marks = self._tools is not None and self._marks and not generation_prompt
+        if hit is None or (spans and marks and hit[1] is None):
+            if spans and marks:
+                assert self._tools is not None
                 render, normalize = self._tools
                 texts, indices = render(
                     conversations=[normalize(messages)],
@@ -143,6 +163,7 @@ class BatchTokenizer:
                 )
                 hit = (text, None)
             self._renders[key] = hit
+            self._alive.append(messages)  # the ids in the key stay this batch's messages' until clear()
         return hit
 
     # -- the calls the lints make -----------------------------------------------------------------------
@@ -164,14 +185,33 @@ class BatchTokenizer:
             return self._render(conversation, generation_prompt)[0]
         wants_mask = {"tokenize": True, "return_dict": True, "return_assistant_tokens_mask": True}
         if kwargs == wants_mask and not generation_prompt:
-            text, spans = self._render(conversation, False)
+            text, spans = self._render(conversation, False, spans=True)
             encoded = self(text, add_special_tokens=False, return_offsets_mapping=True)
             if spans is not None and "offset_mapping" in encoded:
                 return {
                     "input_ids": encoded["input_ids"],
-                    "assistant_masks": _assistant_mask(encoded["offset_mapping"], spans),
+                    "assistant_masks": _assistant_mask(
+                        encoded.get(OFFSET_ARRAY, encoded["offset_mapping"]), spans
+                    ),
                 }
         return self._tok.apply_chat_template(conversation, add_generation_prompt=generation_prompt, **kwargs)
+
+
+def _same_tokenizer(raw: Any, backend: Any) -> bool:
+    """Whether two `tokenizers.Tokenizer`s serialize identically (then they encode every text alike)."""
+    try:
+        return bool(raw.to_str() == backend.to_str())
+    except Exception:  # noqa: BLE001 - cannot tell: encode with both
+        return False
+
+
+class _Ids:
+    """An encoding as the `library` lint reads it (only `.ids`)."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
 
 
 class _RawEncodings:
@@ -179,6 +219,7 @@ class _RawEncodings:
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self.same = False  # serializes as the transformers backend does: its encodings are reused
         self.cache: dict[tuple[str, bool], Any] = {}
 
     def encode(self, text: Any, add_special_tokens: bool = True, **kwargs: Any) -> Any:
@@ -195,9 +236,9 @@ def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
     """Every token overlapping a generation span, as transformers' `return_assistant_tokens_mask` computes
     it: one pointer over the (ordered) spans that only moves forward, past spans ending at or before the
     token's start; a token is masked when it ends after the start of the span under the pointer."""
-    if not offsets or not spans:
+    if len(offsets) == 0 or not spans:
         return [0] * len(offsets)
-    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # (N, 2)
+    bounds = offset_array(offsets)  # (N, 2)
     ends_at = np.asarray([e for _, e in spans], dtype=np.int64)  # (S,)
     begins_at = np.asarray([s for s, _ in spans], dtype=np.int64)  # (S,)
     reached = np.maximum.accumulate(bounds[:, 0])  # (N,) the pointer never moves back
@@ -215,10 +256,13 @@ def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
     return mask.astype(np.int64).tolist()
 
 
-def lint_rows(tokenizer: BatchTokenizer, rows: Sequence[DataRow]) -> list[RowLint]:
-    """`lint_row` for each row, with the batch's renders and encodings done once up front."""
+def lint_rows(tokenizer: BatchTokenizer, rows: Sequence[DataRow], *, slim: bool = False) -> list[RowLint]:
+    """`lint_row` for each row, with the batch's renders and encodings done once up front. `slim`: return
+    `RowLint.slim()`s and skip the work only the full result holds (decoding the trained text)."""
     tokenizer.prepare(rows)
     try:
+        if slim:
+            return [lint_row(tokenizer, row, trained=False).slim() for row in rows]  # type: ignore[arg-type]
         return [lint_row(tokenizer, row) for row in rows]  # type: ignore[arg-type]
     finally:
         tokenizer.clear()

@@ -37,7 +37,7 @@ def _start_worker(tokenizer: Any) -> None:
 
 def _lint_batch(rows: list[DataRow]) -> list[RowLint]:
     assert _WORKER is not None
-    return [result.slim() for result in lint_rows(_WORKER, rows)]
+    return lint_rows(_WORKER, rows, slim=True)
 
 
 def lint_stream(
@@ -47,7 +47,7 @@ def lint_stream(
     if jobs <= 1:
         local = BatchTokenizer(tokenizer)
         for batch in batched(rows, batch_rows):
-            yield from (result.slim() for result in lint_rows(local, batch))
+            yield from lint_rows(local, batch, slim=True)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")

@@ -8,14 +8,14 @@ as a finding too, so a data file can be checked row by row.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import ChatLayout, derive, render
+from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
@@ -381,16 +381,7 @@ def _supervised_runs(sample: Sample) -> list[tuple[int, int]]:
     """Maximal [start, end) runs of supervised tokens (index >= 1: labels[0] is never used)."""
     counted = sample.labels != IGNORE_INDEX  # (N,) a fresh array
     counted[:1] = False
-    runs, start = [], None
-    for i, on in enumerate(counted):
-        if on and start is None:
-            start = i
-        elif not on and start is not None:
-            runs.append((start, i))
-            start = None
-    if start is not None:
-        runs.append((start, len(counted)))
-    return runs
+    return _runs(counted)
 
 
 def _is_blank(tokenizer: Any, token_id: int, facts: TokenizerFacts) -> bool:
@@ -454,13 +445,18 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
     if not ends:
         return
     end_names = " / ".join(facts.name(i) for i in sorted(ends))
+    candidates = (
+        np.flatnonzero(  # (K,) end ids masked right after a supervised token
+            (ids[2:, None] == np.fromiter(ends, dtype=np.int64, count=len(ends))).any(axis=1)
+            & (labels[2:] == IGNORE_INDEX)
+            & (labels[1:-1] != IGNORE_INDEX)
+        )
+        + 2
+    )
     masked_ends = [
         j
-        for j in range(2, len(ids))
-        if ids[j] in ends
-        and labels[j] == IGNORE_INDEX
-        and labels[j - 1] != IGNORE_INDEX
-        and sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
+        for j in candidates.tolist()
+        if sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
     ]
     if masked_ends:
         token = int(ids[masked_ends[0]])
@@ -606,28 +602,33 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def _recovered(sample: Sample) -> TurnLayout | None:
     """The chat turns recovered from an ids row's ids (chats built from messages carry a layout too, located
     from the messages: their labels are tokstep's own, the chat lints check those)."""
-    return sample.layout if sample.kind == "ids" else None
+    return sample.layout if sample.kind in ("ids", "batch row") else None
 
 
-def _structure_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
-    """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure)."""
+def _structure_lints(
+    tokenizer: Any, sample: Sample, facts: TokenizerFacts, within: tuple[int, int] | None = None
+) -> Iterator[Finding]:
+    """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure).
+    `within`: the [start, end) of one packed document of a batch row (its labels and turns only, the rest -100
+    and markup): the comparison is that document's, in row positions."""
     from tokstep.engine.structure import NO_ROLE, ROLES, Part
 
     layout = _recovered(sample)
     if layout is None or sample.num_supervised == 0:
         return
     ids, labels, n = sample.input_ids, sample.labels, len(sample)
+    start, end = within or (0, n)
     supervised = labels != IGNORE_INDEX  # (N,) a fresh array
-    supervised[:1] = False
+    supervised[: start + 1] = False
     other = list(_other_template(tokenizer, sample, facts, supervised))
     if other:
         yield from other
         return  # the labels belong to other positions: comparing them token by token would only add noise
     versus = f"(convention: {layout.convention})"
     train_eot = layout.eot == "train"
-    if supervised[1:].all():  # nothing masked: full-sequence training on a transcript, not a mask bug
+    if supervised[start + 1 : end].all():  # nothing masked: full-sequence training on a transcript
         words = np.flatnonzero((layout.parts == Part.CONTENT) & (layout.roles != ROLES.index("assistant")))
-        words = words[words > 0].tolist()
+        words = words[(words > start) & (words < end)].tolist()
         if words:
             yield Finding(
                 "trains-on-user",
@@ -1078,13 +1079,17 @@ def _chat_boundary_lints(
 ) -> Iterator[Finding]:
     """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
     rendered, offsets = layout.rendered, layout.offsets
+    bounds: np.ndarray | None = None  # (N, 2) the offsets, made once when an assistant turn needs them
     for turn in layout.turns:
         if turn.role != "assistant" or not turn.pieces:
             continue
         start = turn.pieces[0][0]
-        index = next((i for i, (s, e) in enumerate(offsets) if s < start < e), None)
-        if index is None:
+        if bounds is None:
+            bounds = offset_array(offsets)
+        across = np.flatnonzero((bounds[:, 0] < start) & (start < bounds[:, 1]))  # tokens spanning `start`
+        if not len(across):
             continue
+        index = int(across[0])
         token_start, token_end = offsets[index]
         template_side, reply_side = rendered[token_start:start], rendered[start:token_end]
         piece = _piece(tokenizer, int(sample.input_ids[index]))
@@ -1243,7 +1248,7 @@ def _library_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator
     else:
         texts = [t for t in (spec.text, spec.prompt, spec.answer) if t]
     for text in texts:
-        ours = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        ours = list(map(int, tokenizer(text, add_special_tokens=False)["input_ids"]))
         theirs = raw.encode(text, add_special_tokens=False).ids
         if ours == theirs:
             continue
@@ -1256,7 +1261,7 @@ def _library_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator
         yield finding(
             "tokenizer-differs",
             (),
-            f"{type(tokenizer).__name__} encodes this text into {len(ours)} ids, tokenizer.json (read by the "
+            f"{type(getattr(tokenizer, 'wrapped', tokenizer)).__name__} encodes this text into {len(ours)} ids, tokenizer.json (read by the "
             f"tokenizers library) into {len(theirs)}: first difference at token {k}, {ours_piece!r} vs "
             f"{theirs_piece!r}",
         )
@@ -1365,8 +1370,54 @@ def disagreements(sample: Sample) -> np.ndarray | None:
     return layout.disagreements(sample.labels, padding)
 
 
-def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
-    """Lint one data row; an unreadable row becomes a `bad-row` error finding."""
+def batch_row_lints(
+    tokenizer: Any, sample: Sample, skip: np.ndarray, documents: Sequence[tuple[int, int]]
+) -> list[Finding]:
+    """The label lints of a trainer's batch row against its recovered chat turns (`sample.layout`, from
+    engine.batch_structure), one packed document at a time as if it were an ids row, in row positions.
+    `skip` (N,) bool: padding and each document's first token, left out of the comparison; `documents`: the
+    row's [start, end) document spans. Nothing when no turn was recovered."""
+    from tokstep.engine.structure import NO_ROLE, Part, TurnLayout
+
+    layout = _recovered(sample)
+    if layout is None:
+        return []
+    facts = tokenizer_facts(tokenizer)
+    findings: list[Finding] = []
+    for d, (start, end) in enumerate(documents):
+        turns = tuple(t for t in layout.turns if start <= t.start < end)
+        if not turns:
+            continue
+        inside = np.zeros(len(sample), dtype=bool)  # (N,)
+        inside[start:end] = True
+        labels = np.where(inside & ~skip, sample.labels, IGNORE_INDEX)  # (N,) this document's labels only
+        alone = TurnLayout(  # this document's turns only: the rest of the row is markup, expected masked
+            turns,
+            np.where(inside, layout.roles, NO_ROLE).astype(np.int8),
+            np.where(inside, layout.parts, int(Part.TEMPLATE)).astype(np.int8),
+            layout.eot,
+            layout.inserted,
+        )
+        compared = replace(sample, labels=labels, layout=alone)
+        if not (labels != IGNORE_INDEX).any():
+            continue  # a document that trains nothing: nothing to compare (the row's loss shows it)
+        shifted = [
+            f
+            for f in _label_lints(tokenizer, replace(compared, kind="ids"), facts)
+            if f.code == "labels-pre-shifted"
+        ]
+        found = shifted or list(_structure_lints(tokenizer, compared, facts, (start, end)))
+        if len(documents) > 1:
+            found = [
+                replace(f, message=f"document {d} of 0..{len(documents) - 1}: {f.message}") for f in found
+            ]
+        findings += found
+    return findings
+
+
+def lint_row(tokenizer: Any, row: DataRow, *, trained: bool = True) -> RowLint:
+    """Lint one data row; an unreadable row becomes a `bad-row` error finding. `trained=False` skips decoding
+    the trained text (`RowLint.trained` stays None), for callers that drop it (`RowLint.slim`)."""
     if row.spec is None:
         return RowLint(row, None, (finding("bad-row", (), str(row.error)),))
     try:
@@ -1376,13 +1427,13 @@ def lint_row(tokenizer: Any, row: DataRow) -> RowLint:
     if sample is None:
         return RowLint(row, None, tuple(findings))
     differ = disagreements(sample)
-    trained = trained_text(tokenizer, sample.labels)
+    text = trained_text(tokenizer, sample.labels) if trained else None
     return RowLint(
         row,
         sample,
         tuple(findings),
         len(sample),
         sample.num_supervised,
-        trained,
+        text,
         None if differ is None else len(differ),
     )

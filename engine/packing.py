@@ -21,9 +21,10 @@ from tokstep.engine.batch_results import (
     noise_floor,
     reduce_batch_loss,
 )
+from tokstep.engine.batch_structure import ignored, with_row_layout
 from tokstep.engine.batches import BadLine, BatchFile, BatchRow, Settings, row_sample
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.lints import Finding, finding
+from tokstep.engine.lints import Finding, batch_row_lints, finding
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.reference import compute_reference
 from tokstep.engine.results import TraceResult
@@ -175,6 +176,12 @@ def trace_row(
             attn_implementation=getattr(loaded.model.config, "_attn_implementation", None)
         )
     sample = row_sample(row, loaded.tokenizer.pad_token_id)
+    sample = with_row_layout(
+        sample, row, loaded.tokenizer, eot=settings.eot or "train", inserted=settings.inserted or "train"
+    )  # each document's chat turns, recovered from its ids: the label lints and the strip's role colours
+    skip = ignored(row)
+    label_findings = batch_row_lints(loaded.tokenizer, sample, skip, row.documents)
+    disagree = None if sample.layout is None else len(sample.layout.disagreements(sample.labels, skip))
     forward = row_forward(row, settings)
     trace = trace_sample(loaded, sample, top_k=top_k, forward=forward)
     reference, computed, note = compute_reference(  # HF's head + loss_function in chunks: no [T, vocab]
@@ -203,8 +210,9 @@ def trace_row(
         documents=checks,
         delta=delta if row.packed else None,
         compared=compared if row.packed else None,
-        findings=(lint,) if lint else (),
+        findings=(*label_findings, *((lint,) if lint else ())),
         notes=tuple(notes),
+        disagree=disagree,
     )
 
 

@@ -41,6 +41,7 @@ class MaskReason(str, Enum):
 
 
 _COUNTED = frozenset({MaskReason.SUPERVISED, MaskReason.INSERTED_TRAINED})
+COUNTED = _COUNTED  # the reasons whose label is trained on (`MaskReason.counted`), for vectorised checks
 
 
 @dataclass(frozen=True, eq=False)

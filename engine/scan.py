@@ -61,7 +61,7 @@ class ScanConfig:
     revision: str | None
     dtype: str
     columns: dict[str, Any]
-    options: dict[str, Any]  # bos / eos / truncate
+    options: dict[str, Any]  # bos / eos / truncate / eot / inserted
     chunk_rows: int
     # how to run, not part of the identity
     batch_tokens: int = 16384

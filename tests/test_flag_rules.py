@@ -119,9 +119,28 @@ def test_flags_are_never_abbreviated(capsys):
             ["report", "--batches", "b.jsonl", "--compare", "m"],
             "--compare is not used by `tokstep report --batches`",
         ),
+        (
+            ["report", "--batches", "b.jsonl", "--bos", "none"],
+            "--bos is not used by `tokstep report --batches`",
+        ),
     ],
 )
 def test_batches_and_compare_flags_follow_the_same_rules(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--batches", "b.jsonl", "--eot", "mask", "--inserted", "mask"],
+        ["report", "--batches", "b.jsonl", "--eot", "mask", "--inserted", "mask"],
+    ],
+)
+def test_batches_take_the_label_convention_flags(argv):
+    """Batch rows are compared with their recovered chat turns: --eot / --inserted state the convention."""
+    args, given = parse(build_parser(), argv)
+    mode = flag_rules.mode_of(args.command, "data" in given, "batches" in given)
+    assert mode in ("batches", "report-batches") and flag_rules.unused(mode, given) == []
+    assert (args.eot, args.inserted) == ("mask", "mask")

@@ -7,7 +7,16 @@ import json
 
 import numpy as np
 import pytest
-from tiny import CHATML_NO_END, LINT_CHATML, LINT_LLAMA3, VICUNA, byte_bpe, gpt2_style, llama3_style
+from tiny import (
+    CHATML_NO_END,
+    LINT_CHATML,
+    LINT_LLAMA3,
+    VICUNA,
+    byte_bpe,
+    gpt2_style,
+    llama3_style,
+    sentencepiece_handmade,
+)
 
 from tokstep.engine.data import DataRow, row_to_spec
 from tokstep.engine.errors import TokstepError
@@ -164,6 +173,78 @@ def test_batched_lints_equal_the_per_row_path(name):
     assert len(codes) >= 5, codes  # the rows really have findings of many kinds
 
 
+def assert_same(fast: list, slow: list) -> set[str]:
+    """Batched and per-row results agree row for row; the codes found."""
+    codes: set[str] = set()
+    for a, b in zip(fast, slow, strict=True):
+        assert a.findings == b.findings, a.row.index
+        assert (a.num_tokens, a.num_supervised, a.disagree) == (b.num_tokens, b.num_supervised, b.disagree)
+        codes |= {f.code for f in b.findings}
+    return codes
+
+
+def saved_chatml(folder):
+    byte_bpe(template=LINT_CHATML, adds_bos=True).save_pretrained(folder)
+    return folder
+
+
+def saved_llama_class(folder):
+    """transformers' LlamaTokenizer over a tokenizer.json it rebuilds: the two encode some texts apart."""
+    sentencepiece_handmade(byte_fallback=False).save_pretrained(folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "LlamaTokenizer"
+    config["chat_template"] = LINT_CHATML
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "same"), [("saved chatml", True), ("LlamaTokenizer over tokenizer.json", False)]
+)
+def test_batched_library_lint_equals_the_per_row_path(tmp_path, name, same):
+    """With a tokenizer.json beside the tokenizer the `library` lint encodes every text a second time; the
+    batched path reuses the backend's encodings when tokenizer.json serializes alike, else encodes again."""
+    from transformers import AutoTokenizer
+
+    from tokstep.engine import lints
+
+    make = saved_chatml if same else saved_llama_class
+    tokenizer = AutoTokenizer.from_pretrained(make(tmp_path / "tok"))
+    records = make_records(80, seed=3)
+    for i in range(20):  # texts the rebuilt tokenizer encodes differently, and content given as parts
+        records.append({"text": f"the cat 漢 sat {i}"})
+        records.append({"prompt": "the 漢 cat", "completion": f" sat {i}"})
+        records.append(
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": f"the cat {i}"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": "sat " * (i % 4 + 1)}]},
+                ]
+            }
+        )
+    rows = as_rows(records)
+    fast_tokenizer = BatchTokenizer(tokenizer)
+    fast = []
+    for start in range(0, len(rows), 32):
+        fast += lint_rows(fast_tokenizer, rows[start : start + 32])
+    assert lints._RAW[fast_tokenizer].same is same  # the shortcut is taken exactly when it is sound
+    slow = [lint_row(tokenizer, row) for row in rows]
+    codes = assert_same(fast, slow)
+    assert ("tokenizer-differs" in codes) is not same
+    for a, b in zip(fast, slow, strict=True):
+        assert a.trained == b.trained
+
+
+def test_slim_results_skip_only_the_trained_text():
+    tokenizer = byte_bpe(template=LINT_CHATML, adds_bos=True)
+    rows = as_rows(make_records(60, seed=5))
+    slim = lint_rows(BatchTokenizer(tokenizer), rows, slim=True)
+    full = [lint_row(tokenizer, row).slim() for row in rows]
+    assert_same(slim, full)
+    assert all(r.sample is None and r.trained is None for r in slim)
+    assert any(lint_row(tokenizer, row).trained for row in rows)  # the full result does decode it
+
+
 def test_the_process_pool_gives_the_same_results_in_order():
     tokenizer = byte_bpe(template=LINT_CHATML, adds_bos=True)
     rows = as_rows(make_records(90))
@@ -206,3 +287,13 @@ def test_token_codes_at_once_equal_token_by_token():
             if rng.random() < 0.1:  # overlapping or repeated offsets (byte-level pieces of one character)
                 start = max(0, start - 1)
         assert _token_codes(codes, offsets) == [_token_code(codes, s, e) for s, e in offsets]
+
+
+def test_the_render_cache_never_answers_for_messages_freed_since():
+    """Renders are cached by the ids of the message dicts: a chat built, rendered and dropped (a probe, a
+    flattened copy) must not hand its render to a later chat whose dicts reuse the freed memory."""
+    tokenizer = BatchTokenizer(byte_bpe(template=LINT_CHATML, adds_bos=True))
+    for word in ("alpha", "beta", "gamma", "delta", "epsilon"):
+        chat = [{"role": "user", "content": word}, {"role": "assistant", "content": word}]
+        assert word in tokenizer.apply_chat_template(chat, tokenize=False)
+        del chat

@@ -11,6 +11,7 @@ import torch
 from tokstep.capture import save_batches
 from tokstep.engine.batches import read_batches
 from tokstep.engine.packing import trace_batches
+from tokstep.engine.structure import ROLES
 
 VERSES = [
     "In the beginning God created the heaven and the earth.",
@@ -85,3 +86,67 @@ def test_batch_loss_equals_trl_compute_loss_and_documents_equal_their_loss_alone
         assert row.findings == () and row.max_delta < 1e-4
         for document in row.documents:
             assert math.isclose(document.loss, document.alone_loss, rel_tol=1e-5)
+
+
+CHATS = [
+    [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    for question, answer in [
+        ("What is the capital of France?", "Paris is the capital."),
+        ("Who created the earth?", "God created the heaven and the earth."),
+        ("Is there light?", "And there was light."),
+        ("What did God call the darkness?", "He called it Night."),
+    ]
+]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(packing=True, max_length=64), dict(padding_free=True, max_length=None), dict(max_length=None)],
+    ids=["packing", "padding_free", "padded"],
+)
+def test_trl_assistant_only_batches_agree_with_the_recovered_chat_turns(mini, tmp_path, options):
+    """TRL's own assistant-only mask (the bundled template's {% generation %} block) is what tokstep expects
+    from the recovered turns: no label finding and no disagreeing token, packed, padding-free or padded."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    mini.model.set_attn_implementation("sdpa")
+    config = SFTConfig(
+        output_dir=str(tmp_path / "out"),
+        report_to=[],
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        seed=0,
+        assistant_only_loss=True,
+        **options,
+    )
+    trainer = SFTTrainer(
+        model=mini.model,
+        args=config,
+        train_dataset=Dataset.from_dict({"messages": CHATS}),
+        processing_class=mini.tokenizer,
+    )
+    batches = []
+    for batch in trainer.get_train_dataloader():
+        batches.append(batch)
+        if len(batches) == 2:
+            break
+    path = tmp_path / "batches.jsonl"
+    save_batches(batches, path, trainer=trainer)
+    report = trace_batches(mini, read_batches(path), with_reference=False)
+    assert report.rows
+    replies = 0
+    for row in report.rows:
+        layout = row.result.sample.layout
+        assert layout is not None and row.disagree == 0, row.row.name
+        assert [f.code for f in row.findings] == [], row.row.name
+        replies += sum(t.role == "assistant" for t in layout.turns)
+        supervised = row.row.labels != -100
+        assert (
+            supervised.any() and not supervised[layout.roles == ROLES.index("user")].any()
+        )  # TRL trains no user token
+    assert replies == sum(len(r.row.documents) for r in report.rows)  # every document's reply was found
+    if options.get("packing") or options.get("padding_free"):
+        assert any(r.row.packed for r in report.rows)
+    else:
+        assert any(r.row.padding for r in report.rows)

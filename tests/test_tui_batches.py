@@ -113,6 +113,74 @@ async def test_batches_screen_has_help_and_its_footer_shows_enter(report):
         assert not isinstance(app.screen, (BatchesScreen, HelpScreen))  # Enter opened the row
 
 
+@pytest.fixture(scope="module")
+def chat_report(tmp_path_factory):
+    """Two padded ChatML rows from the bundled template: row 0 trains the reply, row 1 the user's words."""
+    from tokstep.engine.batches import Settings, read_batches
+    from tokstep.engine.loading import ModelSpec
+    from tokstep.engine.packing import trace_batches
+    from tokstep.engine.session import load
+
+    loaded = load(ModelSpec(dtype="float32", device="cpu"))
+    tok = loaded.tokenizer
+    question, answer = "Who created the earth?", "God created the heaven and the earth."
+    chat = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    text = tok.apply_chat_template(chat, tokenize=False)
+    encoded = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+
+    def words(content: str) -> set[int]:
+        lo = text.index(content)
+        return {i for i, (s, e) in enumerate(offsets) if s < lo + len(content) and e > lo and e > s}
+
+    user = words(question)
+    lines = [
+        {
+            "input_ids": ids,
+            "labels": [t if i in words(answer + "<|im_end|>") else -100 for i, t in enumerate(ids)],
+        },
+        {"input_ids": ids, "labels": [t if i in user else -100 for i, t in enumerate(ids)]},
+    ]
+    path = tmp_path_factory.mktemp("chat-batches") / "b.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    report = trace_batches(loaded, read_batches(path), flags=Settings(use_cache=False), with_reference=False)
+    return report, sorted(user)
+
+
+async def test_batches_screen_counts_labels_against_the_chat_and_the_strip_shows_roles(chat_report):
+    from rich.color import Color
+    from textual.widgets import DataTable
+
+    from tokstep.tui.batches_screen import BatchesScreen
+    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.widgets.context_strip import ROLE_COLOURS, ContextStrip
+
+    report, user = chat_report
+    assert report.rows[0].disagree == 0 and report.rows[0].findings == () and report.rows[1].disagree > 0
+    assert report.rows[1].findings[0].code in ("trains-on-user", "assistant-not-trained")
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(130, 36)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        table = app.screen.query_one(DataTable)
+        column = [c.label.plain for c in table.columns.values()].index("≠chat")
+        assert [table.get_row_at(i)[column].plain for i in range(2)] == ["0", str(report.rows[1].disagree)]
+        await pilot.press("s")  # most disagreeing first
+        assert table.get_row_at(0)[column].plain == str(report.rows[1].disagree)
+        await pilot.press("enter")
+        await pilot.pause()
+        stepper = app.screen
+        assert isinstance(stepper, StepperScreen) and stepper.result is report.rows[1].result
+        strip = stepper.query_one(ContextStrip)
+        strip.cursor = len(stepper.result.sample) - 1  # keep the cursor's own style off the tokens checked
+        user_colours = {Color.parse(c) for c in ROLE_COLOURS["user"]}
+        for i in user:  # trained user words: on the user colour, bright (trained)
+            style = strip._style(i)
+            assert style.bgcolor in user_colours and not style.dim
+
+
 async def test_batches_list_at_80x24_gives_the_rows_most_of_the_height(report):
     """The loss panel is one line per reduction at 80 columns (it wrapped to most of the screen)."""
     from tokstep.tui.batches_screen import BatchesScreen

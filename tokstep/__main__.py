@@ -1,8 +1,6 @@
 """`python -m tokstep ...` runs the CLI (so `torchrun -m tokstep scan ...` works too)."""
 
-import sys
-
-from tokstep.tui.cli import main
+from tokstep.tui.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

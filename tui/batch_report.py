@@ -47,6 +47,8 @@ def batch_flags(args: argparse.Namespace) -> Settings:
     return Settings(
         attn_implementation=getattr(args, "attn_implementation", None),
         use_cache=None if cache is None else USE_CACHE[cache],
+        eot=getattr(args, "eot", None),  # the convention the labels are compared against (--eot/--inserted)
+        inserted=getattr(args, "inserted", None),
     )
 
 

@@ -1,5 +1,8 @@
 """`tokstep --batches FILE`: the rows of the trainer's batches, the batch loss reduced the trainer's ways, and
-Enter to step through a row (packed documents drawn in its context strip, `[` `]` `D` to move between them)."""
+Enter to step through a row (packed documents drawn in its context strip, `[` `]` `D` to move between them).
+
+The `≠chat` column counts the tokens whose label disagrees with the chat turns recovered from the row's ids
+(each packed document recovered alone; `—` when no turn is found), as in the data browser; `s` sorts by it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,13 @@ from textual.widgets import DataTable, Footer, Static
 from tokstep.engine.batch_results import BatchReport
 from tokstep.tui.backend import Backend
 from tokstep.tui.batch_report import loss_table, trainer_line
+from tokstep.tui.browser import disagree_text
 from tokstep.tui.formatting import number
+from tokstep.tui.widgets.tables import highlighted_index
+
+
+def _count(disagree: int | None) -> int:
+    return -1 if disagree is None else disagree  # no recovered turns: after rows that agree
 
 
 class BatchesScreen(Screen[None]):
@@ -21,6 +30,9 @@ class BatchesScreen(Screen[None]):
     BINDINGS = [
         # priority, as in the data browser: the table's own Enter would hide it from the footer
         Binding("enter", "open", "step through the row", id="open-row", priority=True),
+        Binding(
+            "s", "cycle_sort", "sort", id="sort", tooltip="sort: file order → labels ≠ chat (most first)"
+        ),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
     ]
@@ -53,10 +65,11 @@ class BatchesScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#batch-loss").border_title = "batch loss"
         table = self.query_one(DataTable)
-        table.add_columns(
-            "batch", "row", "line", "tokens", "docs", "pad", "counted", "loss", "max |Δ| alone", "lint"
-        )
-        for r in self.report.rows:
+        for name in ("batch", "row", "line", "tokens", "docs", "pad", "counted", "loss", "max |Δ| alone"):
+            table.add_column(name, key=name)
+        table.add_column("≠chat", key="disagree")
+        table.add_column("lint")
+        for i, r in enumerate(self.report.rows):
             delta = r.max_delta
             table.add_row(
                 r.row.batch,
@@ -68,15 +81,19 @@ class BatchesScreen(Screen[None]):
                 r.loss_count,
                 number(r.result.trace.loss),
                 "not packed" if not r.row.packed else "—" if delta is None else f"{delta:.1e}",
+                disagree_text(r.disagree),
                 Text(r.findings[0].code, style="bold red") if r.findings else "",
+                key=str(i),
             )
         table.focus()
 
     def action_open(self) -> None:
         from tokstep.tui.stepper import StepperScreen
 
-        index = self.query_one(DataTable).cursor_row
-        if not 0 <= index < len(self.report.rows):
+        index = highlighted_index(
+            self.query_one(DataTable)
+        )  # rows are keyed by their index: sorting keeps it
+        if index is None or not 0 <= index < len(self.report.rows):
             return
         row = self.report.rows[index]
         self.app.push_screen(
@@ -89,6 +106,17 @@ class BatchesScreen(Screen[None]):
                 batch=(self.report, index),
             )
         )
+
+    def action_cycle_sort(self) -> None:
+        """File order ↔ most disagreeing labels first (rows with no recovered turns last)."""
+        table = self.query_one(DataTable)
+        self.by_disagree = not getattr(self, "by_disagree", False)
+        by_line = {r.row.line: r for r in self.report.rows}  # a file line holds one row
+        if self.by_disagree:
+            table.sort("line", key=lambda line: (-_count(by_line[line].disagree), line))
+        else:
+            table.sort("line")
+        self.notify("sorted by labels ≠ chat" if self.by_disagree else "sorted in file order", timeout=2)
 
     def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
         self.action_open()

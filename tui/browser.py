@@ -77,10 +77,15 @@ def disagree_cell(result: RowLint | None) -> Text:
     row has no recovered structure (not ids, or no chat template turns found), `…` while unknown."""
     if result is None:
         return Text("…", style="dim")
-    if result.disagree is None:
+    return disagree_text(result.disagree)
+
+
+def disagree_text(count: int | None) -> Text:
+    """A count of labels that disagree with the recovered chat structure: red when any, `—` when none recovered."""
+    if count is None:
         return Text("—", style="dim", justify="right")
-    style = severity_style("error") if result.disagree else "green"
-    return Text(f"{result.disagree:,}", style=style, justify="right")
+    style = severity_style("error") if count else "green"
+    return Text(f"{count:,}", style=style, justify="right")
 
 
 def loss_cell(value: float | None, error: str | None, computed: bool) -> Text:

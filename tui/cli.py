@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import re
@@ -615,5 +616,22 @@ def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
     return run_app(args, spec, sample, compare=compare)  # type: ignore[arg-type]
 
 
+def console_main() -> None:
+    """The `tokstep` command and `python -m tokstep`: `main()`, then the process ends with its status.
+
+    If a worker thread is still inside torch (a model load or HF reference the user quit or signalled
+    during), finalizing the interpreter under it can abort the process (SIGABRT) after the terminal was
+    given back. Nothing is left to write by then (every output is written atomically before `main`
+    returns), so the process ends at once instead of waiting for, or tearing down under, that thread.
+    """
+    code = main()
+    if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -25,6 +25,7 @@ DATA = frozenset(
 )
 COLUMNS = DATA - {"data"}
 BATCHES = frozenset({"batches", "attn_implementation", "use_cache"})
+LABEL_CONVENTION = frozenset({"eot", "inserted"})  # the expected mask of chat turns recovered from ids
 COMPARE = frozenset({"compare", "compare_revision", "compare_dtype", "compare_device", "compare_tokenizer"})
 
 ACCEPTS: dict[str, frozenset[str]] = {
@@ -38,11 +39,14 @@ ACCEPTS: dict[str, frozenset[str]] = {
     | COLUMNS
     | SAMPLE_OPTIONS
     | {"file", "json", "force", "max_rows", "show", "fail_on", "strict", "jobs"},
-    "scan": MODEL_LOAD | DATA | {"bos", "eos", "truncate", "out", "force", "batch_tokens", "chunk_rows"},
-    "report-batches": MODEL_LOAD | BATCHES | {"top_k", "json", "force", "reference"},
+    "scan": MODEL_LOAD
+    | DATA
+    | LABEL_CONVENTION
+    | {"bos", "eos", "truncate", "out", "force", "batch_tokens", "chunk_rows"},
+    "report-batches": MODEL_LOAD | BATCHES | LABEL_CONVENTION | {"top_k", "json", "force", "reference"},
     "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | COMPARE | {"top_k", "reference"},
     "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k", "reference"},
-    "batches": MODEL_LOAD | BATCHES | {"top_k"},
+    "batches": MODEL_LOAD | BATCHES | LABEL_CONVENTION | {"top_k"},
 }
 
 WHERE = {

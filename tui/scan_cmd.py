@@ -36,6 +36,18 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     scan.add_argument("--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
     scan.add_argument("--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
     scan.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
+    scan.add_argument(
+        "--eot",
+        default="train",
+        choices=["train", "mask"],
+        help="as for a single sample (chats, ids rows' lints)",
+    )
+    scan.add_argument(
+        "--inserted",
+        default="train",
+        choices=["train", "mask"],
+        help="as for a single sample (chats, ids rows' lints)",
+    )
     group = scan.add_argument_group("throughput")
     group.add_argument(
         "--batch-tokens",
@@ -88,7 +100,13 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
         revision=model_spec.revision,
         dtype=model_spec.dtype,
         columns={k: list(v) if isinstance(v, tuple) else v for k, v in vars(columns).items()},
-        options={"bos": args.bos, "eos": args.eos, "truncate": args.truncate},
+        options={
+            "bos": args.bos,
+            "eos": args.eos,
+            "truncate": args.truncate,
+            # the label convention only when stated: a scan from before these flags still resumes
+            **{k: v for k, v in (("eot", args.eot), ("inserted", args.inserted)) if v != "train"},
+        },
         chunk_rows=args.chunk_rows,
         batch_tokens=args.batch_tokens,
     )
