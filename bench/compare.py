@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.speed import Timing, timed
+from bench.speed import Timing, cpu_ratio, median_ratio, min_ratio, timed
 from tokstep.engine.compare import compare_traces
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.sample import Sample
@@ -21,17 +21,15 @@ class CompareTimes:
     @property
     def min_ratio(self) -> float:
         """Fastest compare over the fastest pair of traces (load only ever adds time)."""
-        return min(c.wall for c in self.compare) / min(t.wall for t in self.two_traces)
+        return min_ratio(self.compare, self.two_traces)
 
     @property
     def median_ratio(self) -> float:
-        import statistics
-
-        return statistics.median(c.wall / t.wall for t, c in zip(self.two_traces, self.compare, strict=True))
+        return median_ratio(self.compare, self.two_traces)
 
     @property
     def cpu_ratio(self) -> float:
-        return min(c.cpu for c in self.compare) / min(t.cpu for t in self.two_traces)
+        return cpu_ratio(self.compare, self.two_traces)
 
 
 def compare_vs_two_traces(a: LoadedModel, b: LoadedModel, sample: Sample, repeats: int) -> CompareTimes:

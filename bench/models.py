@@ -33,21 +33,28 @@ def gpt2_small(max_tokens: int, device: str) -> LoadedModel:
     return wrap_model(model, VocabOnly(config.vocab_size), "gpt2-small (random init)")
 
 
-def llama_128k(device: str) -> LoadedModel:
-    """A small Llama with a 128k-entry vocabulary: the head dominates memory, as in Llama-3-sized vocabularies."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def small_llama_config(vocab: int, max_positions: int = 8192) -> Any:
+    """A small Llama's config (hidden 256, 2 layers, 4 heads, untied head): the vocabulary dominates memory."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=LLAMA_128K_VOCAB,
+    return LlamaConfig(
+        vocab_size=vocab,
         hidden_size=256,
         intermediate_size=768,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=8192,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=False,
     )
+
+
+def llama_128k(device: str) -> LoadedModel:
+    """A small Llama with a 128k-entry vocabulary: the head dominates memory, as in Llama-3-sized vocabularies."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = small_llama_config(LLAMA_128K_VOCAB)
     model = LlamaForCausalLM(config).eval().to(device)
     return wrap_model(model, VocabOnly(config.vocab_size), "llama (vocab 128256, random init)")
 

@@ -34,21 +34,13 @@ def build(folder: Path, tokens: int, vocab: int) -> Path:
     """Save the random model (bundled tokenizer) to `folder`; return the --ids file."""
     import numpy as np
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
+    from bench.models import small_llama_config
     from tokstep.engine.defaults import DEFAULT_MODEL
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=256,
-        intermediate_size=768,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=max(8192, tokens + 1),
-        tie_word_embeddings=False,
-    )
+    config = small_llama_config(vocab, max(8192, tokens + 1))
     LlamaForCausalLM(config).eval().save_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
     tokenizer.save_pretrained(folder)

@@ -23,6 +23,21 @@ class Timing:
     cpu: float  # process CPU seconds (all threads)
 
 
+def median_ratio(measured: list[Timing], base: list[Timing]) -> float:
+    """Median over pairs (each ran back to back) of measured/base wall time."""
+    return statistics.median(m.wall / b.wall for b, m in zip(base, measured, strict=True))
+
+
+def min_ratio(measured: list[Timing], base: list[Timing]) -> float:
+    """Fastest measured over fastest base wall time: load only ever adds time."""
+    return min(m.wall for m in measured) / min(b.wall for b in base)
+
+
+def cpu_ratio(measured: list[Timing], base: list[Timing]) -> float:
+    """Least CPU time of measured over least of base (process CPU seconds, all threads)."""
+    return min(m.cpu for m in measured) / min(b.cpu for b in base)
+
+
 @dataclass(frozen=True)
 class PairedTimes:
     """Forward and Trace timed in alternating order, so both see the same machine load."""
@@ -35,17 +50,17 @@ class PairedTimes:
     @property
     def ratio(self) -> float:
         """Median over pairs of trace/forward wall time (each pair ran back to back)."""
-        return statistics.median(t.wall / f.wall for f, t in zip(self.forward, self.trace, strict=True))
+        return median_ratio(self.trace, self.forward)
 
     @property
     def min_ratio(self) -> float:
         """Fastest trace over fastest forward: load only ever adds time, so minima are the least noisy."""
-        return min(t.wall for t in self.trace) / min(f.wall for f in self.forward)
+        return min_ratio(self.trace, self.forward)
 
     @property
     def cpu_ratio(self) -> float:
         """Least CPU time of a trace over least of a forward (process CPU seconds, all threads)."""
-        return min(t.cpu for t in self.trace) / min(f.cpu for f in self.forward)
+        return cpu_ratio(self.trace, self.forward)
 
     @property
     def forward_median(self) -> float:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs import as_int_list
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 
 PER_TOKEN_KEYS = ("labels", "attention_mask", "position_ids", "seq_idx")
@@ -132,14 +133,7 @@ def read_batches(path: str | Path) -> BatchFile:
 
 
 def _ints(value: Any, key: str) -> np.ndarray:
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
-        value = value[0]  # a batch of one, as a [1, N] tensor was written
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise RowError(f'"{key}" must be a list of integers')
-    too_big = next((i for i, v in enumerate(value) if not -(2**63) <= v < 2**63), None)
-    if too_big is not None:
-        raise RowError(f"{key}[{too_big}] = {str(value[too_big])[:30]} is not a token id (too large)")
-    return np.asarray(value, dtype=np.int64)
+    return np.asarray(as_int_list(value, key, RowError), dtype=np.int64)  # (N,); [1, N] as written unwrapped
 
 
 def _settings(value: Any) -> Settings:

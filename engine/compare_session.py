@@ -11,10 +11,9 @@ from tokstep.engine.compare_spec import CompareSpec
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.loading import LoadedModel, load_tokenizer
-from tokstep.engine.reference import compute_reference
-from tokstep.engine.results import ModelInfo, TraceResult
+from tokstep.engine.reference import traced_result
+from tokstep.engine.results import ModelInfo
 from tokstep.engine.session import Progress, load, run_trace
-from tokstep.engine.tokens import TokenTexts
 
 
 def label(which: str, info: ModelInfo) -> str:
@@ -45,20 +44,6 @@ def load_b(spec: CompareSpec) -> LoadedModel | Any:
             )
             raise TokstepError(f"model B: {text}") from None
         raise
-
-
-def _result(loaded: LoadedModel, sample: Any, trace: Any, with_reference: bool) -> TraceResult:
-    reference, computed, note = compute_reference(loaded, sample, "chunked" if with_reference else "off")
-    return TraceResult(
-        info=loaded.info,
-        sample=sample,
-        trace=trace,
-        texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
-        reference=reference,  # HF's head + loss function in chunks (engine.reference): no [T, vocab]
-        reference_computed=computed,
-        incremental_drift=None,
-        reference_note=note,
-    )
 
 
 def run_compare(
@@ -92,8 +77,8 @@ def run_compare(
     if with_reference:
         progress("computing Hugging Face's reference losses")
     return CompareResult(
-        a=_result(a, sample, trace_a, with_reference),
-        b=_result(b, sample, trace_b, with_reference),
+        a=traced_result(a, sample, trace_a, with_reference=with_reference),
+        b=traced_result(b, sample, trace_b, with_reference=with_reference),
         kl=kl,
         label_a=label("A", a.info),
         label_b=label("B", b.info),

@@ -261,14 +261,15 @@ def from_chat(
     )
 
 
-def _as_int_list(value: Any, key: str) -> list[int]:
+def as_int_list(value: Any, key: str, error: type[Exception] = TokstepError) -> list[int]:
+    """A JSON list of integer ids (a batch of one, `[[...]]`, unwrapped); anything else raises `error`."""
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
         value = value[0]  # a batch of one, as trainers often save it
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise TokstepError(f'"{key}" must be a list of integers')
+        raise error(f'"{key}" must be a list of integers')
     too_big = next((i for i, v in enumerate(value) if not -(2**63) <= v < 2**63), None)
     if too_big is not None:
-        raise TokstepError(f"{key}[{too_big}] = {str(value[too_big])[:30]} is not a token id (too large)")
+        raise error(f"{key}[{too_big}] = {str(value[too_big])[:30]} is not a token id (too large)")
     return value
 
 
@@ -278,14 +279,14 @@ def from_ids(data: dict[str, Any], *, name: str = "ids", pad_id: int | None = No
         raise TokstepError(
             '--ids expects a JSON object with "input_ids" (and optionally "labels", "attention_mask")'
         )
-    ids = _as_int_list(data["input_ids"], "input_ids")
-    labels = _as_int_list(data["labels"], "labels") if data.get("labels") is not None else list(ids)
+    ids = as_int_list(data["input_ids"], "input_ids")
+    labels = as_int_list(data["labels"], "labels") if data.get("labels") is not None else list(ids)
     if len(labels) != len(ids):
         raise TokstepError(f"labels has {len(labels)} entries but input_ids has {len(ids)}: they must match")
     _require_tokens(ids, "input_ids")
     attention = None
     if data.get("attention_mask") is not None:
-        mask = _as_int_list(data["attention_mask"], "attention_mask")
+        mask = as_int_list(data["attention_mask"], "attention_mask")
         if len(mask) != len(ids):
             raise TokstepError(f"attention_mask has {len(mask)} entries but input_ids has {len(ids)}")
         if not all(m in (0, 1) for m in mask):

@@ -26,10 +26,8 @@ from tokstep.engine.batches import BadLine, BatchFile, BatchRow, Settings, row_s
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints import Finding, batch_row_lints, finding
 from tokstep.engine.loading import LoadedModel
-from tokstep.engine.reference import compute_reference
-from tokstep.engine.results import TraceResult
+from tokstep.engine.reference import traced_result
 from tokstep.engine.sample import Sample
-from tokstep.engine.tokens import TokenTexts
 from tokstep.engine.trace import FLASH_KWARGS, Forward, trace_sample
 
 Progress = Callable[[str], None]
@@ -184,19 +182,7 @@ def trace_row(
     disagree = None if sample.layout is None else len(sample.layout.disagreements(sample.labels, skip))
     forward = row_forward(row, settings)
     trace = trace_sample(loaded, sample, top_k=top_k, forward=forward)
-    reference, computed, note = compute_reference(  # HF's head + loss_function in chunks: no [T, vocab]
-        loaded, sample, "chunked" if with_reference else "off", forward=forward
-    )
-    result = TraceResult(
-        info=loaded.info,
-        sample=sample,
-        trace=trace,
-        texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
-        reference=reference,
-        reference_computed=computed,
-        incremental_drift=None,
-        reference_note=note,
-    )
+    result = traced_result(loaded, sample, trace, with_reference=with_reference, forward=forward)
     checks, delta, compared = check_documents(loaded, row, sample, trace.logprob, top_k)
     lint = (
         contamination_finding(row, settings, checks, delta, noise_floor(loaded.info.dtype))

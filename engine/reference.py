@@ -24,8 +24,18 @@ from typing import Any
 import torch
 
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.results import Trace, TraceResult
 from tokstep.engine.sample import IGNORE_INDEX, Sample
-from tokstep.engine.trace import Forward, _model_inputs, _use_cache, reference_loss, serialized
+from tokstep.engine.tokens import TokenTexts
+from tokstep.engine.trace import (
+    Forward,
+    _head_logits,
+    _head_matches_model,
+    _model_inputs,
+    _use_cache,
+    reference_loss,
+    serialized,
+)
 
 MODES = ("chunked", "full", "off")
 DEFAULT_MODE = "chunked"
@@ -36,10 +46,6 @@ CHUNK_ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 26}
 DEFAULT_CHUNK_ELEMENTS = 1 << 24
 FULL_NOTE = "HF model(input_ids, labels=labels).loss"
 CHUNKED_NOTE = "HF loss_function over HF's head, in chunks"
-
-
-class _Captured(Exception):
-    pass
 
 
 def compute_reference(
@@ -67,6 +73,25 @@ def compute_reference(
         False,
         f"HF reference skipped: this model's head cannot be applied in chunks and HF's full logits would take "
         f"{need / 2**30:.1f} GiB (budget {FULL_BUDGET_BYTES >> 20} MiB); --reference full forces it",
+    )
+
+
+def traced_result(
+    loaded: LoadedModel, sample: Sample, trace: Trace, *, with_reference: bool, forward: Forward | None = None
+) -> TraceResult:
+    """A trace as a result, HF's loss beside it computed at once in chunks (no [T, vocab]) or not at all."""
+    reference, computed, note = compute_reference(
+        loaded, sample, "chunked" if with_reference else "off", forward=forward
+    )
+    return TraceResult(
+        info=loaded.info,
+        sample=sample,
+        trace=trace,
+        texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
+        reference=reference,
+        reference_computed=computed,
+        incremental_drift=None,
+        reference_note=note,
     )
 
 
@@ -110,14 +135,8 @@ def chunked_reference_loss(
     kept.clear()
     del out
 
-    def logits_of(rows: torch.Tensor) -> torch.Tensor:  # (c, d) -> (c, V), as HF's forward computes them
-        logits = head(rows.to(device))
-        cap = getattr(model.config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
-
-    if not _same_logits(logits_of(hidden[-1:])[0], model_last):
+    ours_last = _head_logits(model, hidden[-1:])[0]  # (V,): HF's head and post-head transform, as its forward
+    if not _head_matches_model(ours_last, model_last):
         return _UNAVAILABLE
     labels = torch.tensor(sample.labels, device=device)  # (N,)
     shift_labels = torch.cat(
@@ -132,7 +151,7 @@ def chunked_reference_loss(
     rows = max(1, chunk_elements // max(vocab, 1))
     total = 0.0
     for start in range(0, len(sample) - 1, rows):  # the last position predicts nothing (label -100)
-        logits = logits_of(hidden[start : start + rows])[None]  # (1, c, V)
+        logits = _head_logits(model, hidden[start : start + rows])[None]  # (1, c, V)
         part = loss_function(
             logits=logits,
             labels=None,
@@ -145,15 +164,4 @@ def chunked_reference_loss(
     return total if math.isfinite(total) else None
 
 
-def _same_logits(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
-    ours, theirs = ours.float(), theirs.float().to(ours.device)
-    finite = torch.isfinite(theirs)
-    if not torch.equal(finite, torch.isfinite(ours)):
-        return False
-    if not bool(finite.any()):
-        return True
-    scale = float(theirs[finite].abs().max().clamp(min=1.0))
-    return bool(torch.allclose(ours[finite], theirs[finite], rtol=1e-3, atol=1e-3 * scale))
-
-
-__all__ = ["MODES", "DEFAULT_MODE", "compute_reference", "chunked_reference_loss"]
+__all__ = ["MODES", "DEFAULT_MODE", "compute_reference", "chunked_reference_loss", "traced_result"]

@@ -133,7 +133,7 @@ def empty_record(row: DataRow, linted: RowLint | None, error: str | None) -> dic
     return record
 
 
-def scored_record(record: dict[str, Any], sample: Sample, scores: Any, tokenizer: Any) -> dict[str, Any]:
+def scored_record(record: dict[str, Any], scores: Any, tokenizer: Any) -> dict[str, Any]:
     """Fill loss, max CE and the worst supervised positions from a row's per-position log q(target)."""
     bad = np.flatnonzero(~scores.finite)
     if bad.size:
@@ -197,9 +197,9 @@ def score_chunk(
                 progress(1, len(samples[0]))
                 continue
             scores = _one_by_one(loaded, samples, records, [ready[j][0] for j in batch])
-        for j, sample, score in zip(batch, samples, scores, strict=True):
+        for j, score in zip(batch, scores, strict=True):
             if score is not None:
-                scored_record(records[ready[j][0]], sample, score, loaded.tokenizer)
+                scored_record(records[ready[j][0]], score, loaded.tokenizer)
         progress(len(batch), sum(len(s) for s in samples))
     return records
 
@@ -346,7 +346,7 @@ def run_scan(
     try:
         _barrier(ranks)  # every rank's chunks are in
         shard = out / shard_name(ranks.rank, ranks.world)
-        _merge(out, [chunk_path(out, c) for c in mine], shard)
+        _merge([chunk_path(out, c) for c in mine], shard)
         _barrier(ranks)
         manifest = None
         if ranks.rank == 0:
@@ -382,7 +382,6 @@ def _run_chunks(
         done_tokens += tokens
         progress(done_rows, done_tokens)
 
-    delay = float(os.environ.get("TOKSTEP_SCAN_TEST_DELAY", "0") or 0)  # tests: a window to kill the run in
     with ThreadPoolExecutor(1, thread_name_prefix="tokstep-scan-lint") as reader:
 
         def prepare(chunk: int) -> Future[list[RowLint]]:
@@ -401,8 +400,6 @@ def _run_chunks(
                 write_atomic(chunk_path(out, chunk), lambda path, r=records: _write_parquet(path, r))
             except OSError as error:
                 raise TokstepError(_disk_error(out, error)) from None
-            if delay:
-                time.sleep(delay)
     return done_tokens
 
 
@@ -449,7 +446,7 @@ def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
     pq.write_table(pa.Table.from_pylist(records, schema=schema()), path)
 
 
-def _merge(out: Path, chunk_files: list[Path], shard: Path) -> None:
+def _merge(chunk_files: list[Path], shard: Path) -> None:
     """Concatenate this rank's chunks into its shard (streamed, atomic)."""
     import pyarrow.parquet as pq
 

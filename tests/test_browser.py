@@ -11,6 +11,7 @@ import torch
 from textual.app import App
 from textual.widgets import DataTable
 from tiny import byte_bpe, tiny_model
+from tui_wait import screen_of
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import build_sample
@@ -214,11 +215,7 @@ async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(
         assert isinstance(screen, DataBrowserScreen)
         await wait_for_losses(pilot, screen, len(ROWS))
         await pilot.press("down", "enter")
-        for _ in range(200):
-            await pilot.pause(0.02)
-            if isinstance(app.screen, StepperScreen):
-                break
-        stepper = app.screen
+        stepper = await screen_of(app, pilot, StepperScreen, tries=200)
         assert isinstance(stepper, StepperScreen)
         assert stepper.result.trace.loss == pytest.approx(screen.losses[1][0], rel=1e-5)
         await pilot.press("escape")

@@ -259,6 +259,20 @@ def _env() -> dict[str, str]:
     return env
 
 
+# `python -m tokstep` with a pause after each committed chunk: time to kill it mid-run
+_SLOW_SCAN = """
+import time
+import tokstep.engine.scan as scan
+from tokstep.tui.cli import console_main
+real = scan.write_atomic
+def slow(path, write):
+    real(path, write)
+    time.sleep(0.2)
+scan.write_atomic = slow
+console_main()
+"""
+
+
 def test_a_killed_scan_resumes_to_the_uninterrupted_result(
     tmp_path, model_dir, data_file, monkeypatch, capsys
 ):
@@ -266,10 +280,8 @@ def test_a_killed_scan_resumes_to_the_uninterrupted_result(
     reference = tmp_path / "reference"
     assert main(["scan", data_file, "--out", str(reference), *args]) == 0
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "tokstep", "scan", data_file, "--out", str(out), *args]
-    env = _env()
-    env["TOKSTEP_SCAN_TEST_DELAY"] = "0.2"  # a pause after each committed chunk: time to kill it mid-run
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-c", _SLOW_SCAN, "scan", data_file, "--out", str(out), *args]
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(out.glob("chunks/chunk-*.parquet"))) < 2:
         time.sleep(0.02)

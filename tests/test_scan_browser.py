@@ -10,6 +10,7 @@ import pytest
 from test_scan import make_rows, write_jsonl
 from textual.widgets import DataTable, Input
 from tiny import byte_bpe, save_model_folder
+from tui_wait import wait_for
 
 from tokstep.engine.data import open_data
 from tokstep.engine.errors import TokstepError
@@ -81,12 +82,7 @@ def _app(scanned) -> TokstepApp:
 
 
 async def _wait(pilot, condition, what: str) -> None:
-    for _ in range(500):
-        if condition():
-            await pilot.pause()
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    await wait_for(pilot, condition, what, tries=500, step=0.02)
 
 
 async def test_sort_is_global_enter_steps_into_the_row_and_escape_comes_back(scanned, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tiny
+from tui_wait import screen_of as wait_screen
 
 from tokstep.engine.compare_spec import CompareSpec
 from tokstep.engine.inputs import SampleSpec
@@ -54,12 +55,7 @@ def make_app(a, b) -> TokstepApp:
 
 
 async def screen_of(app, pilot, kind):
-    for _ in range(300):
-        if isinstance(app.screen, kind):
-            await pilot.pause()
-            return app.screen
-        await pilot.pause(0.02)
-    raise AssertionError(f"no {kind.__name__}; showing {type(app.screen).__name__}")
+    return await wait_screen(app, pilot, kind, tries=300)
 
 
 async def test_compare_screen_steps_both_models_and_jumps_by_kl(models):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tui_wait import screen_of
+
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.lints import LINTS, Finding
 from tokstep.engine.sample import MaskReason, Sample
@@ -30,12 +32,7 @@ def with_label(result, token: int, label: int):
 
 
 async def stepper_of(app, pilot) -> StepperScreen:
-    for _ in range(100):
-        if isinstance(app.screen, StepperScreen):
-            await pilot.pause()
-            return app.screen
-        await pilot.pause(0.02)
-    raise AssertionError(f"no stepper screen; showing {type(app.screen).__name__}")
+    return await screen_of(app, pilot, StepperScreen, tries=100)
 
 
 def app_for(result, findings=()) -> TokstepApp:

@@ -16,6 +16,7 @@ import pytest
 import tiny
 from textual.screen import Screen
 from textual.widgets import Static
+from tui_wait import wait_for as poll
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.loading import ModelSpec
@@ -39,13 +40,8 @@ def spec_of(folder: str) -> ModelSpec:
     return ModelSpec(name_or_path=folder, device="cpu", dtype="float32")
 
 
-async def wait_for(pilot, condition, what: str, seconds: float = 60.0):
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            await pilot.pause()  # let the new screen mount and draw
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+async def wait_for(pilot, condition, what: str, seconds: float = 60.0) -> None:
+    await poll(pilot, condition, what, tries=int(seconds / 0.05), step=0.05)
 
 
 def plain(widget) -> str:

@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from rich.console import Console
+from tui_wait import screen_of
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.lints import Finding
@@ -36,12 +37,7 @@ def make_app(result, findings=None) -> TokstepApp:
 
 
 async def stepper_of(app, pilot) -> StepperScreen:
-    for _ in range(100):
-        if isinstance(app.screen, StepperScreen):
-            await pilot.pause()
-            return app.screen
-        await pilot.pause(0.02)
-    raise AssertionError(f"no stepper screen; showing {type(app.screen).__name__}")
+    return await screen_of(app, pilot, StepperScreen, tries=100)
 
 
 def text_of(widget) -> str:

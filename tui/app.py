@@ -225,47 +225,52 @@ class TokstepApp(App[int]):
 
     # -- workers: backend calls only, results by message -----------------------------------------------
 
+    def _guarded(self, call: Callable[[], Any], from_browser: bool) -> tuple[bool, Any]:
+        """Run one backend call in a worker: (True, its value), or (False, None) when the app abandoned it
+        or it failed (then LoadFailed is posted: one line, like the CLI's)."""
+        try:
+            return True, abandonable(call)
+        except Abandoned:
+            pass
+        except TokstepError as error:
+            self.post_message(LoadFailed(str(error), from_browser))
+        except Exception as error:  # noqa: BLE001 - shown as one line, like the CLI does
+            self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", from_browser))
+        return False, None
+
     @work(thread=True, exit_on_error=False, group="load")
     def load_model(self) -> None:
-        try:
-            model = abandonable(lambda: self.backend.load(self.model_spec))  # type: ignore[arg-type]
-            if self.compare is not None:
-                self.post_message(LoadProgress(f"loading B: {self.compare.description}"))
-                model_b = abandonable(lambda: self.backend.load_compare(self.compare))  # type: ignore[arg-type]
-                self.post_message(CompareLoaded(model_b))
-        except Abandoned:
+        ok, model = self._guarded(lambda: self.backend.load(self.model_spec), bool(self.data))  # type: ignore[arg-type]
+        if not ok:
             return
-        except TokstepError as error:
-            self.post_message(LoadFailed(str(error), from_browser=bool(self.data)))
-        except Exception as error:  # noqa: BLE001 - shown as one line, like the CLI does
-            reason = f"internal error: {type(error).__name__}: {error}"
-            self.post_message(LoadFailed(reason, from_browser=bool(self.data)))
-        else:
-            self.post_message(ModelLoaded(model))
+        if self.compare is not None:
+            self.post_message(LoadProgress(f"loading B: {self.compare.description}"))
+            ok, model_b = self._guarded(lambda: self.backend.load_compare(self.compare), bool(self.data))  # type: ignore[arg-type]
+            if not ok:
+                return
+            self.post_message(CompareLoaded(model_b))
+        self.post_message(ModelLoaded(model))
 
     @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
     def trace_sample(self, model: Any, sample: SampleSpec, from_browser: bool) -> None:
-        try:
-            progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
-            if self.compare is not None and not from_browser:
-                model_b = self.loaded_b
-                compared = abandonable(
-                    lambda: self.backend.compare(model, model_b, sample, self.top_k, progress)
-                )
-                findings = self._lint(compared.a, sample)
-                if not get_current_worker().is_cancelled:
-                    self.post_message(CompareReady(compared, findings))
+        progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
+        if self.compare is not None and not from_browser:
+            model_b = self.loaded_b
+            ok, compared = self._guarded(
+                lambda: self.backend.compare(model, model_b, sample, self.top_k, progress), from_browser
+            )
+            if not ok:
                 return
-            result = abandonable(lambda: self.backend.trace(model, sample, self.top_k, progress))
-            findings = self._lint(result, sample)
-        except Abandoned:
+            findings = self._lint(compared.a, sample)
+            if not get_current_worker().is_cancelled:
+                self.post_message(CompareReady(compared, findings))
             return
-        except TokstepError as error:
-            self.post_message(LoadFailed(str(error), from_browser))
+        ok, result = self._guarded(
+            lambda: self.backend.trace(model, sample, self.top_k, progress), from_browser
+        )
+        if not ok:
             return
-        except Exception as error:  # noqa: BLE001
-            self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", from_browser))
-            return
+        findings = self._lint(result, sample)
         if not get_current_worker().is_cancelled:  # a newer request replaced this one: drop it
             self.post_message(TraceReady(result, findings, from_browser))
             if result.reference_pending:
@@ -289,21 +294,14 @@ class TokstepApp(App[int]):
     @work(thread=True, exit_on_error=False, group="trace", exclusive=True)
     def trace_batches_file(self, loaded: Any) -> None:
         progress = lambda text: self.post_message(LoadProgress(text))  # noqa: E731
-        try:
-            report = abandonable(
-                lambda: self.backend.trace_batches(
-                    loaded, self.batches, self.batch_settings, self.top_k, progress
-                )  # type: ignore[arg-type]
-            )
-        except Abandoned:
-            return
-        except TokstepError as error:
-            self.post_message(LoadFailed(str(error), False))
-            return
-        except Exception as error:  # noqa: BLE001
-            self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", False))
-            return
-        self.post_message(BatchesReady(report))
+        ok, report = self._guarded(
+            lambda: self.backend.trace_batches(
+                loaded, self.batches, self.batch_settings, self.top_k, progress
+            ),  # type: ignore[arg-type]
+            False,
+        )
+        if ok:
+            self.post_message(BatchesReady(report))
 
     def on_batches_ready(self, message: BatchesReady) -> None:
         from tokstep.tui.batches_screen import BatchesScreen

@@ -164,12 +164,18 @@ def report_console() -> Console:
 PIPED_WIDTH = 10_000
 
 
-def print_report(result: TraceResult, console: Console, limit: int | None = None) -> None:
-    info, sample, trace = result.info, result.sample, result.trace
+def print_title(result: TraceResult, console: Console) -> None:
+    """A report's first two lines (the terminal's and the shared file's): the model's name, then its kind."""
+    info = result.info
     console.print(Text.assemble(("tokstep report  ", "bold"), info.name))
     console.print(
         f"model: {info.architecture}, {info.dtype}, {info.device}, vocab {info.vocab_size}", highlight=False
     )
+
+
+def print_report(result: TraceResult, console: Console, limit: int | None = None) -> None:
+    sample, trace = result.sample, result.trace
+    print_title(result, console)
     truncated = f", truncated from {sample.truncated_from}" if sample.truncated_from else ""
     console.print(
         f"sample: {sample.name} [{sample.kind}]  {len(sample)} tokens{truncated}, {len(trace)} positions, "

@@ -88,16 +88,13 @@ def worst_positions(result: TraceResult, count: int = WORST) -> list[int]:
 
 def render(result: TraceResult, colour_by: str = "ce") -> Console:
     """Everything the shared file shows, recorded on a console that writes nowhere."""
-    from tokstep.tui.report import fitted_table, parity_line, position_rows
+    from tokstep.tui.report import fitted_table, parity_line, position_rows, print_title
 
     console = Console(
         record=True, width=WIDTH, file=io.StringIO(), force_terminal=True, color_system="truecolor"
     )
-    info, sample, trace = result.info, result.sample, result.trace
-    console.print(Text.assemble(("tokstep report  ", "bold"), info.name))
-    console.print(
-        f"model: {info.architecture}, {info.dtype}, {info.device}, vocab {info.vocab_size}", highlight=False
-    )
+    sample, trace = result.sample, result.trace
+    print_title(result, console)
     console.print(
         f"sample: {sample.name} [{sample.kind}]  {len(sample)} tokens, {len(trace)} positions, "
         f"{trace.num_supervised} supervised; path: {trace.path}",
