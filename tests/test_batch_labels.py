@@ -191,13 +191,15 @@ def test_report_batches_takes_eot_mask_and_reports_label_findings_at_row_positio
         str(path),
     ]
     common += ["--reference", "off", "--use-cache", "off", "--json", str(out), "--force"]
-    assert main(common) == 0
+    assert (
+        main(common) == 1
+    )  # trains-on-user is an error-level finding: report's findings status, JSON written
     data = json.loads(out.read_text())["rows"][0]
     found = by_code(data["findings"])
     assert found["trains-on-user"] == {n1 + i for i in user_words}
     assert all(p >= n1 for positions in found.values() for p in positions)  # document 1 is clean
     assert data["disagree"] > 0
-    assert main([*common, "--eot", "mask"]) == 0
+    assert main([*common, "--eot", "mask"]) == 1
     data = json.loads(out.read_text())["rows"][0]
     masked = by_code(data["findings"])
     # against --eot mask, document 1's trained <|im_end|>s are now findings too

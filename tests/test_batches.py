@@ -295,7 +295,8 @@ def test_row_sample_marks_document_starts(docs):
 def test_report_json_has_documents_and_deltas(tmp_path, capsys, docs):
     path = write_rows(tmp_path / "b.jsonl", [packed_row(docs[:2], settings={"use_cache": True})])
     target = tmp_path / "out.json"
-    assert main(["report", "--batches", path, "--json", str(target), "--no-reference"]) == 0
+    code = main(["report", "--batches", path, "--json", str(target), "--no-reference"])
+    assert code == 1  # the cache on contaminates: a cross-document-attention error, written all the same
     data = json.loads(target.read_text())
     (row,) = data["rows"]
     assert [d["start"] for d in row["documents"]] == [0, len(docs[0])]
@@ -330,3 +331,11 @@ def test_save_batches_is_in_the_lazy_public_api():
     import tokstep
 
     assert tokstep.save_batches is save_batches
+
+
+def test_report_batches_exits_1_on_an_error_level_finding_after_printing_everything(tmp_path, capsys, docs):
+    """cross-document-attention is an error: `report --batches` exits 1 as `tokstep lint` would (it exited 0)."""
+    path = write_rows(tmp_path / "b.jsonl", [packed_row(docs[:2], settings={"use_cache": True})])
+    assert main(["report", "--batches", path, "--no-reference"]) == 1
+    out = capsys.readouterr().out
+    assert "cross-document-attention" in out and "batch loss" in out.lower()

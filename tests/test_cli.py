@@ -115,7 +115,7 @@ def test_all_masked_sample_says_undefined(capsys, model_dir, tmp_path):
     ids = tmp_path / "masked.json"
     ids.write_text(json.dumps({"input_ids": [1, 40, 41, 42], "labels": [-100] * 4}))
     code, out, _ = run(capsys, "report", "--model", str(model_dir), "--ids", str(ids))
-    assert code == 0
+    assert code == 1 and "nothing-trained" in out  # an error-level lint: the findings status, as lint's
     assert "undefined" in out and "nan" not in out.lower()
 
 

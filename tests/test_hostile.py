@@ -708,7 +708,10 @@ CASES += [
         "neither -100 nor inside",
     ),
     case("sample-ids-too-long", f"{R} --ids {{F}}/ids-too-long.json", BAD, "at most 128 positions"),
-    case("sample-ids-all-masked", f"{R} --ids {{F}}/ids-all-masked.json", OK, "undefined", stderr_lines=0),
+    # nothing trained is an error-level lint: report prints it all, then exits 1 as `tokstep lint` would
+    case(
+        "sample-ids-all-masked", f"{R} --ids {{F}}/ids-all-masked.json", FINDINGS, "undefined", stderr_lines=0
+    ),
     case("sample-chat-no-template", "report --model {G} --chat {F}/chat-ok.json", BAD, "no chat template"),
     case("sample-chat-bom", f"{R} --chat {{F}}/chat-bom.json --limit 0", OK, "✓ match", stderr_lines=0),
     case("sample-text-bom", f"{R} --file {{F}}/text-bom.txt --limit 0", OK, "✓ match", stderr_lines=0),
@@ -944,7 +947,11 @@ def test_exit_statuses_are_distinct_and_in_the_help(capsys):
     for argv in (["--help"], ["report", "--help"], ["lint", "--help"]):
         assert main(argv) == 0
         out = capsys.readouterr().out
-        assert "exit status:" in out and "1    lint only: findings" in out and "4    internal error" in out
+        assert (
+            "exit status:" in out
+            and "1    findings: lint at or above --fail-on" in out
+            and "4    internal error" in out
+        )
 
 
 @pytest.mark.parametrize(

@@ -147,7 +147,7 @@ def data_file(tmp_path):
 
 def test_data_report_rows_by_line_number_with_loss_lints_and_trained_text(capsys, data_file, loaded):
     code, out, err = run(capsys, "report", "--data", str(data_file), "--rows", "1,4-5")
-    assert code == 0, err
+    assert code == 1, err  # line 5 is not JSON: a bad-row error, so the findings status (as `tokstep lint`)
     heads = [line for line in out.splitlines() if line.startswith("line ")]
     assert [h.split()[1] for h in heads] == ["1", "4", "5"]  # the file's line numbers, as the screens show
     first = heads[0]
@@ -292,3 +292,22 @@ def test_shared_context_wraps_between_tokens_never_inside_one(chat_result):
     for line in lines:
         at += len(line)
         assert at in boundaries and cell_len(line) <= 110
+
+
+# -- report's exit status: an error-level lint is a finding (1), as `tokstep lint` exits ---------------------
+
+
+def test_report_exits_1_on_an_error_level_lint_of_the_sample_and_0_without(capsys, loaded):
+    code, out, err = run(capsys, "report", "--text", "<s>And God said")  # BOS typed, BOS added: double-bos
+    assert code == 1 and "double-bos" in out, (code, err)
+    code, out, err = run(capsys, "report", "--text", "And God said")
+    assert code == 0 and "lints: none" in out, (code, err)
+    code, out, err = run(capsys, "report", "--text", "<s>And God said", "--json", "-")  # printed or not
+    assert code == 1 and json.loads(out)
+
+
+def test_data_report_exits_1_when_a_row_has_an_error_level_lint_and_0_when_none_does(capsys, data_file):
+    code, out, err = run(capsys, "report", "--data", str(data_file), "--rows", "1")
+    assert code == 0 and "1 row(s)" in out, (code, err)
+    code, out, err = run(capsys, "report", "--data", str(data_file), "--rows", "1,5")  # line 5: not JSON
+    assert code == 1 and "2 row(s)" in out, (code, err)

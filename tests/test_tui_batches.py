@@ -179,3 +179,55 @@ async def test_batches_screen_counts_labels_against_the_chat_and_the_strip_shows
         for i in user:  # trained user words: on the user colour, bright (trained)
             style = strip._style(i)
             assert style.bgcolor in user_colours and not style.dim
+
+
+async def test_batches_list_at_80x24_gives_the_rows_most_of_the_height(report):
+    """The loss panel is one line per reduction at 80 columns (it wrapped to most of the screen)."""
+    from tokstep.tui.batches_screen import BatchesScreen
+
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        screen = app.screen
+        loss, rows = screen.query_one("#batch-loss"), screen.query_one("#batch-rows")
+        for _ in range(50):  # laid out
+            if loss.size.height and rows.size.height:
+                break
+            await pilot.pause(0.05)
+        reductions = 2 + 3  # two batches, token-weighted, per-batch mean, per-row mean
+        assert loss.size.height == reductions + 1  # and the header: nothing wraps
+        assert screen.query_one("#batch-trainer").size.height == 1
+        assert rows.size.height >= 24 // 2, (loss.size.height, rows.size.height)
+        shown = text_of(loss)
+        for value in (report.loss.token_weighted, report.loss.mean_of_row_means):
+            assert f"{value:.4f}" in shown  # the numbers are never cut
+
+
+async def test_document_line_keeps_alone_delta_at_80_columns(report):
+    """|Δ| alone is the number that matters: at 80 columns it stays whole (it was cut), other means give way."""
+    from rich.cells import cell_len
+
+    from tokstep.tui.batches_screen import BatchesScreen
+    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.widgets.document_line import DocumentLine
+
+    app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, BatchesScreen):
+                break
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, StepperScreen)
+        await pilot.press("right_square_bracket", "right")  # inside the second document: compared there
+        await pilot.pause()
+        widget = app.screen.query_one(DocumentLine)
+        line = widget.plain_text()
+        row, t = report.rows[0], app.screen.cursor
+        assert row.compared[t]
+        assert f"|Δ| alone {float(row.delta[t]):.1e}" in line, line
+        assert cell_len(line) <= widget.size.width, line

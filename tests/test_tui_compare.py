@@ -202,3 +202,49 @@ async def test_alignment_rows_fit_the_dialog_so_the_marks_stay_under_their_chara
         assert len(lines) >= 3 and max(cell_len(line) for line in lines) <= rows.content_size.width, lines
         text = "".join(line[3:] for line in lines[0::4])  # every 4th line is the text (then A, B, ^)
         assert text.replace("␣", " ") == screen.result.alignment.text  # nothing lost or wrapped
+
+
+async def test_at_80x24_the_help_and_footer_show_n_and_y_uncut(models):
+    """At 80 columns the help's two columns cut `n`'s and `y`'s long descriptions (`next position by KL (to…`)."""
+    from rich.console import Console
+    from textual.widgets import Static
+
+    from tokstep.tui.dialogs import HelpScreen
+
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await screen_of(app, pilot, CompareScreen)
+        footer = " ".join(
+            b.binding.description for b in app.screen.active_bindings.values() if b.binding.show
+        )
+        assert "next by KL" in footer
+        await pilot.press("question_mark")
+        help_screen = await screen_of(app, pilot, HelpScreen)
+        table = list(help_screen.query(Static))[1]
+        console = Console(width=table.content_region.width, record=True, color_system=None)
+        console.print(table.content)  # the help's table as drawn at this width
+        shown = console.export_text()
+        assert "…" not in shown, shown
+        assert "KL" in shown and "logit lens of A" in shown
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+async def test_the_second_header_line_drops_statistics_whole_never_cuts_a_number(models, width):
+    """The `vs` line at 80-120 columns: it fits, mean KL and Δloss stay, statistics that give way go whole
+    and a `…` says so (it was cut mid-number with no `…`)."""
+    from rich.cells import cell_len
+
+    from tokstep.tui.widgets.compare_panel import CompareBar
+
+    app = make_app(models["a"], models["b"])
+    async with app.run_test(size=(width, 30)) as pilot:
+        screen = await screen_of(app, pilot, CompareScreen)
+        await pilot.pause()
+        bar = screen.query_one(CompareBar)
+        text, s = bar.plain_text(), screen.compare.summary_cached
+        assert cell_len(text) <= bar.size.width, text
+        assert f"mean KL {s.mean_kl:.3e}" in text and f"Δloss {s.delta_loss:+.5f}" in text, text
+        for name, value in (("median", s.median_kl), ("p99", s.p99_kl), ("p99.9", s.p999_kl)):
+            shown = f"{name} {value:.2e}"
+            assert shown in text or f"{name} " not in text, text  # whole or not at all
+        assert ("p99.9" in text) or text.endswith("…"), text

@@ -145,3 +145,75 @@ async def test_the_loss_panel_names_a_mask_from_the_users_labels_for_its_source(
         await pilot.pause()
         shown = stepper.query_one("#loss").plain_text()
         assert "not counted: masked in your labels" in shown and "user" not in shown
+
+
+async def test_the_header_counts_lints_as_the_data_browser_does_info_included():
+    """One counting rule: the stepper's header and the browser's lints column show the same tally for the
+    same findings (the browser used to leave info findings out: `3E` against `⚠ 4 lints`)."""
+    from tokstep.engine.data import DataRow
+    from tokstep.engine.lints import RowLint
+    from tokstep.tui.browser import lint_badge
+    from tokstep.tui.widgets.status_bar import StatusBar
+
+    result = synthetic_result(40, seed=2)
+    findings = [Finding("x", "error", (1,), "e")] * 3 + [Finding("y", "info", (2,), "i")]
+    row = RowLint(DataRow(0, 1, None, None), None, tuple(findings))
+    assert lint_badge(row).plain == "3E 1I"
+    async with app_for(result, findings).run_test(size=SIZE) as pilot:
+        stepper = await stepper_of(pilot.app, pilot)
+        header = stepper.query_one(StatusBar).plain_text()
+        assert "⚠ 3E 1I lints (L)" in header, header
+
+
+async def test_the_mask_reason_legend_fits_the_context_box_at_80_columns():
+    """`w`'s legend names every reason the sample has, uncut, at 80 columns (it was cut at 120: `first to…`)."""
+    from rich.text import Text
+
+    base = synthetic_result(60, seed=3)
+    cycle = [
+        MaskReason.SUPERVISED,
+        MaskReason.SYSTEM,
+        MaskReason.USER,
+        MaskReason.TEMPLATE,
+        MaskReason.INSERTED,
+        MaskReason.END_OF_TURN,
+        MaskReason.GIVEN,
+    ]
+    reasons = (MaskReason.FIRST, *(cycle[i % len(cycle)] for i in range(len(base.sample) - 1)))
+    sample = replace(base.sample, mask_reasons=reasons)
+    result = replace(base, sample=sample, trace=replace(base.trace, sample=sample))
+    async with app_for(result).run_test(size=(80, 24)) as pilot:
+        stepper = await stepper_of(pilot.app, pilot)
+        await pilot.press("w")
+        box = stepper.query_one("#context-box")
+        legend = Text.from_markup(str(box.border_subtitle))
+        assert legend.cell_len <= box.size.width - 4, legend.plain  # corners and a space each side
+        assert len(legend.plain.split()) >= 8, legend.plain
+
+
+async def test_without_colour_w_marks_each_token_with_its_reasons_glyph_and_the_legend_names_them():
+    """NO_COLOR turns the reason backgrounds into near-identical greys: the cell after each token holds its
+    reason's glyph, and the legend maps each glyph to its reason."""
+    from tokstep.tui.widgets.context_strip import REASON_GLYPHS, REASON_SHORT
+
+    result = synthetic_result(60, seed=1)
+    app = app_for(result)
+    async with app.run_test(size=SIZE) as pilot:
+        await stepper_of(app, pilot)
+        stepper = StepperScreen(result, no_color=True)
+        await app.push_screen(stepper)
+        await pilot.pause()
+        await pilot.press("w")
+        strip = stepper.query_one(ContextStrip)
+        marks = {
+            index: mark
+            for line, hits in zip(strip._lines, strip._hits, strict=True)
+            for (mark, _style), (_x0, _x1, index) in zip(line[1::2], hits, strict=True)
+        }
+        assert len(marks) > 10
+        reasons = result.sample.mask_reasons
+        assert all(mark == REASON_GLYPHS[reasons[i]] for i, mark in marks.items()), marks
+        assert len(set(REASON_GLYPHS.values())) == len(REASON_GLYPHS)  # one glyph per reason
+        legend = str(stepper.query_one("#context-box").border_subtitle)
+        for reason in {reasons[i] for i in marks}:
+            assert f"{REASON_GLYPHS[reason]} {REASON_SHORT[reason]}" in legend, legend

@@ -215,7 +215,10 @@ async def test_lints_and_inspector_come_from_the_engine(model_dir):
         stepper = app.screen
         codes = {finding.code for finding in stepper.findings}
         assert "double-bos" in codes
-        assert f"{len(stepper.findings)} lint" in plain(stepper.query_one("#status"))
+        from tokstep.tui.severity import lint_tally, severity_counts
+
+        tally = lint_tally(severity_counts(stepper.findings)).plain  # the browser's rule: `1E`, `1E 1W`...
+        assert f"⚠ {tally} lint" in plain(stepper.query_one("#status"))
         await pilot.press("right")
         inspector = plain(stepper.query_one("#inspector"))
         target = text_ids[0]  # position 1 predicts token 2, the first text token

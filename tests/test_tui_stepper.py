@@ -215,7 +215,7 @@ async def test_c_toggles_the_loss_heatmap(result):
 
 
 async def test_w_colours_tokens_by_mask_reason_with_a_legend(result):
-    from tokstep.tui.widgets.context_strip import REASON_STYLES
+    from tokstep.tui.widgets.context_strip import REASON_SHORT, REASON_STYLES
 
     app = make_app(result)
     async with app.run_test(size=SIZE) as pilot:
@@ -227,7 +227,7 @@ async def test_w_colours_tokens_by_mask_reason_with_a_legend(result):
         for index in drawn:  # every drawn token (but the cursor and its target) has its reason's colour
             reason = result.sample.mask_reasons[index]
             assert strip._style(index).bgcolor == REASON_STYLES[reason].bgcolor
-        reasons = {result.sample.mask_reasons[i].value for i in drawn}
+        reasons = {REASON_SHORT[result.sample.mask_reasons[i]] for i in drawn}
         assert all(name in str(box.border_subtitle) for name in reasons)
         await pilot.press("w")
         assert not strip.reason_colours
@@ -238,7 +238,7 @@ async def test_L_lists_lints_and_enter_jumps_to_the_first_position(result):
     app = make_app(result, findings)
     async with app.run_test(size=SIZE) as pilot:
         stepper = await stepper_of(app, pilot)
-        assert "1 lint" in text_of(stepper.query_one("#status"))
+        assert "⚠ 1E lint (L)" in text_of(stepper.query_one("#status"))
         await pilot.press("L")
         assert isinstance(app.screen, LintsScreen)
         await pilot.press("enter")

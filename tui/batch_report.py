@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tokstep.tui import output
+from tokstep.tui import exit_codes, output
 from tokstep.tui.formatting import number
 
 if TYPE_CHECKING:
@@ -137,14 +137,16 @@ def documents_table(row: RowResult) -> Table:
     return table
 
 
-def loss_table(loss: BatchLoss, max_batches: int | None = None) -> Table:
-    """The batch loss, reduced each way; with `max_batches`, the per-batch lines only when there are that few."""
+def loss_table(loss: BatchLoss, max_batches: int | None = None, compact: bool = False) -> Table:
+    """The batch loss, reduced each way; with `max_batches`, the per-batch lines only when there are that few.
+    `compact` (the batches screen): one line per reduction, the who-reports-it words short and cut with `…`
+    rather than wrapped, so the rows list keeps the height (the numbers are never cut)."""
     from tokstep.engine.batch_results import PER_BATCH_MEAN, TOKEN_WEIGHTED
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("reduction", no_wrap=True)
-    table.add_column("loss", justify="right", no_wrap=True)
-    table.add_column("who reports it")
+    table.add_column("loss", justify="right", no_wrap=True, min_width=7)
+    table.add_column("who reports it", no_wrap=compact, overflow="ellipsis" if compact else "fold")
     batches, steps = len(loss.per_batch), loss.accumulation_steps
     token_weighted = loss.trainer_used == TOKEN_WEIGHTED
     marker = Text("  ◀ used", style="bold")
@@ -160,9 +162,14 @@ def loss_table(loss: BatchLoss, max_batches: int | None = None) -> Table:
     for b, total, count, rows in shown:
         used = token_weighted and (steps == 1 or batches == 1)
         table.add_row(
-            f"batch {b}: Σ CE / n ({count} tokens, {rows} row{'s' if rows != 1 else ''})",
+            f"batch {b}: Σ CE / n, {count} tokens"
+            if compact
+            else f"batch {b}: Σ CE / n ({count} tokens, {rows} row{'s' if rows != 1 else ''})",
             number(total / count if count else None),
-            Text.assemble("model(**batch).loss (Trainer, 1 accumulation step)", marker if used else ""),
+            Text.assemble(
+                "model(**batch).loss" + ("" if compact else " (Trainer, 1 accumulation step)"),
+                marker if used else "",
+            ),
         )
     if batches > 1:
         used = token_weighted and steps is not None and steps >= batches
@@ -170,7 +177,9 @@ def loss_table(loss: BatchLoss, max_batches: int | None = None) -> Table:
             Text(f"token-weighted over all {batches} batches", style="bold"),
             Text(number(loss.token_weighted), style="bold"),
             Text.assemble(
-                f"HF Trainer / TRL (num_items_in_batch) with {batches} accumulation steps",
+                f"HF Trainer / TRL ({batches} steps)"
+                if compact
+                else f"HF Trainer / TRL (num_items_in_batch) with {batches} accumulation steps",
                 marker if used else "",
             ),
         )
@@ -178,11 +187,14 @@ def loss_table(loss: BatchLoss, max_batches: int | None = None) -> Table:
             "mean of per-batch means",
             number(loss.mean_of_batch_means),
             Text.assemble(
-                "a loop averaging each step's loss", marker if loss.trainer_used == PER_BATCH_MEAN else ""
+                "a loop over steps" if compact else "a loop averaging each step's loss",
+                marker if loss.trainer_used == PER_BATCH_MEAN else "",
             ),
         )
     table.add_row(
-        "mean of per-row means", number(loss.mean_of_row_means), "a loop averaging each row's own loss"
+        "mean of per-row means",
+        number(loss.mean_of_row_means),
+        "a loop over rows" if compact else "a loop averaging each row's own loss",
     )
     return table
 
@@ -290,4 +302,6 @@ def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
         output.write_json(report_to_dict(report), args.json, args.force)
     if args.json != "-":
         print_batch_report(report, Console(width=None if sys.stdout.isatty() else 110))
-    return 3 if nonfinite else 1 if report.errors else 0
+    if report.errors:  # unreadable rows: as an error-level finding
+        return exit_codes.FINDINGS if not nonfinite else exit_codes.NONFINITE
+    return exit_codes.report_status((f for r in report.rows for f in r.findings), bool(nonfinite))

@@ -38,6 +38,7 @@ class BatchesScreen(Screen[None]):
     ]
     DEFAULT_CSS = """
     BatchesScreen #batch-loss { height: auto; padding: 0 1; border: round $secondary; }
+    BatchesScreen #batch-trainer { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     BatchesScreen #batch-errors { height: auto; padding: 0 1; color: $error; }
     BatchesScreen DataTable { height: 1fr; min-height: 5; }
     """
@@ -53,7 +54,8 @@ class BatchesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         report = self.report
         yield Static(Text.assemble(("tokstep --batches ", "bold"), report.path), id="batch-title")
-        yield Static(loss_table(report.loss, max_batches=3), id="batch-loss")
+        # compact: one line per reduction (wrapped, it took most of an 80x24 screen from the rows list)
+        yield Static(loss_table(report.loss, max_batches=3, compact=True), id="batch-loss")
         yield Static(Text(trainer_line(report.loss), style="dim"), id="batch-trainer")
         if report.errors:
             yield Static("\n".join(e.message for e in report.errors), id="batch-errors")

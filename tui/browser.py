@@ -36,7 +36,7 @@ from tokstep.tui.messages import (
     RowLoss,
     TokenizerReady,
 )
-from tokstep.tui.severity import severity_style
+from tokstep.tui.severity import lint_tally, severity_counts, severity_style
 from tokstep.tui.widgets.tables import highlighted_index
 
 if TYPE_CHECKING:
@@ -65,18 +65,11 @@ def _error(error: Exception) -> str:
 
 
 def lint_badge(result: RowLint | None) -> Text:
-    """`2E 1W` style: errors red, warnings yellow; `·` when clean, `…` while unknown."""
+    """`2E 1W 1I` style (every severity counted, as the stepper's header counts them); `·` when clean, `…`
+    while unknown."""
     if result is None:
         return Text("…", style="dim")
-    errors, warnings = result.count("error"), result.count("warning")
-    if not errors and not warnings:
-        return Text("·", style="dim")
-    badge = Text()
-    if errors:
-        badge.append(f"{errors}E", style="bold red")
-    if warnings:
-        badge.append((" " if errors else "") + f"{warnings}W", style="yellow")
-    return badge
+    return lint_tally(severity_counts(result.findings)) or Text("·", style="dim")
 
 
 def disagree_cell(result: RowLint | None) -> Text:

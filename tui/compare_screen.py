@@ -17,6 +17,7 @@ from textual.widgets import Footer, Static
 from tokstep.engine.compare_results import CompareResult, TokenizerCompareResult
 from tokstep.tui.backend import Backend
 from tokstep.tui.navigation import Marks
+from tokstep.tui.severity import severity_counts
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.widgets.compare_panel import CompareBar, ComparePanel, KLCurve
 from tokstep.tui.widgets.context_strip import ContextStrip
@@ -41,11 +42,10 @@ class CompareScreen(StepperScreen):
 
     DEFAULT_CSS = COMPARE_CSS
     BINDINGS = [
-        Binding(
-            "n", "kl_jump(1)", "next by KL", id="next-kl", tooltip="next position by KL (top 10%, or NaN/inf)"
-        ),
+        # help descriptions short enough for the help's two columns at 80 (README: top 10% by KL, or NaN/inf)
+        Binding("n", "kl_jump(1)", "next by KL", id="next-kl", tooltip="next by KL (top 10%)"),
         Binding("N", "kl_jump(-1)", "previous by KL", show=False, id="previous-kl"),
-        Binding("y", "lens('a')", "lens", id="lens", tooltip="logit lens of A at t (each layer)"),
+        Binding("y", "lens('a')", "lens", id="lens", tooltip="logit lens of A at t"),
         Binding("Y", "lens('b')", "lens of B", show=False, id="lens-b", tooltip="logit lens of B at t"),
     ]
 
@@ -96,7 +96,7 @@ class CompareScreen(StepperScreen):
         self.query_one("#compare").border_title = "A vs B at t"
         self.query_one("#curve").border_title = "CE of A"
         self.query_one("#kl-curve").border_title = "KL(A‖B)"
-        self.query_one(StatusBar).lints = len(self.findings)
+        self.query_one(StatusBar).lints = severity_counts(self.findings)
         self.panels = list(
             self.query(
                 "StatusBar, CompareBar, ContextStrip, InspectorLine, TopKTable, ComparePanel, LossCurve"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
@@ -13,12 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tokstep.tui import output
+from tokstep.tui import exit_codes, output
 from tokstep.tui.formatting import clip, number, probability
 from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs import SampleSpec
+    from tokstep.engine.lints import Finding
     from tokstep.engine.loading import ModelSpec
     from tokstep.engine.results import TraceResult
 
@@ -218,6 +219,7 @@ def write_json(result: TraceResult, path: str, force: bool) -> None:
 
 def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -> int:
     from tokstep.engine.errors import TokstepError
+    from tokstep.engine.lints import lint_sample
     from tokstep.engine.session import load, run_trace
 
     output.check_target(args.json, args.force)
@@ -245,7 +247,8 @@ def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -
         )
     if result.nonfinite_error:
         print(f"tokstep: error: {result.nonfinite_error}", file=sys.stderr)
-        return 3
+        return exit_codes.NONFINITE
+    findings = lint_sample(result.texts.tokenizer, result.sample, sample)
     if args.json:
         write_json(result, args.json, args.force)
     if getattr(args, "html", None) or getattr(args, "svg", None):
@@ -255,11 +258,13 @@ def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -
     if args.json != "-":
         console = report_console()
         print_report(result, console, args.limit)
-        print_diagnostics(result, sample, console)
-    return 0
+        print_diagnostics(result, sample, console, findings)
+    return exit_codes.report_status(findings)  # 1 on an error-level lint, as `tokstep lint` exits
 
 
-def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Console) -> None:
+def print_diagnostics(
+    result: TraceResult, spec: SampleSpec | None, console: Console, findings: Sequence[Finding] | None = None
+) -> None:
     """Why tokens are masked, the lints, the round-trip check and characters split over several tokens."""
     from collections import Counter
 
@@ -277,7 +282,8 @@ def print_diagnostics(result: TraceResult, spec: SampleSpec | None, console: Con
         console.print(
             "trained: " + ", ".join(f"{n} {why}" for why, n in trained.most_common()), highlight=False
         )
-    findings = lint_sample(tokenizer, sample, spec)
+    if findings is None:
+        findings = lint_sample(tokenizer, sample, spec)
     console.print(
         Text.assemble(("lints: ", "bold"), ("none", "green") if not findings else f"{len(findings)}")
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
+from tokstep.tui import exit_codes
 from tokstep.tui.report import fmt_loss, report_console
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def run_data_report(args: argparse.Namespace, model: ModelSpec) -> int:
         loaded = load(model)
     console = report_console()
     console.print(Text.assemble(("tokstep report  ", "bold"), f"{args.data}  model {loaded.info.name}"))
-    shown = 0
+    shown, findings = 0, []
     try:
         for row in selected_rows(data, ranges):
             lint = lint_row(loaded.tokenizer, row)
@@ -143,6 +144,7 @@ def run_data_report(args: argparse.Namespace, model: ModelSpec) -> int:
                 except TokstepError as problem:
                     error = str(problem)
             print_row(console, row, lint, loss, error, loaded.tokenizer)
+            findings += [f for f in lint.findings if f.severity == "error"]
             shown += 1
     finally:
         data.close()
@@ -151,4 +153,4 @@ def run_data_report(args: argparse.Namespace, model: ModelSpec) -> int:
             f"--rows {args.rows}: no such rows in {args.data}" if ranges else f"{args.data} has no rows"
         )
     console.print(f"{shown} row(s)", style="dim")
-    return 0
+    return exit_codes.report_status(findings)  # 1 when a row has an error-level lint, as `tokstep lint`

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_view import SORTABLE, ScanView
 from tokstep.tui.messages import OpenSample
-from tokstep.tui.severity import SEVERITY_STYLE
+from tokstep.tui.severity import lint_tally
 from tokstep.tui.widgets.tables import highlighted_index
 
 WINDOW = 500  # rows in the table at once
@@ -48,14 +48,10 @@ def _count(value: int | None) -> Text:
 
 
 def _lints(record: dict[str, Any]) -> Text:
-    errors, warnings = record.get("lint_errors") or 0, record.get("lint_warnings") or 0
-    if not errors and not warnings:
+    counts = {"error": record.get("lint_errors") or 0, "warning": record.get("lint_warnings") or 0}
+    if not any(counts.values()):
         return Text("·", style="dim")
-    badge = Text()
-    if errors:
-        badge.append(f"{errors}E", style=SEVERITY_STYLE["error"])
-    if warnings:
-        badge.append((" " if errors else "") + f"{warnings}W", style=SEVERITY_STYLE["warning"])
+    badge = lint_tally(counts)
     badge.append(" " + ",".join(record.get("lints") or ()), style="dim")
     return badge
 

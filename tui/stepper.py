@@ -28,9 +28,12 @@ from tokstep.tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
+from tokstep.tui.severity import severity_counts
 from tokstep.tui.widgets.context_strip import (
     HEAT_COLOURS,
     REASON_COLOURS,
+    REASON_GLYPHS,
+    REASON_SHORT,
     ROLE_COLOURS,
     ContextStrip,
     token_roles,
@@ -68,10 +71,13 @@ def heat_legend(scale: float) -> str:
     return f"token colour = CE of predicting it: 0 {swatches} ≥ {scale:.2f}  (95th percentile)"
 
 
-def reason_legend(result: TraceResult) -> str:
-    """The key of the mask-reason colours, for the reasons this sample has (counted first)."""
+def reason_legend(result: TraceResult, no_color: bool = False) -> str:
+    """The key of the mask-reason colours, for the reasons this sample has (counted first), by short name so
+    that all thirteen fit at 120 columns and a usual chat's at 80 (README lists the full names)."""
     present = sorted(set(result.sample.mask_reasons), key=list(REASON_COLOURS).index)
-    return "  ".join(f"[on {REASON_COLOURS[r]}] {r.value} [/]" for r in present)
+    if no_color:  # without colour, the glyph after each token names its reason
+        return "after each token: " + "  ".join(f"{REASON_GLYPHS[r]} {REASON_SHORT[r]}" for r in present)
+    return " ".join(f"[on {REASON_COLOURS[r]}] {REASON_SHORT[r]} [/]" for r in present)
 
 
 class StepperScreen(Screen[None]):
@@ -178,7 +184,7 @@ class StepperScreen(Screen[None]):
         self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
         self.query_one("#onehot").border_title = "one-hot target p vs q"
         self.query_one("#loss").border_title = "loss"
-        self.query_one(StatusBar).lints = len(self.findings)
+        self.query_one(StatusBar).lints = severity_counts(self.findings)
         self.panels = list(
             self.query(
                 "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
@@ -424,7 +430,9 @@ class StepperScreen(Screen[None]):
         strip.set_reason_colours(not strip.reason_colours)
         self.heatmap = strip.heatmap
         box = self.query_one("#context-box")
-        box.border_subtitle = reason_legend(strip.result) if strip.reason_colours else self.legend
+        box.border_subtitle = (
+            reason_legend(strip.result, self.no_color) if strip.reason_colours else self.legend
+        )
         self.notify(f"mask-reason colours {'on' if strip.reason_colours else 'off'}", timeout=2)
 
     # -- other screens ---------------------------------------------------------------------------------

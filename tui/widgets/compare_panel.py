@@ -8,7 +8,7 @@ import numpy as np
 
 from tokstep.engine.compare_results import CompareResult
 from tokstep.tui.formatting import clip, number, probability, token_label
-from tokstep.tui.widgets.lines import Lines, LinesView
+from tokstep.tui.widgets.lines import FittedLine, Lines, LinesView
 from tokstep.tui.widgets.loss_curve import LossCurve
 
 
@@ -62,20 +62,26 @@ class CompareBar(LinesView):
         super().__init__(id=id)
         self.result = result
 
+    def on_resize(self) -> None:
+        self.show(0)
+
     def show(self, cursor: int) -> None:
+        """The fullest line that fits: p99.9, then the median, p99, top-1 and Δloss give way (whole, with a
+        `…`); B's name and mean KL stay."""
         r, s = self.result, self.result.summary_cached
-        line = Lines().add(" vs ", "bold reverse").add(f" {r.label_b} ", "bold").add("│ ", "dim")
+        line = FittedLine().add(" vs ", "bold reverse").add(f" {r.label_b} ", "bold").add("│ ", "dim")
         if s.mean_kl is None:
             line.add("KL undefined", "bold red")
         else:
-            line.add(f"mean KL {s.mean_kl:.3e} ", "bold").add(
-                f"· top-1 {100 * (s.top1_agreement or 0):.1f}% "
-            )
-            line.add(f"· Δloss {s.delta_loss:+.5f} · median {s.median_kl:.2e} · p99 {s.p99_kl:.2e} ")
-            line.add(f"· p99.9 {s.p999_kl:.2e}", "dim")
+            line.add(f"mean KL {s.mean_kl:.3e} ", "bold")
+            line.add(f"· top-1 {100 * (s.top1_agreement or 0):.1f}% ", "", 2)
+            line.add(f"· Δloss {s.delta_loss:+.5f} ", "", 1)
+            line.add(f"· median {s.median_kl:.2e} ", "", 4)
+            line.add(f"· p99 {s.p99_kl:.2e} ", "", 3)
+            line.add(f"· p99.9 {s.p999_kl:.2e}", "dim", 5)
         if s.nonfinite:
             line.add(f"  ⚠ {s.nonfinite} NaN/inf", "bold red")
-        self.set_lines(line)
+        self.set_lines(line.fit(self.size.width or 1000))
 
 
 class KLCurve(LossCurve):

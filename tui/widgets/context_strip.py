@@ -54,6 +54,39 @@ REASON_COLOURS = {
     MaskReason.FIRST: "grey30",
 }
 REASON_STYLES = {reason: Style(bgcolor=colour) for reason, colour in REASON_COLOURS.items()}
+# Without colour (NO_COLOR) the reason backgrounds become near-identical greys: with `w` on, the cell after each
+# token (the space that separates tokens then) holds its reason's glyph instead, and the legend says which is which.
+REASON_GLYPHS = {
+    MaskReason.SUPERVISED: "●",
+    MaskReason.INSERTED_TRAINED: "◉",
+    MaskReason.PROMPT: "▹",
+    MaskReason.SYSTEM: "◆",
+    MaskReason.USER: "▲",
+    MaskReason.TOOL: "■",
+    MaskReason.TEMPLATE: "◇",
+    MaskReason.INSERTED: "○",
+    MaskReason.END_OF_TURN: "▼",
+    MaskReason.PAD: "░",
+    MaskReason.DOCUMENT: "†",
+    MaskReason.GIVEN: "✗",
+    MaskReason.FIRST: "∅",
+}
+# The legend's short name per reason (the full names are MaskReason's values; the legend must fit at 80 columns).
+REASON_SHORT = {
+    MaskReason.SUPERVISED: "trained",
+    MaskReason.INSERTED_TRAINED: "ins+train",
+    MaskReason.PROMPT: "prompt",
+    MaskReason.SYSTEM: "system",
+    MaskReason.USER: "user",
+    MaskReason.TOOL: "tool",
+    MaskReason.TEMPLATE: "markup",
+    MaskReason.INSERTED: "inserted",
+    MaskReason.END_OF_TURN: "eot",
+    MaskReason.PAD: "pad",
+    MaskReason.DOCUMENT: "new doc",
+    MaskReason.GIVEN: "your -100",
+    MaskReason.FIRST: "first",
+}
 
 # chats and ids rows whose chat turns were recovered (engine.structure): each token's background is its role, two shades
 # for token boundaries; the given mask stays on top (masked dim), so trained user words stand out at a glance.
@@ -303,13 +336,19 @@ class ContextStrip(LinesView):
                     x += len(BOUNDARY_MARK)
                 line.append((label, self._style(index)))
                 if gap:
-                    line.append((gap, None))
+                    line.append((self._gap_mark(index, gap), None))
                 size = cell_len(label) + len(gap)
                 hits.append((x, x + size, index))
                 x += size
             lines.append(line)
             self._hits.append(hits)
         self.set_lines(lines)
+
+    def _gap_mark(self, index: int, gap: str) -> str:
+        """The cell after token `index`: its mask reason's glyph when reasons are shown without colour."""
+        if self.no_color and self.reason_colours:
+            return REASON_GLYPHS[self._reasons[index]]
+        return gap
 
     def token_at(self, x: int, y: int) -> int | None:
         """The token drawn at content cell (x, y), if any."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.geometry import Region
@@ -43,6 +44,31 @@ class Lines:
     def newline(self) -> Lines:
         self.lines.append([])
         return self
+
+
+class FittedLine:
+    """One line built from pieces with a priority: 0 always kept, higher numbers give way first (a whole
+    priority at a time) until the line fits; a dim `…` then says something was left out. Numbers stay whole:
+    put a number and its label in one piece (or one priority)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[str, str, int]] = []
+
+    def add(self, text: str, spec: str = "", priority: int = 0) -> FittedLine:
+        self.pieces.append((text, spec, priority))
+        return self
+
+    def fit(self, width: int) -> Lines:
+        keep, dropped = self.pieces, False
+        while sum(cell_len(text) for text, _, _ in keep) + (2 if dropped else 0) > width:
+            worst = max(priority for _, _, priority in keep)
+            if worst == 0:
+                break
+            keep, dropped = [piece for piece in keep if piece[2] != worst], True
+        line = Lines()
+        for text, spec, _ in keep:
+            line.add(text, spec)
+        return line.add(" …", "dim") if dropped else line
 
 
 class LinesView(Widget):

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.cells import cell_len
 
 from tokstep.engine.results import TraceResult
+from tokstep.tui.severity import tally_pieces
 from tokstep.tui.widgets.lines import Lines, LinesView
 
 
@@ -17,7 +18,7 @@ def short_name(name: str) -> str:
 
 
 class StatusBar(LinesView):
-    """`tokstep  t 12 / 57 ▶ 5/s ⚠ 2 lints │ sample (40 counted) │ model · dtype · device`: most urgent first."""
+    """`tokstep  t 12 / 57 ▶ 5/s ⚠ 1E 1W lints │ sample (40 counted) │ model · dtype · device`: most urgent first."""
 
     DEFAULT_CSS = "StatusBar { dock: top; height: 1; }"
 
@@ -26,7 +27,7 @@ class StatusBar(LinesView):
         self.result = result
         self.cursor = 0
         self.playing: float | None = None  # steps per second while playing
-        self.lints = 0
+        self.lints: dict[str, int] = {}  # findings per severity (`severity_counts`)
 
     def on_resize(self) -> None:
         self.show(self.cursor)
@@ -49,7 +50,10 @@ class StatusBar(LinesView):
         if self.playing is not None:
             line.add(f"▶ {self.playing:g}/s ", "bold green")
         if self.lints:
-            line.add(f"⚠ {self.lints} lint{'s' if self.lints != 1 else ''} (L) ", "bold yellow")
+            line.add("⚠ ", "bold yellow")
+            for text, piece_style in tally_pieces(self.lints):
+                line.add(text, piece_style)
+            line.add(f" lint{'s' if sum(self.lints.values()) != 1 else ''} (L) ", "bold yellow")
         line.add("│ ", "dim").add(f"{sample.name} ", "bold")
         if full:
             line.add(f"({trace.num_supervised} counted) ", "dim")
