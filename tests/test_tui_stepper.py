@@ -467,3 +467,19 @@ async def test_the_cursor_and_its_target_are_always_in_the_drawn_window():
             drawn = {index for line in strip._hits for _x0, _x1, index in line}
             assert {t, t + 1} <= drawn, f"t={t}: drawn {min(drawn)}..{max(drawn)}"
             assert len(strip._hits) <= strip.size.height  # only the visible window is laid out
+
+
+async def test_at_80x24_the_context_scrolls_so_the_cursor_stays_in_the_visible_box():
+    """GIVEN a sample longer than the context box the panels leave at 80x24, WHEN the cursor goes to the end,
+    THEN the strip lays out only the lines the box shows, and the cursor's token is among them."""
+    app = make_app(synthetic_result(400, seed=3))
+    async with app.run_test(size=(80, 24)) as pilot:
+        stepper = await stepper_of(app, pilot)
+        await pilot.press("end")
+        await pilot.pause()
+        strip = stepper.query_one(ContextStrip)
+        visible = strip.parent.size.height
+        assert 0 < visible < strip.size.height  # the box clips the strip: the case that hid the cursor
+        drawn = strip._hits  # per drawn line: (x0, x1, token index)
+        assert len(drawn) <= visible
+        assert any(index == strip.cursor for line in drawn for _, _, index in line)

@@ -322,7 +322,11 @@ class ContextStrip(LinesView):
         return min(max(level, 0), len(HEAT) - 1)
 
     def _draw(self) -> None:
+        # The strip may be taller than the box that holds it (it asks for up to MAX_LINES; the stepper caps
+        # the box to what the panels leave): lay out only the lines the box shows, so the cursor stays in view.
         width, height = self.size.width, self.size.height
+        if self.parent is not None and self.parent.size.height > 0:
+            height = min(height, self.parent.size.height)
         if width < 2 or height < 1:
             return
         gap = self._gap
