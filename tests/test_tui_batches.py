@@ -6,6 +6,7 @@ import json
 
 import pytest
 from test_tui_stepper import text_of
+from tui_wait import screen_of
 
 from tokstep.tui.app import PrecomputedBackend, TokstepApp
 
@@ -52,10 +53,7 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
     async with app.run_test(size=(110, 36)) as pilot:
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, BatchesScreen):
-                break
+        await screen_of(app, pilot, BatchesScreen, tries=125)
         assert isinstance(app.screen, BatchesScreen)
         await pilot.press("enter")
         await pilot.pause()
@@ -93,10 +91,7 @@ async def test_batches_screen_has_help_and_its_footer_shows_enter(report):
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
     async with app.run_test(size=(110, 36)) as pilot:
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, BatchesScreen):
-                break
+        await screen_of(app, pilot, BatchesScreen, tries=125)
         screen = app.screen
         shown = {
             k: b.binding for k, b in screen.active_bindings.items() if b.binding.show
@@ -160,10 +155,7 @@ async def test_batches_screen_counts_labels_against_the_chat_and_the_strip_shows
     assert report.rows[1].findings[0].code in ("trains-on-user", "assistant-not-trained")
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
     async with app.run_test(size=(130, 36)) as pilot:
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, BatchesScreen):
-                break
+        await screen_of(app, pilot, BatchesScreen, tries=125)
         table = app.screen.query_one(DataTable)
         column = [c.label.plain for c in table.columns.values()].index("≠chat")
         assert [table.get_row_at(i)[column].plain for i in range(2)] == ["0", str(report.rows[1].disagree)]
@@ -187,10 +179,7 @@ async def test_batches_list_at_80x24_gives_the_rows_most_of_the_height(report):
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, BatchesScreen):
-                break
+        await screen_of(app, pilot, BatchesScreen, tries=125)
         screen = app.screen
         loss, rows = screen.query_one("#batch-loss"), screen.query_one("#batch-rows")
         for _ in range(50):  # laid out
@@ -216,10 +205,7 @@ async def test_document_line_keeps_alone_delta_at_80_columns(report):
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, BatchesScreen):
-                break
+        await screen_of(app, pilot, BatchesScreen, tries=125)
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, StepperScreen)
