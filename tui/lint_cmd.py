@@ -74,6 +74,24 @@ def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
     )
 
 
+def add_row_flags(parser: argparse.ArgumentParser) -> None:
+    """How every row of a data file becomes a sample (`lint`, `scan`): BOS/EOS, truncation, the mask convention."""
+    parser.add_argument(
+        "--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample"
+    )
+    parser.add_argument(
+        "--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample"
+    )
+    parser.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
+    for flag in ("--eot", "--inserted"):
+        parser.add_argument(
+            flag,
+            default="train",
+            choices=["train", "mask"],
+            help="as for a single chat (for ids rows: the convention their labels are checked against)",
+        )
+
+
 def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     lint = commands.add_parser(
         "lint",
@@ -114,11 +132,7 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     group.add_argument(
         "--strict", action="store_true", help="warnings count in the exit status too (= --fail-on warning)"
     )
-    lint.add_argument("--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
-    lint.add_argument("--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
-    lint.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
-    lint.add_argument("--eot", default="train", choices=["train", "mask"], help="as for a single chat")
-    lint.add_argument("--inserted", default="train", choices=["train", "mask"], help="as for a single chat")
+    add_row_flags(lint)
 
 
 @dataclass

@@ -33,21 +33,9 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
     add_model_flags(scan)
     add_column_flags(scan)
-    scan.add_argument("--bos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
-    scan.add_argument("--eos", default="auto", choices=["auto", "add", "none"], help="as for a single sample")
-    scan.add_argument("--truncate", type=int, metavar="N", help="keep only the first N tokens of each row")
-    scan.add_argument(
-        "--eot",
-        default="train",
-        choices=["train", "mask"],
-        help="as for a single sample (chats, ids rows' lints)",
-    )
-    scan.add_argument(
-        "--inserted",
-        default="train",
-        choices=["train", "mask"],
-        help="as for a single sample (chats, ids rows' lints)",
-    )
+    from tokstep.tui.lint_cmd import add_row_flags
+
+    add_row_flags(scan)
     group = scan.add_argument_group("throughput")
     group.add_argument(
         "--batch-tokens",
