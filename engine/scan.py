@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine.atomic import write_atomic
 from tokstep.engine.data import DataFile, DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inspector import token_bytes
@@ -40,7 +41,6 @@ from tokstep.engine.scan_files import (
     SCAN_FORMAT,
     chunk_path,
     shard_name,
-    write_atomic,
     write_json_atomic,
 )
 from tokstep.engine.tokens import make_visible

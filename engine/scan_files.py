@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tokstep.engine.atomic import write_atomic, write_text_atomic  # noqa: F401 - write_atomic re-exported
+from tokstep.engine.atomic import write_text_atomic
 
 SCAN_FORMAT = "tokstep-scan/1"
 PARAMETERS = "scan.json"
