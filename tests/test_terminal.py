@@ -16,8 +16,9 @@ from textual.widgets import Static
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.tui import exit_codes
-from tokstep.tui.app import PrecomputedBackend, TokstepApp, _on_signals, run_app
+from tokstep.tui.app import PrecomputedBackend, TokstepApp, run_app
 from tokstep.tui.formatting import probability
+from tokstep.tui.lifecycle import Lifecycle
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.synthetic import synthetic_result
 from tokstep.tui.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
@@ -120,9 +121,9 @@ async def test_ctrl_c_in_the_stepper_leaves_with_status_130(result):
 async def test_a_real_signal_ends_the_app_through_its_event_loop(result, signum, when):
     """os.kill on this very process: the handler run_app installs routes it into the app, which exits."""
     backend = BlockedLoad(result) if when == "loading" else PrecomputedBackend(result)
-    app = app_for(result, backend)
+    app, exits = app_for(result, backend), []
     async with app.run_test(size=(100, 30)) as pilot:
-        restore = _on_signals(app)
+        lifecycle = Lifecycle(app, lambda: 0, fds=(), hard_exit=exits.append).install()
         try:
             if when == "loading":
                 await until(pilot, backend.started.is_set, "the load to start")
@@ -131,17 +132,17 @@ async def test_a_real_signal_ends_the_app_through_its_event_loop(result, signum,
             os.kill(os.getpid(), signum)
             await until(pilot, lambda: app._exit, "the exit")
         finally:
-            restore()
-    assert app.signalled == signum and app.return_code == 128 + signum
+            lifecycle.uninstall()
+    assert app.signalled == signum and app.return_code == 128 + signum and exits == []  # no watchdog needed
     if when == "loading":
         backend.release.set()
 
 
 def test_handlers_are_put_back_after_the_app(result):
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
-    restore = _on_signals(app_for(result))
+    lifecycle = Lifecycle(app_for(result), lambda: 0, fds=()).install()
     assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
-    restore()
+    lifecycle.uninstall()
     assert {s: signal.getsignal(s) for s in before} == before
 
 

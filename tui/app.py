@@ -31,6 +31,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.tui import exit_codes
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
 from tokstep.tui.batch_report import batch_flags
+from tokstep.tui.lifecycle import Lifecycle, signal_line
 from tokstep.tui.messages import (
     BatchesReady,
     CompareLoaded,
@@ -151,6 +152,7 @@ class TokstepApp(App[int]):
         self.data_options = data_options or DataOptions()
         self.backend = backend or EngineBackend()
         self.load_error: str | None = None
+        self.nonfinite_error: str | None = None  # NaN/inf logits in the sample or batches opened on: exit 3
         self.loaded: Any = None  # the backend's model handle, once ModelLoaded has arrived
         self._waiting: tuple[SampleSpec, bool] | None = None  # a sample asked for before the model was there
         self.started = time.monotonic()
@@ -307,6 +309,10 @@ class TokstepApp(App[int]):
         from tokstep.tui.batches_screen import BatchesScreen
 
         self.query_one(LoadingView).cover()
+        nonfinite = [r for r in message.report.rows if r.result.nonfinite_error]
+        if nonfinite:  # exit 3, as `tokstep report --batches`, with its first line
+            first = nonfinite[0]
+            self.nonfinite_error = f"{self.batches} line {first.row.line}: {first.result.nonfinite_error}"
         self.push_screen(BatchesScreen(message.report, backend=self.backend, no_color=self.no_color))
 
     def _lint(self, result: TraceResult, sample: SampleSpec) -> list[Finding]:
@@ -400,6 +406,8 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).cover()
         if result.nonfinite_error:
             self.notify(result.nonfinite_error, severity="error", timeout=10)
+            if not message.from_browser:  # the sample the app opened on: exit 3, as `tokstep report`
+                self.nonfinite_error = result.nonfinite_error
         self.push_screen(
             StepperScreen(
                 result,
@@ -463,33 +471,20 @@ def _headless_check(app: TokstepApp) -> int:
     return 2
 
 
-SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-SIGNAL_WORDS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "hung up"}
-
-
-def _on_signals(app: TokstepApp) -> Callable[[], None]:
-    """Route INT / TERM / HUP to `app.interrupt` in the app's event loop (the terminal is then restored as
-    on `q`); returns a function that puts the previous handlers back."""
-
-    def handle(signum: int, _frame: Any) -> None:
-        app.signalled = signum
-        loop = app._loop
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(app.interrupt, signum)
-        # not running yet: on_mount sees `signalled`; already finished: run_app does
-
-    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
-
-    def restore() -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    return restore
-
-
-def signal_line(signum: int) -> str:
-    name = signal.Signals(signum).name
-    return f"tokstep: {SIGNAL_WORDS.get(name, name)} ({name})"
+def closing_status(app: TokstepApp) -> int:
+    """Print the one line a finished run leaves on the terminal, and return its exit status: a signal first,
+    then a model that did not load (2), then NaN/inf logits in the sample or batches shown (3, as `report`)."""
+    line, status = None, 0
+    if app.signalled is not None:
+        line, status = signal_line(app.signalled), exit_codes.signalled(app.signalled)
+    elif app.load_error:
+        line, status = f"tokstep: error: {app.load_error}", exit_codes.BAD_INPUT
+    elif app.nonfinite_error:
+        line, status = f"tokstep: error: {app.nonfinite_error}", exit_codes.NONFINITE
+    if line is not None:
+        with contextlib.suppress(OSError, ValueError):  # hung up: the terminal may be gone, and with it stderr
+            print(line, file=sys.stderr)
+    return status
 
 
 def run_app(
@@ -521,22 +516,15 @@ def run_app(
         return exit_codes.BAD_INPUT
     if not (sys.stdin.isatty() and sys.stderr.isatty()):  # Textual draws on stderr; stdout may be piped
         return _headless_check(app)
-    restore = _on_signals(app)
+    lifecycle = Lifecycle(app, lambda: closing_status(app)).install()
     try:
         app.run()
     except Exception:  # noqa: BLE001 - e.g. the terminal vanished (SIGHUP) while being restored
         if app.signalled is None:
             raise
     finally:
-        restore()
-    if app.signalled is not None:
-        with contextlib.suppress(OSError):  # hung up: the terminal may be gone, and with it stderr
-            print(signal_line(app.signalled), file=sys.stderr)
-        return exit_codes.signalled(app.signalled)
-    if app.load_error:
-        print(f"tokstep: error: {app.load_error}", file=sys.stderr)
-        return exit_codes.BAD_INPUT
-    return 0
+        lifecycle.uninstall()
+    return lifecycle.finish()
 
 
 __all__ = ["Backend", "EngineBackend", "PrecomputedBackend", "TokstepApp", "run_app"]
