@@ -497,7 +497,22 @@ def check_args(args: argparse.Namespace, given: set[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`tokstep`: returns the exit status (see EXIT_STATUS_HELP); every failure is one line on stderr."""
+    """`tokstep`: returns the exit status (see EXIT_STATUS_HELP); every failure is one line on stderr.
+
+    INT, TERM and HUP are caught from the first line (parsing included) to the last: one line, 128 + n."""
+    try:
+        with _signals_end_the_run():
+            return _run(argv)
+    except KeyboardInterrupt:
+        line, status = "tokstep: interrupted (SIGINT)", exit_codes.INTERRUPTED
+    except Terminated as stop:
+        line, status = f"tokstep: {stop}", exit_codes.signalled(stop.signum)
+    with contextlib.suppress(OSError, ValueError):  # hung up: stderr may be gone with the terminal
+        print(line, file=sys.stderr)
+    return status
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         args, given = parse(build_parser(), argv)
     except UsageError as error:
@@ -509,16 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:  # a broken install: still one line
         return _fail(f"cannot import tokstep's engine: {error}", exit_codes.INTERNAL)
     try:
-        with _signals_end_the_run():
-            return _dispatch(args, given)
+        return _dispatch(args, given)
     except TokstepError as error:
         return _fail(str(error))
-    except KeyboardInterrupt:
-        print("tokstep: interrupted (SIGINT)", file=sys.stderr)
-        return exit_codes.INTERRUPTED
-    except Terminated as stop:
-        print(f"tokstep: {stop}", file=sys.stderr)
-        return exit_codes.signalled(stop.signum)
     except RecursionError:
         return _fail("the input is nested too deeply to read")
     except MemoryError:

@@ -6,12 +6,15 @@ blocks on the full output queue; `asyncio.run` joins the executor threads of wor
 tokenizer load or an import; the input thread spins at 100% of a core on EOF and never tells the app. A signal
 handler that only asks the event loop to exit is then never heard. So every ending (a signal, the terminal
 hung up, or the app asked to exit) arms a watchdog thread: if the process is still there `GRACE_S` later, it
-gives back what it can of the terminal, prints the closing line and calls `os._exit` with the status.
+gives back what it can of the terminal, prints the closing line and calls `os._exit` with the status. Under a
+heavily loaded machine the watchdog thread may wait up to a second for the GIL, hence the short grace; if it
+never gets it, faulthandler's watchdog (a C thread) ends the process `BACKSTOP_S` later with status 1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import select
 import signal
@@ -24,9 +27,10 @@ from typing import Any
 
 from tokstep.tui import exit_codes
 
-GRACE_S = 1.5  # from an ending to os._exit when the app has not finished by itself
-POLL_S = 0.1  # how often the watcher looks at the terminal and the app
-RESTORE_S = 0.3  # the longest the watchdog waits on a write to the terminal
+GRACE_S = 0.6  # from an ending to os._exit when the app has not finished by itself
+BACKSTOP_S = 3.0  # after GRACE_S: faulthandler's C thread ends the process (status 1) if even the watchdog
+# thread cannot run (a C call that holds the GIL); it needs no GIL
+POLL_S = 0.05  # how often the watcher looks at the terminal and the app
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 SIGNAL_WORDS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "hung up"}
 GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -95,6 +99,7 @@ class Lifecycle:
         self._previous: dict[int, Any] = {}
         self._watcher: threading.Thread | None = None
         self._attrs: list[Any] | None = None
+        self._devnull: Any = None  # where faulthandler's backstop writes, once armed
         with contextlib.suppress(termios.error, OSError):
             if self.fds:
                 self._attrs = termios.tcgetattr(self.fds[0])  # the terminal's modes before Textual's
@@ -110,6 +115,8 @@ class Lifecycle:
     def uninstall(self) -> None:
         """The run is over: the watcher stops and the previous handlers are back."""
         self._stopped.set()
+        if self._devnull is not None:
+            faulthandler.cancel_dump_traceback_later()
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
@@ -135,8 +142,13 @@ class Lifecycle:
         # not running yet: on_mount sees `signalled`; already finished: the normal path or the watchdog does
 
     def _arm(self) -> None:
-        if self.deadline is None:
-            self.deadline = time.monotonic() + self.grace_s
+        if self.deadline is not None:
+            return
+        self.deadline = time.monotonic() + self.grace_s
+        if self.hard_exit is os._exit:  # a real run (tests pass their own hard_exit)
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                self._devnull = open(os.devnull, "w")  # noqa: SIM115 - kept open until the process ends
+                faulthandler.dump_traceback_later(self.grace_s + BACKSTOP_S, file=self._devnull, exit=True)
 
     def finish(self) -> int:
         """The run's status, its closing line printed once (by whichever of the main thread and the
@@ -165,9 +177,7 @@ class Lifecycle:
 
     def _force_exit(self) -> None:
         """The app did not finish in time: give back the terminal if it is there, then end the process."""
-        restorer = threading.Thread(target=self.restore_terminal, name="tokstep-restore", daemon=True)
-        restorer.start()
-        restorer.join(RESTORE_S)  # a write to a terminal nobody reads may block: never wait on it long
+        self.restore_terminal()
         status = self.finish()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -175,12 +185,18 @@ class Lifecycle:
         self.hard_exit(status)
 
     def restore_terminal(self) -> None:
-        """Leave the alternate screen, stop mouse tracking, show the cursor, and put the modes back."""
+        """Leave the alternate screen, stop mouse tracking, show the cursor, and put the modes back.
+
+        The sequence goes through a descriptor of its own opened non-blocking: a terminal nobody reads (or
+        Textual's output thread stuck on it) never makes the watchdog wait."""
         if not self.fds or hung_up(self.fds):
             return
-        fd = self.fds[-1]
         with contextlib.suppress(OSError):
-            os.write(fd, RESTORE_SEQUENCE.encode())
+            fd = os.open(os.ttyname(self.fds[-1]), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+            try:
+                os.write(fd, RESTORE_SEQUENCE.encode())
+            finally:
+                os.close(fd)
         if self._attrs is not None:
             with contextlib.suppress(termios.error, OSError):
                 termios.tcsetattr(self.fds[0], termios.TCSANOW, self._attrs)
