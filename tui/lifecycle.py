@@ -28,6 +28,7 @@ from typing import Any
 from tokstep.tui import exit_codes
 
 GRACE_S = 0.6  # from an ending to os._exit when the app has not finished by itself
+HANGUP_GRACE_S = 0.1  # the same after a hang-up: the terminal is going away, Textual's exit has nothing to add
 BACKSTOP_S = 3.0  # after GRACE_S: faulthandler's C thread ends the process (status 1) if even the watchdog
 # thread cannot run (a C call that holds the GIL); it needs no GIL
 POLL_S = 0.05  # how often the watcher looks at the terminal and the app
@@ -134,21 +135,21 @@ class Lifecycle:
         """End the app because of `signum` and arm the watchdog."""
         if self.app.signalled is None:
             self.app.signalled = signum
-        self._arm()
+        self._arm(min(self.grace_s, HANGUP_GRACE_S) if signum == signal.SIGHUP else self.grace_s)
         loop = getattr(self.app, "_loop", None)
         if loop is not None and loop.is_running():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the watchdog ends it
                 loop.call_soon_threadsafe(self.app.interrupt, self.app.signalled)
         # not running yet: on_mount sees `signalled`; already finished: the normal path or the watchdog does
 
-    def _arm(self) -> None:
+    def _arm(self, grace_s: float) -> None:
         if self.deadline is not None:
             return
-        self.deadline = time.monotonic() + self.grace_s
+        self.deadline = time.monotonic() + grace_s
         if self.hard_exit is os._exit:  # a real run (tests pass their own hard_exit)
             with contextlib.suppress(OSError, ValueError, RuntimeError):
                 self._devnull = open(os.devnull, "w")  # noqa: SIM115 - kept open until the process ends
-                faulthandler.dump_traceback_later(self.grace_s + BACKSTOP_S, file=self._devnull, exit=True)
+                faulthandler.dump_traceback_later(grace_s + BACKSTOP_S, file=self._devnull, exit=True)
 
     def finish(self) -> int:
         """The run's status, its closing line printed once (by whichever of the main thread and the
@@ -170,7 +171,7 @@ class Lifecycle:
                 if hung_up(self.fds):
                     self.end(signal.SIGHUP)
                 elif getattr(self.app, "_exit", False):  # `q`, Ctrl-C, an error: the app is on its way out
-                    self._arm()
+                    self._arm(self.grace_s)
             elif time.monotonic() >= self.deadline and not self._stopped.is_set():
                 self._force_exit()
                 return
