@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.policies import DEFAULT_REFERENCE, REFERENCES
 from tokstep.engine.results import Trace, TraceResult
 from tokstep.engine.sample import IGNORE_INDEX, Sample
 from tokstep.engine.tokens import TokenTexts
@@ -37,8 +38,8 @@ from tokstep.engine.trace import (
     serialized,
 )
 
-MODES = ("chunked", "full", "off")
-DEFAULT_MODE = "chunked"
+MODES = REFERENCES
+DEFAULT_MODE = DEFAULT_REFERENCE
 FULL_BUDGET_BYTES = 512 << 20  # HF's float32 [T, vocab] logits allowed when `chunked` cannot run
 # Logits per chunk ([rows, vocab] float32; cross_entropy adds about two copies). Every chunk re-reads the whole
 # [vocab, d] head weight, so chunks are tall: 64 MiB on the CPU (110 rows of a 151k vocabulary), 256 MiB on GPUs.
@@ -81,7 +82,7 @@ def traced_result(
 ) -> TraceResult:
     """A trace as a result, HF's loss beside it computed at once in chunks (no [T, vocab]) or not at all."""
     reference, computed, note = compute_reference(
-        loaded, sample, "chunked" if with_reference else "off", forward=forward
+        loaded, sample, DEFAULT_REFERENCE if with_reference else "off", forward=forward
     )
     return TraceResult(
         info=loaded.info,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Literal
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.loading import LoadedModel, ModelSpec, load_model
+from tokstep.engine.policies import DEFAULT_REFERENCE, DEFAULT_TOP_K, REFERENCES, Reference, check_top_k
+from tokstep.engine.reference import compute_reference
 from tokstep.engine.results import TraceResult
 from tokstep.engine.tokens import TokenTexts
 from tokstep.engine.trace import max_drift, trace_incremental, trace_sample
@@ -30,9 +33,9 @@ def run_trace(
     loaded: LoadedModel,
     sample_spec: SampleSpec,
     *,
-    top_k: int = 10,
+    top_k: int = DEFAULT_TOP_K,
     with_reference: bool = True,
-    reference: str = "chunked",
+    reference: Reference | Literal["later"] = DEFAULT_REFERENCE,
     incremental: bool = False,
     progress: Progress = lambda _message: None,
 ) -> TraceResult:
@@ -41,12 +44,7 @@ def run_trace(
     `reference` is `chunked`, `full`, `off` (see engine.reference) or `later`: the result comes back with
     `reference_pending` set and `add_reference` fills it in (the TUI shows the stepper first).
     """
-    if top_k < 1:
-        raise TokstepError("--top-k must be at least 1")
-    if top_k >= loaded.info.vocab_size:
-        raise TokstepError(
-            f"--top-k {top_k} must be less than the vocabulary size ({loaded.info.vocab_size})"
-        )
+    check_top_k(top_k, loaded.info.vocab_size)
     if not with_reference:
         reference = "off"
     progress("building the sample")
@@ -74,12 +72,13 @@ def run_trace(
     return add_reference(loaded, result, reference)
 
 
-def add_reference(loaded: LoadedModel, result: TraceResult, mode: str = "chunked") -> TraceResult:
+def add_reference(
+    loaded: LoadedModel, result: TraceResult, mode: Reference = DEFAULT_REFERENCE
+) -> TraceResult:
     """The same result with HF's reference loss (engine.reference) filled in, or the reason it is not."""
-    from tokstep.engine.reference import MODES, compute_reference
 
-    if mode not in MODES:
-        raise TokstepError(f"--reference must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode not in REFERENCES:
+        raise TokstepError(f"--reference must be one of {', '.join(REFERENCES)}, not {mode!r}")
     loss, computed, note = compute_reference(loaded, result.sample, mode)
     return replace(
         result, reference=loss, reference_computed=computed, reference_note=note, reference_pending=False

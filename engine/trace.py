@@ -22,6 +22,7 @@ import torch
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.policies import clamp_top_k
 from tokstep.engine.reduce import PositionStats, Scratch, reduce_logits
 from tokstep.engine.results import Trace, parity_tolerance  # noqa: F401 - re-exported
 from tokstep.engine.sample import IGNORE_INDEX, Sample
@@ -366,7 +367,7 @@ def trace_sample(
     check_sample_fits(loaded, sample)
     check_causal(loaded)
     vocab = loaded.info.vocab_size
-    top_k = max(1, min(top_k, vocab))
+    top_k = clamp_top_k(top_k, vocab)
     targets, supervised = shifted_targets(sample)
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
     source = position_logits(
@@ -387,7 +388,7 @@ def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -
     if sample.attention_mask is not None:
         raise TokstepError("--incremental does not support samples with an attention mask (padding)")
     model, vocab = loaded.model, loaded.info.vocab_size
-    top_k = max(1, min(top_k, vocab))
+    top_k = clamp_top_k(top_k, vocab)
     targets_np, supervised = shifted_targets(sample)
     device = _input_device(model)
     ids = torch.tensor(sample.input_ids, device=device)[None]  # (1, N)

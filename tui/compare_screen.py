@@ -16,6 +16,8 @@ from textual.widgets import Footer, Static
 
 from tokstep.engine.compare_results import CompareResult, TokenizerCompareResult
 from tokstep.tui.backend import Backend
+from tokstep.tui.compare_report import boundary_rows
+from tokstep.tui.lens_screen import LensScreen
 from tokstep.tui.navigation import Marks
 from tokstep.tui.severity import severity_counts
 from tokstep.tui.stepper import StepperScreen
@@ -125,7 +127,6 @@ class CompareScreen(StepperScreen):
             self.cursor = found
 
     def action_lens(self, which: str = "a") -> None:
-        from tokstep.tui.lens_screen import LensScreen
 
         side, model = (self.compare.a, self.model) if which == "a" else (self.compare.b, self.model_b)
         if model is None:
@@ -146,7 +147,6 @@ class BoundaryRows(Static):
         self.alignment = alignment
 
     def on_resize(self) -> None:
-        from tokstep.tui.compare_report import boundary_rows
 
         width = max(self.content_size.width, 13)  # boundary_rows keeps at least 10 characters a line
         self.update(Text("\n").join(boundary_rows(self.alignment, width)))

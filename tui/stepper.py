@@ -19,6 +19,7 @@ from textual.widgets import Footer
 from tokstep.engine.results import TraceResult
 from tokstep.tui.backend import Backend, EngineBackend
 from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
+from tokstep.tui.lens_screen import LensScreen
 from tokstep.tui.navigation import (
     Marks,
     SurpriseRule,
@@ -38,6 +39,7 @@ from tokstep.tui.widgets.context_strip import (
     ContextStrip,
     token_roles,
 )
+from tokstep.tui.widgets.document_line import DocumentLine
 from tokstep.tui.widgets.inspector_line import InspectorLine
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
@@ -163,8 +165,6 @@ class StepperScreen(Screen[None]):
                 result, flagged=flagged, no_color=self.no_color, boundaries=starts, id="context"
             )
         if self.batch is not None:
-            from tokstep.tui.widgets.document_line import DocumentLine
-
             yield DocumentLine(self.batch[0], self.batch[1], id="documents")
         yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
@@ -458,7 +458,6 @@ class StepperScreen(Screen[None]):
         self.app.push_screen(LintsScreen(self.findings), jump)
 
     def action_lens(self, which: str = "a") -> None:
-        from tokstep.tui.lens_screen import LensScreen
 
         if self.model is None:
             self.notify("the logit lens needs the model (none is loaded here)", severity="warning", timeout=3)
