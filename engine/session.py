@@ -10,9 +10,8 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.loading import LoadedModel, ModelSpec, load_model
 from tokstep.engine.policies import DEFAULT_REFERENCE, DEFAULT_TOP_K, REFERENCES, Reference, check_top_k
-from tokstep.engine.reference import compute_reference
+from tokstep.engine.reference import compute_reference, result_of
 from tokstep.engine.results import TraceResult
-from tokstep.engine.tokens import TokenTexts
 from tokstep.engine.trace import max_drift, trace_incremental, trace_sample
 
 Progress = Callable[[str], None]
@@ -55,16 +54,7 @@ def run_trace(
     if incremental:
         progress("tracing again, one token at a time through the KV cache")
         drift = max_drift(trace, trace_incremental(loaded, sample, top_k=top_k))
-    result = TraceResult(
-        info=loaded.info,
-        sample=sample,
-        trace=trace,
-        texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
-        reference=None,
-        reference_computed=False,
-        incremental_drift=drift,
-        reference_pending=reference == "later",
-    )
+    result = result_of(loaded, sample, trace, incremental_drift=drift, reference_pending=reference == "later")
     if reference == "later":
         return result
     if reference != "off":

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from tokstep.engine.errors import TokstepError
 from tokstep.tui import exit_codes, output
+from tokstep.tui.engine_calls import load_and_run
 from tokstep.tui.formatting import number
 
 if TYPE_CHECKING:
@@ -275,7 +276,6 @@ def run_batch_report(args: RunConfig, model: ModelSpec) -> int:
     from tokstep.engine.batch_export import report_to_dict
     from tokstep.engine.batches import read_batches
     from tokstep.engine.packing import trace_batches
-    from tokstep.engine.session import load
 
     output.check_target(args.json, args.force)
     batches = read_batches(args.batches)
@@ -283,18 +283,17 @@ def run_batch_report(args: RunConfig, model: ModelSpec) -> int:
         print(f"tokstep: error: {args.batches} {bad.message}", file=sys.stderr)
     if not batches.rows:
         raise TokstepError(f"no readable row in {args.batches}")
-    err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
-    with err.status("tracing") as status:
-        report = trace_batches(
+    report = load_and_run(
+        model,
+        lambda loaded, progress: trace_batches(
             loaded,
             batches,
             flags=batch_flags(args),
             top_k=args.top_k,
             with_reference=args.reference != "off",
-            progress=lambda message: status.update(message),
-        )
+            progress=progress,
+        ),
+    )
     traced_errors = [e for e in report.errors if e not in batches.errors]
     for bad in traced_errors:
         print(f"tokstep: error: {args.batches} {bad.message}", file=sys.stderr)

@@ -13,6 +13,7 @@ from rich.text import Text
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.tokens import make_visible
 from tokstep.tui import output
+from tokstep.tui.engine_calls import load_shown, shown
 from tokstep.tui.formatting import number
 from tokstep.tui.report import SHORT_REASON, parity_line, token_text
 
@@ -180,7 +181,6 @@ def run_compare_report(args: RunConfig, model: ModelSpec, compare: CompareSpec, 
     from tokstep.engine.compare_export import compare_to_dict, tokenizer_compare_to_dict
     from tokstep.engine.compare_results import CompareResult
     from tokstep.engine.compare_session import load_b, run_compare
-    from tokstep.engine.session import load
 
     if args.incremental:
         raise TokstepError(
@@ -188,19 +188,15 @@ def run_compare_report(args: RunConfig, model: ModelSpec, compare: CompareSpec, 
         )
     output.check_target(args.json, args.force)
     err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
-    with err.status(f"loading {compare.description}"):
-        b = load_b(compare)
-    with err.status("comparing") as status:
-        result = run_compare(
-            loaded,
-            b,
-            sample,
-            top_k=args.top_k,
-            with_reference=args.reference != "off",
-            progress=lambda message: status.update(message),
-        )
+    loaded = load_shown(model, err)
+    b = shown(err, f"loading {compare.description}", lambda _progress: load_b(compare))
+    result = shown(
+        err,
+        "comparing",
+        lambda progress: run_compare(
+            loaded, b, sample, top_k=args.top_k, with_reference=args.reference != "off", progress=progress
+        ),
+    )
     if args.json:
         data = (
             compare_to_dict(result)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints import lint_sample
 from tokstep.tui import exit_codes, output
+from tokstep.tui.engine_calls import load_and_run
 from tokstep.tui.report import print_diagnostics, print_report, report_console, write_json
 from tokstep.tui.report_data import run_data_report
 from tokstep.tui.share import write_shared
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 def run_report(args: RunConfig, model: ModelSpec, sample: SampleSpec) -> int:
     # lazy: loads torch
-    from tokstep.engine.session import load, run_trace
+    from tokstep.engine.session import run_trace
 
     output.check_target(args.json, args.force)
     output.check_target(args.html, args.force, "--html")
@@ -34,20 +33,17 @@ def run_report(args: RunConfig, model: ModelSpec, sample: SampleSpec) -> int:
         raise TokstepError("--rows picks rows of a --data file: give --data FILE")
     if args.data:
         return run_data_report(args, model)
-    err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
-    for note in loaded.notes:
-        print(f"tokstep: note: {note}", file=sys.stderr)
-    with err.status("tracing") as status:
-        result = run_trace(
+    result = load_and_run(
+        model,
+        lambda loaded, progress: run_trace(
             loaded,
             sample,
             top_k=args.top_k,
             reference=args.reference,
             incremental=args.incremental,
-            progress=lambda message: status.update(message),
-        )
+            progress=progress,
+        ),
+    )
     if result.nonfinite_error:
         print(f"tokstep: error: {result.nonfinite_error}", file=sys.stderr)
         return exit_codes.NONFINITE

@@ -16,6 +16,7 @@ from rich.text import Text
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.tokens import TRAINED_GAP, trained_text
 from tokstep.tui import exit_codes
+from tokstep.tui.engine_calls import load_shown
 from tokstep.tui.lint_cmd import open_data_from_args
 from tokstep.tui.report import findings_grid, fmt_loss, report_console
 
@@ -113,7 +114,6 @@ def print_row(
 def run_data_report(args: RunConfig, model: ModelSpec) -> int:
     # lazy: loads torch, numpy
     from tokstep.engine.lints import lint_row
-    from tokstep.engine.session import load
     from tokstep.engine.trace import trace_sample
 
     given = [
@@ -127,9 +127,7 @@ def run_data_report(args: RunConfig, model: ModelSpec) -> int:
         )
     ranges = parse_rows(args.rows)
     data = open_data_from_args(args, args.data)
-    err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
+    loaded = load_shown(model, Console(stderr=True))
     console = report_console()
     console.print(Text.assemble(("tokstep report  ", "bold"), f"{args.data}  model {loaded.info.name}"))
     shown, findings = 0, []
