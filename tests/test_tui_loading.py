@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -191,9 +190,7 @@ async def test_data_flag_puts_the_browser_screen_underneath(model_dir, monkeypat
         def model_loaded(self, model) -> None:
             made.append(("model", model))
 
-    monkeypatch.setitem(
-        sys.modules, "tokstep.tui.browser", types.SimpleNamespace(DataBrowserScreen=RecordingBrowser)
-    )
+    monkeypatch.setattr("tokstep.tui.app.DataBrowserScreen", RecordingBrowser)
     options = DataOptions(bos="none")
     app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", data_options=options)
     async with app.run_test(size=(100, 30)) as pilot:
