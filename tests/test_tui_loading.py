@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import tiny
+from synthetic import synthetic_result
 from textual.screen import Screen
 from textual.widgets import Static
 from tui_wait import wait_for as poll
@@ -22,7 +23,6 @@ from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp, run_a
 from tokstep.tui.backend import DataOptions
 from tokstep.tui.run_config import RunConfig
 from tokstep.tui.stepper import StepperScreen
-from tokstep.tui.synthetic import synthetic_result
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
