@@ -175,21 +175,31 @@ class StepperScreen(Screen[None]):
                 yield LossCurve(result, id="curve")
         yield Footer()
 
+    # The hooks a screen built on the stepper (CompareScreen) overrides: its panels, their titles, the rows
+    # its context leaves to the lines above and below the panels.
+    PANELS = "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
+    context_title = CONTEXT_TITLE
+
+    def title_panels(self, top_k: int) -> None:
+        """The panels' border titles."""
+        self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
+        self.query_one("#onehot").border_title = "one-hot target p vs q"
+        self.query_one("#loss").border_title = "loss"
+
+    def rows_outside_panels(self) -> int:
+        """Rows of the lines around the context and the panels: status, inspector, footer (a packed row:
+        its document line)."""
+        return 3 + (1 if self.batch is not None else 0)
+
     def on_mount(self) -> None:
         top_k = self.result.trace.top_k
         self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
         context = self.query_one("#context-box")
-        context.border_title = CONTEXT_TITLE
+        context.border_title = self.context_title
         context.border_subtitle = self.legend
-        self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
-        self.query_one("#onehot").border_title = "one-hot target p vs q"
-        self.query_one("#loss").border_title = "loss"
+        self.title_panels(top_k)
         self.query_one(StatusBar).lints = severity_counts(self.findings)
-        self.panels = list(
-            self.query(
-                "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
-            )
-        )
+        self.panels = list(self.query(self.PANELS))
         self._fit_context()
         self.refresh_bindings()
         self.watch_cursor(self.cursor)
@@ -212,8 +222,7 @@ class StepperScreen(Screen[None]):
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
-        # status, inspector, footer; the document line of a packed row; the panels
-        fixed = 3 + (1 if self.batch is not None else 0) + self.result.trace.top_k + 5
+        fixed = self.rows_outside_panels() + self.result.trace.top_k + 5
         self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def watch_cursor(self, t: int) -> None:
