@@ -41,6 +41,7 @@ from tokstep.tui.widgets.context_strip import (
 )
 from tokstep.tui.widgets.document_line import DocumentLine
 from tokstep.tui.widgets.inspector_line import InspectorLine
+from tokstep.tui.widgets.lines import ResultPanel
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
@@ -151,7 +152,7 @@ class StepperScreen(Screen[None]):
         self.player: Timer | None = None
         self.backend = backend or EngineBackend()
         self.model = model  # the backend's handle of the traced model (for the logit lens), if any
-        self.panels: list[Any] = []  # every widget with a show(t), filled on mount
+        self.panels: list[ResultPanel] = []  # every widget with a show(t), filled on mount
 
     # -- layout ----------------------------------------------------------------------------------------
 
@@ -199,7 +200,7 @@ class StepperScreen(Screen[None]):
         context.border_subtitle = self.legend
         self.title_panels(top_k)
         self.query_one(StatusBar).lints = severity_counts(self.findings)
-        self.panels = list(self.query(self.PANELS))
+        self.panels = [w for w in self.query(self.PANELS) if isinstance(w, ResultPanel)]
         self._fit_context()
         self.refresh_bindings()
         self.watch_cursor(self.cursor)
@@ -228,7 +229,7 @@ class StepperScreen(Screen[None]):
     def watch_cursor(self, t: int) -> None:
         """The one place the screen reacts to a move: every panel redraws itself for position t."""
         for widget in self.panels:
-            widget.show(t)  # type: ignore[attr-defined]
+            widget.show(t)
 
     def validate_cursor(self, t: int) -> int:
         return min(max(t, 0), len(self.result.trace) - 1)
