@@ -11,6 +11,7 @@ import time
 import types
 
 import pytest
+from synthetic import synthetic_result
 from textual.widgets import Static
 
 from tokstep.engine.inputs import SampleSpec
@@ -20,7 +21,6 @@ from tokstep.tui.formatting import probability
 from tokstep.tui.lifecycle import Lifecycle
 from tokstep.tui.run_config import RunConfig
 from tokstep.tui.stepper import StepperScreen
-from tokstep.tui.synthetic import synthetic_result
 from tokstep.tui.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from tokstep.tui.widgets.inspector_line import describe
 
