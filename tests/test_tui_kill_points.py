@@ -96,8 +96,9 @@ class Pane:
         self.name = f"tokstep-kill-{uuid.uuid4().hex[:8]}"
         self.tmux = ["tmux", "-L", self.name]
         new = [*self.tmux, "-f", "/dev/null", "new-session", "-d", "-s", self.name, "-x", "100", "-y", "30"]
-        # the pane stays when its process ends, so its modes and exit status can still be read
+        # the pane stays when its process ends, so its modes can still be read
         subprocess.run([*new, command, ";", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
+        self.socket = self.show("#{socket_path}")  # removed by close(): a killed server leaves it behind
 
     def show(self, fmt: str) -> str:
         out = subprocess.run([*self.tmux, "display-message", "-p", "-t", self.name, fmt], capture_output=True)
@@ -125,6 +126,8 @@ class Pane:
 
     def close(self) -> None:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+        if self.socket.endswith(self.name):
+            Path(self.socket).unlink(missing_ok=True)
 
 
 def alive(pid: int) -> bool:
@@ -142,17 +145,17 @@ def run_one(case: int, scenario: Scenario, kind: str, delay: float, fresh: bool,
     """Start a run, take it to the kill point, end it; None when it ended as promised, else what went wrong."""
     what = f"#{case} {scenario.name} / {kind} after {delay:.2f}s{' (fresh process)' if fresh else ''}"
     connection = None
-    if fresh:
-        pid_file = Path(f"/tmp/{uuid.uuid4().hex}.pid")
+    if fresh:  # under a shell, as a user starts it; the shell writes its status and keeps the pane open
+        status_file = Path(f"/tmp/tokstep-kill-{uuid.uuid4().hex}.status")
         tokstep = shlex.join([str(TOKSTEP), *scenario.argv])
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in ENV.items())
-        pane = Pane(f"sh -c 'echo $$ > {pid_file}; exec env {exports} {tokstep}'")
-        for _ in range(100):
-            if pid_file.exists() and pid_file.read_text().strip():
+        pane = Pane(f"sh -c 'env {exports} {tokstep}; echo \"exit $?\" > {status_file}; exec sleep 60'")
+        children = Path(f"/proc/{pane.show('#{pane_pid}')}/task/{pane.show('#{pane_pid}')}/children")
+        for _ in range(200):
+            if children.exists() and children.read_text().split():
                 break
             time.sleep(0.05)
-        pid = int(pid_file.read_text())
-        pid_file.unlink()
+        pid = int(children.read_text().split()[0])
     else:
         pane = Pane(f"{shlex.quote(sys.executable)} -c {shlex.quote(RELEASE)}")
         if not pane.wait_for("released", 20):
@@ -171,7 +174,7 @@ def run_one(case: int, scenario: Scenario, kind: str, delay: float, fresh: bool,
             pane.press(*keys)
         time.sleep(delay)
         if not alive(pid):  # it ended before its kill point (e.g. a load that failed): cleanly
-            return check_status(what, replies if connection is not None else pane_status(pane), None)
+            return check_status(what, replies if connection is not None else shell_status(status_file), None)
         ended = time.monotonic()
         if kind == "kill-server":
             pane.close()
@@ -185,10 +188,9 @@ def run_one(case: int, scenario: Scenario, kind: str, delay: float, fresh: bool,
             return f"{what}: still running {BOUND_S}s after the ending (SIGKILLed)"
         if kind == "kill-server":
             return None
-        # a dead pane (a fresh run's) always reads cursor 0: there, alternate screen and mouse only
-        restored = wait_modes(pane, "001" if connection is not None else "000")
+        restored = wait_modes(pane, "001")
         signum = getattr(signal, kind)
-        replies = replies if connection is not None else pane_status(pane)
+        replies = replies if connection is not None else shell_status(status_file)
         problem = check_status(what, replies, 128 + signum)
         if problem is None and not restored:
             problem = f"{what}: terminal left as alternate/mouse/cursor = {pane.modes()}"
@@ -202,16 +204,19 @@ def run_one(case: int, scenario: Scenario, kind: str, delay: float, fresh: bool,
             os.kill(int(pane_pid), signal.SIGKILL)
         if connection is not None:
             connection.close()
+        else:
+            status_file.unlink(missing_ok=True)
 
 
-def pane_status(pane: Pane) -> io.StringIO:
-    """A fresh run's pane, dead: its exit status in the zygote's words (`exit N` or `signal N`)."""
-    for _ in range(200):
-        code, killed_by = pane.show("#{pane_dead_status}"), pane.show("#{pane_dead_signal}")
-        if code or killed_by not in ("", "0"):
-            return io.StringIO(f"signal {killed_by}\n" if killed_by not in ("", "0") else f"exit {code}\n")
+def shell_status(path: Path) -> io.StringIO:
+    """A fresh run's exit status as its shell wrote it (`exit N`; a signal's death reads 128 + n there)."""
+    for _ in range(100):
+        if path.exists() and path.read_text().strip():
+            line = path.read_text()
+            path.unlink()
+            return io.StringIO(line)
         time.sleep(0.05)
-    return io.StringIO("the pane never reported how its process ended\n")
+    return io.StringIO("the shell never wrote the status\n")
 
 
 def wait_modes(pane: Pane, want: str, seconds: float = 3.0) -> bool:
