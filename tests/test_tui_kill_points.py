@@ -152,13 +152,9 @@ def run_one(case: int, scenario: Scenario, kind: str, delay: float, fresh: bool,
         status_file = Path(f"/tmp/tokstep-kill-{uuid.uuid4().hex}.status")
         tokstep = shlex.join([str(TOKSTEP), *scenario.argv])
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in ENV.items())
-        pane = Pane(f"sh -c 'env {exports} {tokstep}; echo \"exit $?\" > {status_file}; exec sleep 60'")
-        children = Path(f"/proc/{pane.show('#{pane_pid}')}/task/{pane.show('#{pane_pid}')}/children")
-        for _ in range(200):
-            if children.exists() and children.read_text().split():
-                break
-            time.sleep(0.05)
-        pid = int(children.read_text().split()[0])
+        script = f'env {exports} {tokstep}; echo "exit $?" > {status_file}; exec sleep 60'
+        pane = Pane(f"sh -c {shlex.quote(script)}")
+        pid = find_descendant(int(pane.show("#{pane_pid}")), str(TOKSTEP))
     else:
         pane = Pane(f"{shlex.quote(sys.executable)} -c {shlex.quote(RELEASE)}")
         if not pane.wait_for("released", 20):
@@ -209,6 +205,23 @@ def run_one(case: int, scenario: Scenario, kind: str, delay: float, fresh: bool,
             connection.close()
         else:
             status_file.unlink(missing_ok=True)
+
+
+def find_descendant(root: int, program: str, seconds: float = 10.0) -> int:
+    """The pid of the process under `root` (tmux's shell, our shell, env) that runs `program`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            try:
+                if program in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0"):
+                    return pid
+                todo += map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"{program} never started under pid {root}")
 
 
 def shell_status(path: Path) -> io.StringIO:

@@ -98,6 +98,7 @@ class Lifecycle:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._previous: dict[int, Any] = {}
+        self._blocked = False  # INT/TERM/HUP blocked in the main thread, taken by the watcher
         self._watcher: threading.Thread | None = None
         self._attrs: list[Any] | None = None
         self._devnull: Any = None  # where faulthandler's backstop writes, once armed
@@ -108,7 +109,13 @@ class Lifecycle:
     # -- install / uninstall ---------------------------------------------------------------------------
 
     def install(self) -> Lifecycle:
+        """Take INT/TERM/HUP: blocked in this (main) thread and every thread it starts from now on, they are
+        received by the watcher thread (`sigtimedwait`), so a main thread busy in a C call or waiting on a
+        lock never delays them; the Python handler stays as the fallback for threads started earlier."""
         self._previous = {signum: signal.signal(signum, self.on_signal) for signum in SIGNALS}
+        self._blocked = threading.current_thread() is threading.main_thread()
+        if self._blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         self._watcher = threading.Thread(target=self._watch, name="tokstep-lifecycle", daemon=True)
         self._watcher.start()
         return self
@@ -121,6 +128,9 @@ class Lifecycle:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+        if self._blocked:  # one that came meanwhile is delivered now, to the handler just put back
+            self._blocked = False
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
     # -- endings -----------------------------------------------------------------------------------------
 
@@ -166,7 +176,12 @@ class Lifecycle:
     # -- the watcher and the watchdog ----------------------------------------------------------------------
 
     def _watch(self) -> None:
-        while not self._stopped.wait(POLL_S):
+        while not self._stopped.is_set():
+            caught = signal.sigtimedwait(SIGNALS, POLL_S) if self._blocked else self._stopped.wait(POLL_S)
+            if self._stopped.is_set():
+                return
+            if isinstance(caught, signal.struct_siginfo):
+                self.on_signal(caught.si_signo)
             if self.deadline is None:
                 if hung_up(self.fds):
                     self.end(signal.SIGHUP)
