@@ -23,9 +23,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from tokstep.engine.errors import TokstepError
 from tokstep.engine.tokens import make_visible
-from tokstep.tui.backend import Backend, DataOptions, EngineBackend
+from tokstep.tui.backend import Backend, DataOptions, EngineBackend, worker_error
 from tokstep.tui.dialogs import HelpScreen
 from tokstep.tui.formatting import number
 from tokstep.tui.messages import (
@@ -59,10 +58,7 @@ SORT_NAMES = {
 DETAIL_FINDINGS = 2  # findings (each with its fix) in the detail pane; the stepper's L lists them all
 
 
-def _error(error: Exception) -> str:
-    return (
-        str(error) if isinstance(error, TokstepError) else f"internal error: {type(error).__name__}: {error}"
-    )
+_error = worker_error
 
 
 def lint_badge(result: RowLint | None) -> Text:
