@@ -66,6 +66,7 @@ class ScanView:
                 "'" + str(self.folder / s).replace("'", "''") + "'" for s in self.manifest["shards"]
             )
             self._db = duckdb.connect(config={"threads": 2, "memory_limit": MEMORY_LIMIT})
+            self._db.execute("SET enable_progress_bar = false")  # never print to the terminal under the TUI
             self._db.execute(f"CREATE VIEW scan AS SELECT * FROM read_parquet([{shards}])")
             described = self._db.sql("DESCRIBE scan").fetchall()
             self.total = int(self._db.sql("SELECT count(*) FROM scan").fetchall()[0][0])
@@ -75,6 +76,7 @@ class ScanView:
         self.sort_by, self.descending = "row", False
         self.filter: Filter | None = None
         self._shown = self.total
+        self._has_nan: dict[str, bool] = {}  # float column -> holds a NaN (then sorting maps NaN to null)
 
     # -- what the scan was -------------------------------------------------------------------------------
 
@@ -167,23 +169,40 @@ class ScanView:
         """ORDER BY for the current sort: rows with no value (not scored, NaN) last, ties in file order."""
         if self.sort_by == "lints":
             key = "(lint_errors * 1000 + lint_warnings)"
-        elif self.types.get(self.sort_by) in ("DOUBLE", "FLOAT"):
+        elif self._holds_nan(self.sort_by):  # NaN sorts like a missing value (last), as unscored rows do
             key = f"CASE WHEN isnan({_quote(self.sort_by)}) THEN NULL ELSE {_quote(self.sort_by)} END"
         else:
             key = _quote(self.sort_by)
         return f"{key} {'DESC' if self.descending else 'ASC'} NULLS LAST, row ASC"
 
-    def _select(self, tail: str = "") -> tuple[str, tuple[Any, ...]]:
+    def _holds_nan(self, column: str) -> bool:
+        """Whether a float column holds a NaN; a plain column key lets DuckDB skip row groups in a top-N."""
+        if self.types.get(column) not in ("DOUBLE", "FLOAT"):
+            return False
+        if column not in self._has_nan:
+            # an aggregate, not WHERE isnan(): the Parquet row-group statistics leave NaN out, and a pushed-down
+            # filter skips the groups that hold them (DuckDB 2.0)
+            query = f"SELECT coalesce(sum(isnan({_quote(column)})::INTEGER), 0) FROM scan"
+            self._has_nan[column] = self._db.sql(query).fetchall()[0][0] > 0
+        return self._has_nan[column]
+
+    def _select(self, tail: str = "", columns: str = "*") -> tuple[str, tuple[Any, ...]]:
         where = f"WHERE {self.filter.where}" if self.filter is not None else ""
         parameters = self.filter.parameters if self.filter is not None else ()
-        return f"SELECT * FROM scan {where} ORDER BY {self._order()} {tail}", parameters
+        return f"SELECT {columns} FROM scan {where} ORDER BY {self._order()} {tail}", parameters
 
     # -- pages and rows ----------------------------------------------------------------------------------
 
     def page(self, start: int, count: int) -> list[dict[str, Any]]:
         """Records of the shown rows start..start+count in the current order."""
-        query, parameters = self._select(f"LIMIT {int(count)} OFFSET {int(start)}")
-        return self._db.sql(query, params=list(parameters)).to_arrow_table().to_pylist()
+        query, parameters = self._select(f"LIMIT {int(count)} OFFSET {int(start)}", columns="row")
+        rows = [row for (row,) in self._db.sql(query, params=list(parameters)).fetchall()]
+        if not rows:
+            return []
+        # then every column of those rows only (the sort reads just its key and the filter's columns)
+        fetched = self._db.sql("SELECT * FROM scan WHERE row IN (SELECT unnest(?::BIGINT[]))", params=[rows])
+        by_row = {record["row"]: record for record in fetched.to_arrow_table().to_pylist()}
+        return [by_row[row] for row in rows]
 
     def records(self, batch: int = 10_000) -> Iterator[dict[str, Any]]:
         """Every shown record in the current order, read a batch at a time."""
