@@ -195,3 +195,52 @@ async def test_sort_is_global_enter_steps_into_the_row_and_escape_comes_back(sca
         await pilot.press("escape")
         await _wait(pilot, lambda: app.screen is screen, "the scan browser again")
         assert screen.view.filter.text == "form=chat"  # where the user left it
+
+
+def test_scan_query_writes_the_rows_to_fix_as_jsonl(scanned, tmp_path, capsys):
+    """`tokstep scan-query DIR 'loss>3' --out F`: the rows the in-memory view keeps, in its order, each with
+    the row itself from the data file; a bad filter is one line and status 2."""
+    folder, _, data = scanned
+    out = tmp_path / "bad.jsonl"
+    assert main(["scan-query", folder, "loss>3 ok", "--sort", "loss", "--out", str(out)]) == 0
+    assert "rows →" in capsys.readouterr().err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    reference = MemoryScanView(folder)
+    reference.sort("loss")
+    expected = reference.page(0, reference.set_filter("loss>3 ok"))
+    assert 0 < len(lines) < 60 and [r["row"] for r in lines] == [r["row"] for r in expected]
+    assert all(r["loss"] > 3 for r in lines) and [r["loss"] for r in lines] == sorted(
+        (r["loss"] for r in lines), reverse=True
+    )
+    source = Path(data).read_text().splitlines()  # one row a line in this file
+    assert all(r["data"] == json.loads(source[r["row"]]) for r in lines)
+
+    assert main(["scan-query", folder, "error"]) == 0  # to stdout
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["row"] for r in printed] == [5, 9, 13] and printed[0]["data"] is None  # row 5 is broken JSON
+
+    before = out.read_text()
+    assert main(["scan-query", folder, "loss>>3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "loss>>3" in err
+    assert out.read_text() == before  # nothing written on a bad filter
+
+
+async def test_x_in_the_browser_exports_the_shown_rows(scanned, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = _app(scanned)
+    async with app.run_test(size=(150, 40)) as pilot:
+        screen = app.screen
+        await _wait(pilot, lambda: screen.query_one(DataTable).row_count > 0, "the rows")
+        screen.view.set_filter("form=chat")
+        await pilot.press("x")
+        field = screen.query_one("#scan-export", Input)
+        assert field.has_focus and field.value == scan_browser.EXPORT_NAME
+        await pilot.press("enter")
+        target = tmp_path / scan_browser.EXPORT_NAME
+        await _wait(pilot, target.exists, "the exported file")
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    reference = MemoryScanView(scanned[0])
+    assert [r["row"] for r in rows] == [
+        r["row"] for r in reference.page(0, reference.set_filter("form=chat"))
+    ]
