@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine.data import Columns, open_data
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_files import MANIFEST, PARAMETERS
 
@@ -48,6 +49,7 @@ class ScanView:
 
     def __init__(self, folder: str | Path) -> None:
         try:
+            # lazy: loads duckdb
             import duckdb
         except ImportError:
             raise TokstepError("reading a scan needs duckdb: pip install 'tokstep[data]'") from None
@@ -213,8 +215,6 @@ class ScanView:
 
     def open_data(self) -> Any:
         """The scanned data file, with the scan's columns and options (to read a row's sample back)."""
-        from tokstep.engine.data import Columns, open_data
-
         identity = self.identity
         columns = {k: tuple(v) if isinstance(v, list) else v for k, v in identity.get("columns", {}).items()}
         try:

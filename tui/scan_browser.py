@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.scan_export import export_rows
 from tokstep.engine.scan_view import SORTABLE, ScanView
 from tokstep.tui.messages import OpenSample
 from tokstep.tui.severity import lint_tally
@@ -204,8 +205,6 @@ class ScanBrowserScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="scan-export", exclusive=True)
     def export_rows(self, path: str) -> None:
         """The shown rows (this filter, this order) as JSONL, like `tokstep scan-query --out`."""
-        from tokstep.engine.scan_export import export_rows
-
         try:
             written = export_rows(self.view, path)
         except TokstepError as error:
