@@ -12,6 +12,7 @@ from rich.text import Text
 
 from tokstep.tui import exit_codes, output
 from tokstep.tui.formatting import number
+from tokstep.tui.report import report_console
 
 if TYPE_CHECKING:
     from tokstep.engine.batch_results import BatchLoss, BatchReport, RowResult
@@ -301,7 +302,7 @@ def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
     if args.json:
         output.write_json(report_to_dict(report), args.json, args.force)
     if args.json != "-":
-        print_batch_report(report, Console(width=None if sys.stdout.isatty() else 110))
+        print_batch_report(report, report_console(110))
     if report.errors:  # unreadable rows: as an error-level finding
         return exit_codes.FINDINGS if not nonfinite else exit_codes.NONFINITE
     return exit_codes.report_status((f for r in report.rows for f in r.findings), bool(nonfinite))
