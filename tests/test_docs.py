@@ -41,7 +41,9 @@ EXAMPLES = ROOT / "docs" / "examples"
 SCREENSHOT = ROOT / "docs" / "stepper.svg"
 FENCE = re.compile(r"^(\s*)(```+)\s*(\w*)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*([\w-]+):\s*(.*?)\s*-->\s*$")
-NUMBER = re.compile(r"[-+]?(?:\d+\.\d+|\d+)(?:e[-+]?\d+)?")  # an integer (a count, a rank, an id) must be equal
+NUMBER = re.compile(
+    r"[-+]?(?:\d+\.\d+|\d+)(?:e[-+]?\d+)?"
+)  # an integer (a count, a rank, an id) must be equal
 BARS = re.compile(r"[ ▁▂▃▄▅▆▇█▏▎▍▌▋▊▉]*[▁▂▃▄▅▆▇█▏▎▍▌▋▊▉][ ▁▂▃▄▅▆▇█▏▎▍▌▋▊▉]*")
 
 
@@ -73,7 +75,9 @@ def blocks_of(page: Path) -> list[Block]:
         end = i + 1
         while end < len(lines) and lines[end].strip() != fence:
             end += 1
-        body = [line[len(indent) :] if line.startswith(indent) else line.lstrip() for line in lines[i + 1 : end]]
+        body = [
+            line[len(indent) :] if line.startswith(indent) else line.lstrip() for line in lines[i + 1 : end]
+        ]
         before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         marked = MARKER.match(before)
         found.append(
@@ -163,7 +167,9 @@ COMMANDS = [
     (block, command)
     for block in BLOCKS
     for command in tokstep_commands(
-        block.text if block.lang == "bash" else "\n".join(x for x in block.text.splitlines() if x.startswith("$ "))
+        block.text
+        if block.lang == "bash"
+        else "\n".join(x for x in block.text.splitlines() if x.startswith("$ "))
     )
 ] + [(block, block.argument.split(" ; ")[0]) for block in BLOCKS if block.marker in OUTPUT_MARKERS]
 
@@ -207,7 +213,9 @@ def test_python_modules_in_shell_blocks_exist(block):
         if module in ("venv", "pytest", "tokstep"):
             continue
         path = ROOT / Path(*module.split("."))
-        assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), f"{block.where}: {module}"
+        assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), (
+            f"{block.where}: {module}"
+        )
 
 
 PYTHON = [block for block in BLOCKS if block.lang == "python"]
@@ -272,7 +280,9 @@ def same_lines(shown: str, real: str, tolerance: float) -> bool:
     )
 
 
-def assert_shown(block: Block, shown: list[str], real: list[str], options: Options, within_lines: bool) -> None:
+def assert_shown(
+    block: Block, shown: list[str], real: list[str], options: Options, within_lines: bool
+) -> None:
     """The block equals the real output (or, with `excerpt`, consecutive lines of it), numbers within tolerance."""
 
     def match_at(start: int) -> bool:
@@ -327,10 +337,14 @@ def test_output_block_is_what_the_command_prints(block, in_examples, capsys):
     shown = block.text.splitlines()
     if shown and shown[0].startswith("$ "):
         prompt = shown.pop(0)[2:].split("  #")[0].strip()
-        assert shlex.split(prompt) == shlex.split(options.command), f"{block.where}: `$ {prompt}` is not the marker's"
+        assert shlex.split(prompt) == shlex.split(options.command), (
+            f"{block.where}: `$ {prompt}` is not the marker's"
+        )
     real = run_in_process(options.command, capsys)
     for number, line in enumerate(real.splitlines(), 1):
-        assert line == line.rstrip(), f"`{options.command}` prints a trailing space on line {number}: {line!r}"
+        assert line == line.rstrip(), (
+            f"`{options.command}` prints a trailing space on line {number}: {line!r}"
+        )
     assert_shown(block, shown, real.splitlines(), options, within_lines=False)
 
 
@@ -356,7 +370,9 @@ def app_for(options: Options, monkeypatch):
 
         _, spec = demo()
         result = pinned_result()
-        return TokstepApp(sample_spec=spec, backend=PrecomputedBackend(result, EngineBackend().lint(result, spec)))
+        return TokstepApp(
+            sample_spec=spec, backend=PrecomputedBackend(result, EngineBackend().lint(result, spec))
+        )
     from tokstep.tui import app as app_module
     from tokstep.tui.cli import main
 

@@ -23,20 +23,28 @@ CHATS = [
         ("user", "And of Italy?"),
         ("assistant", "Rome is the capital of Italy."),
     ],
-    [("user", "Recite Genesis 1:1."), ("assistant", "In the beginning God created the heaven and the earth.")],
+    [
+        ("user", "Recite Genesis 1:1."),
+        ("assistant", "In the beginning God created the heaven and the earth."),
+    ],
     [("user", "And then?"), ("assistant", "And the earth was without form, and void.")],
 ]
 
 
 def ids_and_assistant_mask(tokenizer, chat):  # type: ignore[no-untyped-def]
     messages = [{"role": role, "content": content} for role, content in chat]
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     return list(out["input_ids"]), list(out["assistant_masks"])
 
 
 def user_trained(tokenizer, ids):  # type: ignore[no-untyped-def]
     """The `<|im_start|>user\\n` pattern bug: every user turn's words trained, the replies masked."""
-    start, end = tokenizer.convert_tokens_to_ids("<|im_start|>"), tokenizer.convert_tokens_to_ids("<|im_end|>")
+    start, end = (
+        tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
     labels, inside = [], False
     for at, token in enumerate(ids):
         if token == start:
@@ -63,7 +71,10 @@ def main() -> None:
     (HERE / "row.json").write_text(json.dumps(rows[2]) + "\n")
     answer = tokenizer.encode(" And God saw", add_special_tokens=False)
     train = [
-        {"prompt": "Question: Recite Genesis 1:3.\nAnswer:", "completion": " And God said, Let there be light."},
+        {
+            "prompt": "Question: Recite Genesis 1:3.\nAnswer:",
+            "completion": " And God said, Let there be light.",
+        },
         {"text": "In the beginning God created the heaven and the earth."},
         {"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there."}]},
         {"input_ids": answer, "labels": [-100, *answer[1:]]},
