@@ -18,7 +18,9 @@
 
 Numbers are compared with a tolerance (digits and the width they take may differ), never to the last bit.
 `docs/stepper.svg`, the README's screenshot, is regenerated from the pinned demo and compared.
-Regenerate it after a deliberate change of the stepper: `TOKSTEP_DOCS_UPDATE=1 pytest tests/test_docs.py -k svg`.
+After a deliberate change, `TOKSTEP_DOCS_UPDATE=1 pytest tests/test_docs.py` rewrites, in place, every whole
+(not `excerpt`) output or screen block that differs, and the SVG; look at `git diff` before committing.
+Excerpts are never rewritten: fix them by hand from the failure's `--- real:` text.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ NUMBER = re.compile(
     r"[-+]?(?:\d+\.\d+|\d+)(?:e[-+]?\d+)?"
 )  # an integer (a count, a rank, an id) must be equal
 BARS = re.compile(r"[ ▁▂▃▄▅▆▇█▏▎▍▌▋▊▉]*[▁▂▃▄▅▆▇█▏▎▍▌▋▊▉][ ▁▂▃▄▅▆▇█▏▎▍▌▋▊▉]*")
+
+
+UPDATE = bool(os.environ.get("TOKSTEP_DOCS_UPDATE"))
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,20 @@ def blocks_of(page: Path) -> list[Block]:
         )
         i = end + 1
     return found
+
+
+def rewrite_block(block: Block, lines: list[str]) -> None:
+    """Write `lines` into the page in place of the block's body (found again by its marker and text)."""
+    page = block.page.read_text(encoding="utf-8").split("\n")
+    now = next(
+        b
+        for b in blocks_of(block.page)
+        if (b.marker, b.argument, b.text) == (block.marker, block.argument, block.text)
+    )
+    indent = page[now.line - 1][: len(page[now.line - 1]) - len(page[now.line - 1].lstrip())]
+    count = len(block.text.split("\n")) if block.text else 0
+    page[now.line : now.line + count] = [indent + line if line else line for line in lines]
+    block.page.write_text("\n".join(page), encoding="utf-8")
 
 
 BLOCKS = [block for page in PAGES for block in blocks_of(page)]
@@ -345,6 +364,15 @@ def test_output_block_is_what_the_command_prints(block, in_examples, capsys):
         assert line == line.rstrip(), (
             f"`{options.command}` prints a trailing space on line {number}: {line!r}"
         )
+    if UPDATE and not options.excerpt:
+        try:
+            assert_shown(block, shown, real.splitlines(), options, within_lines=False)
+        except AssertionError:
+            rewrite_block(
+                block,
+                block.text.splitlines()[: len(block.text.splitlines()) - len(shown)] + real.splitlines(),
+            )
+        return
     assert_shown(block, shown, real.splitlines(), options, within_lines=False)
 
 
@@ -403,12 +431,16 @@ async def render(app, options: Options, expected: list[str], block: Block, timeo
         for key in options.keys:
             await pilot.press(key)
         await pilot.pause()
+        settled = loop.time() + 10  # TOKSTEP_DOCS_UPDATE: what the screen shows by then is written
         while True:
             lines = screen_text(app)
             try:
                 assert_shown(block, expected, lines, options, within_lines=options.excerpt)
                 return lines
             except AssertionError:
+                if UPDATE and not options.excerpt and loop.time() > settled:
+                    rewrite_block(block, lines)
+                    return lines
                 if loop.time() > deadline:
                     raise
             await pilot.pause(0.2)
