@@ -15,8 +15,8 @@ from tokstep.tui import exit_codes, output
 from tokstep.tui.engine_calls import load_and_run
 from tokstep.tui.formatting import number
 from tokstep.tui.palette import check_style, verdict_style
-from tokstep.tui.severity import severity_style
 from tokstep.tui.report import report_console
+from tokstep.tui.severity import severity_style
 
 if TYPE_CHECKING:
     from tokstep.engine.batch_results import BatchLoss, BatchReport, RowResult
