@@ -53,8 +53,12 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     )
 
 
-def _interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop): handled as Ctrl-C is, but the exit status is 128 + 15."""
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise _Terminated
 
 
 def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
@@ -62,6 +66,7 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
     from dataclasses import replace
 
     from tokstep.engine.errors import TokstepError
+    from tokstep.engine.loading import model_fingerprint
     from tokstep.engine.scan import ScanConfig, device_for, finish_ranks, init_ranks, run_scan
     from tokstep.engine.session import load
     from tokstep.tui.lint_cmd import columns_from_args, open_data_from_args
@@ -96,10 +101,11 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
             **{k: v for k, v in (("eot", args.eot), ("inserted", args.inserted)) if v != "train"},
         },
         chunk_rows=args.chunk_rows,
+        weights=model_fingerprint(model_spec.name_or_path, model_spec.revision),
         batch_tokens=args.batch_tokens,
     )
     out = Path(args.out).expanduser().resolve()
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C: chunks so far are kept
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops like Ctrl-C: chunks so far are kept
     ranks = init_ranks()
     spec = replace(model_spec, device=device_for(ranks, model_spec.device))
     err = sys.stderr
@@ -127,14 +133,16 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
             on_start=on_start,
             progress=bar.update,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         bar.__exit__(None, None, None)
         if leader:
-            print(
-                f"tokstep scan: interrupted; finished chunks are saved in {out}: rerun the same command to continue",
-                file=err,
+            saved = (
+                f"finished chunks are saved in {out}: rerun the same command to continue"
+                if out.exists()
+                else "nothing was written"
             )
-        return 130
+            print(f"tokstep scan: interrupted; {saved}", file=err)
+        return 128 + signal.SIGTERM if isinstance(stop, _Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         data.close()
