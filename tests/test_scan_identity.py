@@ -47,7 +47,9 @@ def save_new_weights(folder: Path) -> None:
 
 
 def scan(data_file, model_dir, out, *extra) -> int:
-    return main(["scan", str(data_file), "--model", str(model_dir), "--out", str(out), "--chunk-rows", "4", *extra])
+    return main(
+        ["scan", str(data_file), "--model", str(model_dir), "--out", str(out), "--chunk-rows", "4", *extra]
+    )
 
 
 def one_error_line(capsys) -> str:
@@ -90,7 +92,9 @@ def test_new_weights_in_the_same_folder_never_mix_with_the_old_rows(
     fresh = tmp_path / "fresh"
     assert scan(data_file, model_dir, fresh) == 0
     capsys.readouterr()
-    assert [(r["row"], r["loss"]) for r in read_scan(out)] == [(r["row"], r["loss"]) for r in read_scan(fresh)]
+    assert [(r["row"], r["loss"]) for r in read_scan(out)] == [
+        (r["row"], r["loss"]) for r in read_scan(fresh)
+    ]
 
 
 def test_a_finished_scan_is_not_reused_after_the_weights_or_the_data_change(
