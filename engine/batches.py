@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine import json_text
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import as_int_list
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
@@ -157,9 +158,11 @@ def _settings(value: Any) -> Settings:
 def parse_row(raw: str, line: int, next_row: dict[int, int] | None = None) -> BatchRow:
     """One JSON line -> a checked BatchRow (raises RowError with a one-line reason)."""
     try:
-        data = json.loads(raw)
+        data = json_text.loads(raw)
     except json.JSONDecodeError as error:
         raise RowError(f"not valid JSON: {error.msg} (column {error.colno})") from None
+    except json_text.UnusableJson as error:
+        raise RowError(f"the line {error}") from None
     except RecursionError:
         raise RowError("nested too deeply to read") from None
     if not isinstance(data, dict):

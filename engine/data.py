@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine import json_text
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec
 
@@ -285,9 +286,11 @@ class JsonlFile(DataFile):
         if not text.strip():
             raise _BadRow(line, "blank line")
         try:
-            return json.loads(text), line
+            return json_text.loads(text), line
         except json.JSONDecodeError as error:
             raise _BadRow(line, f"not valid JSON: {error.msg} (column {error.colno})") from None
+        except json_text.UnusableJson as error:
+            raise _BadRow(line, f"the row {error}") from None
         except RecursionError:
             raise _BadRow(line, NESTED_TOO_DEEPLY) from None
 
@@ -306,15 +309,18 @@ class JsonArrayFile(DataFile):
         stripped = text.lstrip()
         if not stripped.startswith("["):
             try:
-                self._records.append((json.loads(text), 1, None))
+                self._records.append((json_text.loads(text), 1, None))
             except json.JSONDecodeError as error:
                 self._records.append(
                     (None, error.lineno, f"not valid JSON: {error.msg} (column {error.colno})")
                 )
+            except json_text.UnusableJson as error:
+                self._records.append((None, 1, f"the row {error}"))
             except RecursionError:
                 self._records.append((None, 1, NESTED_TOO_DEEPLY))
             return
         position, line, counted = text.index("[") + 1, 1, 0
+        surrogates = json_text.may_hold_surrogates(text)
         while True:
             position = _skip_space(text, position)
             if position < len(text) and text[position] == "]":
@@ -331,7 +337,18 @@ class JsonArrayFile(DataFile):
                 message = f"{NESTED_TOO_DEEPLY} (the rest of the file is not read)"
                 self._records.append((None, line, message))
                 return
-            self._records.append((record, line, None))
+            except ValueError as error:  # an integer of more than 4300 digits
+                message = (
+                    f"cannot read this row: {str(error).splitlines()[0]} (the rest of the file is not read)"
+                )
+                self._records.append((None, line, message))
+                return
+            try:
+                if surrogates:
+                    json_text.check_text(record, "the row")
+                self._records.append((record, line, None))
+            except json_text.UnusableJson as error:
+                self._records.append((None, line, str(error)))
             position = _skip_space(text, position)
             if position < len(text) and text[position] == ",":
                 position += 1
@@ -425,6 +442,6 @@ def _open_json(path: Path, kwargs: dict[str, Any]) -> DataFile:
         except json.JSONDecodeError as error:
             if error.msg == "Extra data":
                 return JsonlFile(path, **kwargs)
-        except RecursionError:
+        except (RecursionError, ValueError):
             pass  # JsonArrayFile turns it into an error row
     return JsonArrayFile(path, text, **kwargs)

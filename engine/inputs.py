@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from tokstep.engine import json_text
 from tokstep.engine.chat_masks import Policy, derive
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import COUNTED, IGNORE_INDEX, MaskReason, Sample
@@ -38,12 +39,24 @@ class SampleSpec:
     )
 
 
+def _check_unicode(value: Any, what: str) -> None:
+    try:
+        json_text.check_text(value, what)
+    except json_text.UnusableJson as error:
+        raise TokstepError(str(error)) from None
+
+
 def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None) -> Sample:
     """Dispatch on which field of the spec is set.
 
     `max_tokens` (the model's positions): a text or chat far longer than that is rejected from its size
     alone, before it is tokenized or rendered (a 10 MB chat would otherwise take minutes and gigabytes).
     """
+    for what, value in (("the text", spec.text), ("the prompt", spec.prompt), ("the answer", spec.answer)):
+        if value is not None:
+            _check_unicode(value, what)
+    if spec.chat is not None:
+        _check_unicode(spec.chat, "the chat")
     if max_tokens is not None and spec.truncate is None:
         reject_far_too_long(spec, tokenizer, max_tokens)
     if spec.ids is not None:
@@ -370,11 +383,13 @@ def read_json(path: str | Path, what: str) -> Any:
     data = _read_bytes(path, what)
     text = decode_utf8(data.removeprefix(UTF8_BOM), f"{what} file {path}")  # a BOM is not JSON content
     try:
-        return json.loads(text)
+        return json_text.loads(text)
     except json.JSONDecodeError as error:
         raise TokstepError(
             f"{what} file {path} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from None
+    except json_text.UnusableJson as error:
+        raise TokstepError(f"{what} file {path} {error}") from None
     except RecursionError:
         raise TokstepError(f"{what} file {path} is nested too deeply to read") from None
 

@@ -259,7 +259,10 @@ def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
 def lint_rows(tokenizer: BatchTokenizer, rows: Sequence[DataRow], *, slim: bool = False) -> list[RowLint]:
     """`lint_row` for each row, with the batch's renders and encodings done once up front. `slim`: return
     `RowLint.slim()`s and skip the work only the full result holds (decoding the trained text)."""
-    tokenizer.prepare(rows)
+    try:
+        tokenizer.prepare(rows)
+    except Exception:  # noqa: BLE001 - a text the batch encoder refuses: each row is encoded on its own
+        tokenizer.clear()
     try:
         if slim:
             return [lint_row(tokenizer, row, trained=False).slim() for row in rows]  # type: ignore[arg-type]

@@ -224,7 +224,8 @@ def load_model(
     device_map: str | None = None,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE."""
+    """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE.
+    A model that is not causal (the probe in trace.check_causal) is refused here, before any number."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     quiet_transformers()
@@ -251,6 +252,9 @@ def load_model(
     if target_device is not None:
         model.to(target_device)
     loaded = wrap_model(model, tokenizer, name_or_path)
+    from tokstep.engine.trace import check_causal
+
+    check_causal(loaded)  # every model tokstep loads (report, compare A and B, scan, --data, --batches, TUI)
     notice = pickle_only_notice(Path(location)) if common.get("local_files_only") else None
     return replace(loaded, notes=(notice,)) if notice else loaded
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import errno
 import os
 import re
 import signal
@@ -508,11 +509,18 @@ def main(argv: list[str] | None = None) -> int:
         from tokstep.engine.errors import TokstepError
     except ImportError as error:  # a broken install: still one line
         return _fail(f"cannot import tokstep's engine: {error}", exit_codes.INTERNAL)
+    if sys.stdout is None:  # `tokstep ... >&-`
+        return _fail("standard output is closed: run it with stdout open (or > /dev/null)")
     try:
         with _signals_end_the_run():
             return _dispatch(args, given)
     except TokstepError as error:
         return _fail(str(error))
+    except OSError as error:  # a full disk or a closed pipe under stdout (`> /dev/full`, `| head -1`)
+        if error.errno not in (errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO) and not _stdout_broken():
+            return _internal(error)
+        _stdout_broken()
+        return _fail(f"cannot write the output: {error.strerror or error}")
     except KeyboardInterrupt:
         print("tokstep: interrupted (SIGINT)", file=sys.stderr)
         return exit_codes.INTERRUPTED
@@ -526,13 +534,28 @@ def main(argv: list[str] | None = None) -> int:
             "out of memory (the input or the model is too large for this machine)", exit_codes.INTERNAL
         )
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
-        if os.environ.get("TOKSTEP_DEBUG"):
-            raise
-        message = " ".join(str(error).split())[:300]
-        return _fail(
-            f"internal error: {type(error).__name__}: {message} (set TOKSTEP_DEBUG=1 for the traceback)",
-            exit_codes.INTERNAL,
-        )
+        return _internal(error)
+
+
+def _internal(error: Exception) -> int:
+    if os.environ.get("TOKSTEP_DEBUG"):
+        raise error
+    message = " ".join(str(error).split())[:300]
+    return _fail(
+        f"internal error: {type(error).__name__}: {message} (set TOKSTEP_DEBUG=1 for the traceback)",
+        exit_codes.INTERNAL,
+    )
+
+
+def _stdout_broken() -> bool:
+    """Whether standard output can no longer be written (a full disk, a closed pipe): then stop quietly."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):  # nothing more may reach it, not even at interpreter exit
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return True
+    return False
 
 
 class Terminated(BaseException):
@@ -625,6 +648,8 @@ def console_main() -> None:
     returns), so the process ends at once instead of waiting for, or tearing down under, that thread.
     """
     code = main()
+    if sys.stdout is not None and _stdout_broken() and code == exit_codes.OK:  # the last buffer did not fit
+        code = _fail("cannot write to standard output")
     if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
