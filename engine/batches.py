@@ -108,22 +108,37 @@ class RowError(Exception):
     """A problem with one line (becomes a BadLine; the other lines still load)."""
 
 
+MAX_BATCHES_FILE = 2 << 30  # bytes: checked before reading (a trainer's batches, not /dev/zero)
+
+
 def read_batches(path: str | Path) -> BatchFile:
-    """Read a batches file; each unreadable line is a `BadLine`, the others load."""
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TokstepError(f"batches file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokstepError(f"cannot read batches file {path}: {error}") from None
+    """Read a batches file; each unreadable line (bad JSON, bad UTF-8, a repeated batch/row key) is a
+    `BadLine`, the others load."""
+    from tokstep.engine.inputs import read_bounded
+
+    if Path(path).expanduser().is_dir():
+        raise TokstepError(f"cannot read batches file {path}: it is a folder")
+    data = read_bounded(path, "batches", MAX_BATCHES_FILE, "split it into smaller files")
     rows: list[BatchRow] = []
     errors: list[BadLine] = []
     next_row: dict[int, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    first_line: dict[tuple[int, int], int] = {}
+    for number, raw_bytes in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        if not raw_bytes.strip():
             continue
         try:
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise RowError(f"not valid UTF-8 (byte {error.start})") from None
             row = parse_row(raw, number, next_row)
+            key = (row.batch, row.row)
+            if key in first_line:
+                raise RowError(
+                    f"batch {row.batch} row {row.row} appears again (first on line {first_line[key]}): "
+                    "each row of a batch once"
+                )
+            first_line[key] = number
         except RowError as error:
             errors.append(BadLine(number, f"line {number}: {error}"))
             continue

@@ -186,6 +186,11 @@ class _BadRow(Exception):
         self.line, self.message = line, message
 
 
+MAX_ROW_BYTES = (
+    16 << 20
+)  # one JSONL row; more is not a training sample (and would take gigabytes to tokenize)
+
+
 class JsonlFile(DataFile):
     """JSON Lines: one object per line, indexed by byte offsets; blank lines are skipped."""
 
@@ -278,7 +283,9 @@ class JsonlFile(DataFile):
         line = int(self._lines[index])
         with self._lock:
             self._handle.seek(int(self._starts[index]))
-            raw = self._handle.readline()
+            raw = self._handle.readline(MAX_ROW_BYTES + 1)
+        if len(raw) > MAX_ROW_BYTES:  # never read whole: that row alone is the error
+            raise _BadRow(line, f"the row is larger than {MAX_ROW_BYTES >> 20} MiB: not read")
         try:
             text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors)
         except UnicodeDecodeError:
@@ -410,6 +417,8 @@ def open_data(path: str | Path, columns: Columns = Columns(), **options: Any) ->
         raise TokstepError(f"data file not found: {path}")
     if target.is_dir():
         raise TokstepError(f"{path} is a folder: give a .jsonl, .json or .parquet file")
+    if not target.is_file():  # /dev/zero (or a link to it), a FIFO: never read without end
+        raise TokstepError(f"{path} is not a regular file: give a .jsonl, .json or .parquet file")
     suffix = target.suffix.lower()
     kwargs = {"columns": columns, "options": options}
     try:

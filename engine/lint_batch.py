@@ -19,6 +19,7 @@ import numpy as np
 
 from tokstep.engine.chat_masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.data import DataRow
+from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints import RowLint, lint_row
 
 GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
@@ -79,10 +80,19 @@ class BatchTokenizer:
             return
         plain: list[str] = []  # encoded without special tokens
         special: list[str] = []  # with them (text, prompt: as the tokenizer adds them by default)
+        from tokstep.engine.inputs import reject_far_too_long
+        from tokstep.engine.lints import max_positions_for
+
+        limit = max_positions_for(self)
         for row in rows:
             spec = row.spec
             if spec is None or spec.ids is not None:
                 continue
+            if limit is not None and spec.truncate is None:
+                try:
+                    reject_far_too_long(spec, self, limit)
+                except TokstepError:
+                    continue  # the row's own build refuses it, from its size
             if spec.chat is not None:
                 try:
                     plain.append(self._render(list(spec.chat), False, spans=True)[0])

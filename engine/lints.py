@@ -1198,8 +1198,9 @@ def set_max_positions(tokenizer: Any, positions: int | None) -> None:
 
 def max_positions_for(tokenizer: Any) -> int | None:
     """The model's positions when known, else the tokenizer's own model_max_length when it is a real limit."""
-    with contextlib.suppress(TypeError, KeyError):
-        return _MAX_POSITIONS[tokenizer]
+    for candidate in (tokenizer, getattr(tokenizer, "wrapped", None)):  # a BatchTokenizer: the one inside
+        with contextlib.suppress(TypeError, KeyError):
+            return _MAX_POSITIONS[candidate]
     limit = getattr(tokenizer, "model_max_length", None)
     return int(limit) if isinstance(limit, int) and 0 < limit < _SANE_MAX_LENGTH else None
 
@@ -1293,6 +1294,10 @@ def _boundary_net(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[
 
 def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) -> list[Finding]:
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
+    if spec is not None and spec.truncate:
+        from tokstep.engine.inputs import kept_spec
+
+        spec = kept_spec(spec)  # the lints read what --truncate keeps, not all of a huge input
     facts = tokenizer_facts(tokenizer)
     if sample.kind == "ids" and sample.layout is None and facts.has_template:
         from tokstep.engine.inputs import with_layout
@@ -1332,8 +1337,8 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
 
 def lint_spec(tokenizer: Any, spec: SampleSpec) -> tuple[Sample | None, list[Finding]]:
     """Build the sample, then lint it; a sample that cannot be built is itself an error finding."""
-    try:
-        sample = build_sample(spec, tokenizer)
+    try:  # a row far longer than the model's positions is refused from its size, before tokenizing it
+        sample = build_sample(spec, tokenizer, max_tokens=max_positions_for(tokenizer))
     except TokstepError as error:
         return None, [finding("unbuildable", (), str(error))]
     return sample, lint_sample(tokenizer, sample, spec)
