@@ -272,6 +272,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
                 raise UsageError(flag_rules.not_used_message(names[dest], dest, mode))
             raise UsageError(f"unknown flag {flag} (see `tokstep --help`)")
         raise UsageError(f"unexpected argument {extra!r} (see `tokstep --help`)")
+    tokens = sys.argv[1:] if argv is None else argv
+    if "--no-reference" in tokens and any(t == "--reference" or t.startswith("--reference=") for t in tokens):
+        raise UsageError("give --no-reference or --reference MODE, not both")
     unused = flag_rules.unused(mode, given)
     if unused:
         raise UsageError(flag_rules.not_used_message(names.get(unused[0], unused[0]), unused[0], mode))
@@ -453,6 +456,15 @@ def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore
     return SampleSpec(prompt=qa["prompt"], answer=qa["answer"], name="demo: question + answer", **common)
 
 
+ATTENTION_NAMES = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def _known_attention(name: str) -> bool:
+    """An attention implementation transformers accepts by name (a kernel from the hub is `org/name`)."""
+    base = name.removeprefix("paged|")
+    return base in ATTENTION_NAMES or bool(re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", base))
+
+
 def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> int:
     print(f"tokstep: error: {message}", file=sys.stderr)
     return code
@@ -473,6 +485,17 @@ def check_args(args: argparse.Namespace, given: set[str]) -> None:
     at_least("limit", "--limit", 0)
     at_least("max_rows", "--max-rows", 1)
     at_least("show", "--show", 0)
+    at_least("jobs", "--jobs", 1)
+    if getattr(args, "rows", None) is not None:
+        from tokstep.tui.report_data import parse_rows
+
+        parse_rows(args.rows)
+    attention = getattr(args, "attn_implementation", None)
+    if attention is not None and not _known_attention(attention):
+        raise TokstepError(
+            f"--attn-implementation {attention!r}: expected {', '.join(ATTENTION_NAMES)}, paged|NAME "
+            "or a hub kernel (org/name)"
+        )
     if not DEVICE_PATTERN.fullmatch(args.device or ""):
         raise TokstepError(
             f"--device {args.device!r}: expected auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
@@ -493,8 +516,18 @@ def check_args(args: argparse.Namespace, given: set[str]) -> None:
         raise TokstepError("--prompt and --answer go together: give both")
     if "data" in given and not args.data.strip():
         raise TokstepError("--data needs a file name")
-    if getattr(args, "json", None) is not None:
-        output.check_target(args.json, args.force)
+    targets: dict[str, str] = {}  # the real path -> the flag naming it
+    for flag in ("--json", "--html", "--svg"):
+        path = getattr(args, flag[2:], None)
+        if path is None:
+            continue
+        output.check_target(path, args.force, flag)
+        if path == output.STDOUT or not path.strip():
+            continue
+        real = os.path.realpath(os.path.expanduser(path))
+        if real in targets:
+            raise TokstepError(f"{targets[real]} and {flag} name the same file {path}: give each its own")
+        targets[real] = flag
 
 
 def main(argv: list[str] | None = None) -> int:

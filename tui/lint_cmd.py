@@ -320,7 +320,7 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
         from tokstep.engine.lint_pool import BATCH_ROWS, default_jobs
         from tokstep.tui.progress import RowProgress
 
-        jobs = args.jobs if getattr(args, "jobs", None) else default_jobs()
+        jobs = args.jobs if getattr(args, "jobs", None) is not None else default_jobs()
         if jobs < 1:
             raise TokstepError("--jobs must be at least 1")
         total = _known_rows(data, args.max_rows)
