@@ -170,6 +170,7 @@ def score_chunk(
     loaded: LoadedModel, linted: list[RowLint], batch_tokens: int, progress: Callable[[int, int], None]
 ) -> list[dict[str, Any]]:
     """Records for a chunk's rows: forward passes in length buckets; a bad row is a record with an error."""
+    # lazy: loads torch
     from tokstep.engine.batched import length_buckets, score_batch
     from tokstep.engine.trace import check_sample_fits
 
@@ -211,6 +212,7 @@ def score_chunk(
 def _one_by_one(
     loaded: LoadedModel, samples: list[Sample], records: list[dict[str, Any]], where: list[int]
 ) -> list[Any]:
+    # lazy: loads torch
     from tokstep.engine.batched import score_batch
 
     scores: list[Any] = []
@@ -367,6 +369,7 @@ def _undo_start(out: Path, created: bool) -> None:
 
 def _barrier(ranks: Ranks) -> None:
     if ranks.distributed:
+        # lazy: loads torch
         import torch.distributed as dist
 
         dist.barrier()
@@ -376,6 +379,7 @@ def _broadcast(ranks: Ranks, value: Any) -> Any:
     """Rank 0's value, shared with every rank (so all stop together, each with the reason)."""
     if not ranks.distributed:
         return value
+    # lazy: loads torch
     import torch.distributed as dist
 
     box = [value]
@@ -543,6 +547,7 @@ def _now() -> str:
 
 
 def schema() -> Any:
+    # lazy: loads pyarrow
     import pyarrow as pa
 
     fields = [
@@ -567,6 +572,7 @@ def schema() -> Any:
 
 
 def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
+    # lazy: loads pyarrow
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -575,6 +581,7 @@ def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
 
 def _merge(chunk_files: list[Path], shard: Path, rows: int) -> None:
     """Concatenate this rank's chunks into its shard (streamed, atomic)."""
+    # lazy: loads pyarrow
     import pyarrow.parquet as pq
 
     def write(path: Path) -> None:
@@ -593,6 +600,7 @@ def _merge(chunk_files: list[Path], shard: Path, rows: int) -> None:
 
 
 def _write_manifest(out: Path, config: ScanConfig, ranks: Ranks, total_rows: int) -> dict[str, Any]:
+    # lazy: loads pyarrow
     import pyarrow.parquet as pq
 
     shards = [shard_name(r, ranks.world) for r in range(ranks.world)]
@@ -622,6 +630,7 @@ def init_ranks() -> Ranks:
     rank = int(os.environ.get("RANK", "0") or 0)
     local = int(os.environ.get("LOCAL_RANK", str(rank)) or 0)
     if world > 1:
+        # lazy: loads torch
         import torch
         import torch.distributed as dist
 
@@ -636,6 +645,7 @@ def init_ranks() -> Ranks:
 
 def finish_ranks(ranks: Ranks) -> None:
     if ranks.distributed:
+        # lazy: loads torch
         import torch.distributed as dist
 
         if dist.is_initialized():
@@ -645,6 +655,7 @@ def finish_ranks(ranks: Ranks) -> None:
 def device_for(ranks: Ranks, device: str) -> str:
     """Under torchrun each rank takes the GPU of its LOCAL_RANK (unless --device names one)."""
     if ranks.distributed and device in ("auto", "cuda"):
+        # lazy: loads torch
         import torch
 
         if torch.cuda.is_available():
