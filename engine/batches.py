@@ -18,7 +18,7 @@ import numpy as np
 
 from tokstep.engine import json_text
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import as_int_list
+from tokstep.engine.inputs import as_int_list, read_bounded
 from tokstep.engine.policies import Policy
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 
@@ -115,8 +115,6 @@ MAX_BATCHES_FILE = 2 << 30  # bytes: checked before reading (a trainer's batches
 def read_batches(path: str | Path) -> BatchFile:
     """Read a batches file; each unreadable line (bad JSON, bad UTF-8, a repeated batch/row key) is a
     `BadLine`, the others load."""
-    from tokstep.engine.inputs import read_bounded
-
     if Path(path).expanduser().is_dir():
         raise TokstepError(f"cannot read batches file {path}: it is a folder")
     data = read_bounded(path, "batches", MAX_BATCHES_FILE, "split it into smaller files")

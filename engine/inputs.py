@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -403,8 +404,6 @@ def read_bounded(
 ) -> bytes:
     """A sample file's bytes, at most `limit` of them, its size checked before it is read; every failure is
     one line. A device (/dev/zero, or a link to it) is refused; a pipe is read up to the limit."""
-    import stat
-
     target = Path(path).expanduser()
     try:
         mode = target.stat()

@@ -21,7 +21,8 @@ from tokstep.engine import lints
 from tokstep.engine.chat_masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.lints import RowLint, lint_row
+from tokstep.engine.inputs import reject_far_too_long
+from tokstep.engine.lints import RowLint, lint_row, max_positions_for
 
 GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
 
@@ -82,9 +83,6 @@ class BatchTokenizer:
             return
         plain: list[str] = []  # encoded without special tokens
         special: list[str] = []  # with them (text, prompt: as the tokenizer adds them by default)
-        from tokstep.engine.inputs import reject_far_too_long
-        from tokstep.engine.lints import max_positions_for
-
         limit = max_positions_for(self)
         for row in rows:
             spec = row.spec

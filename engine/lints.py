@@ -19,7 +19,7 @@ import numpy as np
 from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample, with_layout
+from tokstep.engine.inputs import SampleSpec, build_sample, kept_spec, with_layout
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 from tokstep.engine.structure import NO_ROLE, ROLES, Part, TurnLayout, _occurrences
@@ -1294,8 +1294,6 @@ def _boundary_net(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[
 def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) -> list[Finding]:
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
     if spec is not None and spec.truncate:
-        from tokstep.engine.inputs import kept_spec
-
         spec = kept_spec(spec)  # the lints read what --truncate keeps, not all of a huge input
     facts = tokenizer_facts(tokenizer)
     if sample.kind == "ids" and sample.layout is None and facts.has_template:

@@ -177,6 +177,7 @@ def model_fingerprint(name_or_path: str, revision: str | None = None) -> list[li
     folder = Path(name_or_path).expanduser()
     if not folder.is_dir():
         try:
+            # lazy: loads huggingface_hub
             from huggingface_hub import snapshot_download
 
             folder = Path(snapshot_download(name_or_path, revision=revision, local_files_only=True))
@@ -229,8 +230,7 @@ def load_model(
     device_map: str | None = None,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE.
-    A model that is not causal (the probe in trace.check_causal) is refused here, before any number."""
+    """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE."""
     # lazy: loads transformers
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -258,9 +258,6 @@ def load_model(
     if target_device is not None:
         model.to(target_device)
     loaded = wrap_model(model, tokenizer, name_or_path)
-    from tokstep.engine.trace import check_causal
-
-    check_causal(loaded)  # every model tokstep loads (report, compare A and B, scan, --data, --batches, TUI)
     notice = pickle_only_notice(Path(location)) if common.get("local_files_only") else None
     return replace(loaded, notes=(notice,)) if notice else loaded
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -289,6 +290,7 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 
 def _rows_in(path: Path) -> int | None:
     """How many rows a Parquet file holds, None when it is missing, truncated or not Parquet."""
+    # lazy: loads pyarrow
     import pyarrow.parquet as pq
 
     try:
@@ -300,6 +302,7 @@ def _rows_in(path: Path) -> int | None:
 def _whole(path: Path, rows: range | None) -> bool:
     """A committed chunk or shard reads back whole (footer, schema, every page); `rows` the row numbers it
     must hold, in order (None: any)."""
+    # lazy: loads pyarrow
     import pyarrow.parquet as pq
 
     try:
@@ -321,8 +324,6 @@ def _reset(out: Path) -> None:
 
 def _lock(out: Path) -> int:
     """An advisory lock on the --out folder for the whole scan: a second scan into it is refused at once."""
-    import fcntl
-
     descriptor = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

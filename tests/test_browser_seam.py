@@ -282,6 +282,8 @@ async def test_a_scan_that_cannot_be_opened_is_one_line_in_the_scan_browser(back
             if "opening" not in status():
                 break
         # THEN the status says why in one line, and the app keeps running
-        expected = "not a finished scan" if isinstance(backend, ScanBackend) else "does not support opening a scan"
+        expected = (
+            "not a finished scan" if isinstance(backend, ScanBackend) else "does not support opening a scan"
+        )
         assert expected in status() and "\n" not in status().strip()
         assert app.is_running

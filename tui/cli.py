@@ -502,6 +502,7 @@ def check_args(args: RunConfig, given: set[str]) -> None:
     at_least("show", "--show", 0)
     at_least("jobs", "--jobs", 1)
     if getattr(args, "rows", None) is not None:
+        # lazy: loads rich
         from tokstep.tui.report_data import parse_rows
 
         parse_rows(args.rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,6 @@ def _error(message: str) -> Exception:
 
 def _special_kind(target: Path) -> str | None:
     """What a path is when it exists and is not a regular file (nor a folder or a link, refused elsewhere)."""
-    import stat
-
     try:
         mode = target.stat().st_mode  # through a link: a link to /dev/null is a device too
     except OSError:
