@@ -230,14 +230,19 @@ def _one_by_one(
 
 
 def _differs_message(out: Path, stored: dict[str, Any], config: ScanConfig) -> str:
-    identity = config.identity()
-    differs = sorted(k for k in identity if stored.get("identity", {}).get(k) != identity[k])
-    if "weights" in differs:
-        what = f"the files of model {config.model} changed since it was scanned (new weights or config)"
-    elif {"data_bytes", "data_mtime_ns"} & set(differs) and "data" not in differs:
-        what = f"the data file {config.data} changed since it was scanned"
+    identity, before = config.identity(), stored.get("identity")
+    if not isinstance(before, dict):
+        what = "its scan.json cannot be read"
     else:
-        what = f"it holds a different scan ({', '.join(differs) or 'unreadable scan.json'} differ)"
+        differs = sorted(k for k in identity if before.get(k) != identity[k])
+        if set(differs) - {"weights", "data_bytes", "data_mtime_ns"}:
+            what = f"it holds a different scan ({', '.join(differs)} differ)"
+        elif "weights" in differs and "weights" not in before:
+            what = "it was started by an older tokstep, which did not record the model's files"
+        elif "weights" in differs:
+            what = f"the files of model {config.model} changed since it was scanned (new weights or config)"
+        else:
+            what = f"the data file {config.data} changed since it was scanned"
     return f"--out {out}: {what}: pick another folder, or pass --force to start it over"
 
 
