@@ -1,4 +1,4 @@
-"""Read training data files (JSONL / JSON / Parquet) row by row, without loading a large file into memory.
+"""Read training data files (JSONL / JSON / Parquet; Arrow and `datasets` in hf_data.py) row by row, without loading a large file into memory.
 
 A JSONL file is indexed by line offsets (numpy, a few MiB at a time), so a 1 GB file opens at once and
 its rows are read on demand; `DataFile.index_more()` extends the index in the background. Each row
@@ -24,6 +24,7 @@ SCAN_BYTES = 16 << 20  # bytes of a JSONL file indexed per step
 WHOLE_JSON_LIMIT = 256 << 20  # a .json file larger than this is read as JSON Lines only
 NESTED_TOO_DEEPLY = "nested too deeply to read (JSON nesting beyond Python's recursion limit)"
 WHITESPACE = b" \t\r\n\f\v"
+KNOWN_SUFFIXES = {".jsonl", ".ndjson", ".json", ".parquet", ".arrow", ".gz", ".zst", ".zstd"}
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -177,6 +178,16 @@ class DataFile:
 
     def close(self) -> None:
         pass
+
+    @property
+    def has_lines(self) -> bool:
+        """Rows are numbered by their line in the file (JSON Lines, JSON), not by row (Arrow, Parquet)."""
+        return self.format.startswith("json")
+
+    def stamp(self) -> tuple[int, int]:
+        """(bytes, mtime in ns) of what the rows come from: a changed data set is a different scan."""
+        stat = self.path.stat()
+        return stat.st_size, stat.st_mtime_ns
 
 
 class _BadRow(Exception):
@@ -386,26 +397,53 @@ class ParquetFile(DataFile):
         return self._cached[1][index - int(self._group_starts[group])], None
 
 
-def open_data(path: str | Path, columns: Columns = Columns(), **options: Any) -> DataFile:
-    """Open a data file by its extension (.jsonl/.ndjson, .json, .parquet). Errors are one line."""
+def open_data(
+    path: str | Path, columns: Columns = Columns(), split: str | None = None, **options: Any
+) -> DataFile:
+    """Open data by its form: .jsonl/.ndjson (also .gz/.zst), .json, .parquet, .arrow, a `save_to_disk`
+    folder, or a data set name in the local Hugging Face cache. `split` picks a DatasetDict's split.
+    Errors are one line."""
     target = Path(path).expanduser()
+    kwargs = {"columns": columns, "options": options}
     if not target.exists():
+        from tokstep.engine import hf_data
+
+        if hf_data.looks_like_hub_name(str(path)) and target.suffix.lower() not in KNOWN_SUFFIXES:
+            return hf_data.open_cached(str(path), split, kwargs)
         raise TokstepError(f"data file not found: {path}")
     if target.is_dir():
-        raise TokstepError(f"{path} is a folder: give a .jsonl, .json or .parquet file")
+        from tokstep.engine import hf_data
+
+        if hf_data.is_saved_dataset(target):
+            return hf_data.open_saved(target, split, kwargs)
+        raise TokstepError(
+            f"{path} is a folder but not a saved data set (no state.json or dataset_dict.json): "
+            "give a data file or a save_to_disk folder"
+        )
+    if split is not None:
+        raise TokstepError(f"--split picks a split of a data set folder or cached name, not of {path}")
     suffix = target.suffix.lower()
-    kwargs = {"columns": columns, "options": options}
     try:
+        from tokstep.engine.compressed_data import CompressedJsonlFile, compression_of
+
+        compression = compression_of(target)
+        if compression is not None:
+            return CompressedJsonlFile(target, compression, **kwargs)
         if suffix in (".jsonl", ".ndjson"):
             return JsonlFile(target, **kwargs)
         if suffix == ".parquet":
             return ParquetFile(target, **kwargs)
         if suffix == ".json":
             return _open_json(target, kwargs)
+        if suffix == ".arrow":
+            from tokstep.engine.hf_data import open_arrow
+
+            return open_arrow(target, kwargs)
     except OSError as error:
         raise TokstepError(f"cannot read data file {path}: {error.strerror or error}") from None
     raise TokstepError(
-        f"{path}: unsupported data format {suffix or '(no extension)'}: use .jsonl, .json or .parquet"
+        f"{path}: unsupported data format {suffix or '(no extension)'}: use .jsonl (.gz/.zst), .json, "
+        ".parquet, .arrow or a save_to_disk folder"
     )
 
 

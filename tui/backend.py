@@ -57,6 +57,7 @@ class DataOptions:
     bos: str = "auto"
     eos: str = "auto"
     truncate: int | None = None
+    split: str | None = None  # a DatasetDict's split (`--split`)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DataOptions:
@@ -66,6 +67,7 @@ class DataOptions:
         return cls(
             columns=columns_from_args(args),
             bos=getattr(args, "bos", None) or "auto",
+            split=getattr(args, "split", None),
             eos=getattr(args, "eos", None) or "auto",
             truncate=getattr(args, "truncate", None),
         )
@@ -139,7 +141,7 @@ class Backend(ABC):
 
     @abstractmethod
     def open_data(self, path: str, options: DataOptions) -> DataFile:
-        """Open a .jsonl / .json / .parquet file; its rows are read on demand (`DataFile.rows`)."""
+        """Open a data file, `save_to_disk` folder or cached data set; its rows are read on demand (`DataFile.rows`)."""
 
     @abstractmethod
     def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
@@ -220,7 +222,9 @@ class EngineBackend(Backend):
     def open_data(self, path: str, options: DataOptions) -> DataFile:
         from tokstep.engine.data import open_data
 
-        return open_data(path, options.columns, bos=options.bos, eos=options.eos, truncate=options.truncate)
+        return open_data(
+            path, options.columns, options.split, bos=options.bos, eos=options.eos, truncate=options.truncate
+        )
 
     def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
         from tokstep.engine.lints import lint_row

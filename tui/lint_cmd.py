@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from tokstep.engine.lints import RowLint
 
 
+DATA_HELP = (
+    "a .jsonl (.gz/.zst), .json, .parquet or .arrow file, a save_to_disk folder, "
+    "or a data set name in the local Hugging Face cache (org/name)"
+)
+
+
 def add_column_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that name a data file's columns (shared by `tokstep --data` and `tokstep lint`)."""
     group = parser.add_argument_group("data columns (defaults: the usual names)")
@@ -42,6 +48,9 @@ def add_column_flags(parser: argparse.ArgumentParser) -> None:
         "--ids-column", default="input_ids", metavar="NAME", help="token ids (default: input_ids)"
     )
     group.add_argument("--labels-column", default="labels", metavar="NAME", help="labels (default: labels)")
+    group.add_argument(
+        "--split", metavar="NAME", help="the split of a DatasetDict folder or cached hub data set (e.g. train)"
+    )
 
 
 def columns_from_args(args: argparse.Namespace) -> Columns:
@@ -66,6 +75,7 @@ def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
     return open_data(
         path,
         columns_from_args(args),
+        getattr(args, "split", None),
         bos=args.bos,
         eos=args.eos,
         truncate=args.truncate,
@@ -101,7 +111,7 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    lint.add_argument("file", help="a .jsonl, .json or .parquet file")
+    lint.add_argument("file", help=DATA_HELP)
     add_model_flags(lint, tokenizer_only=True)  # no --dtype / --device: lint loads no weights
     add_column_flags(lint)
     group = lint.add_argument_group("output")

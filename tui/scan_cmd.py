@@ -28,7 +28,9 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
         "total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
         "manifest. Resumable (rerun the same command); data parallel under torchrun.",
     )
-    scan.add_argument("data", help="a .jsonl, .json or .parquet file")
+    from tokstep.tui.lint_cmd import DATA_HELP
+
+    scan.add_argument("data", help=DATA_HELP)
     scan.add_argument("--out", metavar="DIR", help="folder for the shards and manifest (required)")
     scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
     add_model_flags(scan)
@@ -77,13 +79,14 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
     if args.chunk_rows < 1 or args.batch_tokens < 1:
         raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")
     data = open_data_from_args(args, args.data)
-    source = Path(args.data).expanduser().resolve()
-    stat = source.stat()
+    local = Path(args.data).expanduser()
+    source = str(local.resolve()) if local.exists() else args.data  # a cached hub data set: its name
+    data_bytes, data_mtime_ns = data.stamp()
     columns = columns_from_args(args)
     config = ScanConfig(
-        data=str(source),
-        data_bytes=stat.st_size,
-        data_mtime_ns=stat.st_mtime_ns,
+        data=source,
+        data_bytes=data_bytes,
+        data_mtime_ns=data_mtime_ns,
         model=model_spec.name_or_path,
         revision=model_spec.revision,
         dtype=model_spec.dtype,
@@ -94,6 +97,7 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
             "truncate": args.truncate,
             # the label convention only when stated: a scan from before these flags still resumes
             **{k: v for k, v in (("eot", args.eot), ("inserted", args.inserted)) if v != "train"},
+            **({"split": args.split} if getattr(args, "split", None) else {}),
         },
         chunk_rows=args.chunk_rows,
         batch_tokens=args.batch_tokens,
