@@ -106,7 +106,7 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     lint = commands.add_parser(
         "lint",
         help="check a data file for tokenization and masking problems (tokenizer only, no forward pass)",
-        description="Run tokstep's lints over every row of a JSONL / JSON / Parquet file.\n"
+        description="Run tokstep's lints over every row of a data file, save_to_disk folder or cached data set.\n"
         "Exits 1 when an error-level lint fires, so it can guard a data pipeline.",
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

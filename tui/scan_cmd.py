@@ -24,7 +24,7 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     scan = commands.add_parser(
         "scan",
         help="score every row of a data set (loss, worst positions, masks, lints) into Parquet",
-        description="Score every row of a JSONL / JSON / Parquet file with the model: loss, supervised and "
+        description="Score every row of a data file, save_to_disk folder or cached data set with the model: loss, supervised and "
         "total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
         "manifest. Resumable (rerun the same command); data parallel under torchrun.",
     )
