@@ -20,6 +20,7 @@ from test_browser import BrowserApp, cell, reference_loss, wait_for_losses
 from textual.widgets import DataTable
 from tiny import byte_bpe, save_model_folder, tiny_model
 
+from tokstep.engine import data as data_module
 from tokstep.engine.data import open_data
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.loading import wrap_model
@@ -117,6 +118,29 @@ def test_every_form_reads_the_rows_jsonl_reads(files, form):
 def test_compressed_jsonl_keeps_line_numbers(files):
     rows = list(open_data(files["gz"]).rows())
     assert [r.line for r in rows] == [1, 2, 3, 4] and rows[0].spec.name == "rows.jsonl.gz:1"
+
+
+@pytest.mark.parametrize("form", ["gz", "zst"])
+def test_compressed_lines_split_across_decompression_steps(tmp_path, monkeypatch, form):
+    monkeypatch.setattr(data_module, "SCAN_BYTES", 7)  # every line straddles a decompressed step
+    texts = [f"row number {i}" for i in range(30)]
+    body = "".join(json.dumps({"text": t}) + "\n" for t in texts) + '\n   \n{"text": "last, no newline"}'
+    path = tmp_path / f"rows.jsonl.{form}"
+    if form == "gz":
+        path.write_bytes(gzip.compress(body.encode()))
+    else:
+        path.write_bytes(zstandard.ZstdCompressor().compress(body.encode()))
+    rows = list(open_data(path).rows())
+    assert [r.spec.text for r in rows] == [*texts, "last, no newline"]
+    assert [r.line for r in rows] == [*range(1, 31), 33]
+
+
+def test_a_corrupt_archive_is_one_line(tmp_path):
+    path = tmp_path / "rows.jsonl.gz"
+    whole = gzip.compress("".join(json.dumps({"text": f"row {i * 7919}"}) + "\n" for i in range(2000)).encode())
+    path.write_bytes(whole[: len(whole) // 2])  # cut short: a download that stopped
+    with pytest.raises(TokstepError, match="cannot decompress"):
+        list(open_data(path).rows())
 
 
 def test_dataset_dict_split_is_chosen_and_needed(files):
