@@ -1,4 +1,5 @@
-"""Read training data files (JSONL / JSON / Parquet; Arrow and `datasets` in hf_data.py) row by row, without loading a large file into memory.
+"""Read training data files (JSONL / JSON / Parquet) row by row, without loading a large file into memory.
+Arrow and Hugging Face `datasets` inputs are in hf_data.py, compressed JSONL in compressed_data.py.
 
 A JSONL file is indexed by line offsets (numpy, a few MiB at a time), so a 1 GB file opens at once and
 its rows are read on demand; `DataFile.index_more()` extends the index in the background. Each row

@@ -120,7 +120,12 @@ def looks_like_hub_name(name: str) -> bool:
 
 def open_cached(name: str, split: str | None, kwargs: dict[str, Any]) -> ArrowRows:
     """A hub data set already in the local cache, found offline as `load_dataset(name)` finds it."""
-    datasets = _datasets()
+    try:
+        import datasets
+    except ImportError:
+        raise TokstepError(
+            f"data file not found: {name} (looking it up as a cached Hugging Face data set {NEEDS_DATASETS})"
+        ) from None
     from datasets.packaged_modules.cache.cache import Cache
 
     cache = Path(datasets.config.HF_DATASETS_CACHE).expanduser()

@@ -173,6 +173,8 @@ def test_without_datasets_installed_one_line(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(TokstepError, match=r"needs the Hugging Face `datasets` package: pip install"):
         open_data(files["saved"])
+    with pytest.raises(TokstepError, match=r"data file not found: acme/tiny-chat \(looking it up as a cached"):
+        open_data("acme/tiny-chat")
 
 
 def test_reading_a_row_keeps_the_data_set_memory_mapped(tmp_path):
