@@ -15,6 +15,11 @@ from typing import IO, Any
 from tokstep.engine import data
 from tokstep.engine.errors import TokstepError
 
+try:
+    import zstandard  # optional: the `datasets` extra
+except ImportError:
+    zstandard = None
+
 SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 
 
@@ -29,12 +34,10 @@ def compression_of(path: Path) -> str | None:
 def _open_stream(path: Path, compression: str) -> IO[bytes]:
     if compression == "gzip":
         return gzip.open(path, "rb")
-    try:
-        import zstandard
-    except ImportError:
+    if zstandard is None:
         raise TokstepError(
             f"reading {path.name} needs the `zstandard` package: pip install 'tokstep[datasets]'"
-        ) from None
+        )
     return zstandard.ZstdDecompressor().stream_reader(path.open("rb"))
 
 

@@ -1,5 +1,5 @@
 """Read training data files (JSONL / JSON / Parquet) row by row, without loading a large file into memory.
-Arrow and Hugging Face `datasets` inputs are in hf_data.py, compressed JSONL in compressed_data.py.
+Every other input (compressed JSONL, Arrow, `datasets`, the HF cache) is opened by data_sources.open_source.
 
 A JSONL file is indexed by line offsets (numpy, a few MiB at a time), so a 1 GB file opens at once and
 its rows are read on demand; `DataFile.index_more()` extends the index in the background. Each row
@@ -25,7 +25,6 @@ SCAN_BYTES = 16 << 20  # bytes of a JSONL file indexed per step
 WHOLE_JSON_LIMIT = 256 << 20  # a .json file larger than this is read as JSON Lines only
 NESTED_TOO_DEEPLY = "nested too deeply to read (JSON nesting beyond Python's recursion limit)"
 WHITESPACE = b" \t\r\n\f\v"
-KNOWN_SUFFIXES = {".jsonl", ".ndjson", ".json", ".parquet", ".arrow", ".gz", ".zst", ".zstd"}
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -374,6 +373,7 @@ class ParquetFile(DataFile):
     def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(path, "parquet", **kwargs)
         try:
+            # lazy: loads pyarrow
             import pyarrow.parquet as pq
         except ImportError:
             raise TokstepError("reading Parquet needs pyarrow: pip install pyarrow") from None
@@ -398,53 +398,26 @@ class ParquetFile(DataFile):
         return self._cached[1][index - int(self._group_starts[group])], None
 
 
-def open_data(
-    path: str | Path, columns: Columns = Columns(), split: str | None = None, **options: Any
-) -> DataFile:
-    """Open data by its form: .jsonl/.ndjson (also .gz/.zst), .json, .parquet, .arrow, a `save_to_disk`
-    folder, or a data set name in the local Hugging Face cache. `split` picks a DatasetDict's split.
-    Errors are one line."""
+def open_data(path: str | Path, columns: Columns = Columns(), **options: Any) -> DataFile:
+    """Open a data file by its extension (.jsonl/.ndjson, .json, .parquet). Errors are one line."""
     target = Path(path).expanduser()
-    kwargs = {"columns": columns, "options": options}
     if not target.exists():
-        from tokstep.engine import hf_data
-
-        if hf_data.looks_like_hub_name(str(path)) and target.suffix.lower() not in KNOWN_SUFFIXES:
-            return hf_data.open_cached(str(path), split, kwargs)
         raise TokstepError(f"data file not found: {path}")
     if target.is_dir():
-        from tokstep.engine import hf_data
-
-        if hf_data.is_saved_dataset(target):
-            return hf_data.open_saved(target, split, kwargs)
-        raise TokstepError(
-            f"{path} is a folder but not a saved data set (no state.json or dataset_dict.json): "
-            "give a data file or a save_to_disk folder"
-        )
-    if split is not None:
-        raise TokstepError(f"--split picks a split of a data set folder or cached name, not of {path}")
+        raise TokstepError(f"{path} is a folder: give a .jsonl, .json or .parquet file")
     suffix = target.suffix.lower()
+    kwargs = {"columns": columns, "options": options}
     try:
-        from tokstep.engine.compressed_data import CompressedJsonlFile, compression_of
-
-        compression = compression_of(target)
-        if compression is not None:
-            return CompressedJsonlFile(target, compression, **kwargs)
         if suffix in (".jsonl", ".ndjson"):
             return JsonlFile(target, **kwargs)
         if suffix == ".parquet":
             return ParquetFile(target, **kwargs)
         if suffix == ".json":
             return _open_json(target, kwargs)
-        if suffix == ".arrow":
-            from tokstep.engine.hf_data import open_arrow
-
-            return open_arrow(target, kwargs)
     except OSError as error:
         raise TokstepError(f"cannot read data file {path}: {error.strerror or error}") from None
     raise TokstepError(
-        f"{path}: unsupported data format {suffix or '(no extension)'}: use .jsonl (.gz/.zst), .json, "
-        ".parquet, .arrow or a save_to_disk folder"
+        f"{path}: unsupported data format {suffix or '(no extension)'}: use .jsonl, .json or .parquet"
     )
 
 

@@ -54,6 +54,7 @@ class ArrowRows(DataFile):
 
 def _datasets() -> Any:
     try:
+        # lazy: loads datasets (optional), pyarrow
         import datasets
     except ImportError:
         raise TokstepError(f"reading Hugging Face data sets {NEEDS_DATASETS}") from None
@@ -99,6 +100,7 @@ def open_saved(folder: Path, split: str | None, kwargs: dict[str, Any]) -> Arrow
 
 def open_arrow(path: Path, kwargs: dict[str, Any]) -> ArrowRows:
     """An .arrow file: the IPC stream `datasets` writes, or an IPC (Feather v2) file; memory-mapped."""
+    # lazy: loads pyarrow
     import pyarrow as pa
 
     try:
@@ -121,12 +123,13 @@ def looks_like_hub_name(name: str) -> bool:
 def open_cached(name: str, split: str | None, kwargs: dict[str, Any]) -> ArrowRows:
     """A hub data set already in the local cache, found offline as `load_dataset(name)` finds it."""
     try:
+        # lazy: loads datasets (optional)
         import datasets
     except ImportError:
         raise TokstepError(
             f"data file not found: {name} (looking it up as a cached Hugging Face data set {NEEDS_DATASETS})"
         ) from None
-    from datasets.packaged_modules.cache.cache import Cache
+    from datasets.packaged_modules.cache.cache import Cache  # lazy: loads datasets
 
     cache = Path(datasets.config.HF_DATASETS_CACHE).expanduser()
     verbosity = datasets.logging.get_verbosity()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -18,9 +19,10 @@ import numpy as np
 from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample
+from tokstep.engine.inputs import SampleSpec, build_sample, with_layout
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.structure import NO_ROLE, ROLES, Part, TurnLayout, _occurrences
 from tokstep.engine.tokens import make_visible, trained_text
 
 if TYPE_CHECKING:
@@ -611,7 +613,6 @@ def _structure_lints(
     """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure).
     `within`: the [start, end) of one packed document of a batch row (its labels and turns only, the rest -100
     and markup): the comparison is that document's, in row positions."""
-    from tokstep.engine.structure import NO_ROLE, ROLES, Part
 
     layout = _recovered(sample)
     if layout is None or sample.num_supervised == 0:
@@ -816,18 +817,17 @@ def _stray_findings(
     tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], versus: str
 ) -> Iterator[Finding]:
     """Supervised tokens the structure says are not trained: other roles' words, headers, markup."""
-    from tokstep.engine.structure import Part as part
 
     by_role: dict[str, list[int]] = {}
     markup: list[int] = []
     tail_only = True
     for j in stray:
         role, kind = layout.role(j), int(layout.parts[j])
-        if kind == part.CONTENT and role in ("user", "system", "tool"):
+        if kind == Part.CONTENT and role in ("user", "system", "tool"):
             by_role.setdefault(role, []).append(j)
         else:
             markup.append(j)
-            tail_only &= role == "assistant" and kind == part.TEMPLATE
+            tail_only &= role == "assistant" and kind == Part.TEMPLATE
     hints = {
         "user": "the model learns to write the user's words (a pattern that matched the user header, not the "
         "assistant's?)",
@@ -868,7 +868,6 @@ def _other_template(
     tokenizer: Any, sample: Sample, facts: TokenizerFacts, supervised: np.ndarray
 ) -> Iterator[Finding]:
     """Labels built from another rendering: their text sits elsewhere in the ids, or they hold foreign markup."""
-    from tokstep.engine.structure import _occurrences
 
     ids, labels = sample.input_ids, sample.labels
     given = np.flatnonzero(supervised)
@@ -1220,11 +1219,11 @@ def _raw_tokenizer(tokenizer: Any) -> Any:
     with contextlib.suppress(TypeError, KeyError):
         return _RAW[tokenizer]
     raw = None
-    from pathlib import Path
 
     path = Path(str(getattr(tokenizer, "name_or_path", "") or "")) / "tokenizer.json"
     if path.is_file():
         try:
+            # lazy: loads tokenizers
             from tokenizers import Tokenizer
 
             raw = Tokenizer.from_file(str(path))
@@ -1295,8 +1294,6 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
     facts = tokenizer_facts(tokenizer)
     if sample.kind == "ids" and sample.layout is None and facts.has_template:
-        from tokstep.engine.inputs import with_layout
-
         policy = {"eot": spec.eot, "inserted": spec.inserted} if spec is not None else {}
         sample = with_layout(
             sample, tokenizer, **policy
@@ -1377,7 +1374,6 @@ def batch_row_lints(
     engine.batch_structure), one packed document at a time as if it were an ids row, in row positions.
     `skip` (N,) bool: padding and each document's first token, left out of the comparison; `documents`: the
     row's [start, end) document spans. Nothing when no turn was recovered."""
-    from tokstep.engine.structure import NO_ROLE, Part, TurnLayout
 
     layout = _recovered(sample)
     if layout is None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine.data import Columns
+from tokstep.engine.data_sources import open_source
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_files import MANIFEST, PARAMETERS
 
@@ -47,6 +49,7 @@ class ScanView:
 
     def __init__(self, folder: str | Path) -> None:
         try:
+            # lazy: loads pyarrow
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
@@ -125,6 +128,7 @@ class ScanView:
     def _match(self, word: str) -> np.ndarray:
         negate = word.startswith("!")
         word = word.lstrip("!")
+        # lazy: loads pyarrow
         import pyarrow.compute as pc
 
         if word in ("error", "ok"):
@@ -180,6 +184,7 @@ class ScanView:
 
     def page(self, start: int, count: int) -> list[dict[str, Any]]:
         """Records of the shown rows start..start+count in the current order."""
+        # lazy: loads pyarrow
         import pyarrow as pa
 
         picked = self.order[start : start + count]
@@ -187,11 +192,10 @@ class ScanView:
 
     def open_data(self) -> Any:
         """The scanned data file, with the scan's columns and options (to read a row's sample back)."""
-        from tokstep.engine.data import Columns, open_data
 
         identity = self.identity
         columns = {k: tuple(v) if isinstance(v, list) else v for k, v in identity.get("columns", {}).items()}
         try:
-            return open_data(identity["data"], Columns(**columns), **identity.get("options", {}))
+            return open_source(identity["data"], Columns(**columns), **identity.get("options", {}))
         except KeyError:
             raise TokstepError(f"{self.folder}: the manifest does not name its data file") from None

@@ -21,7 +21,7 @@ from textual.widgets import DataTable
 from tiny import byte_bpe, save_model_folder, tiny_model
 
 from tokstep.engine import data as data_module
-from tokstep.engine.data import open_data
+from tokstep.engine.data_sources import open_source as open_data
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.loading import wrap_model
 from tokstep.engine.scan_view import ScanView
@@ -137,7 +137,9 @@ def test_compressed_lines_split_across_decompression_steps(tmp_path, monkeypatch
 
 def test_a_corrupt_archive_is_one_line(tmp_path):
     path = tmp_path / "rows.jsonl.gz"
-    whole = gzip.compress("".join(json.dumps({"text": f"row {i * 7919}"}) + "\n" for i in range(2000)).encode())
+    whole = gzip.compress(
+        "".join(json.dumps({"text": f"row {i * 7919}"}) + "\n" for i in range(2000)).encode()
+    )
     path.write_bytes(whole[: len(whole) // 2])  # cut short: a download that stopped
     with pytest.raises(TokstepError, match="cannot decompress"):
         list(open_data(path).rows())
@@ -173,7 +175,9 @@ def test_without_datasets_installed_one_line(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(TokstepError, match=r"needs the Hugging Face `datasets` package: pip install"):
         open_data(files["saved"])
-    with pytest.raises(TokstepError, match=r"data file not found: acme/tiny-chat \(looking it up as a cached"):
+    with pytest.raises(
+        TokstepError, match=r"data file not found: acme/tiny-chat \(looking it up as a cached"
+    ):
         open_data("acme/tiny-chat")
 
 

@@ -185,7 +185,9 @@ class Recorder:
     def active(self) -> bool:
         return self._hook is not None
 
-    def _on_training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None, **kwargs: Any) -> Any:
+    def _on_training_step(
+        self, model: Any, inputs: Any, num_items_in_batch: Any = None, **kwargs: Any
+    ) -> Any:
         step = int(self.trainer.state.global_step)  # optimizer steps done before this batch
         self._micro = self._micro + 1 if step == self._step else 0
         self._step = step
@@ -233,7 +235,7 @@ class Recorder:
 
 
 def _end_of_training_callback(recorder: Recorder) -> Any:
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # lazy: loads transformers (the caller has it loaded already)
 
     class FinishRecording(TrainerCallback):
         """Writes what was recorded when training ends before `limit` batches."""
@@ -244,7 +246,9 @@ def _end_of_training_callback(recorder: Recorder) -> Any:
     return FinishRecording()
 
 
-def record(trainer: Any, path: str | os.PathLike[str], limit: int = 4, *, overwrite: bool = False) -> Recorder:
+def record(
+    trainer: Any, path: str | os.PathLike[str], limit: int = 4, *, overwrite: bool = False
+) -> Recorder:
     """Record the first `limit` training batches exactly as `trainer.model`'s forward receives them during
     `trainer.train()`: every tensor key per row, the forward's other arguments (`use_cache`, ...) under
     `"forward"`, the optimizer step (`"step"`) and micro-batch within it (`"micro"`) each batch belongs to, the

@@ -7,14 +7,19 @@ it continues from the last committed chunk.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tokstep.engine.errors import TokstepError
+from tokstep.tui.lint_cmd import DATA_HELP, add_row_flags, columns_from_args, open_data_from_args
 from tokstep.tui.progress import RowProgress
+
+if TYPE_CHECKING:
+    from tokstep.tui.run_config import RunConfig
 
 DEFAULT_CHUNK_ROWS = 1024
 DEFAULT_BATCH_TOKENS = 16384
@@ -24,18 +29,15 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     scan = commands.add_parser(
         "scan",
         help="score every row of a data set (loss, worst positions, masks, lints) into Parquet",
-        description="Score every row of a data file, save_to_disk folder or cached data set with the model: loss, supervised and "
-        "total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
+        description="Score every row of a data file, save_to_disk folder or cached data set with the model: "
+        "loss, supervised and total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
         "manifest. Resumable (rerun the same command); data parallel under torchrun.",
     )
-    from tokstep.tui.lint_cmd import DATA_HELP
-
     scan.add_argument("data", help=DATA_HELP)
     scan.add_argument("--out", metavar="DIR", help="folder for the shards and manifest (required)")
     scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
     add_model_flags(scan)
     add_column_flags(scan)
-    from tokstep.tui.lint_cmd import add_row_flags
 
     add_row_flags(scan)
     group = scan.add_argument_group("throughput")
@@ -59,14 +61,12 @@ def _interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
+def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
     """The `scan` sub-command; TokstepError propagates to the CLI's one-line error."""
-    from dataclasses import replace
 
-    from tokstep.engine.errors import TokstepError
+    # lazy: loads torch, numpy
     from tokstep.engine.scan import ScanConfig, device_for, finish_ranks, init_ranks, run_scan
     from tokstep.engine.session import load
-    from tokstep.tui.lint_cmd import columns_from_args, open_data_from_args
 
     try:
         import pyarrow  # noqa: F401
@@ -74,7 +74,7 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
         raise TokstepError(
             "tokstep scan writes Parquet and needs pyarrow: pip install 'tokstep[data]'"
         ) from None
-    if not getattr(args, "out", None):
+    if not args.out:
         raise TokstepError("tokstep scan needs --out DIR: the folder for the shards and manifest")
     if args.chunk_rows < 1 or args.batch_tokens < 1:
         raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")
@@ -97,7 +97,7 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
             "truncate": args.truncate,
             # the label convention only when stated: a scan from before these flags still resumes
             **{k: v for k, v in (("eot", args.eot), ("inserted", args.inserted)) if v != "train"},
-            **({"split": args.split} if getattr(args, "split", None) else {}),
+            **({"split": args.split} if args.split else {}),
         },
         chunk_rows=args.chunk_rows,
         batch_tokens=args.batch_tokens,
