@@ -16,8 +16,8 @@ from tokstep.engine import defaults
 from tokstep.engine.sample import MaskReason
 from tokstep.engine.session import ModelSpec, load, run_trace
 from tokstep.tui.cli import demo_spec
+from tokstep.tui.palette import HEAT_COLOURS, REASON_COLOURS
 from tokstep.tui.share import coloured_context, html_text
-from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -95,4 +95,4 @@ def test_reason_legend_renders_each_reason_in_its_terminal_colour(chat_result, t
     reasons = set(chat_result.sample.mask_reasons)
     assert {MaskReason.SUPERVISED, MaskReason.USER} <= reasons
     for reason in reasons:
-        assert by_text[reason.value] == (rgb(REASON_COLOURS[reason]), rgb("white")), reason
+        assert by_text[reason.value] == (rgb(REASON_COLOURS[reason.value]), rgb("white")), reason
