@@ -1,4 +1,5 @@
 """Read training data files (JSONL / JSON / Parquet) row by row, without loading a large file into memory.
+Every other input (compressed JSONL, Arrow, `datasets`, the HF cache) is opened by data_sources.open_source.
 
 A JSONL file is indexed by line offsets (numpy, a few MiB at a time), so a 1 GB file opens at once and
 its rows are read on demand; `DataFile.index_more()` extends the index in the background. Each row
@@ -189,6 +190,16 @@ class DataFile:
 
     def close(self) -> None:
         pass
+
+    @property
+    def has_lines(self) -> bool:
+        """Rows are numbered by their line in the file (JSON Lines, JSON), not by row (Arrow, Parquet)."""
+        return self.format.startswith("json")
+
+    def stamp(self) -> tuple[int, int]:
+        """(bytes, mtime in ns) of what the rows come from: a changed data set is a different scan."""
+        stat = self.path.stat()
+        return stat.st_size, stat.st_mtime_ns
 
 
 class _BadRow(Exception):

@@ -32,6 +32,7 @@ class FakeData:
     """A data file of `n` text rows, all indexed."""
 
     format = "jsonl"
+    has_lines = True  # rows numbered by line, as JSONL
     complete = True
 
     def __init__(self, n: int) -> None:

@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--data",
         metavar="FILE",
-        help="report every row of a .jsonl / .json / .parquet file (counts, loss, lints, supervised text)",
+        help="report every row of a data file, save_to_disk folder or cached data set (counts, loss, lints, supervised text)",
     )
     report.add_argument(
         "--rows",
@@ -350,7 +350,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="FILE",
-        help="browse the rows of a .jsonl / .json / .parquet file (loss, lints per row)",
+        help="browse the rows of a data file, save_to_disk folder or cached data set (loss, lints per row)",
     )
     add_column_flags(parser)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokstep.engine.errors import TokstepError
-from tokstep.tui.lint_cmd import add_row_flags, columns_from_args, open_data_from_args
+from tokstep.tui.lint_cmd import DATA_HELP, add_row_flags, columns_from_args, open_data_from_args
 from tokstep.tui.progress import RowProgress
 
 if TYPE_CHECKING:
@@ -29,11 +29,11 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     scan = commands.add_parser(
         "scan",
         help="score every row of a data set (loss, worst positions, masks, lints) into Parquet",
-        description="Score every row of a JSONL / JSON / Parquet file with the model: loss, supervised and "
-        "total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
+        description="Score every row of a data file, save_to_disk folder or cached data set with the model: "
+        "loss, supervised and total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
         "manifest. Resumable (rerun the same command); data parallel under torchrun.",
     )
-    scan.add_argument("data", help="a .jsonl, .json or .parquet file")
+    scan.add_argument("data", help=DATA_HELP)
     scan.add_argument("--out", metavar="DIR", help="folder for the shards and manifest (required)")
     scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
     add_model_flags(scan)
@@ -84,13 +84,14 @@ def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
     if args.chunk_rows < 1 or args.batch_tokens < 1:
         raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")
     data = open_data_from_args(args, args.data)
-    source = Path(args.data).expanduser().resolve()
-    stat = source.stat()
+    local = Path(args.data).expanduser()
+    source = str(local.resolve()) if local.exists() else args.data  # a cached hub data set: its name
+    data_bytes, data_mtime_ns = data.stamp()
     columns = columns_from_args(args)
     config = ScanConfig(
-        data=str(source),
-        data_bytes=stat.st_size,
-        data_mtime_ns=stat.st_mtime_ns,
+        data=source,
+        data_bytes=data_bytes,
+        data_mtime_ns=data_mtime_ns,
         model=model_spec.name_or_path,
         revision=model_spec.revision,
         dtype=model_spec.dtype,
@@ -101,6 +102,7 @@ def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
             "truncate": args.truncate,
             # the label convention only when stated: a scan from before these flags still resumes
             **{k: v for k, v in (("eot", args.eot), ("inserted", args.inserted)) if v != "train"},
+            **({"split": args.split} if args.split else {}),
         },
         chunk_rows=args.chunk_rows,
         weights=model_fingerprint(model_spec.name_or_path, model_spec.revision),
