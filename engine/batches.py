@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine import json_text
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import as_int_list
+from tokstep.engine.inputs import as_int_list, read_bounded
 from tokstep.engine.policies import Policy
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 
@@ -108,22 +109,35 @@ class RowError(Exception):
     """A problem with one line (becomes a BadLine; the other lines still load)."""
 
 
+MAX_BATCHES_FILE = 2 << 30  # bytes: checked before reading (a trainer's batches, not /dev/zero)
+
+
 def read_batches(path: str | Path) -> BatchFile:
-    """Read a batches file; each unreadable line is a `BadLine`, the others load."""
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TokstepError(f"batches file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TokstepError(f"cannot read batches file {path}: {error}") from None
+    """Read a batches file; each unreadable line (bad JSON, bad UTF-8, a repeated batch/row key) is a
+    `BadLine`, the others load."""
+    if Path(path).expanduser().is_dir():
+        raise TokstepError(f"cannot read batches file {path}: it is a folder")
+    data = read_bounded(path, "batches", MAX_BATCHES_FILE, "split it into smaller files")
     rows: list[BatchRow] = []
     errors: list[BadLine] = []
     next_row: dict[int, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    first_line: dict[tuple[int, int], int] = {}
+    for number, raw_bytes in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        if not raw_bytes.strip():
             continue
         try:
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise RowError(f"not valid UTF-8 (byte {error.start})") from None
             row = parse_row(raw, number, next_row)
+            key = (row.batch, row.row)
+            if key in first_line:
+                raise RowError(
+                    f"batch {row.batch} row {row.row} appears again (first on line {first_line[key]}): "
+                    "each row of a batch once"
+                )
+            first_line[key] = number
         except RowError as error:
             errors.append(BadLine(number, f"line {number}: {error}"))
             continue
@@ -158,9 +172,11 @@ def _settings(value: Any) -> Settings:
 def parse_row(raw: str, line: int, next_row: dict[int, int] | None = None) -> BatchRow:
     """One JSON line -> a checked BatchRow (raises RowError with a one-line reason)."""
     try:
-        data = json.loads(raw)
+        data = json_text.loads(raw)
     except json.JSONDecodeError as error:
         raise RowError(f"not valid JSON: {error.msg} (column {error.colno})") from None
+    except json_text.UnusableJson as error:
+        raise RowError(f"the line {error}") from None
     except RecursionError:
         raise RowError("nested too deeply to read") from None
     if not isinstance(data, dict):

@@ -1,4 +1,5 @@
 """Read training data files (JSONL / JSON / Parquet) row by row, without loading a large file into memory.
+Every other input (compressed JSONL, Arrow, `datasets`, the HF cache) is opened by data_sources.open_source.
 
 A JSONL file is indexed by line offsets (numpy, a few MiB at a time), so a 1 GB file opens at once and
 its rows are read on demand; `DataFile.index_more()` extends the index in the background. Each row
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine import json_text
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec
 
@@ -189,11 +191,26 @@ class DataFile:
     def close(self) -> None:
         pass
 
+    @property
+    def has_lines(self) -> bool:
+        """Rows are numbered by their line in the file (JSON Lines, JSON), not by row (Arrow, Parquet)."""
+        return self.format.startswith("json")
+
+    def stamp(self) -> tuple[int, int]:
+        """(bytes, mtime in ns) of what the rows come from: a changed data set is a different scan."""
+        stat = self.path.stat()
+        return stat.st_size, stat.st_mtime_ns
+
 
 class _BadRow(Exception):
     def __init__(self, line: int | None, message: str) -> None:
         super().__init__(message)
         self.line, self.message = line, message
+
+
+MAX_ROW_BYTES = (
+    16 << 20
+)  # one JSONL row; more is not a training sample (and would take gigabytes to tokenize)
 
 
 class JsonlFile(DataFile):
@@ -288,7 +305,9 @@ class JsonlFile(DataFile):
         line = int(self._lines[index])
         with self._lock:
             self._handle.seek(int(self._starts[index]))
-            raw = self._handle.readline()
+            raw = self._handle.readline(MAX_ROW_BYTES + 1)
+        if len(raw) > MAX_ROW_BYTES:  # never read whole: that row alone is the error
+            raise _BadRow(line, f"the row is larger than {MAX_ROW_BYTES >> 20} MiB: not read")
         try:
             text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors)
         except UnicodeDecodeError:
@@ -296,9 +315,11 @@ class JsonlFile(DataFile):
         if not text.strip():
             raise _BadRow(line, "blank line")
         try:
-            return json.loads(text), line
+            return json_text.loads(text), line
         except json.JSONDecodeError as error:
             raise _BadRow(line, f"not valid JSON: {error.msg} (column {error.colno})") from None
+        except json_text.UnusableJson as error:
+            raise _BadRow(line, f"the row {error}") from None
         except RecursionError:
             raise _BadRow(line, NESTED_TOO_DEEPLY) from None
 
@@ -317,15 +338,18 @@ class JsonArrayFile(DataFile):
         stripped = text.lstrip()
         if not stripped.startswith("["):
             try:
-                self._records.append((json.loads(text), 1, None))
+                self._records.append((json_text.loads(text), 1, None))
             except json.JSONDecodeError as error:
                 self._records.append(
                     (None, error.lineno, f"not valid JSON: {error.msg} (column {error.colno})")
                 )
+            except json_text.UnusableJson as error:
+                self._records.append((None, 1, f"the row {error}"))
             except RecursionError:
                 self._records.append((None, 1, NESTED_TOO_DEEPLY))
             return
         position, line, counted = text.index("[") + 1, 1, 0
+        surrogates = json_text.may_hold_surrogates(text)
         while True:
             position = _skip_space(text, position)
             if position < len(text) and text[position] == "]":
@@ -342,7 +366,18 @@ class JsonArrayFile(DataFile):
                 message = f"{NESTED_TOO_DEEPLY} (the rest of the file is not read)"
                 self._records.append((None, line, message))
                 return
-            self._records.append((record, line, None))
+            except ValueError as error:  # an integer of more than 4300 digits
+                message = (
+                    f"cannot read this row: {str(error).splitlines()[0]} (the rest of the file is not read)"
+                )
+                self._records.append((None, line, message))
+                return
+            try:
+                if surrogates:
+                    json_text.check_text(record, "the row")
+                self._records.append((record, line, None))
+            except json_text.UnusableJson as error:
+                self._records.append((None, line, str(error)))
             position = _skip_space(text, position)
             if position < len(text) and text[position] == ",":
                 position += 1
@@ -405,6 +440,8 @@ def open_data(path: str | Path, columns: Columns = Columns(), **options: Any) ->
         raise TokstepError(f"data file not found: {path}")
     if target.is_dir():
         raise TokstepError(f"{path} is a folder: give a .jsonl, .json or .parquet file")
+    if not target.is_file():  # /dev/zero (or a link to it), a FIFO: never read without end
+        raise TokstepError(f"{path} is not a regular file: give a .jsonl, .json or .parquet file")
     suffix = target.suffix.lower()
     kwargs = {"columns": columns, "options": options}
     try:
@@ -437,6 +474,6 @@ def _open_json(path: Path, kwargs: dict[str, Any]) -> DataFile:
         except json.JSONDecodeError as error:
             if error.msg == "Extra data":
                 return JsonlFile(path, **kwargs)
-        except RecursionError:
+        except (RecursionError, ValueError):
             pass  # JsonArrayFile turns it into an error row
     return JsonArrayFile(path, text, **kwargs)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from tokstep.engine import json_text
 from tokstep.engine.chat_masks import Policy, derive
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import COUNTED, IGNORE_INDEX, MaskReason, Sample
@@ -39,12 +41,24 @@ class SampleSpec:
     )
 
 
+def _check_unicode(value: Any, what: str) -> None:
+    try:
+        json_text.check_text(value, what)
+    except json_text.UnusableJson as error:
+        raise TokstepError(str(error)) from None
+
+
 def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None) -> Sample:
     """Dispatch on which field of the spec is set.
 
     `max_tokens` (the model's positions): a text or chat far longer than that is rejected from its size
     alone, before it is tokenized or rendered (a 10 MB chat would otherwise take minutes and gigabytes).
     """
+    for what, value in (("the text", spec.text), ("the prompt", spec.prompt), ("the answer", spec.answer)):
+        if value is not None:
+            _check_unicode(value, what)
+    if spec.chat is not None:
+        _check_unicode(spec.chat, "the chat")
     if max_tokens is not None and spec.truncate is None:
         reject_far_too_long(spec, tokenizer, max_tokens)
     if spec.ids is not None:
@@ -59,13 +73,49 @@ def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None
             tokenizer, spec.prompt, spec.answer, bos=spec.bos, eos=eos, name=spec.name
         )
     elif spec.text is not None:
-        sample = from_text(tokenizer, spec.text, bos=spec.bos, eos=spec.eos, name=spec.name)
+        sample = _text_prefix(tokenizer, spec) or from_text(
+            tokenizer, spec.text, bos=spec.bos, eos=spec.eos, name=spec.name
+        )
     else:
         raise TokstepError("no sample given: pass --text, --file, --prompt/--answer, --chat or --ids")
     sample = truncate(sample, spec.truncate) if spec.truncate else sample
     if sample.kind == "ids":
         return with_layout(sample, tokenizer, eot=spec.eot, inserted=spec.inserted)
     return sample
+
+
+TRUNCATE_MARGIN = 64  # tokens past the kept ones before a prefix's cut: its kept tokens are the whole text's
+
+
+def prefix_chars(keep: int) -> int:
+    """The first prefix of a text tried for --truncate `keep` (checks of the kept text read this much)."""
+    return max(4096, 16 * keep)
+
+
+def kept_spec(spec: SampleSpec) -> SampleSpec:
+    """With --truncate: the spec's texts cut to what the checks of the kept tokens read (never a whole
+    12 MB input encoded again by a lint)."""
+    if not spec.truncate:
+        return spec
+    chars = prefix_chars(spec.truncate)
+    cut = {k: getattr(spec, k)[:chars] for k in ("text", "prompt", "answer") if getattr(spec, k)}
+    return replace(spec, **cut)
+
+
+def _text_prefix(tokenizer: Any, spec: SampleSpec) -> Sample | None:
+    """With --truncate N, a long text is tokenized a growing prefix at a time instead of whole (a 12 MB file
+    kept to 50 tokens took a minute and gigabytes): once a prefix gives N + TRUNCATE_MARGIN tokens, the cut
+    lies far past the kept ones and they are the text's own. None: the text is short, tokenize it whole."""
+    text, keep = spec.text or "", spec.truncate
+    if not keep:
+        return None
+    chars = prefix_chars(keep)
+    while chars < len(text):
+        sample = from_text(tokenizer, text[:chars], bos=spec.bos, eos="none", name=spec.name)
+        if len(sample) >= keep + TRUNCATE_MARGIN:
+            return sample  # cut to `keep` by the caller
+        chars *= 4
+    return None
 
 
 def with_layout(
@@ -349,32 +399,43 @@ def truncate(sample: Sample, max_tokens: int) -> Sample:
 MAX_SAMPLE_FILE = 64 << 20  # bytes: one sample's file; more is a mistake (or /dev/zero), not a sample
 
 
-def _read_bytes(path: str | Path, what: str) -> bytes:
-    """A sample file's bytes, at most MAX_SAMPLE_FILE of them; every failure is one line."""
+def read_bounded(
+    path: str | Path, what: str, limit: int = MAX_SAMPLE_FILE, too_large: str = "not one sample"
+) -> bytes:
+    """A sample file's bytes, at most `limit` of them, its size checked before it is read; every failure is
+    one line. A device (/dev/zero, or a link to it) is refused; a pipe is read up to the limit."""
+    target = Path(path).expanduser()
     try:
-        with Path(path).expanduser().open("rb") as handle:
-            data = handle.read(MAX_SAMPLE_FILE + 1)
+        mode = target.stat()
+        if stat.S_ISCHR(mode.st_mode) or stat.S_ISBLK(mode.st_mode):
+            raise TokstepError(f"{what} file {path} is a device, not a file")
+        if stat.S_ISREG(mode.st_mode) and mode.st_size > limit:
+            raise TokstepError(f"{what} file {path} is larger than {limit >> 20} MiB: {too_large}")
+        with target.open("rb") as handle:
+            data = handle.read(limit + 1)
     except FileNotFoundError:
         raise TokstepError(f"{what} file not found: {path}") from None
     except IsADirectoryError:
         raise TokstepError(f"{path} is a folder, not a {what} file") from None
     except OSError as error:
         raise TokstepError(f"cannot read {what} file {path}: {error.strerror or error}") from None
-    if len(data) > MAX_SAMPLE_FILE:
-        raise TokstepError(f"{what} file {path} is larger than {MAX_SAMPLE_FILE >> 20} MiB: not one sample")
+    if len(data) > limit:
+        raise TokstepError(f"{what} file {path} is larger than {limit >> 20} MiB: {too_large}")
     return data
 
 
 def read_json(path: str | Path, what: str) -> Any:
     """Read a JSON file given on the command line; every failure is one line."""
-    data = _read_bytes(path, what)
+    data = read_bounded(path, what)
     text = decode_utf8(data.removeprefix(UTF8_BOM), f"{what} file {path}")  # a BOM is not JSON content
     try:
-        return json.loads(text)
+        return json_text.loads(text)
     except json.JSONDecodeError as error:
         raise TokstepError(
             f"{what} file {path} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from None
+    except json_text.UnusableJson as error:
+        raise TokstepError(f"{what} file {path} {error}") from None
     except RecursionError:
         raise TokstepError(f"{what} file {path} is nested too deeply to read") from None
 
@@ -399,4 +460,4 @@ def decode_utf8(data: bytes, what: str) -> str:
 
 def read_text(path: str | Path) -> str:
     """A text file exactly as its bytes say: read in binary, decoded as strict UTF-8, no newline translation."""
-    return decode_utf8(_read_bytes(path, "text"), f"text file {path}")
+    return decode_utf8(read_bounded(path, "text"), f"text file {path}")

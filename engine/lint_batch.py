@@ -20,7 +20,9 @@ import numpy as np
 from tokstep.engine import lints
 from tokstep.engine.chat_masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.data import DataRow
-from tokstep.engine.lints import RowLint, lint_row
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs import reject_far_too_long
+from tokstep.engine.lints import RowLint, lint_row, max_positions_for
 
 GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
 
@@ -81,10 +83,16 @@ class BatchTokenizer:
             return
         plain: list[str] = []  # encoded without special tokens
         special: list[str] = []  # with them (text, prompt: as the tokenizer adds them by default)
+        limit = max_positions_for(self)
         for row in rows:
             spec = row.spec
             if spec is None or spec.ids is not None:
                 continue
+            if limit is not None and spec.truncate is None:
+                try:
+                    reject_far_too_long(spec, self, limit)
+                except TokstepError:
+                    continue  # the row's own build refuses it, from its size
             if spec.chat is not None:
                 try:
                     plain.append(self._render(list(spec.chat), False, spans=True)[0])
@@ -260,7 +268,10 @@ def _assistant_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
 def lint_rows(tokenizer: BatchTokenizer, rows: Sequence[DataRow], *, slim: bool = False) -> list[RowLint]:
     """`lint_row` for each row, with the batch's renders and encodings done once up front. `slim`: return
     `RowLint.slim()`s and skip the work only the full result holds (decoding the trained text)."""
-    tokenizer.prepare(rows)
+    try:
+        tokenizer.prepare(rows)
+    except Exception:  # noqa: BLE001 - a text the batch encoder refuses: each row is encoded on its own
+        tokenizer.clear()
     try:
         if slim:
             return [lint_row(tokenizer, row, trained=False).slim() for row in rows]  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ import numpy as np
 from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample, with_layout
+from tokstep.engine.inputs import SampleSpec, build_sample, kept_spec, with_layout
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 from tokstep.engine.structure import NO_ROLE, ROLES, Part, TurnLayout, _occurrences
@@ -1197,8 +1197,9 @@ def set_max_positions(tokenizer: Any, positions: int | None) -> None:
 
 def max_positions_for(tokenizer: Any) -> int | None:
     """The model's positions when known, else the tokenizer's own model_max_length when it is a real limit."""
-    with contextlib.suppress(TypeError, KeyError):
-        return _MAX_POSITIONS[tokenizer]
+    for candidate in (tokenizer, getattr(tokenizer, "wrapped", None)):  # a BatchTokenizer: the one inside
+        with contextlib.suppress(TypeError, KeyError):
+            return _MAX_POSITIONS[candidate]
     limit = getattr(tokenizer, "model_max_length", None)
     return int(limit) if isinstance(limit, int) and 0 < limit < _SANE_MAX_LENGTH else None
 
@@ -1292,6 +1293,8 @@ def _boundary_net(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[
 
 def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) -> list[Finding]:
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
+    if spec is not None and spec.truncate:
+        spec = kept_spec(spec)  # the lints read what --truncate keeps, not all of a huge input
     facts = tokenizer_facts(tokenizer)
     if sample.kind == "ids" and sample.layout is None and facts.has_template:
         policy = {"eot": spec.eot, "inserted": spec.inserted} if spec is not None else {}
@@ -1329,8 +1332,8 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
 
 def lint_spec(tokenizer: Any, spec: SampleSpec) -> tuple[Sample | None, list[Finding]]:
     """Build the sample, then lint it; a sample that cannot be built is itself an error finding."""
-    try:
-        sample = build_sample(spec, tokenizer)
+    try:  # a row far longer than the model's positions is refused from its size, before tokenizing it
+        sample = build_sample(spec, tokenizer, max_tokens=max_positions_for(tokenizer))
     except TokstepError as error:
         return None, [finding("unbuildable", (), str(error))]
     return sample, lint_sample(tokenizer, sample, spec)

@@ -170,6 +170,28 @@ def _resolve(name_or_path: str, revision: str | None, trust_remote_code: bool) -
     return location, common
 
 
+def model_fingerprint(name_or_path: str, revision: str | None = None) -> list[list[Any]] | str:
+    """What identifies a model's content: [name, bytes, mtime_ns] of every file in its folder (weights, config,
+    tokenizer) at its top level, so new weights saved into the same folder make another fingerprint; a hub id cached locally
+    is its snapshot's folder, one not cached its name and revision."""
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
+        try:
+            # lazy: loads huggingface_hub
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(name_or_path, revision=revision, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the cache: the name and revision are all there is
+            return f"{name_or_path}@{revision or 'main'}"
+    files = []
+    for path in sorted(folder.iterdir()):  # from_pretrained reads the top level only (not checkpoint-N/)
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        stat = path.stat()
+        files.append([path.name, stat.st_size, stat.st_mtime_ns])
+    return files
+
+
 def _tokenizer_from(location: str, common: dict[str, Any], name_or_path: str) -> Any:
     # lazy: loads transformers
     from transformers import AutoTokenizer

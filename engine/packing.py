@@ -176,7 +176,11 @@ def trace_row(
         )
     sample = row_sample(row, loaded.tokenizer.pad_token_id)
     sample = with_row_layout(
-        sample, row, loaded.tokenizer, eot=settings.eot or DEFAULT_EOT, inserted=settings.inserted or DEFAULT_INSERTED
+        sample,
+        row,
+        loaded.tokenizer,
+        eot=settings.eot or DEFAULT_EOT,
+        inserted=settings.inserted or DEFAULT_INSERTED,
     )  # each document's chat turns, recovered from its ids: the label lints and the strip's role colours
     skip = ignored(row)
     label_findings = batch_row_lints(loaded.tokenizer, sample, skip, row.documents)

@@ -4,15 +4,18 @@ The rows are cut into chunks of `chunk_rows`. Chunk c belongs to rank c % world_
 `torchrun` / `accelerate launch`: RANK, WORLD_SIZE, LOCAL_RANK from the environment). A chunk is tokenized
 and linted (`lint_batch`), scored by a batched forward with length bucketing (`batched.score_batch`), and
 committed as its own Parquet file, written under a temporary name and renamed: a killed scan leaves only
-whole chunks, and the rerun of the same command skips them. When every chunk is in, each rank merges its
-chunks into one shard and rank 0 writes `manifest.json`. `scan.json` (the scan's parameters) is written
-first, so `--out` pointing at another scan's folder is refused.
+whole chunks, and the rerun of the same command skips those that read back whole. When every chunk is in,
+each rank merges its chunks into one shard and rank 0 writes `manifest.json`. `scan.json` (the scan's
+identity: data file size/mtime, the model folder's files with size/mtime, the options) is written once the
+model has loaded, so a failed start leaves nothing, and a rerun with other weights or data is refused instead
+of mixing rows. `--out` is locked (flock) while a scan writes it: a second scan into it is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -63,6 +66,7 @@ class ScanConfig:
     columns: dict[str, Any]
     options: dict[str, Any]  # bos / eos / truncate / eot / inserted
     chunk_rows: int
+    weights: Any = None  # loading.model_fingerprint: new weights saved into the same folder differ
     # how to run, not part of the identity
     batch_tokens: int = 16384
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -79,6 +83,7 @@ class ScanConfig:
             "columns": self.columns,
             "options": self.options,
             "chunk_rows": self.chunk_rows,
+            "weights": self.weights,
         }
 
 
@@ -224,36 +229,92 @@ def _one_by_one(
 # ---------------------------------------------------------------- the run
 
 
-def _check_folder(out: Path, config: ScanConfig, force: bool) -> dict[str, Any] | None:
-    """Refuse a folder holding something else; returns the existing manifest when the scan is complete."""
+def _differs_message(out: Path, stored: dict[str, Any], config: ScanConfig) -> str:
+    identity, before = config.identity(), stored.get("identity")
+    if not isinstance(before, dict):
+        what = "its scan.json cannot be read"
+    else:
+        differs = sorted(k for k in identity if before.get(k) != identity[k])
+        if set(differs) - {"weights", "data_bytes", "data_mtime_ns"}:
+            what = f"it holds a different scan ({', '.join(differs)} differ)"
+        elif "weights" in differs and "weights" not in before:
+            what = "it was started by an older tokstep, which did not record the model's files"
+        elif "weights" in differs:
+            what = f"the files of model {config.model} changed since it was scanned (new weights or config)"
+        else:
+            what = f"the data file {config.data} changed since it was scanned"
+    return f"--out {out}: {what}: pick another folder, or pass --force to start it over"
+
+
+@dataclass
+class _Folder:
+    """What rank 0 found in --out before any write: whether to start over, reuse, or resume."""
+
+    verdict: str | None = None  # an error line, shared with every rank
+    complete: dict[str, Any] | None = None  # the manifest of a finished, intact scan of this identity
+    reset: bool = False  # --force over another scan (done once the model has loaded)
+    damaged: list[str] = field(default_factory=list)  # shards of a finished scan that no longer read whole
+
+
+def _inspect(out: Path, config: ScanConfig, force: bool) -> _Folder:
+    """Look at --out without writing anything: a start that fails leaves the folder as it was."""
     params = out / PARAMETERS
     if out.exists() and not out.is_dir():
         raise TokstepError(f"--out {out} is a file, not a folder")
     if params.exists():
         try:
             stored = json.loads(params.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             stored = {"unreadable": str(error)}
-        if stored.get("identity") != config.identity():
+        if not isinstance(stored, dict) or stored.get("identity") != config.identity():
             if not force:
-                differs = sorted(
-                    k for k in config.identity() if stored.get("identity", {}).get(k) != config.identity()[k]
-                )
-                raise TokstepError(
-                    f"--out {out} holds a different scan ({', '.join(differs) or 'unreadable scan.json'} "
-                    "differ): pick another folder, or pass --force to replace it"
-                )
-            return None
-        manifest = out / MANIFEST
-        if manifest.exists():
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                return json.loads(manifest.read_text(encoding="utf-8"))
-        return None
+                raise TokstepError(_differs_message(out, stored if isinstance(stored, dict) else {}, config))
+            return _Folder(reset=True)
+        manifest = _read_manifest(out / MANIFEST)
+        if manifest is None:
+            return _Folder()
+        shards = manifest.get("shards", [])
+        damaged = [name for name in shards if _rows_in(out / name) is None]  # footer and row count only
+        if damaged or sum(_rows_in(out / name) or 0 for name in shards) != manifest.get("rows"):
+            return _Folder(damaged=damaged or list(shards))
+        return _Folder(complete=manifest)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise TokstepError(
             f"--out {out} is not empty and holds no tokstep scan: pick another folder, or pass --force"
         )
-    return None
+    return _Folder()
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _rows_in(path: Path) -> int | None:
+    """How many rows a Parquet file holds, None when it is missing, truncated or not Parquet."""
+    # lazy: loads pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:  # noqa: BLE001 - a torn or foreign file: redone
+        return None
+
+
+def _whole(path: Path, rows: range | None) -> bool:
+    """A committed chunk or shard reads back whole (footer, schema, every page); `rows` the row numbers it
+    must hold, in order (None: any)."""
+    # lazy: loads pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, schema=schema())
+    except Exception:  # noqa: BLE001 - truncated, corrupt or foreign: redone
+        return False
+    return rows is None or table.column("row").to_pylist() == list(rows)
 
 
 def _reset(out: Path) -> None:
@@ -266,6 +327,52 @@ def _reset(out: Path) -> None:
         shard.unlink()
 
 
+def _lock(out: Path) -> int:
+    """An advisory lock on the --out folder for the whole scan: a second scan into it is refused at once."""
+    descriptor = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise TokstepError(
+            f"--out {out} is in use by another tokstep scan: wait for it to finish, or pick another folder"
+        ) from None
+    except OSError:  # a file system without locks (some NFS): go on unlocked
+        pass
+    return descriptor
+
+
+def _prepare(out: Path, config: ScanConfig, found: _Folder, locked_before: bool) -> None:
+    """Rank 0, once the model has loaded and --out is locked: apply --force, write scan.json."""
+    if not locked_before:  # another scan may have begun in the folder meanwhile
+        found.reset = found.reset or _inspect(out, config, force=found.reset).reset
+    if found.reset:
+        _reset(out)
+    if found.damaged:
+        with contextlib.suppress(FileNotFoundError):
+            (out / MANIFEST).unlink()
+        for name in found.damaged:
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+    (out / CHUNKS).mkdir(exist_ok=True)
+    for stale in (out / CHUNKS).glob(".*.tmp*"):  # left by a SIGKILLed run
+        stale.unlink()
+    if not (out / PARAMETERS).exists():
+        write_json_atomic(out / PARAMETERS, {"identity": config.identity(), "started": _now()})
+
+
+def _undo_start(out: Path, created: bool) -> None:
+    """A run that created --out and committed no chunk leaves nothing behind."""
+    if not created or any((out / CHUNKS).glob("chunk-*.parquet")) or (out / MANIFEST).exists():
+        return
+    with contextlib.suppress(OSError):
+        (out / PARAMETERS).unlink()
+        for stale in (out / CHUNKS).glob(".*"):
+            stale.unlink()
+        (out / CHUNKS).rmdir()
+        out.rmdir()
+
+
 def _barrier(ranks: Ranks) -> None:
     if ranks.distributed:
         # lazy: loads torch
@@ -274,14 +381,14 @@ def _barrier(ranks: Ranks) -> None:
         dist.barrier()
 
 
-def _broadcast_error(ranks: Ranks, message: str | None) -> str | None:
-    """Rank 0's verdict on the folder, shared with every rank (so all stop together, each with the reason)."""
+def _broadcast(ranks: Ranks, value: Any) -> Any:
+    """Rank 0's value, shared with every rank (so all stop together, each with the reason)."""
     if not ranks.distributed:
-        return message
+        return value
     # lazy: loads torch
     import torch.distributed as dist
 
-    box = [message]
+    box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
@@ -297,6 +404,11 @@ class ScanOutcome:
     tokens: int = 0
 
 
+def _chunk_rows(config: ScanConfig, total_rows: int, chunk: int) -> range:
+    start = chunk * config.chunk_rows
+    return range(start, min(start + config.chunk_rows, total_rows))
+
+
 def run_scan(
     loaded_factory: Callable[[], LoadedModel],
     data: DataFile,
@@ -308,56 +420,77 @@ def run_scan(
     on_start: Callable[[int, int], None] = lambda rows, chunks_done: None,
     progress: Progress = lambda rows, tokens: None,
 ) -> ScanOutcome:
-    """Run (or resume) a scan. Every file is written atomically; OSError becomes one TokstepError line."""
+    """Run (or resume) a scan. Every file is written atomically; OSError becomes one TokstepError line.
+    Nothing is written before the model has loaded; committed chunks are checked whole before being kept."""
     started = time.monotonic()
-    verdict: str | None = None
-    complete: dict[str, Any] | None = None
-    if ranks.rank == 0:
-        try:
-            complete = _check_folder(out, config, force)
-            if force and complete is None and (out / PARAMETERS).exists():
-                stored = json.loads((out / PARAMETERS).read_text(encoding="utf-8"))
-                if stored.get("identity") != config.identity():
-                    _reset(out)
-            (out / CHUNKS).mkdir(parents=True, exist_ok=True)
-            for stale in (out / CHUNKS).glob(".*.tmp*"):  # left by a SIGKILLed run
-                stale.unlink()
-            if not (out / PARAMETERS).exists():
-                write_json_atomic(out / PARAMETERS, {"identity": config.identity(), "started": _now()})
-        except TokstepError as error:
-            verdict = str(error)
-        except OSError as error:
-            verdict = _disk_error(out, error)
-        if verdict is None and complete is not None:
-            verdict = "complete"
-    verdict = _broadcast_error(ranks, verdict)
-    if verdict == "complete":
-        return ScanOutcome(out, int((complete or {}).get("rows", 0)), 0, True, complete)
-    if verdict is not None:
-        raise TokstepError(verdict)
-
-    data.index_all()
-    total_rows = len(data)
-    chunks = math.ceil(total_rows / config.chunk_rows)
-    mine = [c for c in range(chunks) if c % ranks.world == ranks.rank]
-    todo = [c for c in mine if not chunk_path(out, c).exists()]
-    todo_rows = sum(min(config.chunk_rows, total_rows - c * config.chunk_rows) for c in todo)
-    on_start(todo_rows, len(mine) - len(todo))
-    tokens = 0
-    if todo:
-        loaded = loaded_factory()
-        tokens = _run_chunks(loaded, data, out, config, todo, progress)
+    found = _Folder()
+    lock: int | None = None
+    created = False
     try:
-        _barrier(ranks)  # every rank's chunks are in
-        shard = out / shard_name(ranks.rank, ranks.world)
-        _merge([chunk_path(out, c) for c in mine], shard)
-        _barrier(ranks)
-        manifest = None
         if ranks.rank == 0:
-            manifest = _write_manifest(out, config, ranks, total_rows)
-            shutil.rmtree(out / CHUNKS, ignore_errors=True)
-    except OSError as error:
-        raise TokstepError(_disk_error(out, error)) from None
+            try:
+                if out.is_dir():
+                    lock = _lock(out)
+                found = _inspect(out, config, force)
+            except TokstepError as error:
+                found = _Folder(verdict=str(error))
+            except OSError as error:
+                found = _Folder(verdict=_disk_error(out, error))
+        found = _broadcast(ranks, found)
+        if found.verdict is not None:
+            raise TokstepError(found.verdict)
+        if found.complete is not None:
+            return ScanOutcome(out, int(found.complete.get("rows", 0)), 0, True, found.complete)
+
+        data.index_all()
+        total_rows = len(data)
+        if total_rows == 0:
+            raise TokstepError(f"{data.path} has no rows")
+        chunks = math.ceil(total_rows / config.chunk_rows)
+        mine = [c for c in range(chunks) if c % ranks.world == ranks.rank]
+        todo = [
+            c
+            for c in mine
+            if found.reset or not _whole(chunk_path(out, c), _chunk_rows(config, total_rows, c))
+        ]
+        loaded = loaded_factory() if todo else None  # a model that fails to load leaves --out untouched
+        verdict = None
+        if ranks.rank == 0:
+            try:
+                created = not out.exists()
+                out.mkdir(parents=True, exist_ok=True)
+                locked_before = lock is not None
+                lock = lock if lock is not None else _lock(out)
+                _prepare(out, config, found, locked_before)
+            except TokstepError as error:
+                verdict = str(error)
+            except OSError as error:
+                verdict = _disk_error(out, error)
+        verdict = _broadcast(ranks, verdict)
+        if verdict is not None:
+            raise TokstepError(verdict)
+        _barrier(ranks)
+        on_start(sum(len(_chunk_rows(config, total_rows, c)) for c in todo), len(mine) - len(todo))
+        tokens = _run_chunks(loaded, data, out, config, todo, progress) if loaded is not None else 0
+        try:
+            _barrier(ranks)  # every rank's chunks are in
+            shard = out / shard_name(ranks.rank, ranks.world)
+            mine_rows = sum(len(_chunk_rows(config, total_rows, c)) for c in mine)
+            _merge([chunk_path(out, c) for c in mine], shard, mine_rows)
+            _barrier(ranks)
+            manifest = None
+            if ranks.rank == 0:
+                manifest = _write_manifest(out, config, ranks, total_rows)
+                shutil.rmtree(out / CHUNKS, ignore_errors=True)
+        except OSError as error:
+            raise TokstepError(_disk_error(out, error)) from None
+    except BaseException:
+        if ranks.rank == 0:
+            _undo_start(out, created)
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     return ScanOutcome(
         out, total_rows, len(mine) - len(todo), False, manifest, time.monotonic() - started, tokens
     )
@@ -452,7 +585,7 @@ def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
     pq.write_table(pa.Table.from_pylist(records, schema=schema()), path)
 
 
-def _merge(chunk_files: list[Path], shard: Path) -> None:
+def _merge(chunk_files: list[Path], shard: Path, rows: int) -> None:
     """Concatenate this rank's chunks into its shard (streamed, atomic)."""
     # lazy: loads pyarrow
     import pyarrow.parquet as pq
@@ -462,11 +595,11 @@ def _merge(chunk_files: list[Path], shard: Path) -> None:
             for chunk in chunk_files:
                 writer.write_table(pq.read_table(chunk, schema=schema()))
 
-    if not chunk_files and shard.exists():
-        return
-    if chunk_files and not all(c.exists() for c in chunk_files):
-        if shard.exists():  # merged by an earlier run that stopped before the manifest
+    if not all(c.exists() for c in chunk_files) and shard.exists():
+        if _rows_in(shard) == rows:  # merged by an earlier run that stopped before the manifest
             return
+        raise TokstepError(f"{shard.name} holds {_rows_in(shard)} rows, not {rows}: rerun with --force")
+    if chunk_files and not all(c.exists() for c in chunk_files):
         missing = next(c for c in chunk_files if not c.exists())
         raise TokstepError(f"chunk {missing.name} is missing: rerun the same command")
     write_atomic(shard, write)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from tokstep.engine.data import Columns, open_data
+from tokstep.engine.data import Columns
+from tokstep.engine.data_sources import open_source
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_files import MANIFEST, PARAMETERS
 
@@ -218,7 +219,7 @@ class ScanView:
         identity = self.identity
         columns = {k: tuple(v) if isinstance(v, list) else v for k, v in identity.get("columns", {}).items()}
         try:
-            return open_data(identity["data"], Columns(**columns), **identity.get("options", {}))
+            return open_source(identity["data"], Columns(**columns), **identity.get("options", {}))
         except KeyError:
             raise TokstepError(f"{self.folder}: the manifest does not name its data file") from None
 

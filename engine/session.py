@@ -12,13 +12,15 @@ from tokstep.engine.loading import LoadedModel, ModelSpec, load_model
 from tokstep.engine.policies import DEFAULT_REFERENCE, DEFAULT_TOP_K, REFERENCES, Reference, check_top_k
 from tokstep.engine.reference import compute_reference, result_of
 from tokstep.engine.results import TraceResult
-from tokstep.engine.trace import max_drift, trace_incremental, trace_sample
+from tokstep.engine.trace import check_causal, max_drift, trace_incremental, trace_sample
 
 Progress = Callable[[str], None]
 
 
 def load(spec: ModelSpec) -> LoadedModel:
-    return load_model(
+    """Every model tokstep loads comes through here (report, both models of --compare, --data, --batches, scan,
+    the debugger), so the causality probe refuses a model that attends both ways before any number is shown."""
+    loaded = load_model(
         spec.name_or_path,
         revision=spec.revision,
         dtype=spec.dtype,
@@ -26,6 +28,8 @@ def load(spec: ModelSpec) -> LoadedModel:
         device_map=spec.device_map,
         trust_remote_code=spec.trust_remote_code,
     )
+    check_causal(loaded)
+    return loaded
 
 
 def run_trace(

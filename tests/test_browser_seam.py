@@ -32,6 +32,7 @@ class FakeData:
     """A data file of `n` text rows, all indexed."""
 
     format = "jsonl"
+    has_lines = True  # rows numbered by line, as JSONL
     complete = True
 
     def __init__(self, n: int) -> None:
@@ -282,6 +283,8 @@ async def test_a_scan_that_cannot_be_opened_is_one_line_in_the_scan_browser(back
             if "opening" not in status():
                 break
         # THEN the status says why in one line, and the app keeps running
-        expected = "not a finished scan" if isinstance(backend, ScanBackend) else "does not support opening a scan"
+        expected = (
+            "not a finished scan" if isinstance(backend, ScanBackend) else "does not support opening a scan"
+        )
         assert expected in status() and "\n" not in status().strip()
         assert app.is_running

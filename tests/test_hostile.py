@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,13 @@ def files(tmp_path_factory) -> Path:
     (folder / "exists.json").write_text("precious")
     (folder / "dangling.json").symlink_to(folder / "no-such-target.json")
     (folder / "link-to-file.json").symlink_to(folder / "exists.json")
+    for name in ("fifo.json", "fifo.jsonl"):
+        os.mkfifo(folder / name)
+    for name in ("zero.json", "zero.jsonl"):
+        (folder / name).symlink_to("/dev/zero")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(folder / "sock.json"))  # a socket file stays after the socket closes
+    listener.close()
     return folder
 
 
@@ -245,6 +253,15 @@ def models(tmp_path_factory, model_dir) -> Path:
         nan_state, folder("nan-weights", weights=False) / "model.safetensors", metadata={"format": "pt"}
     )
     (root / "a-file").write_text("not a folder")
+    import transformers as tf
+
+    encoder = root / "bert-encoder"  # AutoModelForCausalLM loads it, but it attends both ways
+    config = tf.BertConfig(vocab_size=512, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    tf.BertLMHeadModel(
+        tf.BertConfig(**{**config.to_dict(), "intermediate_size": 32, "is_decoder": False})
+    ).save_pretrained(encoder)
+    for file in tokenizer_files:
+        (encoder / file.name).write_bytes(file.read_bytes())
     return root
 
 
@@ -634,7 +651,7 @@ CASES += [
     case("file-folder", f"{R} --file {{F}}/a-folder.json", BAD, "is a folder"),
     case("file-bad-utf8", f"{R} --file {{F}}/bad-utf8.txt", BAD, "not valid UTF-8"),
     case("file-empty", f"{R} --file {{F}}/empty.txt", BAD, "is empty"),
-    case("file-dev-zero", f"{R} --file /dev/zero", BAD, "larger than 64 MiB", seconds=20),
+    case("file-dev-zero", f"{R} --file /dev/zero", BAD, "is a device, not a file", seconds=20),
 ]
 
 # Cases that load a (tiny) model: the model or the tokenizer decides.
@@ -804,6 +821,378 @@ CASES += [
 ]
 
 
+# -- issue 18: bad rows, bounded input, special files, flag conflicts -----------------------------------------
+
+SURROGATE_ROW = '{"text": "bad \\ud800 row"}'
+BIG_INT = "9" * 5000
+FILES.update(
+    {
+        "rows-surrogate.jsonl": '{"text": "I love dogs."}\n' + SURROGATE_ROW + '\n{"text": "I love cats."}\n',
+        "rows-surrogate-key.jsonl": '{"text": "ok"}\n{"te\\udfffxt": "x", "text": "y"}\n',
+        "rows-surrogate-chat.jsonl": '{"text": "ok"}\n{"messages": [{"role": "user", "content": "hi"}, '
+        '{"role": "assistant", "content": "\\udc00"}]}\n',
+        "rows-surrogate-prompt.jsonl": '{"text": "ok"}\n{"prompt": "Q \\ud83d", "completion": " A"}\n',
+        "rows-bigint.jsonl": '{"text": "ok"}\n{"input_ids": [1, ' + BIG_INT + ", 3]}\n",
+        "rows-bigint-labels.jsonl": '{"text": "ok"}\n{"input_ids": [1, 2, 3], "labels": [-100, '
+        + BIG_INT
+        + ", 3]}\n",
+        "rows-ids-2d.jsonl": '{"text": "ok"}\n{"input_ids": [[1, 2], [3, 4]]}\n',
+        "rows-labels-2d.jsonl": '{"text": "ok"}\n{"input_ids": [1, 2, 3], "labels": [[1], [2], [3]]}\n',
+        "rows-labels-short.jsonl": '{"text": "ok"}\n{"input_ids": [1, 2, 3], "labels": [1, 2]}\n',
+        "rows-ids-strings.jsonl": '{"text": "ok"}\n{"input_ids": ["1", "2"]}\n',
+        "rows-bad-utf8-2.jsonl": b'{"text": "ok"}\n{"text": "caf\xe9"}\n{"text": "fine"}\n',
+        "rows-surrogate.json": '[{"text": "ok"}, ' + SURROGATE_ROW + "]",
+        "rows-bigint.json": '[{"text": "ok"}, {"input_ids": [' + BIG_INT + "]}]",
+        "rows-pair-ok.jsonl": '{"text": "smile \\ud83d\\ude00 ok"}\n',
+        "batches-surrogate.jsonl": '{"input_ids": [1, 40, 41, 42]}\n{"input_ids": [1, 2], "x": "\\ud800"}\n',
+        "batches-bigint.jsonl": '{"input_ids": [1, 40, 41, 42]}\n{"input_ids": [1, ' + BIG_INT + "]}\n",
+        "batches-bad-utf8.jsonl": b'{"input_ids": [1, 40, 41, 42]}\n{"input_ids": [1, 2], "x": "\xff"}\n',
+        "batches-dup.jsonl": '{"batch": 0, "row": 0, "input_ids": [1, 40, 41, 42]}\n'
+        '{"batch": 0, "row": 0, "input_ids": [1, 40, 41, 43]}\n',
+        "batches-2d.jsonl": '{"input_ids": [1, 40, 41, 42]}\n{"input_ids": [[1, 2], [3, 4]]}\n',
+        "batches-labels-short.jsonl": '{"input_ids": [1, 40, 41, 42]}\n{"input_ids": [1, 2, 3], "labels": [1]}\n',
+        "chat-surrogate.json": '[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "\\ud800"}]',
+        "chat-surrogate-role.json": '[{"role": "us\\udc00er", "content": "hi"}, '
+        '{"role": "assistant", "content": "x"}]',
+        "chat-bigint.json": '[{"role": "user", "content": "hi"}, {"role": "assistant", "content": '
+        + BIG_INT
+        + "}]",
+        "ids-bigint.json": '{"input_ids": [1, ' + BIG_INT + "]}",
+        "ids-bigint-labels.json": '{"input_ids": [1, 2, 3], "labels": [-100, 2, ' + BIG_INT + "]}",
+        "ids-surrogate-key.json": '{"input_ids": [1, 2, 3], "n\\ud800": 1}',
+        "text-surrogate-escape.txt": "caf\\ud800 is not an escape in a text file",
+    }
+)
+
+ROW_FILES = [
+    ("rows-surrogate.jsonl", "lone surrogate"),
+    ("rows-surrogate-key.jsonl", "lone surrogate"),
+    ("rows-surrogate-chat.jsonl", "lone surrogate"),
+    ("rows-surrogate-prompt.jsonl", "lone surrogate"),
+    ("rows-bigint.jsonl", "more than 4300 digits"),
+    ("rows-bigint-labels.jsonl", "more than 4300 digits"),
+    ("rows-ids-2d.jsonl", "input_ids"),
+    ("rows-labels-2d.jsonl", "labels"),
+    ("rows-labels-short.jsonl", "labels"),
+    ("rows-ids-strings.jsonl", "input_ids"),
+    ("rows-bad-utf8-2.jsonl", "not valid UTF-8"),
+    ("rows-surrogate.json", "lone surrogate"),
+    ("rows-bigint.json", "4300 digits"),
+]
+# one bad row is that row's finding: lint and report --data go on and exit 1 (findings), never 4
+CASES += [
+    case(f"row-lint-{n}", f"{L} {{F}}/{n}", FINDINGS, fragment, stderr_lines=0) for n, fragment in ROW_FILES
+]
+CASES += [
+    case(f"row-lint-json-{n}", f"{L} {{F}}/{n} --json -", FINDINGS, fragment.split()[0], stderr_lines=0)
+    for n, fragment in ROW_FILES
+]
+CASES += [
+    case(f"row-lint-strict-{n}", f"{L} {{F}}/{n} --strict", FINDINGS, fragment, stderr_lines=0)
+    for n, fragment in ROW_FILES
+]
+CASES += [
+    case(f"row-lint-jobs-2-{n}", f"{L} {{F}}/{n} --jobs 2", FINDINGS, fragment, stderr_lines=0)
+    for n, fragment in ROW_FILES[:4]
+]
+CASES += [
+    case(f"row-report-data-{n}", f"{R} --data {{F}}/{n}", FINDINGS, fragment, stderr_lines=0)
+    for n, fragment in ROW_FILES
+]
+CASES += [
+    case(f"row-report-data-rows-{n}", f"{R} --data {{F}}/{n} --rows 2", FINDINGS, fragment, stderr_lines=0)
+    for n, fragment in ROW_FILES
+    if not n.endswith(".json")
+]
+CASES += [
+    case("row-pair-is-not-a-surrogate", f"{L} {{F}}/rows-pair-ok.jsonl", OK, "", stderr_lines=0),
+    case("row-report-pair-ok", f"{R} --data {{F}}/rows-pair-ok.jsonl", OK, "1 row(s)", stderr_lines=0),
+]
+
+# a trainer batches line: that line's error (one stderr line), the other rows still traced (exit 1)
+BATCH_LINES = [
+    ("batches-surrogate.jsonl", "lone surrogate"),
+    ("batches-bigint.jsonl", "4300 digits"),
+    ("batches-bad-utf8.jsonl", "not valid UTF-8"),
+    ("batches-dup.jsonl", "appears again (first on line 1)"),
+    ("batches-2d.jsonl", "input_ids"),
+    ("batches-labels-short.jsonl", "labels"),
+]
+CASES += [
+    case(f"batch-line-{n}", f"{R} --batches {{F}}/{n} --reference off", FINDINGS, fragment)
+    for n, fragment in BATCH_LINES
+]
+CASES += [
+    case(f"batch-line-json-{n}", f"{R} --batches {{F}}/{n} --json -", FINDINGS, fragment)
+    for n, fragment in BATCH_LINES
+]
+
+# single samples: exit 2 with one line, before the model loads where the file decides
+SAMPLE_FILES = [
+    ("chat", "chat-surrogate.json", "lone surrogate"),
+    ("chat", "chat-surrogate-role.json", "lone surrogate"),
+    ("chat", "chat-bigint.json", "4300 digits"),
+    ("ids", "ids-bigint.json", "4300 digits"),
+    ("ids", "ids-bigint-labels.json", "4300 digits"),
+    ("ids", "ids-surrogate-key.json", "lone surrogate"),
+]
+for command, prefix in (("report", R), ("report-before-load", f"report {NO_MODEL}"), ("tui", f"{NO_MODEL}")):
+    CASES += [
+        case(f"sample-{command}-{n[:-5]}", f"{prefix} --{flag} {{F}}/{n}", BAD, fragment)
+        for flag, n, fragment in SAMPLE_FILES
+    ]
+ARGV_TEXTS = [
+    ("text", ["--text", "caf\udcff dogs"]),
+    ("text-lone", ["--text", "\ud800"]),
+    ("prompt", ["--prompt", "Q\udc80?", "--answer", " A"]),
+    ("answer", ["--prompt", "Q?", "--answer", " A\udcfe"]),
+]
+CASES += [case(f"argv-{name}", [*R.split(), *argv], BAD, "lone surrogate") for name, argv in ARGV_TEXTS]
+CASES += [
+    case(f"argv-truncate-{name}", [*R.split(), *argv, "--truncate", "8"], BAD, "lone surrogate")
+    for name, argv in ARGV_TEXTS
+]
+CASES += [
+    case(f"argv-limit-{name}", [*R.split(), *argv, "--limit", "0"], BAD, "lone surrogate")
+    for name, argv in ARGV_TEXTS
+]
+CASES += [
+    case(
+        "text-file-escape-is-text",
+        f"{R} --file {{F}}/text-surrogate-escape.txt --limit 0",
+        OK,
+        stderr_lines=0,
+    )
+]
+
+# files that are not files: /dev/zero (and links to it), FIFOs, sockets are refused at once, in bounded memory
+READERS = [
+    ("file", f"{R} --file", "text file"),
+    ("ids", f"{R} --ids", "ids file"),
+    ("chat", f"{R} --chat", "chat file"),
+    ("batches", f"{R} --batches", "batches file"),
+    ("lint", f"{L}", "not a regular file"),
+    ("report-data", f"{R} --data", "not a regular file"),
+    ("tui-data", f"{U} --data", "not a regular file"),
+    ("scan", "scan --model {M} --out {T}/scan", "not a regular file"),
+]
+DEVICES = [("dev-zero", "/dev/zero"), ("zero-link", "{F}/zero.json"), ("zero-link-jsonl", "{F}/zero.jsonl")]
+CASES += [
+    case(f"device-{reader}-{name}", f"{prefix} {path}", BAD, fragment, seconds=10)
+    for reader, prefix, fragment in READERS
+    for name, path in DEVICES
+]
+CASES += [
+    case(f"fifo-{reader}", f"{prefix} {{F}}/fifo.jsonl", BAD, "not a regular file", seconds=10)
+    for reader, prefix, _ in READERS
+    if reader in ("lint", "report-data", "tui-data", "scan")
+]
+
+# --force replaces regular files only: a device, FIFO or socket is refused by name, with or without --force
+TARGETS = [
+    ("dev-null", "/dev/null", "character device"),
+    ("fifo", "{F}/fifo.json", "FIFO"),
+    ("socket", "{F}/sock.json", "socket"),
+    ("zero-link", "{F}/zero.json", "character device"),
+    ("dev-full", "/dev/full", "character device"),
+    ("dev-zero", "/dev/zero", "character device"),
+]
+WRITERS = [
+    ("report-json", f"{R} {TEXT} --json"),
+    ("report-html", f"{R} {TEXT} --html"),
+    ("report-svg", f"{R} {TEXT} --svg"),
+    ("lint-json", f"{L} {{F}}/rows-ok.jsonl --json"),
+    ("batches-json", f"{R} --batches {{F}}/batches-ok.jsonl --json"),
+    ("before-load-json", f"report {NO_MODEL} {TEXT} --json"),
+]
+for force in ("", " --force"):
+    CASES += [
+        case(
+            f"special-{writer}-{target}{force.replace(' ', '-')}",
+            f"{prefix} {path}{force}",
+            BAD,
+            kind,
+            absent="pass --force",
+        )
+        for writer, prefix in WRITERS
+        for target, path, kind in TARGETS
+    ]
+
+# one oversized row is that row's error, at once; --truncate never tokenizes all of a huge input
+FILES["rows-oversized.jsonl"] = '{"text": "ok"}\n{"text": "' + "x" * (17 << 20) + '"}\n{"text": "fine"}\n'
+FILES["rows-10mb-row.jsonl"] = '{"text": "ok"}\n' + json.dumps({"text": "I love dogs. " * 800_000}) + "\n"
+CASES += [
+    case(
+        "oversized-row-lint",
+        f"{L} {{F}}/rows-oversized.jsonl",
+        FINDINGS,
+        "larger than 16 MiB",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "oversized-row-report-data",
+        f"{R} --data {{F}}/rows-oversized.jsonl",
+        FINDINGS,
+        "larger than 16 MiB",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "oversized-row-report-rows",
+        f"{R} --data {{F}}/rows-oversized.jsonl --rows 2",
+        FINDINGS,
+        "larger than 16 MiB",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "10mb-row-lint",
+        f"{L} {{F}}/rows-10mb-row.jsonl",
+        FINDINGS,
+        "at most 128 positions",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "10mb-row-report-data",
+        f"{R} --data {{F}}/rows-10mb-row.jsonl",
+        FINDINGS,
+        "at most 128 positions",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "truncate-10mb-file",
+        f"{R} --file {{F}}/text-10mb.txt --truncate 50 --limit 0",
+        OK,
+        "truncated from",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "truncate-10mb-text-json",
+        f"{R} --file {{F}}/text-10mb.txt --truncate 50 --json -",
+        OK,
+        '"loss"',
+        stderr_lines=0,
+        seconds=5,
+    ),
+]
+
+# one file named by two outputs
+CASES += [
+    case(
+        f"same-target-{a}-{b}", f"{R} {TEXT} --{a} {{T}}/out.x --{b} {{T}}/./out.x", BAD, "name the same file"
+    )
+    for a, b in (("json", "html"), ("json", "svg"), ("html", "svg"))
+] + [
+    case(
+        f"same-target-before-load-{a}-{b}",
+        f"report {NO_MODEL} {TEXT} --{a} {{T}}/o --{b} {{T}}/o",
+        BAD,
+        "name the same file",
+    )
+    for a, b in (("json", "html"), ("json", "svg"), ("html", "svg"))
+]
+
+# every flag validated before any work (a model that does not exist: the flag's error is what shows)
+ROWS_BAD = ["", " ", ",", "3,,5", "-", "a", "0", "5-3", "1-2-3", "x-", "2,", "-0"]
+CASES += [
+    case(
+        f"rows-{i}",
+        [*f"report {NO_MODEL} --data {{F}}/rows-ok.jsonl".split(), "--rows", value],
+        BAD,
+        "--rows",
+    )
+    for i, value in enumerate(ROWS_BAD)
+]
+CASES += [
+    case(
+        f"jobs-{value}",
+        f"lint {{F}}/rows-ok.jsonl {NO_MODEL} --jobs {value}",
+        BAD,
+        "--jobs must be at least 1",
+    )
+    for value in ("0", "-1", "-8")
+] + [case("jobs-x", f"lint {{F}}/rows-ok.jsonl {NO_MODEL} --jobs x", BAD, "invalid int value")]
+CASES += [
+    case(
+        f"no-reference-and-reference-{mode}-{where}",
+        f"{prefix} {TEXT} --no-reference --reference {mode}",
+        BAD,
+        "not both",
+    )
+    for mode in ("full", "chunked", "off")
+    for where, prefix in (("report", f"report {NO_MODEL}"), ("tui", NO_MODEL))
+] + [
+    case(
+        f"reference-and-no-reference-{mode}",
+        f"report {NO_MODEL} {TEXT} --reference={mode} --no-reference",
+        BAD,
+        "not both",
+    )
+    for mode in ("full", "off")
+]
+ATTENTION_BAD = ["bogus", "EAGER", "flash", "sdpa2", "flash_attention_9", "paged|bogus", "a/b/c", "org/"]
+CASES += [
+    case(
+        f"attn-{i}-{where}",
+        [*f"{prefix} --batches {{F}}/batches-ok.jsonl".split(), "--attn-implementation", v],
+        BAD,
+        "--attn-implementation",
+    )
+    for i, v in enumerate(ATTENTION_BAD)
+    for where, prefix in (("report", f"report {NO_MODEL}"), ("tui", NO_MODEL))
+]
+CASES += [
+    case(f"scan-{name}", f"scan {{F}}/rows-ok.jsonl --model {{M}} {rest}", BAD, fragment)
+    for name, rest, fragment in [
+        ("no-out", "", "needs --out"),
+        ("chunk-rows-0", "--out {T}/s --chunk-rows 0", "at least 1"),
+        ("batch-tokens-0", "--out {T}/s --batch-tokens 0", "at least 1"),
+        ("chunk-rows-x", "--out {T}/s --chunk-rows x", "invalid int value"),
+        ("out-is-file", "--out {F}/exists.json", "is a file, not a folder"),
+        ("out-not-a-scan", "--out {F}", "holds no tokstep scan"),
+        ("model-typo", "--out {T}/s --model ./typo", "no such folder"),
+        ("device-cuda", "--out {T}/s --device cuda:5", "CUDA"),
+        ("device-bogus", "--out {T}/s --device gpu", "--device"),
+        ("truncate-1", "--out {T}/s --truncate 1", "at least 2"),
+        ("not-causal", "--out {T}/s --model {X}/bert-encoder", "not a causal language model"),
+    ]
+] + [
+    case(f"scan-data-{name}", f"scan {{F}}/{file} --model {{M}} --out {{T}}/s", BAD, fragment)
+    for name, file, fragment in [
+        ("empty", "rows-empty.jsonl", "has no rows"),
+        ("blank", "rows-blank-only.jsonl", "has no rows"),
+        ("empty-array", "rows-empty-array.json", "has no rows"),
+        ("missing", "missing.jsonl", "data file not found"),
+        ("folder", "a-folder.json", "is a folder"),
+        ("garbage-parquet", "rows-garbage.parquet", "parquet"),
+        ("txt", "rows.txt", "unsupported data format"),
+    ]
+]
+
+# the causality probe runs for every model tokstep loads, wherever it is loaded
+CASES += [
+    case(f"probe-{name}", argv, BAD, "not a causal language model")
+    for name, argv in [
+        ("report", "report --model {X}/bert-encoder --text I_love_dogs."),
+        ("report-ids", "report --model {X}/bert-encoder --ids {F}/ids-all-masked.json"),
+        ("compare-b", f"{R} {TEXT} --compare {{X}}/bert-encoder"),
+        ("compare-a", f"report --model {{X}}/bert-encoder {TEXT} --compare {{M}}"),
+        ("compare-both", f"report --model {{X}}/bert-encoder {TEXT} --compare {{X}}/bert-encoder"),
+        ("data", "report --model {X}/bert-encoder --data {F}/rows-ok.jsonl"),
+        ("data-rows", "report --model {X}/bert-encoder --data {F}/rows-ok.jsonl --rows 1"),
+        ("batches", "report --model {X}/bert-encoder --batches {F}/batches-ok.jsonl"),
+        ("batches-json", "report --model {X}/bert-encoder --batches {F}/batches-ok.jsonl --json -"),
+        ("scan", "scan {F}/rows-ok.jsonl --model {X}/bert-encoder --out {T}/s"),
+        ("report-limit", "report --model {X}/bert-encoder --text I_love_dogs. --limit 0"),
+        ("report-no-reference", "report --model {X}/bert-encoder --text I_love_dogs. --no-reference"),
+    ]
+]
+
+
 def expand(argv: tuple[str, ...], where: dict[str, str]) -> list[str]:
     out = []
     for arg in argv:
@@ -848,7 +1237,7 @@ def test_hostile_case(hostile: Case, files, models, model_dir, gpt2_dir, tmp_pat
 
 
 def test_the_catalogue_is_large_and_names_are_unique():
-    assert len(CASES) >= 200
+    assert len(CASES) >= 600
     assert len({c.name for c in CASES}) == len(CASES)
 
 

@@ -303,7 +303,7 @@ def test_a_killed_scan_resumes_to_the_uninterrupted_result(
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(scan_module, "write_atomic", terminate_after_two)
-    assert main(["scan", data_file, "--out", str(out), *args]) == 130
+    assert main(["scan", data_file, "--out", str(out), *args]) == 143
     err = capsys.readouterr().err
     assert f"resuming: {committed} chunk(s) already done" in err
     assert "interrupted" in err and "rerun the same command to continue" in err and "Traceback" not in err

@@ -62,6 +62,7 @@ class DataOptions:
     bos: str = "auto"
     eos: str = "auto"
     truncate: int | None = None
+    split: str | None = None  # a DatasetDict's split (`--split`)
 
     @classmethod
     def from_config(cls, config: RunConfig) -> DataOptions:
@@ -74,6 +75,7 @@ class DataOptions:
             bos=config.bos,
             eos=config.eos,
             truncate=config.truncate,
+            split=config.split,
         )
 
 
@@ -152,7 +154,7 @@ class Backend(ABC):
 
     @abstractmethod
     def open_data(self, path: str, options: DataOptions) -> DataFile:
-        """Open a .jsonl / .json / .parquet file; its rows are read on demand (`DataFile.rows`)."""
+        """Open a data file, `save_to_disk` folder or cached data set; its rows are read on demand (`DataFile.rows`)."""
 
     @abstractmethod
     def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
@@ -245,9 +247,11 @@ class EngineBackend(Backend):
 
     def open_data(self, path: str, options: DataOptions) -> DataFile:
         # lazy: loads numpy
-        from tokstep.engine.data import open_data
+        from tokstep.engine.data_sources import open_source
 
-        return open_data(path, options.columns, bos=options.bos, eos=options.eos, truncate=options.truncate)
+        return open_source(
+            path, options.columns, options.split, bos=options.bos, eos=options.eos, truncate=options.truncate
+        )
 
     def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
         # lazy: loads numpy

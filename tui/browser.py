@@ -286,8 +286,8 @@ class DataBrowserScreen(Screen[None]):
     # -- messages from the workers ---------------------------------------------------------------------
 
     def on_page_read(self, message: PageRead) -> None:
-        if self.data is not None and self.data.format == "parquet":
-            self.query_one(DataTable).columns["line"].label = Text("row")  # Parquet has no lines
+        if self.data is not None and not self.data.has_lines:
+            self.query_one(DataTable).columns["line"].label = Text("row")  # Parquet, Arrow: no lines
         self.page = message.page
         self.rows = {row.index: row for row in message.rows}
         self._fill_table()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import errno
 import os
 import re
 import signal
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--data",
         metavar="FILE",
-        help="report every row of a .jsonl / .json / .parquet file (counts, loss, lints, supervised text)",
+        help="report every row of a data file, save_to_disk folder or cached data set (counts, loss, lints, supervised text)",
     )
     report.add_argument(
         "--rows",
@@ -293,6 +294,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
                 raise UsageError(flag_rules.not_used_message(names[dest], dest, mode))
             raise UsageError(f"unknown flag {flag} (see `tokstep --help`)")
         raise UsageError(f"unexpected argument {extra!r} (see `tokstep --help`)")
+    tokens = sys.argv[1:] if argv is None else argv
+    if "--no-reference" in tokens and any(t == "--reference" or t.startswith("--reference=") for t in tokens):
+        raise UsageError("give --no-reference or --reference MODE, not both")
     unused = flag_rules.unused(mode, given)
     if unused:
         raise UsageError(flag_rules.not_used_message(names.get(unused[0], unused[0]), unused[0], mode))
@@ -346,7 +350,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="FILE",
-        help="browse the rows of a .jsonl / .json / .parquet file (loss, lints per row)",
+        help="browse the rows of a data file, save_to_disk folder or cached data set (loss, lints per row)",
     )
     add_column_flags(parser)
 
@@ -470,6 +474,15 @@ def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore
     return SampleSpec(prompt=qa["prompt"], answer=qa["answer"], name="demo: question + answer", **common)
 
 
+ATTENTION_NAMES = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def _known_attention(name: str) -> bool:
+    """An attention implementation transformers accepts by name (a kernel from the hub is `org/name`)."""
+    base = name.removeprefix("paged|")
+    return base in ATTENTION_NAMES or bool(re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", base))
+
+
 def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> int:
     print(f"tokstep: error: {message}", file=sys.stderr)
     return code
@@ -488,6 +501,18 @@ def check_args(args: RunConfig, given: set[str]) -> None:
     at_least("limit", "--limit", 0)
     at_least("max_rows", "--max-rows", 1)
     at_least("show", "--show", 0)
+    at_least("jobs", "--jobs", 1)
+    if getattr(args, "rows", None) is not None:
+        # lazy: loads rich
+        from tokstep.tui.report_data import parse_rows
+
+        parse_rows(args.rows)
+    attention = getattr(args, "attn_implementation", None)
+    if attention is not None and not _known_attention(attention):
+        raise TokstepError(
+            f"--attn-implementation {attention!r}: expected {', '.join(ATTENTION_NAMES)}, paged|NAME "
+            "or a hub kernel (org/name)"
+        )
     if not DEVICE_PATTERN.fullmatch(args.device or ""):
         raise TokstepError(
             f"--device {args.device!r}: expected auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
@@ -508,8 +533,18 @@ def check_args(args: RunConfig, given: set[str]) -> None:
         raise TokstepError("--prompt and --answer go together: give both")
     if "data" in given and not args.data.strip():
         raise TokstepError("--data needs a file name")
-    if args.json is not None:
-        output.check_target(args.json, args.force)
+    targets: dict[str, str] = {}  # the real path -> the flag naming it
+    for flag in ("--json", "--html", "--svg"):
+        path = getattr(args, flag[2:], None)
+        if path is None:
+            continue
+        output.check_target(path, args.force, flag)
+        if path == output.STDOUT or not path.strip():
+            continue
+        real = os.path.realpath(os.path.expanduser(path))
+        if real in targets:
+            raise TokstepError(f"{targets[real]} and {flag} name the same file {path}: give each its own")
+        targets[real] = flag
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -535,10 +570,17 @@ def _run(argv: list[str] | None) -> int:
         return _fail(str(error).removeprefix("tokstep: "), exit_codes.BAD_INPUT)
     except SystemExit as done:  # --help
         return int(done.code or 0) if not isinstance(done.code, str) else exit_codes.BAD_INPUT
+    if sys.stdout is None:  # `tokstep ... >&-`
+        return _fail("standard output is closed: run it with stdout open (or > /dev/null)")
     try:
         return _dispatch(RunConfig.from_namespace(args), given)
     except TokstepError as error:
         return _fail(str(error))
+    except OSError as error:  # a full disk or a closed pipe under stdout (`> /dev/full`, `| head -1`)
+        if error.errno not in (errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO) and not _stdout_broken():
+            return _internal(error)
+        _stdout_broken()
+        return _fail(f"cannot write the output: {error.strerror or error}")
     except RecursionError:
         return _fail("the input is nested too deeply to read")
     except MemoryError:
@@ -546,13 +588,28 @@ def _run(argv: list[str] | None) -> int:
             "out of memory (the input or the model is too large for this machine)", exit_codes.INTERNAL
         )
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
-        if os.environ.get("TOKSTEP_DEBUG"):
-            raise
-        message = " ".join(str(error).split())[:300]
-        return _fail(
-            f"internal error: {type(error).__name__}: {message} (set TOKSTEP_DEBUG=1 for the traceback)",
-            exit_codes.INTERNAL,
-        )
+        return _internal(error)
+
+
+def _internal(error: Exception) -> int:
+    if os.environ.get("TOKSTEP_DEBUG"):
+        raise error
+    message = " ".join(str(error).split())[:300]
+    return _fail(
+        f"internal error: {type(error).__name__}: {message} (set TOKSTEP_DEBUG=1 for the traceback)",
+        exit_codes.INTERNAL,
+    )
+
+
+def _stdout_broken() -> bool:
+    """Whether standard output can no longer be written (a full disk, a closed pipe): then stop quietly."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):  # nothing more may reach it, not even at interpreter exit
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return True
+    return False
 
 
 class Terminated(BaseException):
@@ -658,6 +715,8 @@ def console_main() -> None:
     returns), so the process ends at once instead of waiting for, or tearing down under, that thread.
     """
     code = main()
+    if sys.stdout is not None and _stdout_broken() and code == exit_codes.OK:  # the last buffer did not fit
+        code = _fail("cannot write to standard output")
     if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

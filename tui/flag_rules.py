@@ -21,6 +21,7 @@ DATA = frozenset(
         "messages_column",
         "ids_column",
         "labels_column",
+        "split",
     }
 )
 COLUMNS = DATA - {"data"}

@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     from tokstep.tui.run_config import RunConfig
 
 
+DATA_HELP = (
+    "a .jsonl (.gz/.zst), .json, .parquet or .arrow file, a save_to_disk folder, "
+    "or a data set name in the local Hugging Face cache (org/name)"
+)
+
+
 def add_column_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that name a data file's columns (shared by `tokstep --data` and `tokstep lint`)."""
     group = parser.add_argument_group("data columns (defaults: the usual names)")
@@ -46,6 +52,11 @@ def add_column_flags(parser: argparse.ArgumentParser) -> None:
         "--ids-column", default="input_ids", metavar="NAME", help="token ids (default: input_ids)"
     )
     group.add_argument("--labels-column", default="labels", metavar="NAME", help="labels (default: labels)")
+    group.add_argument(
+        "--split",
+        metavar="NAME",
+        help="the split of a DatasetDict folder or cached hub data set (e.g. train)",
+    )
 
 
 def columns_from_args(args: RunConfig) -> Columns:
@@ -66,11 +77,12 @@ def columns_from_args(args: RunConfig) -> Columns:
 
 def open_data_from_args(args: RunConfig, path: str) -> DataFile:
     # lazy: loads numpy
-    from tokstep.engine.data import open_data
+    from tokstep.engine.data_sources import open_source
 
-    return open_data(
+    return open_source(
         path,
         columns_from_args(args),
+        args.split,
         bos=args.bos,
         eos=args.eos,
         truncate=args.truncate,
@@ -101,12 +113,12 @@ def add_lint_parser(commands: Any, add_model_flags: Any) -> None:
     lint = commands.add_parser(
         "lint",
         help="check a data file for tokenization and masking problems (tokenizer only, no forward pass)",
-        description="Run tokstep's lints over every row of a JSONL / JSON / Parquet file.\n"
+        description="Run tokstep's lints over every row of a data file, save_to_disk folder or cached data set.\n"
         "Exits 1 when an error-level lint fires, so it can guard a data pipeline.",
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    lint.add_argument("file", help="a .jsonl, .json or .parquet file")
+    lint.add_argument("file", help=DATA_HELP)
     add_model_flags(lint, tokenizer_only=True)  # no --dtype / --device: lint loads no weights
     add_column_flags(lint)
     group = lint.add_argument_group("output")
@@ -328,7 +340,7 @@ def run_lint(args: RunConfig, model_name: str, display_name: str) -> int:
         # lazy: loads numpy
         from tokstep.engine.lint_pool import BATCH_ROWS, default_jobs
 
-        jobs = args.jobs if args.jobs else default_jobs()
+        jobs = args.jobs if args.jobs is not None else default_jobs()
         if jobs < 1:
             raise TokstepError("--jobs must be at least 1")
         total = _known_rows(data, args.max_rows)

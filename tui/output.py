@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,23 @@ def _error(message: str) -> Exception:
     return TokstepError(message)
 
 
+def _special_kind(target: Path) -> str | None:
+    """What a path is when it exists and is not a regular file (nor a folder or a link, refused elsewhere)."""
+    try:
+        mode = target.stat().st_mode  # through a link: a link to /dev/null is a device too
+    except OSError:
+        return None
+    for test, kind in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return None
+
+
 def check_target(path: str | None, force: bool, flag: str = "--json") -> None:
     """Refuse a target we must not (or cannot) write, before the model loads."""
     if path is None or path == STDOUT:
@@ -34,6 +52,11 @@ def check_target(path: str | None, force: bool, flag: str = "--json") -> None:
     target = Path(path).expanduser()
     if target.is_dir():
         raise _error(f"{flag} {path} is a directory: name a file")
+    kind = _special_kind(target)
+    if kind is not None:  # --force replaces regular files only: never /dev/null, a FIFO or a socket
+        raise _error(
+            f"{flag} {path} is {kind}, not a regular file: name a new file (or - for standard output)"
+        )
     if target.is_symlink() or target.exists():
         if not force:
             raise _error(f"{path} already exists: pass --force to overwrite it")

@@ -265,6 +265,11 @@ def print_diagnostics(
     )
     if findings:
         console.print(findings_grid(findings))
+    if spec is not None:
+        # lazy: loads numpy
+        from tokstep.engine.inputs import kept_spec
+
+        spec = kept_spec(spec)  # with --truncate: what is kept, not all of a huge input
     texts = [] if spec is None else [t for t in (spec.text, spec.prompt, spec.answer) if t]
     for text in texts:
         check = roundtrip(tokenizer, text)

@@ -34,9 +34,15 @@ def parse_rows(text: str | None) -> RowRanges | None:
 
     if text is None:
         return None
+    if not text.strip():
+        raise TokstepError("--rows needs row numbers, e.g. 11-15 or 3,7,20-")
     ranges: RowRanges = []
     for part in text.split(","):
         part = part.strip()
+        if not part or part == "-":
+            raise TokstepError(
+                f"--rows {text!r}: an empty range; use numbers and ranges like 11-15 or 3,7,20-"
+            )
         first, dash, last = part.partition("-")
         try:
             lo = int(first) if first.strip() else 1

@@ -60,6 +60,7 @@ class RunConfig:
     messages_column: str | None = None
     ids_column: str = "input_ids"
     labels_column: str = "labels"
+    split: str | None = None
     # trainer batches
     batches: str | None = None
     attn_implementation: str | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokstep.engine.errors import TokstepError
-from tokstep.tui.lint_cmd import add_row_flags, columns_from_args, open_data_from_args
+from tokstep.tui.lint_cmd import DATA_HELP, add_row_flags, columns_from_args, open_data_from_args
 from tokstep.tui.progress import RowProgress
 
 if TYPE_CHECKING:
@@ -29,11 +29,11 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     scan = commands.add_parser(
         "scan",
         help="score every row of a data set (loss, worst positions, masks, lints) into Parquet",
-        description="Score every row of a JSONL / JSON / Parquet file with the model: loss, supervised and "
-        "total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
+        description="Score every row of a data file, save_to_disk folder or cached data set with the model: "
+        "loss, supervised and total tokens, the worst positions, mask reasons and lints, written as Parquet shards plus a "
         "manifest. Resumable (rerun the same command); data parallel under torchrun.",
     )
-    scan.add_argument("data", help="a .jsonl, .json or .parquet file")
+    scan.add_argument("data", help=DATA_HELP)
     scan.add_argument("--out", metavar="DIR", help="folder for the shards and manifest (required)")
     scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
     add_model_flags(scan)
@@ -57,14 +57,19 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     )
 
 
-def _interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop): handled as Ctrl-C is, but the exit status is 128 + 15."""
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise _Terminated
 
 
 def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
     """The `scan` sub-command; TokstepError propagates to the CLI's one-line error."""
 
     # lazy: loads torch, numpy
+    from tokstep.engine.loading import model_fingerprint
     from tokstep.engine.scan import ScanConfig, device_for, finish_ranks, init_ranks, run_scan
     from tokstep.engine.session import load
 
@@ -79,13 +84,14 @@ def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
     if args.chunk_rows < 1 or args.batch_tokens < 1:
         raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")
     data = open_data_from_args(args, args.data)
-    source = Path(args.data).expanduser().resolve()
-    stat = source.stat()
+    local = Path(args.data).expanduser()
+    source = str(local.resolve()) if local.exists() else args.data  # a cached hub data set: its name
+    data_bytes, data_mtime_ns = data.stamp()
     columns = columns_from_args(args)
     config = ScanConfig(
-        data=str(source),
-        data_bytes=stat.st_size,
-        data_mtime_ns=stat.st_mtime_ns,
+        data=source,
+        data_bytes=data_bytes,
+        data_mtime_ns=data_mtime_ns,
         model=model_spec.name_or_path,
         revision=model_spec.revision,
         dtype=model_spec.dtype,
@@ -96,12 +102,14 @@ def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
             "truncate": args.truncate,
             # the label convention only when stated: a scan from before these flags still resumes
             **{k: v for k, v in (("eot", args.eot), ("inserted", args.inserted)) if v != "train"},
+            **({"split": args.split} if args.split else {}),
         },
         chunk_rows=args.chunk_rows,
+        weights=model_fingerprint(model_spec.name_or_path, model_spec.revision),
         batch_tokens=args.batch_tokens,
     )
     out = Path(args.out).expanduser().resolve()
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C: chunks so far are kept
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops like Ctrl-C: chunks so far are kept
     ranks = init_ranks()
     spec = replace(model_spec, device=device_for(ranks, model_spec.device))
     err = sys.stderr
@@ -129,14 +137,16 @@ def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
             on_start=on_start,
             progress=bar.update,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         bar.__exit__(None, None, None)
         if leader:
-            print(
-                f"tokstep scan: interrupted; finished chunks are saved in {out}: rerun the same command to continue",
-                file=err,
+            saved = (
+                f"finished chunks are saved in {out}: rerun the same command to continue"
+                if out.exists()
+                else "nothing was written"
             )
-        return 130
+            print(f"tokstep scan: interrupted; {saved}", file=err)
+        return 128 + signal.SIGTERM if isinstance(stop, _Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         data.close()

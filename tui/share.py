@@ -2,8 +2,9 @@
 
 The page holds the sample's context coloured token by token (by the CE of predicting each token, or by its mask
 reason with `--colour-by reason`) with a legend, the summary (model, sample, our loss beside HF's and the parity
-verdict) and the worst positions. It is rendered with Rich's recorder and exported with inline styles only:
-no script, no stylesheet link, no web font (Rich's SVG template fetches Fira Code from a CDN; ours does not).
+verdict) and the worst positions. It is rendered with Rich's recorder and exported with inline styles (plus Rich's
+small embedded `<style>` for the base colours): no script, no stylesheet link, no web font (Rich's SVG template
+fetches Fira Code from a CDN; ours does not).
 """
 
 from __future__ import annotations

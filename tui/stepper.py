@@ -178,7 +178,9 @@ class StepperScreen(Screen[None]):
 
     # The hooks a screen built on the stepper (CompareScreen) overrides: its panels, their titles, the rows
     # its context leaves to the lines above and below the panels.
-    PANELS = "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
+    PANELS = (
+        "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
+    )
     context_title = CONTEXT_TITLE
 
     def title_panels(self, top_k: int) -> None:

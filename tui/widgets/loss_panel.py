@@ -15,7 +15,6 @@ class LossPanel(CursorPanel[TraceResult]):
 
     DEFAULT_CSS = "LossPanel { height: 5; }"
 
-
     def show(self, cursor: int) -> None:
         self.cursor = t = cursor
         result = self.result

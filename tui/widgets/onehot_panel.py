@@ -16,7 +16,6 @@ class OneHotPanel(CursorPanel[TraceResult]):
 
     DEFAULT_CSS = "OneHotPanel { height: 4; }"
 
-
     def on_resize(self) -> None:
         self.show(self.cursor)
 
