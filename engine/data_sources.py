@@ -38,6 +38,8 @@ def open_source(
             f"{path} is a folder but not a saved data set (no state.json or dataset_dict.json): "
             "give a data file or a save_to_disk folder"
         )
+    if not target.is_file():  # /dev/zero (or a link to it), a FIFO: never read without end
+        raise TokstepError(f"{path} is not a regular file: give a .jsonl, .json or .parquet file")
     if split is not None:
         raise TokstepError(f"--split picks a split of a data set folder or cached name, not of {path}")
     suffix = target.suffix.lower()
