@@ -23,7 +23,7 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -166,7 +166,7 @@ def real_tokenizer_dir(name: str) -> Path:
     return target
 
 
-@lru_cache(maxsize=None)
+@cache
 def real_tokenizer(name: str):
     """Tokenizer `name` loaded as tokstep loads a model's tokenizer (`AutoTokenizer`), once per process.
 
