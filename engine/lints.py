@@ -10,17 +10,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render
+from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render, trl_training_template
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample
+from tokstep.engine.inputs import SampleSpec, build_sample, with_layout
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.structure import NO_ROLE, ROLES, Part, TurnLayout, _occurrences
 from tokstep.engine.tokens import make_visible, trained_text
 
 if TYPE_CHECKING:
@@ -622,7 +624,6 @@ def _structure_lints(
     """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure).
     `within`: the [start, end) of one packed document of a batch row (its labels and turns only, the rest -100
     and markup): the comparison is that document's, in row positions."""
-    from tokstep.engine.structure import NO_ROLE, ROLES, Part
 
     layout = _recovered(sample)
     if layout is None or sample.num_supervised == 0:
@@ -847,17 +848,16 @@ def _beside_reply(
     """Stray tokens trainers commonly train with a reply (what TRL's training templates train): whitespace or an
     EOS / end-of-turn token right after an assistant turn's end (Qwen's and Gemma's `\\n`, Phi-3's final
     `<|endoftext|>`), and the whitespace that ends an assistant header right before the reply (Qwen2.5's `\\n`)."""
-    from tokstep.engine.structure import Part as part
 
     def harmless(j: int) -> bool:
         token = int(ids[j])
         return token in facts.end_ids or token == facts.eos_id or _is_blank(tokenizer, token, facts)
 
     def reply_end(j: int) -> bool:
-        return j >= 0 and layout.role(j) == "assistant" and int(layout.parts[j]) == part.END
+        return j >= 0 and layout.role(j) == "assistant" and int(layout.parts[j]) == Part.END
 
     def reply_start(j: int) -> bool:
-        return j < len(ids) and layout.role(j) == "assistant" and int(layout.parts[j]) == part.CONTENT
+        return j < len(ids) and layout.role(j) == "assistant" and int(layout.parts[j]) == Part.CONTENT
 
     trained = set(stray)
     found: set[int] = set()
@@ -872,14 +872,13 @@ def _stray_findings(
     tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], versus: str, facts: TokenizerFacts
 ) -> Iterator[Finding]:
     """Supervised tokens the structure says are not trained: other roles' words, headers, markup."""
-    from tokstep.engine.structure import Part as part
 
     by_role: dict[str, list[int]] = {}
     markup: list[int] = []
     beside = _beside_reply(tokenizer, layout, ids, stray, facts)
     for j in stray:
         role, kind = layout.role(j), int(layout.parts[j])
-        if kind == part.CONTENT and role in ("user", "system", "tool"):
+        if kind == Part.CONTENT and role in ("user", "system", "tool"):
             by_role.setdefault(role, []).append(j)
         elif j not in beside:
             markup.append(j)
@@ -898,8 +897,6 @@ def _stray_findings(
                 f"{len(found)} supervised token(s) in the {role} turn(s) at t = {_fmt_positions(found)}: "
                 f"{hints[role]} {versus}",
             )
-    from tokstep.engine.chat_masks import trl_training_template
-
     if beside and trl_training_template(getattr(tokenizer, "chat_template", None)) is None:
         near = sorted(beside)  # (what TRL trains for a template it recognises is no finding at all)
         pieces = ", ".join(repr(_piece(tokenizer, int(ids[j]))) for j in near[:3]) + (
@@ -928,7 +925,6 @@ def _other_template(
     tokenizer: Any, sample: Sample, facts: TokenizerFacts, supervised: np.ndarray
 ) -> Iterator[Finding]:
     """Labels built from another rendering: their text sits elsewhere in the ids, or they hold foreign markup."""
-    from tokstep.engine.structure import _occurrences
 
     ids, labels = sample.input_ids, sample.labels
     given = np.flatnonzero(supervised)
@@ -1282,11 +1278,11 @@ def _raw_tokenizer(tokenizer: Any) -> Any:
     with contextlib.suppress(TypeError, KeyError):
         return _RAW[tokenizer]
     raw = None
-    from pathlib import Path
 
     path = Path(str(getattr(tokenizer, "name_or_path", "") or "")) / "tokenizer.json"
     if path.is_file():
         try:
+            # lazy: loads tokenizers
             from tokenizers import Tokenizer
 
             raw = Tokenizer.from_file(str(path))
@@ -1357,8 +1353,6 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
     facts = tokenizer_facts(tokenizer)
     if sample.kind == "ids" and sample.layout is None and facts.has_template:
-        from tokstep.engine.inputs import with_layout
-
         policy = {"eot": spec.eot, "inserted": spec.inserted} if spec is not None else {}
         sample = with_layout(
             sample, tokenizer, **policy
@@ -1439,7 +1433,6 @@ def batch_row_lints(
     engine.batch_structure), one packed document at a time as if it were an ids row, in row positions.
     `skip` (N,) bool: padding and each document's first token, left out of the comparison; `documents`: the
     row's [start, end) document spans. Nothing when no turn was recovered."""
-    from tokstep.engine.structure import NO_ROLE, Part, TurnLayout
 
     layout = _recovered(sample)
     if layout is None:

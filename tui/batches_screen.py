@@ -16,7 +16,10 @@ from tokstep.engine.batch_results import BatchReport
 from tokstep.tui.backend import Backend
 from tokstep.tui.batch_report import loss_table, trainer_line
 from tokstep.tui.browser import disagree_text
+from tokstep.tui.dialogs import HelpScreen
 from tokstep.tui.formatting import number
+from tokstep.tui.severity import severity_style
+from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.widgets.tables import highlighted_index
 
 
@@ -82,13 +85,12 @@ class BatchesScreen(Screen[None]):
                 number(r.result.trace.loss),
                 "not packed" if not r.row.packed else "—" if delta is None else f"{delta:.1e}",
                 disagree_text(r.disagree),
-                Text(r.findings[0].code, style="bold red") if r.findings else "",
+                Text(r.findings[0].code, style=severity_style(r.findings[0].severity)) if r.findings else "",
                 key=str(i),
             )
         table.focus()
 
     def action_open(self) -> None:
-        from tokstep.tui.stepper import StepperScreen
 
         index = highlighted_index(
             self.query_one(DataTable)
@@ -122,7 +124,6 @@ class BatchesScreen(Screen[None]):
         self.action_open()
 
     def action_help(self) -> None:
-        from tokstep.tui.dialogs import HelpScreen
 
         keys = [("↑ ↓ pgup pgdn", "move through the rows"), ("Esc", "(in the stepper) back to this list")]
         self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], keys))

@@ -6,18 +6,15 @@ import math
 
 from tokstep.engine.results import TraceResult, parity
 from tokstep.tui.formatting import number
-from tokstep.tui.widgets.lines import Lines, LinesView
+from tokstep.tui.palette import verdict_style
+from tokstep.tui.widgets.lines import CursorPanel, Lines
 
 
-class LossPanel(LinesView):
+class LossPanel(CursorPanel[TraceResult]):
     """Numbers for the cursor's position; masked positions say why they are not counted."""
 
     DEFAULT_CSS = "LossPanel { height: 5; }"
 
-    def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.result = result
-        self.cursor = 0
 
     def show(self, cursor: int) -> None:
         self.cursor = t = cursor
@@ -46,8 +43,7 @@ class LossPanel(LinesView):
             lines.add("HF      ", "bold").add(
                 number(result.reference, 6) if result.reference_computed else "—"
             )
-            style = "dim" if verdict.ok is None else "bold green" if verdict.ok else "bold white on red"
-            lines.add(" ").add(verdict.badge, style)
+            lines.add(" ").add(verdict.badge, verdict_style(verdict.ok, loud=True))
         else:
             lines.add("HF loss: compared at the end (End)", "dim")
         self.set_lines(lines)
