@@ -15,6 +15,7 @@ from tokstep.tui import exit_codes, output
 from tokstep.tui.engine_calls import load_and_run
 from tokstep.tui.formatting import number
 from tokstep.tui.palette import check_style, verdict_style
+from tokstep.tui.report import report_console
 from tokstep.tui.severity import severity_style
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ def run_batch_report(args: RunConfig, model: ModelSpec) -> int:
     if args.json:
         output.write_json(report_to_dict(report), args.json, args.force)
     if args.json != "-":
-        print_batch_report(report, Console(width=None if sys.stdout.isatty() else 110))
+        print_batch_report(report, report_console(110))
     if report.errors:  # unreadable rows: as an error-level finding
         return exit_codes.FINDINGS if not nonfinite else exit_codes.NONFINITE
     return exit_codes.report_status((f for r in report.rows for f in r.findings), bool(nonfinite))
