@@ -41,6 +41,7 @@ class Finding:
     severity: Severity
     positions: tuple[int, ...]  # token indices into the sample's input_ids
     message: str
+    convention: str = ""  # the mask convention a label lint compared against (printed once per run, not here)
 
     @property
     def fix(self) -> str:
@@ -276,6 +277,20 @@ LINTS: dict[str, LintDoc] = {
             "log-probs differ from the same document traced alone (tokstep --batches).",
             "Pass position_ids restarting at 0 with no 2D attention_mask and use_cache=False, or a flash-attention "
             "varlen path (cu_seq_lens), or a 4D block-diagonal mask.",
+        ),
+        LintDoc(
+            "duplicate-rows",
+            "warning",
+            "The row's input_ids and labels are identical to an earlier row's: the model sees the same sample "
+            "twice per epoch (a join or a concatenation repeated rows).",
+            "Deduplicate the data set (hash input_ids + labels) before training.",
+        ),
+        LintDoc(
+            "foreign-ids",
+            "error",
+            "The ids were made by another tokenizer: another family's special or marker ids, and decoding then "
+            "re-encoding them changes most tokens; the model reads nonsense.",
+            "Re-tokenize the text with this model's tokenizer (the finding names the likely family).",
         ),
         LintDoc(
             "unbuildable",
@@ -1327,7 +1342,7 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
                 f"truncated from {sample.truncated_from} to {len(sample)} tokens",
             )
         )
-    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+    return sorted(lift_convention(findings), key=lambda f: SEVERITIES.index(f.severity))
 
 
 def lint_spec(tokenizer: Any, spec: SampleSpec) -> tuple[Sample | None, list[Finding]]:
@@ -1350,6 +1365,7 @@ class RowLint:
     num_supervised: int | None = None
     trained: str | None = None  # the supervised labels decoded: what the row trains the model to say
     disagree: int | None = None  # tokens whose label disagrees with the recovered chat structure (None: none)
+    digest: bytes | None = None  # a hash of input_ids + labels (engine.duplicates finds identical rows)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -1357,7 +1373,15 @@ class RowLint:
     def slim(self) -> RowLint:
         """Only what a report needs: no sample arrays, no row text (for linting huge files)."""
         row = DataRow(self.row.index, self.row.line, None, self.row.error)
-        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised, disagree=self.disagree)
+        return RowLint(
+            row,
+            None,
+            self.findings,
+            self.num_tokens,
+            self.num_supervised,
+            disagree=self.disagree,
+            digest=self.digest,
+        )
 
 
 def disagreements(sample: Sample) -> np.ndarray | None:
@@ -1412,7 +1436,7 @@ def batch_row_lints(
                 replace(f, message=f"document {d} of 0..{len(documents) - 1}: {f.message}") for f in found
             ]
         findings += found
-    return findings
+    return lift_convention(findings)
 
 
 def lint_row(tokenizer: Any, row: DataRow, *, trained: bool = True) -> RowLint:
@@ -1436,4 +1460,59 @@ def lint_row(tokenizer: Any, row: DataRow, *, trained: bool = True) -> RowLint:
         sample.num_supervised,
         text,
         None if differ is None else len(differ),
+        sample_digest(sample),
     )
+
+
+# ---------------------------------------------------------------- added across rows and runs
+
+
+def lift_convention(findings: list[Finding]) -> list[Finding]:
+    """Each label lint's trailing `(convention: ...)` moved into `Finding.convention`: a report states the
+    convention once per run, not inside every finding."""
+    from tokstep.engine.chat_masks import convention
+
+    suffixes = [f" (convention: {convention(e, i)})" for e in ("train", "mask") for i in ("train", "mask")]
+    lifted = []
+    for f in findings:
+        hit = next((s for s in suffixes if s in f.message), None)
+        if hit is None:
+            lifted.append(f)
+        else:
+            message = f.message.replace(hit, "").rstrip()
+            lifted.append(replace(f, message=message, convention=hit[len(" (convention: ") : -1]))
+    return lifted
+
+
+def sample_digest(sample: Sample) -> bytes:
+    """16 bytes that identify a sample's input_ids + labels (equal rows, equal digests)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.ascontiguousarray(sample.input_ids, dtype=np.int64).tobytes())
+    digest.update(b"|")
+    digest.update(np.ascontiguousarray(sample.labels, dtype=np.int64).tobytes())
+    return digest.digest()
+
+
+def batch_padding_lints(tokenizer: Any, labels: np.ndarray, padding: np.ndarray) -> list[Finding]:
+    """`pad-trained` for a trainer's batch row: supervised labels where the row is padding (`padding` (N,)
+    bool: attention_mask 0 or outside every document). An error when pad == eos: the collator that left
+    them also cannot tell the answer's EOS from padding, and the model learns to emit EOS runs."""
+    facts = tokenizer_facts(tokenizer)
+    trained = np.flatnonzero(padding & (labels != IGNORE_INDEX))
+    trained = trained[trained > 0].tolist()
+    if not trained:
+        return []
+    same = facts.pad_id is not None and facts.pad_id == facts.eos_id
+    message = (
+        f"{len(trained)} padding position(s) are supervised (t = {_fmt_positions(trained)}): the model learns "
+        "to emit padding"
+    )
+    if same:
+        message += (
+            f"; pad == eos ({facts.name(facts.pad_id)}), so it learns to emit EOS runs, and masking every pad "
+            "id would mask the answer's EOS too: use a distinct pad token, or mask labels where attention_mask is 0"
+        )
+    found = finding("pad-trained", trained, message)
+    return [replace(found, severity="error") if same else found]
