@@ -326,9 +326,15 @@ class TokenizerFacts:
     template_writes_bos: bool
     end_ids: frozenset[int]  # EOS plus the template's end-of-turn token
     names: dict[int, str] = field(default_factory=dict, compare=False)  # special id -> its text
+    describe: Any = field(default=None, compare=False)  # any other id -> its visible text (`↵`), never a bare id
 
     def name(self, token_id: int | None) -> str:
-        return "none" if token_id is None else f"`{self.names.get(token_id, token_id)}`"
+        if token_id is None:
+            return "none"
+        known = self.names.get(token_id)
+        if known is None:
+            known = self.describe(token_id) if self.describe is not None else str(token_id)
+        return f"`{known}`"
 
 
 _FACTS: WeakKeyDictionary[Any, TokenizerFacts] = WeakKeyDictionary()
@@ -374,6 +380,7 @@ def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
         template_writes_bos=writes_bos,
         end_ids=frozenset(end_ids),
         names={i: str(tokenizer.convert_ids_to_tokens(i)) for i in specials if 0 <= i < len(tokenizer)},
+        describe=_describer(tokenizer),
     )
     with contextlib.suppress(TypeError):
         _FACTS[tokenizer] = facts
@@ -381,6 +388,17 @@ def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _describer(tokenizer: Any) -> Any:
+    """id -> the token's visible text, holding the tokenizer weakly (the facts are cached per tokenizer)."""
+    import weakref
+
+    try:
+        held = weakref.ref(tokenizer)
+    except TypeError:
+        return lambda token_id: _piece(tokenizer, token_id)
+    return lambda token_id: _piece(held(), token_id) if held() is not None else str(token_id)
 
 
 def _piece(tokenizer: Any, token_id: int) -> str:

@@ -149,6 +149,13 @@ class Backend(ABC):
     def row_loss(self, loaded: Any, sample: Sample) -> float | None:
         """The loss of one built sample (one forward pass); None when nothing is supervised."""
 
+    def duplicate_rows(self) -> Any:
+        """A tracker for one data file: its `check(RowLint)` adds `duplicate-rows` to a row whose ids and
+        labels repeat an earlier row's (engine.duplicates; no torch)."""
+        from tokstep.engine.duplicates import DuplicateRows
+
+        return DuplicateRows()
+
 
 class EngineBackend(Backend):
     """The real engine: torch + transformers, imported on first use."""

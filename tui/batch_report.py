@@ -12,6 +12,8 @@ from rich.text import Text
 
 from tokstep.tui import exit_codes, output
 from tokstep.tui.formatting import number
+from tokstep.tui.report import convention_lines, report_console
+from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
     from tokstep.engine.batch_results import BatchLoss, BatchReport, RowResult
@@ -252,9 +254,11 @@ def print_batch_report(report: BatchReport, console: Console) -> None:
     )
     for r, f in findings:
         console.print(
-            Text.assemble("  ", (f.severity, "bold red"), f" {f.code} {r.row.name}: {f.message}"),
+            Text.assemble("  ", severity_text(f.severity), f" {f.code} {r.row.name}: {f.message}"),
             highlight=False,
         )
+    for line in convention_lines(f for _, f in findings):
+        console.print(line, highlight=False)
     if any(r.row.packed for r in report.rows):
         console.print(
             f"max |Δ log q|: a document packed vs the same document alone (noise floor {noise_floor(info.dtype):g})",
@@ -301,7 +305,7 @@ def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
     if args.json:
         output.write_json(report_to_dict(report), args.json, args.force)
     if args.json != "-":
-        print_batch_report(report, Console(width=None if sys.stdout.isatty() else 110))
+        print_batch_report(report, report_console())  # piped: no width limit, no wrapped or padded line
     if report.errors:  # unreadable rows: as an error-level finding
         return exit_codes.FINDINGS if not nonfinite else exit_codes.NONFINITE
     return exit_codes.report_status((f for r in report.rows for f in r.findings), bool(nonfinite))

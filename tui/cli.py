@@ -161,7 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_flags(report)
     _add_reference_flag(report)
     add_batch_flags(report)
-    report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
+    report.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the trace and its findings as JSON ('-' for stdout; schema: README, JSON output)",
+    )
+    report.add_argument(
+        "--jsonl",
+        metavar="PATH",
+        help="also write the trace as JSON Lines: a header line (model, loss, findings), then one line per "
+        "position ('-' for stdout)",
+    )
     report.add_argument(
         "--html",
         metavar="FILE",
@@ -494,6 +504,8 @@ def check_args(args: argparse.Namespace, given: set[str]) -> None:
         raise TokstepError("--data needs a file name")
     if getattr(args, "json", None) is not None:
         output.check_target(args.json, args.force)
+    if getattr(args, "jsonl", None) is not None:
+        output.check_target(args.jsonl, args.force, "--jsonl")
 
 
 def main(argv: list[str] | None = None) -> int:
