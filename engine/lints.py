@@ -1360,6 +1360,7 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
                 f"truncated from {sample.truncated_from} to {len(sample)} tokens",
             )
         )
+    findings = with_foreign_ids(tokenizer, sample, findings)
     return sorted(lift_convention(findings), key=lambda f: SEVERITIES.index(f.severity))
 
 
@@ -1534,3 +1535,21 @@ def batch_padding_lints(tokenizer: Any, labels: np.ndarray, padding: np.ndarray)
         )
     found = finding("pad-trained", trained, message)
     return [replace(found, severity="error") if same else found]
+
+
+# what still holds for ids from another tokenizer; the rest (BOS, EOS, turns) only follows from the foreign ids
+BESIDES_FOREIGN = frozenset({"id-beyond-tokenizer", "nothing-trained", "labels-pre-shifted", "too-long", "truncated"})
+
+
+def with_foreign_ids(tokenizer: Any, sample: Sample, findings: list[Finding]) -> list[Finding]:
+    """An ids row made by another tokenizer (engine.foreign_ids): `foreign-ids` instead of the findings that
+    only follow from it."""
+    if sample.kind not in ("ids", "batch row"):
+        return findings
+    from tokstep.engine.foreign_ids import foreign_finding
+
+    facts = tokenizer_facts(tokenizer)
+    foreign = foreign_finding(tokenizer, sample.input_ids, _recovered(sample) is not None, facts.specials)
+    if foreign is None:
+        return findings
+    return [foreign, *(f for f in findings if f.code in BESIDES_FOREIGN)]
