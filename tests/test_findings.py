@@ -260,3 +260,52 @@ def test_report_table_has_a_role_column_readable_without_colour(capsys, monkeypa
 
 def test_every_new_lint_is_documented():
     assert {"duplicate-rows", "foreign-ids"} <= set(LINTS)
+
+
+async def test_without_colour_the_context_strip_marks_each_tokens_role(bundled):
+    """NO_COLOR: the role backgrounds are gone, so the cell after each token holds its role's glyph."""
+    from tui_wait import screen_of
+
+    from tokstep.engine.session import run_trace
+    from tokstep.tui.app import PrecomputedBackend, TokstepApp
+    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.widgets.context_strip import ROLE_GLYPHS, ContextStrip, token_roles
+
+    result = run_trace(bundled, SampleSpec(chat=tuple(CHAT[1:])), top_k=3, reference="off")
+    app = TokstepApp(sample_spec=SampleSpec(text="chat"), backend=PrecomputedBackend(result, ()))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await screen_of(app, pilot, StepperScreen, tries=100)
+        stepper = StepperScreen(result, no_color=True)
+        await app.push_screen(stepper)
+        await pilot.pause()
+        strip = stepper.query_one(ContextStrip)
+        marks = {
+            index: mark
+            for line, hits in zip(strip._lines, strip._hits, strict=True)
+            for (mark, _style), (_x0, _x1, index) in zip(line[1::2], hits, strict=True)
+        }
+        roles = token_roles(result)
+        assert {roles[i] for i in marks} >= {"user", "assistant", None}
+        assert all(mark == ROLE_GLYPHS.get(roles[i] or "", " ") for i, mark in marks.items()), marks
+        legend = str(stepper.query_one("#context-box").border_subtitle)
+        assert "ᵃ assistant" in legend and "ᵘ user" in legend
+
+
+async def test_the_browser_marks_a_duplicate_row(tmp_path, bundled):
+    from tui_wait import screen_of
+
+    from tokstep.tui.app import TokstepApp
+    from tokstep.tui.browser import DataBrowserScreen
+
+    clean = ids_row(bundled.tokenizer, CHAT[1:3])
+    path = write_jsonl(tmp_path / "b.jsonl", [clean, {"text": "In the beginning"}, clean])
+    app = TokstepApp(ModelSpec(device="cpu", dtype="float32"), data=path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        browser = await screen_of(app, pilot, DataBrowserScreen, tries=300)
+        for _ in range(300):
+            if len(browser.lints) == 3:
+                break
+            await pilot.pause(0.05)
+        codes = {i: [f.code for f in r.findings] for i, r in browser.lints.items()}
+        assert "duplicate-rows" in codes[2] and "duplicate-rows" not in codes[0] + codes[1], codes
+        assert "line 1" in next(f.message for f in browser.lints[2].findings if f.code == "duplicate-rows")
