@@ -32,9 +32,16 @@ def envelope(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The top-level keys every JSON output carries: the schema's name and version, the findings, and the
     conventions they were compared against (stated once, as the printed report does)."""
     conventions = sorted({r["convention"] for r in records if r["convention"]})
-    return {"schema": SCHEMA_ID, "schema_version": SCHEMA_VERSION, "conventions": conventions, "findings": records}
+    return {
+        "schema": SCHEMA_ID,
+        "schema_version": SCHEMA_VERSION,
+        "conventions": conventions,
+        "findings": records,
+    }
 
 
 def schema_text() -> str:
     """The JSON Schema of the findings (shipped in the package)."""
-    return resources.files("tokstep.engine").joinpath("assets/findings.schema.json").read_text(encoding="utf-8")
+    return (
+        resources.files("tokstep.engine").joinpath("assets/findings.schema.json").read_text(encoding="utf-8")
+    )

@@ -47,14 +47,24 @@ FAMILIES: tuple[Family, ...] = (
             "<|eot_id|>": 128009,
         },
     ),
-    Family("Qwen2.5 / Qwen3", 151665, None, {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}),
+    Family(
+        "Qwen2.5 / Qwen3",
+        151665,
+        None,
+        {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645},
+    ),
     Family("Gemma-2", 256000, 2, {"<bos>": 2, "<eos>": 1, "<start_of_turn>": 106, "<end_of_turn>": 107}),
     Family("Gemma-3", 262145, 2, {"<bos>": 2, "<eos>": 1, "<start_of_turn>": 105, "<end_of_turn>": 106}),
     Family(
         "DeepSeek-V3",
         128815,
         0,
-        {"<｜begin▁of▁sentence｜>": 0, "<｜end▁of▁sentence｜>": 1, "<｜User｜>": 128803, "<｜Assistant｜>": 128804},
+        {
+            "<｜begin▁of▁sentence｜>": 0,
+            "<｜end▁of▁sentence｜>": 1,
+            "<｜User｜>": 128803,
+            "<｜Assistant｜>": 128804,
+        },
     ),
     Family(
         "gpt-oss",
@@ -112,7 +122,9 @@ def evidence(tokenizer: Any, family: Family, ids: np.ndarray) -> int:
     return score
 
 
-EOS_TEXTS = frozenset({"</s>", "<eos>", "<|end_of_text|>", "<|endoftext|>", "<｜end▁of▁sentence｜>", "<|return|>"})
+EOS_TEXTS = frozenset(
+    {"</s>", "<eos>", "<|end_of_text|>", "<|endoftext|>", "<｜end▁of▁sentence｜>", "<|return|>"}
+)
 
 
 def likely_family(tokenizer: Any, ids: np.ndarray) -> tuple[Family, int] | None:
@@ -136,7 +148,9 @@ def roundtrip_agreement(tokenizer: Any, ids: np.ndarray) -> float:
     return difflib.SequenceMatcher(None, head, again, autojunk=False).ratio()
 
 
-def foreign_finding(tokenizer: Any, ids: np.ndarray, has_structure: bool, own: frozenset[int]) -> Finding | None:
+def foreign_finding(
+    tokenizer: Any, ids: np.ndarray, has_structure: bool, own: frozenset[int]
+) -> Finding | None:
     """`foreign-ids` when the ids are not this tokenizer's (see the module's doc); None otherwise. `own`: this
     tokenizer's special ids (a row holding one was made by it, or by its template)."""
     if has_structure or len(ids) < 4 or any(int(i) in own for i in np.unique(ids)):

@@ -309,3 +309,20 @@ async def test_the_browser_marks_a_duplicate_row(tmp_path, bundled):
         codes = {i: [f.code for f in r.findings] for i, r in browser.lints.items()}
         assert "duplicate-rows" in codes[2] and "duplicate-rows" not in codes[0] + codes[1], codes
         assert "line 1" in next(f.message for f in browser.lints[2].findings if f.code == "duplicate-rows")
+
+
+def test_a_trainer_batch_row_of_foreign_ids_is_flagged_too():
+    from dataclasses import replace
+
+    from tokstep.engine.lints import with_foreign_ids
+
+    llama3 = rt.real_tokenizer("llama3")
+    ids = rt.real_tokenizer("llama2")(TEXT)["input_ids"]
+    sample = build_sample(SampleSpec(ids={"input_ids": ids, "labels": ids}), llama3)
+    (found,) = with_foreign_ids(llama3, replace(sample, kind="batch row"), [])
+    assert found.code == "foreign-ids" and "Llama-2" in found.message
+    own = build_sample(
+        SampleSpec(ids={"input_ids": llama3(TEXT)["input_ids"]} | {"labels": llama3(TEXT)["input_ids"]}),
+        llama3,
+    )
+    assert with_foreign_ids(llama3, replace(own, kind="batch row"), []) == []
