@@ -41,7 +41,12 @@ def check_against_naive(logits: torch.Tensor, targets: torch.Tensor, k: int) -> 
     np.testing.assert_allclose(ours.logprob[finite], ref["logprob"][finite], rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(ours.entropy[finite], ref["entropy"][finite], rtol=1e-5, atol=1e-5)
     top_ref = torch.log_softmax(logits.float().double(), -1).gather(-1, torch.from_numpy(ref["topk_ids"]))
-    np.testing.assert_allclose(ours.topk_logprobs[finite], top_ref.numpy()[finite], rtol=1e-6, atol=1e-5)
+    # A float32 log-softmax carries the row's log-sum-exp rounding: about eps32 * |lse| * (a few), which at
+    # V = 50k and logits ~ N(0, 16) is ~1e-5 — so the bound scales with |lse| instead of pinning last bits.
+    lse = torch.logsumexp(logits.double(), -1, keepdim=True).abs().numpy()
+    bound = 1e-5 + 16 * np.finfo(np.float32).eps * lse
+    error = np.abs(ours.topk_logprobs - top_ref.numpy())
+    assert (error[finite] <= np.broadcast_to(bound, error.shape)[finite]).all(), error.max()
     assert ours.logprob.dtype == np.float32 and ours.entropy.dtype == np.float32
     assert ours.rank.dtype == np.int64 and ours.topk_ids.dtype == np.int64
 
