@@ -326,3 +326,12 @@ def test_a_trainer_batch_row_of_foreign_ids_is_flagged_too():
         llama3,
     )
     assert with_foreign_ids(llama3, replace(own, kind="batch row"), []) == []
+
+
+def test_a_token_is_named_by_its_text_never_by_a_bare_id(bundled):
+    from tokstep.engine.lints import tokenizer_facts
+
+    facts = tokenizer_facts(bundled.tokenizer)
+    newline = bundled.tokenizer("\n", add_special_tokens=False)["input_ids"][-1]
+    assert newline not in facts.specials and facts.name(newline) == "`↵`"
+    assert facts.name(facts.eos_id) == f"`{bundled.tokenizer.eos_token}`"

@@ -482,6 +482,9 @@ class DataBrowserScreen(Screen[None]):
                 detail.append(f.message + "\n")
                 if f.fix:
                     detail.append(f"  fix: {f.fix}\n", style="dim")
+            conventions = sorted({f.convention for f in result.findings[:DETAIL_FINDINGS] if f.convention})
+            for convention in conventions:  # the label lints' convention, once
+                detail.append(f"convention: {convention}\n", style="dim")
             if len(result.findings) > DETAIL_FINDINGS:
                 more = len(result.findings) - DETAIL_FINDINGS
                 detail.append(f"… {more} more: Enter, then L in the stepper", style="dim")
