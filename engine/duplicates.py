@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from tokstep.engine.lints import Finding, RowLint, finding
+from tokstep.engine.lints import SEVERITIES, Finding, RowLint, finding
 
 
 @dataclass
@@ -34,7 +34,8 @@ class DuplicateRows:
             (),
             f"input_ids and labels identical to {original} (copy {len(copies)} of it so far)",
         )
-        return replace(result, findings=(*result.findings, found))
+        ordered = sorted((*result.findings, found), key=lambda f: SEVERITIES.index(f.severity))  # errors first
+        return replace(result, findings=tuple(ordered))
 
     def groups(self) -> list[list[str]]:
         """Every repeated row: [first, copies...], in the order the first rows appear."""
