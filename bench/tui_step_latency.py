@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tests/synthetic.py: test data
+
+from synthetic import synthetic_result  # noqa: E402
 
 from tokstep.engine.inputs import SampleSpec  # noqa: E402
 from tokstep.tui.app import PrecomputedBackend, TokstepApp  # noqa: E402
 from tokstep.tui.stepper import StepperScreen  # noqa: E402
-from tokstep.tui.synthetic import synthetic_result  # noqa: E402
 
 KEY_MIXES = {
     "→ (next)": ["right"],

@@ -16,6 +16,7 @@ import numpy as np
 
 from tokstep.engine.batches import BatchRow
 from tokstep.engine.chat_masks import Policy
+from tokstep.engine.inputs import apply_layout
 from tokstep.engine.sample import Sample
 from tokstep.engine.structure import NO_ROLE, Part, TurnLayout, recover_layout
 
@@ -55,7 +56,6 @@ def with_row_layout(
     sample: Sample, row: BatchRow, tokenizer: Any, *, eot: Policy = "train", inserted: Policy = "train"
 ) -> Sample:
     """The row's sample (engine.batches.row_sample) with its recovered turns and their mask reasons."""
-    from tokstep.engine.inputs import apply_layout
 
     layout = row_layout(tokenizer, row, eot=eot, inserted=inserted)
     return sample if layout is None else apply_layout(sample, layout)

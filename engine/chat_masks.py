@@ -48,37 +48,17 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.policies import CONVENTION, Policy, convention  # noqa: F401 - re-exported
 from tokstep.engine.sample import MaskReason
+from tokstep.engine.turns import NO_ROLE, ROLES, Part, TurnLayout
+from tokstep.engine.turns import Turn as TokenTurn
 
-if TYPE_CHECKING:
-    from tokstep.engine.structure import TurnLayout
-
-Policy = Literal["train", "mask"]
-
-
-def convention(eot: Policy = "train", inserted: Policy = "train") -> str:
-    """The convention above in one line, with the flags' choices: what every label lint says it compared
-    against (for chats built from messages and for ids rows alike)."""
-    end = (
-        "assistant content + end-of-turn trained"
-        if eot == "train"
-        else "assistant content trained, end-of-turn masked (--eot mask)"
-    )
-    inside = (
-        "template-inserted tokens trained"
-        if inserted == "train"
-        else "template-inserted tokens masked (--inserted mask)"
-    )
-    return f"{end}; what follows end-of-turn is template; {inside}; the rest masked"
-
-
-CONVENTION = convention()  # the default, in one line
 _PROBE_USER = "TOKSTEP-PROBE-USER"
 _PROBE_ASSISTANT = "TOKSTEP-PROBE-ASSISTANT"
 _PROBE_SYSTEM = "TOKSTEP-PROBE-SYSTEM"
@@ -674,9 +654,6 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
     reasons = reasons_at.tolist()
     if reasons:
         reasons[0] = MaskReason.FIRST
-    from tokstep.engine.structure import Turn as TokenTurn
-    from tokstep.engine.structure import TurnLayout
-
     role_of, part_of = _role_part_tables()
     found = tuple(
         TokenTurn(role, lo, lo, hi, end, closed) for role, lo, hi, end, closed in _token_turns(turns, bounds)
@@ -739,8 +716,6 @@ _UNTRAINED_REASON = _reason_table(
 @functools.cache
 def _role_part_tables() -> tuple[np.ndarray, np.ndarray]:
     """Character code -> engine.structure's role index and Part, as lookup arrays (int8)."""
-    from tokstep.engine.structure import NO_ROLE, ROLES, Part
-
     roles = np.full(len(_PRIORITY), NO_ROLE, dtype=np.int8)
     parts = np.zeros(len(_PRIORITY), dtype=np.int8)
     for code, (role, part) in CODE_ROLE_PART.items():

@@ -12,6 +12,7 @@ import torch
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.policies import clamp_top_k
 from tokstep.engine.reduce import PositionStats, Scratch, kl_divergence, reduce_keeping_softmax
 from tokstep.engine.results import Trace
 from tokstep.engine.sample import Sample
@@ -49,7 +50,7 @@ def compare_traces(
     except TokstepError as error:
         raise TokstepError(f"model B: {error}") from None
     vocab = a.info.vocab_size
-    top_k = max(1, min(top_k, vocab))
+    top_k = clamp_top_k(top_k, vocab)
     targets, supervised = shifted_targets(sample)
     scratch = Scratch.for_current_thread()
     source_a = position_logits(a, sample, force_logits_path=force_logits_path, scratch=scratch, buffer="head")

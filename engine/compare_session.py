@@ -11,6 +11,7 @@ from tokstep.engine.compare_spec import CompareSpec
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.loading import LoadedModel, load_tokenizer
+from tokstep.engine.policies import DEFAULT_TOP_K, check_top_k
 from tokstep.engine.reference import traced_result
 from tokstep.engine.results import ModelInfo
 from tokstep.engine.session import Progress, load, run_trace
@@ -51,14 +52,13 @@ def run_compare(
     b: LoadedModel | Any,
     sample_spec: SampleSpec,
     *,
-    top_k: int = 10,
+    top_k: int = DEFAULT_TOP_K,
     with_reference: bool = True,
     progress: Progress = lambda _message: None,
 ) -> CompareResult | TokenizerCompareResult:
     """Same vocabulary: both models lock-step on the same tokens (KL per position). Different vocabularies
     (or B is only a tokenizer): each tokenizes the same text, aligned by bytes (bits per byte)."""
-    if top_k < 1:
-        raise TokstepError("--top-k must be at least 1")
+    check_top_k(top_k)
     if not isinstance(b, LoadedModel):  # a tokenizer only
         return _compare_tokenizers(a, None, b, sample_spec, top_k, with_reference, progress)
     if not same_vocabulary(a, b):

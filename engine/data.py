@@ -362,6 +362,7 @@ class ParquetFile(DataFile):
     def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(path, "parquet", **kwargs)
         try:
+            # lazy: loads pyarrow
             import pyarrow.parquet as pq
         except ImportError:
             raise TokstepError("reading Parquet needs pyarrow: pip install pyarrow") from None

@@ -17,8 +17,6 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.lints import Finding, finding
-
 AGREEMENT = 0.8  # decode -> encode keeps fewer than this share of the ids: not this tokenizer's ids
 CHECKED = 256  # ids compared per row (the start is enough, and keeps a long row cheap)
 
@@ -148,11 +146,9 @@ def roundtrip_agreement(tokenizer: Any, ids: np.ndarray) -> float:
     return difflib.SequenceMatcher(None, head, again, autojunk=False).ratio()
 
 
-def foreign_finding(
-    tokenizer: Any, ids: np.ndarray, has_structure: bool, own: frozenset[int]
-) -> Finding | None:
-    """`foreign-ids` when the ids are not this tokenizer's (see the module's doc); None otherwise. `own`: this
-    tokenizer's special ids (a row holding one was made by it, or by its template)."""
+def foreign_message(tokenizer: Any, ids: np.ndarray, has_structure: bool, own: frozenset[int]) -> str | None:
+    """The `foreign-ids` message when the ids are not this tokenizer's (see the module's doc); None otherwise.
+    `own`: this tokenizer's special ids (a row holding one was made by it, or by its template)."""
     if has_structure or len(ids) < 4 or any(int(i) in own for i in np.unique(ids)):
         return None
     agreement = roundtrip_agreement(tokenizer, ids)
@@ -166,11 +162,9 @@ def foreign_finding(
         if family is not None
         else "no known family's markers fit"
     )
-    return finding(
-        "foreign-ids",
-        (),
+    return (
         f"these ids were made by another tokenizer: no special token or chat turn of this tokenizer is in "
-        f"them, decoded and encoded again {agreement:.0%} of them come back; {named}",
+        f"them, decoded and encoded again {agreement:.0%} of them come back; {named}"
     )
 
 

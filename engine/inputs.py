@@ -12,6 +12,7 @@ import numpy as np
 from tokstep.engine.chat_masks import Policy, derive
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.sample import COUNTED, IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.structure import recover_layout
 
 if TYPE_CHECKING:
     from tokstep.engine.structure import TurnLayout
@@ -76,7 +77,6 @@ def with_layout(
     Masked tokens then get the reason a chat built from messages would give them (user turn, template
     markup...); a masked token the structure expects trained keeps "masked in your labels" (GIVEN).
     """
-    from tokstep.engine.structure import recover_layout
 
     layout = recover_layout(tokenizer, sample.input_ids, eot=eot, inserted=inserted)
     return sample if layout is None else apply_layout(sample, layout)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine import lints
 from tokstep.engine.chat_masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.data import DataRow
 from tokstep.engine.lints import RowLint, lint_row
@@ -27,6 +28,7 @@ GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
 def _template_tools() -> tuple[Any, Any] | None:
     """transformers' own renderer and message normalizer (internal API: None when they moved)."""
     try:
+        # lazy: loads transformers
         from transformers.utils.chat_template_utils import _normalize_chat_messages, render_jinja_template
     except ImportError:
         return None
@@ -113,7 +115,6 @@ class BatchTokenizer:
         batch that too (behind the same per-tokenizer slot the lint reads it from). When tokenizer.json
         serializes to exactly what transformers' backend holds (checked once per tokenizer), the two encode
         every text alike, so the backend's encodings of `plain` (same flag) are reused, not recomputed."""
-        from tokstep.engine import lints
 
         if self._raw is None:
             raw = lints._raw_tokenizer(self)

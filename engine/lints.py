@@ -8,19 +8,24 @@ as a finding too, so a data file can be checked row by row.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render
+from tokstep.engine.chat_masks import ChatLayout, convention, derive, offset_array, render
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample
+from tokstep.engine.foreign_ids import foreign_message
+from tokstep.engine.inputs import SampleSpec, build_sample, with_layout
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.structure import NO_ROLE, ROLES, Part, TurnLayout, _occurrences
 from tokstep.engine.tokens import make_visible, trained_text
 
 if TYPE_CHECKING:
@@ -392,8 +397,6 @@ def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
 
 def _describer(tokenizer: Any) -> Any:
     """id -> the token's visible text, holding the tokenizer weakly (the facts are cached per tokenizer)."""
-    import weakref
-
     try:
         held = weakref.ref(tokenizer)
     except TypeError:
@@ -644,7 +647,6 @@ def _structure_lints(
     """Compare an ids row's labels with the chat turns recovered from its ids (engine.structure).
     `within`: the [start, end) of one packed document of a batch row (its labels and turns only, the rest -100
     and markup): the comparison is that document's, in row positions."""
-    from tokstep.engine.structure import NO_ROLE, ROLES, Part
 
     layout = _recovered(sample)
     if layout is None or sample.num_supervised == 0:
@@ -849,18 +851,17 @@ def _stray_findings(
     tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], versus: str
 ) -> Iterator[Finding]:
     """Supervised tokens the structure says are not trained: other roles' words, headers, markup."""
-    from tokstep.engine.structure import Part as part
 
     by_role: dict[str, list[int]] = {}
     markup: list[int] = []
     tail_only = True
     for j in stray:
         role, kind = layout.role(j), int(layout.parts[j])
-        if kind == part.CONTENT and role in ("user", "system", "tool"):
+        if kind == Part.CONTENT and role in ("user", "system", "tool"):
             by_role.setdefault(role, []).append(j)
         else:
             markup.append(j)
-            tail_only &= role == "assistant" and kind == part.TEMPLATE
+            tail_only &= role == "assistant" and kind == Part.TEMPLATE
     hints = {
         "user": "the model learns to write the user's words (a pattern that matched the user header, not the "
         "assistant's?)",
@@ -901,7 +902,6 @@ def _other_template(
     tokenizer: Any, sample: Sample, facts: TokenizerFacts, supervised: np.ndarray
 ) -> Iterator[Finding]:
     """Labels built from another rendering: their text sits elsewhere in the ids, or they hold foreign markup."""
-    from tokstep.engine.structure import _occurrences
 
     ids, labels = sample.input_ids, sample.labels
     given = np.flatnonzero(supervised)
@@ -1253,11 +1253,11 @@ def _raw_tokenizer(tokenizer: Any) -> Any:
     with contextlib.suppress(TypeError, KeyError):
         return _RAW[tokenizer]
     raw = None
-    from pathlib import Path
 
     path = Path(str(getattr(tokenizer, "name_or_path", "") or "")) / "tokenizer.json"
     if path.is_file():
         try:
+            # lazy: loads tokenizers
             from tokenizers import Tokenizer
 
             raw = Tokenizer.from_file(str(path))
@@ -1328,8 +1328,6 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
     """Every lint over one sample, errors first. Tokenizer only: no model, no forward pass."""
     facts = tokenizer_facts(tokenizer)
     if sample.kind == "ids" and sample.layout is None and facts.has_template:
-        from tokstep.engine.inputs import with_layout
-
         policy = {"eot": spec.eot, "inserted": spec.inserted} if spec is not None else {}
         sample = with_layout(
             sample, tokenizer, **policy
@@ -1420,7 +1418,6 @@ def batch_row_lints(
     engine.batch_structure), one packed document at a time as if it were an ids row, in row positions.
     `skip` (N,) bool: padding and each document's first token, left out of the comparison; `documents`: the
     row's [start, end) document spans. Nothing when no turn was recovered."""
-    from tokstep.engine.structure import NO_ROLE, Part, TurnLayout
 
     layout = _recovered(sample)
     if layout is None:
@@ -1489,8 +1486,6 @@ def lint_row(tokenizer: Any, row: DataRow, *, trained: bool = True) -> RowLint:
 def lift_convention(findings: list[Finding]) -> list[Finding]:
     """Each label lint's trailing `(convention: ...)` moved into `Finding.convention`: a report states the
     convention once per run, not inside every finding."""
-    from tokstep.engine.chat_masks import convention
-
     suffixes = [f" (convention: {convention(e, i)})" for e in ("train", "mask") for i in ("train", "mask")]
     lifted = []
     for f in findings:
@@ -1505,8 +1500,6 @@ def lift_convention(findings: list[Finding]) -> list[Finding]:
 
 def sample_digest(sample: Sample) -> bytes:
     """16 bytes that identify a sample's input_ids + labels (equal rows, equal digests)."""
-    import hashlib
-
     digest = hashlib.blake2b(digest_size=16)
     digest.update(np.ascontiguousarray(sample.input_ids, dtype=np.int64).tobytes())
     digest.update(b"|")
@@ -1546,10 +1539,9 @@ def with_foreign_ids(tokenizer: Any, sample: Sample, findings: list[Finding]) ->
     only follow from it."""
     if sample.kind not in ("ids", "batch row"):
         return findings
-    from tokstep.engine.foreign_ids import foreign_finding
-
     facts = tokenizer_facts(tokenizer)
-    foreign = foreign_finding(tokenizer, sample.input_ids, _recovered(sample) is not None, facts.specials)
-    if foreign is None:
+    message = foreign_message(tokenizer, sample.input_ids, _recovered(sample) is not None, facts.specials)
+    if message is None:
         return findings
+    foreign = finding("foreign-ids", (), message)
     return [foreign, *(f for f in findings if f.code in BESIDES_FOREIGN)]

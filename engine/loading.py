@@ -10,6 +10,7 @@ from typing import Any
 
 from tokstep.engine.defaults import DEFAULT_MODEL
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.lints import set_max_positions
 from tokstep.engine.results import ModelInfo
 
 # torch is imported inside the functions that need it: `tokstep lint` loads only a tokenizer.
@@ -46,6 +47,7 @@ class LoadedModel:
 
 def resolve_device(device: str) -> str:
     """Turn `auto` into the best available device; check an explicit one exists."""
+    # lazy: loads torch
     import torch
 
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
@@ -74,6 +76,7 @@ def resolve_device(device: str) -> str:
 
 
 def _torch_dtype(name: str) -> Any:
+    # lazy: loads torch
     import torch
 
     return "auto" if name == "auto" else getattr(torch, DTYPES[name])
@@ -109,6 +112,7 @@ def pickle_only_notice(folder: Path) -> str | None:
 
 def quiet_transformers() -> None:
     """No progress bars or advisory warnings on the terminal: they would tear through the TUI and the report."""
+    # lazy: loads transformers
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -132,6 +136,7 @@ def _offline() -> bool:
 
 def _in_hub_cache(repo_id: str) -> bool:
     try:
+        # lazy: loads huggingface_hub
         from huggingface_hub import scan_cache_dir
 
         return any(repo.repo_id == repo_id for repo in scan_cache_dir().repos)
@@ -166,6 +171,7 @@ def _resolve(name_or_path: str, revision: str | None, trust_remote_code: bool) -
 
 
 def _tokenizer_from(location: str, common: dict[str, Any], name_or_path: str) -> Any:
+    # lazy: loads transformers
     from transformers import AutoTokenizer
 
     try:
@@ -183,9 +189,8 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     location, common = _resolve(name_or_path, revision, trust_remote_code)
     tokenizer = _tokenizer_from(location, common, name_or_path)
     if Path(location, "config.json").is_file():  # the model's positions, for the `too-long` lint
-        from tokstep.engine.lints import set_max_positions
-
         try:
+            # lazy: loads transformers
             from transformers import AutoConfig
 
             set_max_positions(tokenizer, max_positions_of(AutoConfig.from_pretrained(location, **common)))
@@ -204,6 +209,7 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE."""
+    # lazy: loads transformers
     from transformers import AutoConfig, AutoModelForCausalLM
 
     quiet_transformers()
@@ -250,7 +256,6 @@ def wrap_model(model: Any, tokenizer: Any, name: str = "model") -> LoadedModel:
         max_positions=max_positions_of(model.config),
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
-    from tokstep.engine.lints import set_max_positions
 
     set_max_positions(tokenizer, info.max_positions)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)

@@ -19,11 +19,13 @@ in `FULL_BUDGET_BYTES`; otherwise the reference is skipped and the note says why
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.policies import DEFAULT_REFERENCE, Reference
 from tokstep.engine.results import Trace, TraceResult
 from tokstep.engine.sample import IGNORE_INDEX, Sample
 from tokstep.engine.tokens import TokenTexts
@@ -33,12 +35,11 @@ from tokstep.engine.trace import (
     _head_matches_model,
     _model_inputs,
     _use_cache,
+    hidden_states_of,
     reference_loss,
     serialized,
 )
 
-MODES = ("chunked", "full", "off")
-DEFAULT_MODE = "chunked"
 FULL_BUDGET_BYTES = 512 << 20  # HF's float32 [T, vocab] logits allowed when `chunked` cannot run
 # Logits per chunk ([rows, vocab] float32; cross_entropy adds about two copies). Every chunk re-reads the whole
 # [vocab, d] head weight, so chunks are tall: 64 MiB on the CPU (110 rows of a 151k vocabulary), 256 MiB on GPUs.
@@ -51,7 +52,7 @@ CHUNKED_NOTE = "HF loss_function over HF's head, in chunks"
 def compute_reference(
     loaded: LoadedModel,
     sample: Sample,
-    mode: str = DEFAULT_MODE,
+    mode: Reference = DEFAULT_REFERENCE,
     *,
     forward: Forward | None = None,
     chunk_elements: int | None = None,
@@ -81,17 +82,35 @@ def traced_result(
 ) -> TraceResult:
     """A trace as a result, HF's loss beside it computed at once in chunks (no [T, vocab]) or not at all."""
     reference, computed, note = compute_reference(
-        loaded, sample, "chunked" if with_reference else "off", forward=forward
+        loaded, sample, DEFAULT_REFERENCE if with_reference else "off", forward=forward
     )
+    return replace(
+        result_of(loaded, sample, trace),
+        reference=reference,
+        reference_computed=computed,
+        reference_note=note,
+    )
+
+
+def result_of(
+    loaded: LoadedModel,
+    sample: Sample,
+    trace: Trace,
+    *,
+    incremental_drift: float | None = None,
+    reference_pending: bool = False,
+) -> TraceResult:
+    """The one place a trace becomes a TraceResult; HF's reference is not filled in (`traced_result`,
+    engine.session.add_reference do that)."""
     return TraceResult(
         info=loaded.info,
         sample=sample,
         trace=trace,
         texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
-        reference=reference,
-        reference_computed=computed,
-        incremental_drift=None,
-        reference_note=note,
+        reference=None,
+        reference_computed=False,
+        incremental_drift=incremental_drift,
+        reference_pending=reference_pending,
     )
 
 
@@ -112,22 +131,13 @@ def chunked_reference_loss(
         return _UNAVAILABLE
     device = head.weight.device
     inputs = _model_inputs(loaded, sample, forward)  # input_ids (1, N), masks / positions as the trainer had
-    kept: list[torch.Tensor] = []
-
-    def keep(_module: Any, _args: Any, output: Any) -> None:
-        hidden = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", None)
-        if isinstance(hidden, torch.Tensor):
-            kept.append(hidden)
-
-    handle = base.register_forward_hook(keep)
-    try:
-        out = model(
-            **inputs, use_cache=_use_cache(forward), logits_to_keep=1
-        )  # HF's logits at the last position only
-    except TypeError:
-        return _UNAVAILABLE
-    finally:
-        handle.remove()
+    with hidden_states_of(base) as kept:
+        try:
+            out = model(
+                **inputs, use_cache=_use_cache(forward), logits_to_keep=1
+            )  # HF's logits at the last position only
+        except TypeError:
+            return _UNAVAILABLE
     if len(kept) != 1 or out.logits.shape[1] != 1:
         return _UNAVAILABLE
     hidden = kept[0][0]  # (N, d)
@@ -164,4 +174,4 @@ def chunked_reference_loss(
     return total if math.isfinite(total) else None
 
 
-__all__ = ["MODES", "DEFAULT_MODE", "compute_reference", "chunked_reference_loss", "traced_result"]
+__all__ = ["chunked_reference_loss", "compute_reference", "result_of", "traced_result"]

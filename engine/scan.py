@@ -170,6 +170,7 @@ def score_chunk(
     loaded: LoadedModel, linted: list[RowLint], batch_tokens: int, progress: Callable[[int, int], None]
 ) -> list[dict[str, Any]]:
     """Records for a chunk's rows: forward passes in length buckets; a bad row is a record with an error."""
+    # lazy: loads torch
     from tokstep.engine.batched import length_buckets, score_batch
     from tokstep.engine.trace import check_sample_fits
 
@@ -211,6 +212,7 @@ def score_chunk(
 def _one_by_one(
     loaded: LoadedModel, samples: list[Sample], records: list[dict[str, Any]], where: list[int]
 ) -> list[Any]:
+    # lazy: loads torch
     from tokstep.engine.batched import score_batch
 
     scores: list[Any] = []
@@ -270,6 +272,7 @@ def _reset(out: Path) -> None:
 
 def _barrier(ranks: Ranks) -> None:
     if ranks.distributed:
+        # lazy: loads torch
         import torch.distributed as dist
 
         dist.barrier()
@@ -279,6 +282,7 @@ def _broadcast_error(ranks: Ranks, message: str | None) -> str | None:
     """Rank 0's verdict on the folder, shared with every rank (so all stop together, each with the reason)."""
     if not ranks.distributed:
         return message
+    # lazy: loads torch
     import torch.distributed as dist
 
     box = [message]
@@ -422,6 +426,7 @@ def _now() -> str:
 
 def FINDING_STRUCT() -> Any:  # noqa: N802 - a type, built on demand (pyarrow is imported lazily)
     """A finding as the scan stores it: the fields of engine.finding_records (schema findings.schema.json)."""
+    # lazy: loads pyarrow
     import pyarrow as pa
 
     return pa.struct(
@@ -437,6 +442,7 @@ def FINDING_STRUCT() -> Any:  # noqa: N802 - a type, built on demand (pyarrow is
 
 
 def schema() -> Any:
+    # lazy: loads pyarrow
     import pyarrow as pa
 
     fields = [
@@ -463,6 +469,7 @@ def schema() -> Any:
 
 
 def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
+    # lazy: loads pyarrow
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -471,6 +478,7 @@ def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
 
 def _merge(chunk_files: list[Path], shard: Path) -> None:
     """Concatenate this rank's chunks into its shard (streamed, atomic)."""
+    # lazy: loads pyarrow
     import pyarrow.parquet as pq
 
     def write(path: Path) -> None:
@@ -489,6 +497,7 @@ def _merge(chunk_files: list[Path], shard: Path) -> None:
 
 
 def _write_manifest(out: Path, config: ScanConfig, ranks: Ranks, total_rows: int) -> dict[str, Any]:
+    # lazy: loads pyarrow
     import pyarrow.parquet as pq
 
     shards = [shard_name(r, ranks.world) for r in range(ranks.world)]
@@ -518,6 +527,7 @@ def init_ranks() -> Ranks:
     rank = int(os.environ.get("RANK", "0") or 0)
     local = int(os.environ.get("LOCAL_RANK", str(rank)) or 0)
     if world > 1:
+        # lazy: loads torch
         import torch
         import torch.distributed as dist
 
@@ -532,6 +542,7 @@ def init_ranks() -> Ranks:
 
 def finish_ranks(ranks: Ranks) -> None:
     if ranks.distributed:
+        # lazy: loads torch
         import torch.distributed as dist
 
         if dist.is_initialized():
@@ -541,6 +552,7 @@ def finish_ranks(ranks: Ranks) -> None:
 def device_for(ranks: Ranks, device: str) -> str:
     """Under torchrun each rank takes the GPU of its LOCAL_RANK (unless --device names one)."""
     if ranks.distributed and device in ("auto", "cuda"):
+        # lazy: loads torch
         import torch
 
         if torch.cuda.is_available():

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tokstep.engine.data import Columns, open_data
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_files import MANIFEST, PARAMETERS
 
@@ -47,6 +48,7 @@ class ScanView:
 
     def __init__(self, folder: str | Path) -> None:
         try:
+            # lazy: loads pyarrow
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
@@ -125,6 +127,7 @@ class ScanView:
     def _match(self, word: str) -> np.ndarray:
         negate = word.startswith("!")
         word = word.lstrip("!")
+        # lazy: loads pyarrow
         import pyarrow.compute as pc
 
         if word in ("error", "ok"):
@@ -180,6 +183,7 @@ class ScanView:
 
     def page(self, start: int, count: int) -> list[dict[str, Any]]:
         """Records of the shown rows start..start+count in the current order."""
+        # lazy: loads pyarrow
         import pyarrow as pa
 
         picked = self.order[start : start + count]
@@ -187,7 +191,6 @@ class ScanView:
 
     def open_data(self) -> Any:
         """The scanned data file, with the scan's columns and options (to read a row's sample back)."""
-        from tokstep.engine.data import Columns, open_data
 
         identity = self.identity
         columns = {k: tuple(v) if isinstance(v, list) else v for k, v in identity.get("columns", {}).items()}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Literal
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import SampleSpec, build_sample
 from tokstep.engine.loading import LoadedModel, ModelSpec, load_model
+from tokstep.engine.policies import DEFAULT_REFERENCE, DEFAULT_TOP_K, REFERENCES, Reference, check_top_k
+from tokstep.engine.reference import compute_reference, result_of
 from tokstep.engine.results import TraceResult
-from tokstep.engine.tokens import TokenTexts
 from tokstep.engine.trace import max_drift, trace_incremental, trace_sample
 
 Progress = Callable[[str], None]
@@ -30,9 +32,9 @@ def run_trace(
     loaded: LoadedModel,
     sample_spec: SampleSpec,
     *,
-    top_k: int = 10,
+    top_k: int = DEFAULT_TOP_K,
     with_reference: bool = True,
-    reference: str = "chunked",
+    reference: Reference | Literal["later"] = DEFAULT_REFERENCE,
     incremental: bool = False,
     progress: Progress = lambda _message: None,
 ) -> TraceResult:
@@ -41,12 +43,7 @@ def run_trace(
     `reference` is `chunked`, `full`, `off` (see engine.reference) or `later`: the result comes back with
     `reference_pending` set and `add_reference` fills it in (the TUI shows the stepper first).
     """
-    if top_k < 1:
-        raise TokstepError("--top-k must be at least 1")
-    if top_k >= loaded.info.vocab_size:
-        raise TokstepError(
-            f"--top-k {top_k} must be less than the vocabulary size ({loaded.info.vocab_size})"
-        )
+    check_top_k(top_k, loaded.info.vocab_size)
     if not with_reference:
         reference = "off"
     progress("building the sample")
@@ -57,16 +54,7 @@ def run_trace(
     if incremental:
         progress("tracing again, one token at a time through the KV cache")
         drift = max_drift(trace, trace_incremental(loaded, sample, top_k=top_k))
-    result = TraceResult(
-        info=loaded.info,
-        sample=sample,
-        trace=trace,
-        texts=TokenTexts(loaded.tokenizer, loaded.info.vocab_size),
-        reference=None,
-        reference_computed=False,
-        incremental_drift=drift,
-        reference_pending=reference == "later",
-    )
+    result = result_of(loaded, sample, trace, incremental_drift=drift, reference_pending=reference == "later")
     if reference == "later":
         return result
     if reference != "off":
@@ -74,12 +62,13 @@ def run_trace(
     return add_reference(loaded, result, reference)
 
 
-def add_reference(loaded: LoadedModel, result: TraceResult, mode: str = "chunked") -> TraceResult:
+def add_reference(
+    loaded: LoadedModel, result: TraceResult, mode: Reference = DEFAULT_REFERENCE
+) -> TraceResult:
     """The same result with HF's reference loss (engine.reference) filled in, or the reason it is not."""
-    from tokstep.engine.reference import MODES, compute_reference
 
-    if mode not in MODES:
-        raise TokstepError(f"--reference must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode not in REFERENCES:
+        raise TokstepError(f"--reference must be one of {', '.join(REFERENCES)}, not {mode!r}")
     loss, computed, note = compute_reference(loaded, result.sample, mode)
     return replace(
         result, reference=loss, reference_computed=computed, reference_note=note, reference_pending=False

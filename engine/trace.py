@@ -14,6 +14,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.policies import clamp_top_k
 from tokstep.engine.reduce import PositionStats, Scratch, reduce_logits
 from tokstep.engine.results import Trace, parity_tolerance  # noqa: F401 - re-exported
 from tokstep.engine.sample import IGNORE_INDEX, Sample
@@ -198,6 +200,26 @@ def _hidden_states_and_last_logits(
     return kept[0][0], None if kept[1] is None else kept[1][0]  # (N, d), (V,)
 
 
+@contextmanager
+def hidden_states_of(base: Any, *, stop: bool = False) -> Iterator[list[torch.Tensor]]:
+    """While open, every forward of the model appends its base's final hidden states (B, N, d) to the list
+    this yields; with `stop`, the forward ends right there (raises _HiddenStatesCaptured), before the head."""
+    captured: list[torch.Tensor] = []
+
+    def keep(_module: Any, _args: Any, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", None)
+        if isinstance(hidden, torch.Tensor):
+            captured.append(hidden)
+            if stop:
+                raise _HiddenStatesCaptured
+
+    handle = base.register_forward_hook(keep)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
 def batch_hidden_states_and_last_logits(
     model: Any, inputs: dict[str, torch.Tensor], *, stop_at_hidden: bool = False, use_cache: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -206,24 +228,13 @@ def batch_hidden_states_and_last_logits(
     base = getattr(model, "base_model", None)
     if base is None or base is model or model.get_output_embeddings() is None:
         return None
-    captured: list[torch.Tensor] = []
-
-    def keep_hidden(_module: Any, _args: Any, output: Any) -> None:
-        hidden = output[0] if isinstance(output, tuple) else getattr(output, "last_hidden_state", None)
-        if isinstance(hidden, torch.Tensor):
-            captured.append(hidden)
-            if stop_at_hidden:
-                raise _HiddenStatesCaptured
-
-    handle = base.register_forward_hook(keep_hidden)
-    try:
-        out = model(**inputs, use_cache=use_cache, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
-    except _HiddenStatesCaptured:
-        return captured[0], None  # (B, N, d)
-    except TypeError:
-        return None
-    finally:
-        handle.remove()
+    with hidden_states_of(base, stop=stop_at_hidden) as captured:
+        try:
+            out = model(**inputs, use_cache=use_cache, logits_to_keep=2)  # rows N-2, N-1 (N >= 2)
+        except _HiddenStatesCaptured:
+            return captured[0], None  # (B, N, d)
+        except TypeError:
+            return None
     if len(captured) != 1 or out.logits.shape[1] != 2:
         return None
     return captured[0], out.logits[:, -2]  # (B, N, d), (B, V)
@@ -366,7 +377,7 @@ def trace_sample(
     check_sample_fits(loaded, sample)
     check_causal(loaded)
     vocab = loaded.info.vocab_size
-    top_k = max(1, min(top_k, vocab))
+    top_k = clamp_top_k(top_k, vocab)
     targets, supervised = shifted_targets(sample)
     scratch = Scratch.for_current_thread()  # work buffers shared by every chunk, kept between traces
     source = position_logits(
@@ -387,7 +398,7 @@ def trace_incremental(loaded: LoadedModel, sample: Sample, *, top_k: int = 10) -
     if sample.attention_mask is not None:
         raise TokstepError("--incremental does not support samples with an attention mask (padding)")
     model, vocab = loaded.model, loaded.info.vocab_size
-    top_k = max(1, min(top_k, vocab))
+    top_k = clamp_top_k(top_k, vocab)
     targets_np, supervised = shifted_targets(sample)
     device = _input_device(model)
     ids = torch.tensor(sample.input_ids, device=device)[None]  # (1, N)

@@ -248,14 +248,11 @@ async def test_the_help_screen_footer_and_bindings_agree():
         assert isinstance(app.screen, DataBrowserScreen)
 
 
-def test_data_options_come_from_the_cli_flags_without_touching_them():
-    import argparse
-
+def test_data_options_come_from_the_run_configuration():
     from tokstep.tui.backend import DataOptions
+    from tokstep.tui.run_config import RunConfig
 
-    args = argparse.Namespace(text_column="body", answer_column="reply", bos="none", truncate=5)
-    before = dict(vars(args))
-    options = DataOptions.from_args(args)
+    config = RunConfig(text_column="body", answer_column="reply", bos="none", truncate=5)
+    options = DataOptions.from_config(config)
     assert options.columns.text == "body" and options.columns.answer == ("reply",)
     assert (options.bos, options.eos, options.truncate) == ("none", "auto", 5)
-    assert vars(args) == before  # the Namespace is read, never written

@@ -4,7 +4,6 @@ load is cancelled, below 80x24 a 'terminal too small' screen replaces collapsed 
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import threading
@@ -18,6 +17,7 @@ from tokstep.engine.inputs import SampleSpec
 from tokstep.tui import exit_codes
 from tokstep.tui.app import PrecomputedBackend, TokstepApp, _on_signals, run_app
 from tokstep.tui.formatting import probability
+from tokstep.tui.run_config import RunConfig
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.synthetic import synthetic_result
 from tokstep.tui.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
@@ -148,8 +148,7 @@ def test_handlers_are_put_back_after_the_app(result):
 @pytest.mark.parametrize("term", ["dumb", "unknown"])
 def test_a_dumb_terminal_is_told_to_use_report(monkeypatch, capsys, term):
     monkeypatch.setenv("TERM", term)
-    args = argparse.Namespace(top_k=10, data=None)
-    assert run_app(args, None, SampleSpec(text="hi")) == exit_codes.BAD_INPUT  # type: ignore[arg-type]
+    assert run_app(RunConfig(), None, SampleSpec(text="hi")) == exit_codes.BAD_INPUT  # type: ignore[arg-type]
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"TERM={term}" in lines[0] and "tokstep report" in lines[0]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from synthetic import synthetic_result
 from tui_wait import screen_of
 
 from tokstep.engine.inputs import SampleSpec
@@ -13,7 +14,6 @@ from tokstep.engine.sample import MaskReason, Sample
 from tokstep.tui.app import PrecomputedBackend, TokstepApp
 from tokstep.tui.dialogs import LintsScreen
 from tokstep.tui.stepper import StepperScreen
-from tokstep.tui.synthetic import synthetic_result
 from tokstep.tui.widgets.context_strip import ContextStrip
 
 SIZE = (100, 30)

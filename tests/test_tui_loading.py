@@ -3,17 +3,16 @@ samples opened from a data browser, lints and the token inspector wired to the e
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import threading
 import time
-import types
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import tiny
+from synthetic import synthetic_result
 from textual.screen import Screen
 from textual.widgets import Static
 from tui_wait import wait_for as poll
@@ -22,8 +21,8 @@ from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.loading import ModelSpec
 from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp, run_app
 from tokstep.tui.backend import DataOptions
+from tokstep.tui.run_config import RunConfig
 from tokstep.tui.stepper import StepperScreen
-from tokstep.tui.synthetic import synthetic_result
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
@@ -135,14 +134,14 @@ async def test_a_sample_the_model_cannot_take_is_shown_as_a_failure(model_dir):
 
 def test_run_app_without_a_terminal_prints_the_load_failure_as_one_line(capsys):
     # GIVEN pytest's captured (non-terminal) stdin/stdout
-    code = run_app(argparse.Namespace(top_k=10), spec_of("/nonexistent/m"), SampleSpec(text="hi there"))
+    code = run_app(RunConfig(), spec_of("/nonexistent/m"), SampleSpec(text="hi there"))
     err = capsys.readouterr().err
     assert code == 2
     assert err == "tokstep: error: no such folder: /nonexistent/m\n"
 
 
 def test_run_app_without_a_terminal_says_it_needs_one_when_the_load_works(capsys, model_dir):
-    code = run_app(argparse.Namespace(top_k=10), spec_of(model_dir), SampleSpec(text="Hello world!"))
+    code = run_app(RunConfig(), spec_of(model_dir), SampleSpec(text="Hello world!"))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "needs a terminal" in err and "tokstep report" in err
 
@@ -191,9 +190,7 @@ async def test_data_flag_puts_the_browser_screen_underneath(model_dir, monkeypat
         def model_loaded(self, model) -> None:
             made.append(("model", model))
 
-    monkeypatch.setitem(
-        sys.modules, "tokstep.tui.browser", types.SimpleNamespace(DataBrowserScreen=RecordingBrowser)
-    )
+    monkeypatch.setattr("tokstep.tui.app.DataBrowserScreen", RecordingBrowser)
     options = DataOptions(bos="none")
     app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", data_options=options)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from rich.console import Console
+from synthetic import synthetic_result
 from tui_wait import screen_of
 
 from tokstep.engine.inputs import SampleSpec
@@ -21,7 +22,6 @@ from tokstep.tui.app import PrecomputedBackend, TokstepApp
 from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
 from tokstep.tui.navigation import SurpriseRule, mask_boundaries
 from tokstep.tui.stepper import SPEEDS, StepperScreen
-from tokstep.tui.synthetic import synthetic_result
 from tokstep.tui.widgets.context_strip import ContextStrip
 
 SIZE = (100, 30)

@@ -7,6 +7,7 @@ The public API is small: build a `SampleSpec`, load a model with `ModelSpec`, an
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 # Installed, engine/ and tui/ sit inside this package (setuptools' package-dir maps them there). In a source
@@ -37,6 +38,5 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tokstep' has no attribute {name!r}")
-    import importlib
 
     return getattr(importlib.import_module(module), name)

@@ -7,7 +7,6 @@ is told when the model has loaded, and posts `OpenSample` for each row the user 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -28,9 +27,11 @@ from textual.widgets import Footer, LoadingIndicator, Static
 from textual.worker import get_current_worker
 
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.scan_files import is_scan
 from tokstep.tui import exit_codes
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
 from tokstep.tui.batch_report import batch_flags
+from tokstep.tui.browser import DataBrowserScreen
 from tokstep.tui.messages import (
     BatchesReady,
     CompareLoaded,
@@ -42,6 +43,7 @@ from tokstep.tui.messages import (
     ReferenceReady,
     TraceReady,
 )
+from tokstep.tui.too_small import TooSmallScreen, too_small
 
 if TYPE_CHECKING:
     from tokstep.engine.compare_spec import CompareSpec
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from tokstep.engine.lints import Finding
     from tokstep.engine.loading import ModelSpec
     from tokstep.engine.results import TraceResult
+    from tokstep.engine.scan_view import ScanView
+    from tokstep.tui.run_config import RunConfig
 
 T = TypeVar("T")
 
@@ -168,15 +172,12 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).add_step(f"loading {name}", 0.0)
         self.load_model()
         if self.data:
-            from tokstep.engine.scan_files import is_scan
-
             if is_scan(self.data):  # a folder written by `tokstep scan`: sort/filter over every row
+                # lazy: loads numpy
                 from tokstep.tui.scan_browser import ScanBrowserScreen
 
                 self.push_screen(ScanBrowserScreen(self.data, self.scan_view))
             else:
-                from tokstep.tui.browser import DataBrowserScreen
-
                 self.push_screen(
                     DataBrowserScreen(
                         self.data, backend=self.backend, model_spec=self.model_spec, options=self.data_options
@@ -195,7 +196,6 @@ class TokstepApp(App[int]):
 
     def _check_size(self, size: Size | None = None) -> None:
         """Below the minimum size, cover everything with `TooSmallScreen`; remove it once there is room."""
-        from tokstep.tui.too_small import TooSmallScreen, too_small
 
         small, shown = too_small(*(size or self.size)), isinstance(self.screen, TooSmallScreen)
         if small and not shown:
@@ -205,7 +205,6 @@ class TokstepApp(App[int]):
 
     def push_screen(self, screen: Any, *args: Any, **kwargs: Any) -> Any:
         """Keep `TooSmallScreen` on top: a screen pushed while it shows goes underneath it."""
-        from tokstep.tui.too_small import TooSmallScreen
 
         if isinstance(self.screen, TooSmallScreen) and not isinstance(screen, TooSmallScreen):
             self.pop_screen()
@@ -304,6 +303,7 @@ class TokstepApp(App[int]):
             self.post_message(BatchesReady(report))
 
     def on_batches_ready(self, message: BatchesReady) -> None:
+        # lazy: loads numpy
         from tokstep.tui.batches_screen import BatchesScreen
 
         self.query_one(LoadingView).cover()
@@ -340,7 +340,6 @@ class TokstepApp(App[int]):
         self.query_one(LoadingView).add_step(message.text, time.monotonic() - self.started)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
-        from tokstep.tui.browser import DataBrowserScreen
 
         self.loaded = message.model
         self.on_load_progress(LoadProgress("model loaded"))
@@ -362,6 +361,7 @@ class TokstepApp(App[int]):
         self.on_load_progress(LoadProgress("B loaded"))
 
     def on_compare_ready(self, message: CompareReady) -> None:
+        # lazy: loads numpy
         from tokstep.engine.compare_results import CompareResult
         from tokstep.tui.compare_screen import AlignmentScreen, CompareScreen
         from tokstep.tui.stepper import StepperScreen
@@ -394,6 +394,7 @@ class TokstepApp(App[int]):
         self.push_screen(AlignmentScreen(result))
 
     def on_trace_ready(self, message: TraceReady) -> None:
+        # lazy: loads numpy
         from tokstep.tui.stepper import StepperScreen
 
         result = message.result
@@ -412,6 +413,7 @@ class TokstepApp(App[int]):
         )
 
     def on_reference_ready(self, message: ReferenceReady) -> None:
+        # lazy: loads numpy
         from tokstep.tui.stepper import StepperScreen
 
         result = message.result
@@ -430,8 +432,6 @@ class TokstepApp(App[int]):
         self.load_error = message.reason
         self._waiting = None
         if message.from_browser:
-            from tokstep.tui.browser import DataBrowserScreen
-
             self.notify(message.reason, title="cannot load the model", severity="error", timeout=30)
             for screen in self.screen_stack:
                 if isinstance(screen, DataBrowserScreen):
@@ -493,24 +493,24 @@ def signal_line(signum: int) -> str:
 
 
 def run_app(
-    args: argparse.Namespace,
+    args: RunConfig,
     model_spec: ModelSpec,
-    sample_spec: SampleSpec,
+    sample_spec: SampleSpec | None,
     compare: CompareSpec | None = None,
+    scan_view: ScanView | None = None,
 ) -> int:
     """Entry point for `tokstep` with no sub-command. Returns the exit code; a load failure is one line."""
-    data = getattr(args, "data", None)
     app = TokstepApp(
         model_spec,
         sample_spec,
-        top_k=getattr(args, "top_k", 10),
-        data=data,
-        data_options=DataOptions.from_args(args) if data else None,
-        batches=getattr(args, "batches", None),
-        batch_settings=batch_flags(args) if getattr(args, "batches", None) else None,
+        top_k=args.top_k,
+        data=args.data,
+        data_options=DataOptions.from_config(args) if args.data else None,
+        batches=args.batches,
+        batch_settings=batch_flags(args) if args.batches else None,
         compare=compare,
-        reference=getattr(args, "reference", None) or "chunked",
-        scan_view=getattr(args, "scan_view", None),
+        reference=args.reference,
+        scan_view=scan_view,
     )
     if os.environ.get("TERM", "") in ("dumb", "unknown"):
         print(

@@ -23,11 +23,13 @@ that posts a message from `tui.messages`. Methods may block; they are never call
 
 from __future__ import annotations
 
-import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.inspector import inspect_token
 
 if TYPE_CHECKING:
     from tokstep.engine.compare_results import CompareResult, LensResult, TokenizerCompareResult
@@ -39,11 +41,13 @@ if TYPE_CHECKING:
     from tokstep.engine.loading import ModelSpec
     from tokstep.engine.results import TraceResult
     from tokstep.engine.sample import Sample
+    from tokstep.tui.run_config import RunConfig
 
 Progress = Callable[[str], None]
 
 
 def _default_columns() -> Columns:
+    # lazy: loads numpy
     from tokstep.engine.data import Columns
 
     return Columns()
@@ -59,20 +63,20 @@ class DataOptions:
     truncate: int | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> DataOptions:
-        """The CLI's column and sample flags (`--text-column`, `--bos`, `--truncate` ...); absent ones default."""
+    def from_config(cls, config: RunConfig) -> DataOptions:
+        """The CLI's column and sample flags (`--text-column`, `--bos`, `--truncate` ...)."""
+        # lazy: loads rich
         from tokstep.tui.lint_cmd import columns_from_args
 
         return cls(
-            columns=columns_from_args(args),
-            bos=getattr(args, "bos", None) or "auto",
-            eos=getattr(args, "eos", None) or "auto",
-            truncate=getattr(args, "truncate", None),
+            columns=columns_from_args(config),
+            bos=config.bos,
+            eos=config.eos,
+            truncate=config.truncate,
         )
 
 
 def _unsupported(what: str) -> Exception:
-    from tokstep.engine.errors import TokstepError
 
     return TokstepError(f"this backend does not support {what}")
 
@@ -152,6 +156,7 @@ class Backend(ABC):
     def duplicate_rows(self) -> Any:
         """A tracker for one data file: its `check(RowLint)` adds `duplicate-rows` to a row whose ids and
         labels repeat an earlier row's (engine.duplicates; no torch)."""
+        # lazy: loads numpy
         from tokstep.engine.duplicates import DuplicateRows
 
         return DuplicateRows()
@@ -161,24 +166,27 @@ class EngineBackend(Backend):
     """The real engine: torch + transformers, imported on first use."""
 
     def load(self, spec: ModelSpec) -> Any:
+        # lazy: loads torch, numpy
         from tokstep.engine.session import load
 
         return load(spec)
 
     def trace(self, loaded: Any, sample: SampleSpec, top_k: int, progress: Progress) -> TraceResult:
         """The trace alone; HF's reference comes later (`reference`), so the stepper shows first."""
+        # lazy: loads torch, numpy
         from tokstep.engine.session import run_trace
 
         return run_trace(loaded, sample, top_k=top_k, reference="later", progress=progress)
 
     def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
+        # lazy: loads torch, numpy
         from tokstep.engine.session import add_reference
 
         return add_reference(loaded, result, mode)
 
     def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
+        # lazy: loads torch, numpy
         from tokstep.engine.batches import read_batches
-        from tokstep.engine.errors import TokstepError
         from tokstep.engine.packing import trace_batches
 
         report = trace_batches(loaded, read_batches(path), flags=settings, top_k=top_k, progress=progress)
@@ -188,21 +196,23 @@ class EngineBackend(Backend):
         return report
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
+        # lazy: loads numpy
         from tokstep.engine.lints import lint_sample
 
         return list(lint_sample(result.texts.tokenizer, result.sample, sample))
 
     def inspect_token(self, tokenizer: Any, input_ids: Sequence[int], index: int) -> TokenInfo:
-        from tokstep.engine.inspector import inspect_token
 
         return inspect_token(tokenizer, input_ids, index)
 
     def lens(self, loaded: Any, sample: Sample, t: int, top_k: int = 5) -> LensResult:
+        # lazy: loads torch, numpy
         from tokstep.engine.lens import logit_lens
 
         return logit_lens(loaded, sample, t, top_k=top_k)
 
     def load_compare(self, spec: CompareSpec) -> Any:
+        # lazy: loads torch, numpy
         from tokstep.engine.compare_session import load_b
 
         return load_b(spec)
@@ -210,11 +220,13 @@ class EngineBackend(Backend):
     def compare(
         self, loaded: Any, loaded_b: Any, sample: SampleSpec, top_k: int, progress: Progress
     ) -> CompareResult | TokenizerCompareResult:
+        # lazy: loads torch, numpy
         from tokstep.engine.compare_session import run_compare
 
         return run_compare(loaded, loaded_b, sample, top_k=top_k, progress=progress)
 
     def load_tokenizer(self, spec: ModelSpec) -> Any:
+        # lazy: loads numpy
         from tokstep.engine.loading import load_tokenizer
 
         return load_tokenizer(
@@ -225,16 +237,19 @@ class EngineBackend(Backend):
         return loaded.tokenizer
 
     def open_data(self, path: str, options: DataOptions) -> DataFile:
+        # lazy: loads numpy
         from tokstep.engine.data import open_data
 
         return open_data(path, options.columns, bos=options.bos, eos=options.eos, truncate=options.truncate)
 
     def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
+        # lazy: loads numpy
         from tokstep.engine.lints import lint_row
 
         return lint_row(tokenizer, row)
 
     def row_loss(self, loaded: Any, sample: Sample) -> float | None:
+        # lazy: loads torch, numpy
         from tokstep.engine.trace import trace_sample
 
         return trace_sample(loaded, sample, top_k=1).loss
@@ -254,7 +269,6 @@ class PrecomputedBackend(EngineBackend):
         return self.result
 
     def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
-        from dataclasses import replace
 
         return replace(result, reference_pending=False)  # whatever the precomputed result holds
 

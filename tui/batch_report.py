@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tokstep.engine.errors import TokstepError
 from tokstep.tui import exit_codes, output
+from tokstep.tui.engine_calls import load_and_run
 from tokstep.tui.formatting import number
 from tokstep.tui.report import convention_lines, report_console
 from tokstep.tui.severity import severity_text
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from tokstep.engine.batch_results import BatchLoss, BatchReport, RowResult
     from tokstep.engine.batches import Settings
     from tokstep.engine.loading import ModelSpec
+    from tokstep.tui.run_config import RunConfig
 
 USE_CACHE = {"on": True, "off": False}
 
@@ -42,15 +45,15 @@ def add_batch_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def batch_flags(args: argparse.Namespace) -> Settings:
+def batch_flags(args: RunConfig) -> Settings:
+    # lazy: loads numpy
     from tokstep.engine.batches import Settings
 
-    cache = getattr(args, "use_cache", None)
     return Settings(
-        attn_implementation=getattr(args, "attn_implementation", None),
-        use_cache=None if cache is None else USE_CACHE[cache],
-        eot=getattr(args, "eot", None),  # the convention the labels are compared against (--eot/--inserted)
-        inserted=getattr(args, "inserted", None),
+        attn_implementation=args.attn_implementation,
+        use_cache=None if args.use_cache is None else USE_CACHE[args.use_cache],
+        eot=args.eot,  # the convention the labels are compared against (--eot/--inserted)
+        inserted=args.inserted,
     )
 
 
@@ -72,6 +75,7 @@ def delta_text(value: float | None, floor: float) -> Text:
 
 
 def rows_table(report: BatchReport) -> Table:
+    # lazy: loads numpy
     from tokstep.engine.batch_results import noise_floor
     from tokstep.engine.results import parity
 
@@ -121,6 +125,7 @@ def rows_table(report: BatchReport) -> Table:
 
 
 def documents_table(row: RowResult) -> Table:
+    # lazy: loads numpy
     from tokstep.engine.batch_results import noise_floor
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -143,6 +148,7 @@ def loss_table(loss: BatchLoss, max_batches: int | None = None, compact: bool = 
     """The batch loss, reduced each way; with `max_batches`, the per-batch lines only when there are that few.
     `compact` (the batches screen): one line per reduction, the who-reports-it words short and cut with `…`
     rather than wrapped, so the rows list keeps the height (the numbers are never cut)."""
+    # lazy: loads numpy
     from tokstep.engine.batch_results import PER_BATCH_MEAN, TOKEN_WEIGHTED
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -202,6 +208,7 @@ def loss_table(loss: BatchLoss, max_batches: int | None = None, compact: bool = 
 
 
 def trainer_line(loss: BatchLoss) -> str:
+    # lazy: loads numpy
     from tokstep.engine.batch_results import PER_BATCH_MEAN, TOKEN_WEIGHTED
 
     steps = f", gradient_accumulation_steps = {loss.accumulation_steps}" if loss.accumulation_steps else ""
@@ -216,6 +223,7 @@ def trainer_line(loss: BatchLoss) -> str:
 
 
 def print_batch_report(report: BatchReport, console: Console) -> None:
+    # lazy: loads numpy
     from tokstep.engine.batch_results import noise_floor
 
     first = report.rows[0]
@@ -267,12 +275,11 @@ def print_batch_report(report: BatchReport, console: Console) -> None:
         )
 
 
-def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
+def run_batch_report(args: RunConfig, model: ModelSpec) -> int:
+    # lazy: loads torch, numpy
     from tokstep.engine.batch_export import report_to_dict
     from tokstep.engine.batches import read_batches
-    from tokstep.engine.errors import TokstepError
     from tokstep.engine.packing import trace_batches
-    from tokstep.engine.session import load
 
     output.check_target(args.json, args.force)
     batches = read_batches(args.batches)
@@ -280,18 +287,17 @@ def run_batch_report(args: argparse.Namespace, model: ModelSpec) -> int:
         print(f"tokstep: error: {args.batches} {bad.message}", file=sys.stderr)
     if not batches.rows:
         raise TokstepError(f"no readable row in {args.batches}")
-    err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
-    with err.status("tracing") as status:
-        report = trace_batches(
+    report = load_and_run(
+        model,
+        lambda loaded, progress: trace_batches(
             loaded,
             batches,
             flags=batch_flags(args),
             top_k=args.top_k,
-            with_reference=(getattr(args, "reference", None) or "chunked") != "off",
-            progress=lambda message: status.update(message),
-        )
+            with_reference=args.reference != "off",
+            progress=progress,
+        ),
+    )
     traced_errors = [e for e in report.errors if e not in batches.errors]
     for bad in traced_errors:
         print(f"tokstep: error: {args.batches} {bad.message}", file=sys.stderr)

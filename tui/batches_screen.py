@@ -16,7 +16,9 @@ from tokstep.engine.batch_results import BatchReport
 from tokstep.tui.backend import Backend
 from tokstep.tui.batch_report import loss_table, trainer_line
 from tokstep.tui.browser import disagree_text
+from tokstep.tui.dialogs import HelpScreen
 from tokstep.tui.formatting import number
+from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.widgets.tables import highlighted_index
 
 
@@ -88,7 +90,6 @@ class BatchesScreen(Screen[None]):
         table.focus()
 
     def action_open(self) -> None:
-        from tokstep.tui.stepper import StepperScreen
 
         index = highlighted_index(
             self.query_one(DataTable)
@@ -122,7 +123,6 @@ class BatchesScreen(Screen[None]):
         self.action_open()
 
     def action_help(self) -> None:
-        from tokstep.tui.dialogs import HelpScreen
 
         keys = [("↑ ↓ pgup pgdn", "move through the rows"), ("Esc", "(in the stepper) back to this list")]
         self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], keys))

@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.tokens import make_visible
 from tokstep.tui.backend import Backend, DataOptions, EngineBackend
+from tokstep.tui.dialogs import HelpScreen
 from tokstep.tui.formatting import number
 from tokstep.tui.messages import (
     BrowserStatus,
@@ -401,7 +402,6 @@ class DataBrowserScreen(Screen[None]):
         self.read_page(page)
 
     def action_help(self) -> None:
-        from tokstep.tui.dialogs import HelpScreen
 
         extra = [("Esc", "(in the stepper) back to this list")]
         self.app.push_screen(HelpScreen([b for b in self.BINDINGS if isinstance(b, Binding)], extra))

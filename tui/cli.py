@@ -12,10 +12,23 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
-from tokstep.tui import exit_codes
+from tokstep.engine import defaults
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.policies import (
+    DEFAULT_EOT,
+    DEFAULT_INSERTED,
+    DEFAULT_REFERENCE,
+    DEFAULT_TOP_K,
+    POLICIES,
+    REFERENCES,
+)
+from tokstep.engine.scan_files import is_scan
+from tokstep.tui import exit_codes, flag_rules, output
 from tokstep.tui.exit_codes import EXIT_STATUS_HELP
+from tokstep.tui.run_config import RunConfig
 
 if TYPE_CHECKING:
     from tokstep.engine.compare_spec import CompareSpec
@@ -115,24 +128,30 @@ def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--eot",
-        default="train",
-        choices=["train", "mask"],
+        default=DEFAULT_EOT,
+        choices=POLICIES,
         help="chat: train the end-of-turn token(s) after each assistant turn (default) or mask them",
     )
     group.add_argument(
         "--inserted",
-        default="train",
-        choices=["train", "mask"],
+        default=DEFAULT_INSERTED,
+        choices=POLICIES,
         help="chat: train tokens the template inserts inside an assistant turn (think blocks, tool-call "
         "wrappers; default) or mask them",
     )
     group.add_argument(
         "--truncate", type=int, metavar="N", help="keep only the first N tokens (else too long is an error)"
     )
-    group.add_argument("--top-k", type=int, default=10, help="alternatives kept per position (default 10)")
+    group.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"alternatives kept per position (default {DEFAULT_TOP_K})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # lazy: loads rich
     from tokstep.tui.batch_report import add_batch_flags
 
     parser = Parser(
@@ -200,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --data: only these rows, by the line (JSONL/JSON) or row (Parquet) numbers the "
         "screens show, e.g. 11-15 or 3,7,20-",
     )
+    # lazy: loads rich
     from tokstep.tui.lint_cmd import add_column_flags
 
     add_column_flags(report)
@@ -218,9 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--limit", type=int, metavar="N", help="print at most N rows (the summary still covers all)"
     )
+    # lazy: loads rich
     from tokstep.tui.lint_cmd import add_lint_parser
 
     add_lint_parser(commands, _add_model_flags)
+    # lazy: loads rich
     from tokstep.tui.lint_cmd import add_column_flags
     from tokstep.tui.scan_cmd import add_scan_parser
 
@@ -265,7 +287,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
     A flag that exists for another mode (`--data` after `report`) or that the mode does not use
     (`tokstep --data F report`) is a one-line error naming the flag and the mode.
     """
-    from tokstep.tui import flag_rules
 
     names = _flag_names(parser)
     defaults: dict[str, object] = parser.real_defaults  # type: ignore[attr-defined]
@@ -320,14 +341,15 @@ def _keep_flags_given_before_the_command(
 def _add_reference_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
-        default="chunked",
-        choices=["chunked", "full", "off"],
+        default=DEFAULT_REFERENCE,
+        choices=REFERENCES,
         help="HF's loss beside ours: chunked (default: HF's head and loss function over chunks, no "
         "[T, vocab] tensor), full (model(input_ids, labels=labels).loss, HF's full logits) or off",
     )
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    # lazy: loads rich
     from tokstep.tui.lint_cmd import add_column_flags
 
     parser.add_argument(
@@ -338,7 +360,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     add_column_flags(parser)
 
 
-def model_spec(args: argparse.Namespace) -> ModelSpec:
+def model_spec(args: RunConfig) -> ModelSpec:
+    # lazy: loads numpy
     from tokstep.engine.loading import ModelSpec
 
     spec = ModelSpec(
@@ -349,24 +372,17 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
         trust_remote_code=args.trust_remote_code,
     )
     if args.model:
-        from dataclasses import replace
-
         spec = replace(spec, name_or_path=args.model)
     return spec
 
 
-def compare_spec(args: argparse.Namespace, a: ModelSpec) -> CompareSpec | None:
+def compare_spec(args: RunConfig, a: ModelSpec) -> CompareSpec | None:
     """B from the --compare* flags (unset ones default to A's), or None when nothing is compared."""
-    from dataclasses import replace
-
+    # lazy: loads numpy
     from tokstep.engine.compare_spec import CompareSpec
-    from tokstep.engine.errors import TokstepError
 
-    model_flags = [
-        getattr(args, name, None)
-        for name in ("compare", "compare_revision", "compare_dtype", "compare_device")
-    ]
-    tokenizer = getattr(args, "compare_tokenizer", None)
+    model_flags = [args.compare, args.compare_revision, args.compare_dtype, args.compare_device]
+    tokenizer = args.compare_tokenizer
     if tokenizer is not None:
         if any(flag is not None for flag in model_flags):
             raise TokstepError(
@@ -375,7 +391,7 @@ def compare_spec(args: argparse.Namespace, a: ModelSpec) -> CompareSpec | None:
         return CompareSpec(tokenizer=tokenizer)
     if all(flag is None for flag in model_flags):
         return None
-    if getattr(args, "data", None):
+    if args.data:
         raise TokstepError("--compare works on one sample, not with --data")
     name, revision, dtype, device = model_flags
     b = replace(
@@ -390,10 +406,9 @@ def compare_spec(args: argparse.Namespace, a: ModelSpec) -> CompareSpec | None:
     return CompareSpec(model=b)
 
 
-def sample_spec(args: argparse.Namespace) -> SampleSpec:
+def sample_spec(args: RunConfig) -> SampleSpec:
     """Turn the sample flags into a SampleSpec; exactly one source, or the demo."""
-    from tokstep.engine import defaults
-    from tokstep.engine.errors import TokstepError
+    # lazy: loads numpy
     from tokstep.engine.inputs import (
         SampleSpec,
         from_ids,
@@ -435,6 +450,7 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
             raise TokstepError(
                 f'chat file {args.chat} must hold a JSON list of messages (or {{"messages": [...]}})'
             )
+        # lazy: loads numpy
         from tokstep.engine.chat_masks import check_messages
 
         check_messages(messages)  # bad content is one line before any model is loaded
@@ -452,6 +468,7 @@ def sample_spec(args: argparse.Namespace) -> SampleSpec:
 
 
 def demo_spec(which: str, defaults, common: dict) -> SampleSpec:  # type: ignore[no-untyped-def]
+    # lazy: loads numpy
     from tokstep.engine.inputs import SampleSpec, read_json, read_text
 
     if which == "text":
@@ -467,10 +484,8 @@ def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> int:
     return code
 
 
-def check_args(args: argparse.Namespace, given: set[str]) -> None:
+def check_args(args: RunConfig, given: set[str]) -> None:
     """Every mistake that needs no model: found before the (slow) model load. Raises TokstepError."""
-    from tokstep.engine.errors import TokstepError
-    from tokstep.tui import output
 
     def at_least(dest: str, flag: str, low: int) -> None:
         value = getattr(args, dest, None)
@@ -502,7 +517,7 @@ def check_args(args: argparse.Namespace, given: set[str]) -> None:
         raise TokstepError("--prompt and --answer go together: give both")
     if "data" in given and not args.data.strip():
         raise TokstepError("--data needs a file name")
-    if getattr(args, "json", None) is not None:
+    if args.json is not None:
         output.check_target(args.json, args.force)
     if getattr(args, "jsonl", None) is not None:
         output.check_target(args.jsonl, args.force, "--jsonl")
@@ -517,12 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help
         return int(done.code or 0) if not isinstance(done.code, str) else exit_codes.BAD_INPUT
     try:
-        from tokstep.engine.errors import TokstepError
-    except ImportError as error:  # a broken install: still one line
-        return _fail(f"cannot import tokstep's engine: {error}", exit_codes.INTERNAL)
-    try:
         with _signals_end_the_run():
-            return _dispatch(args, given)
+            return _dispatch(RunConfig.from_namespace(args), given)
     except TokstepError as error:
         return _fail(str(error))
     except KeyboardInterrupt:
@@ -575,10 +586,11 @@ def _signals_end_the_run() -> Iterator[None]:
             signal.signal(getattr(signal, name), handler)
 
 
-def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
+def _dispatch(args: RunConfig, given: set[str]) -> int:
     """Run the mode the command line asks for; main turns every failure into one line."""
     check_args(args, given)
     if args.command == "report" and args.batches is not None:
+        # lazy: loads rich
         from tokstep.tui.batch_report import run_batch_report
 
         return run_batch_report(args, model_spec(args))
@@ -586,46 +598,53 @@ def _dispatch(args: argparse.Namespace, given: set[str]) -> int:
         spec = model_spec(args)
         compare = compare_spec(args, spec)
         if compare is not None:
+            # lazy: loads rich
             from tokstep.tui.compare_report import run_compare_report
 
             return run_compare_report(args, spec, compare, sample_spec(args))
-        from tokstep.tui.report import run_report
+        # lazy: loads numpy, rich
+        from tokstep.tui.report_cmd import run_report
 
         return run_report(args, spec, sample_spec(args))
     if args.command == "lint":
+        # lazy: loads rich
         from tokstep.tui.lint_cmd import run_lint
 
         spec = model_spec(args)
         return run_lint(args, spec.name_or_path, spec.display_name)
     if args.command == "scan":
+        # lazy: loads rich
         from tokstep.tui.scan_cmd import run_scan_cmd
 
         return run_scan_cmd(args, model_spec(args))
+    scan_view = None
     if args.data:
-        from tokstep.engine.scan_files import is_scan
-
         if is_scan(args.data):  # a folder written by `tokstep scan`: check it reads; default to its model
+            # lazy: loads numpy
             from tokstep.engine.scan_view import ScanView
 
-            args.scan_view = ScanView(args.data)  # read once; the scan browser takes it
-            args.model = args.model or args.scan_view.model
+            scan_view = ScanView(args.data)  # read once; the scan browser takes it
+            args = replace(args, model=args.model or scan_view.model)
         else:
+            # lazy: loads rich
             from tokstep.tui.lint_cmd import open_data_from_args
 
             open_data_from_args(
                 args, args.data
             ).close()  # a missing or unreadable file: one line, before the TUI
+    # lazy: loads textual, rich
     from tokstep.tui.app import run_app
 
     if args.batches is not None:
+        # lazy: loads numpy
         from tokstep.engine.batches import read_batches
 
         read_batches(args.batches)  # a missing or unreadable file: one line, before the TUI
-        return run_app(args, model_spec(args), None)  # type: ignore[arg-type]
+        return run_app(args, model_spec(args), None)
     spec = model_spec(args)
     compare = compare_spec(args, spec)
     sample = None if args.data else sample_spec(args)
-    return run_app(args, spec, sample, compare=compare)  # type: ignore[arg-type]
+    return run_app(args, spec, sample, compare=compare, scan_view=scan_view)
 
 
 def console_main() -> None:

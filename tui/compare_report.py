@@ -3,7 +3,6 @@ llama-perplexity --kl-divergence prints, or for two tokenizers the byte-aligned 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.tokens import make_visible
 from tokstep.tui import output
+from tokstep.tui.engine_calls import load_shown, shown
 from tokstep.tui.formatting import number
 from tokstep.tui.report import SHORT_REASON, parity_line, token_text
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from tokstep.engine.compare_spec import CompareSpec
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.loading import ModelSpec
+    from tokstep.tui.run_config import RunConfig
 
 
 def kl_text(value: float) -> str:
@@ -120,7 +123,6 @@ def print_compare(result: CompareResult, console: Console, limit: int | None = N
 def boundary_rows(alignment: TokenAlignment, width: int) -> list[Text]:
     """The text in chunks of one column per character (whitespace shown as ␣ ↵ →), each followed by a row
     with `|` where A starts a token, one where B does, and `^` where only one of them does."""
-    from tokstep.engine.tokens import make_visible
 
     text = alignment.text
     char_of, offset = {}, 0
@@ -174,34 +176,27 @@ def print_tokenizer_compare(result: TokenizerCompareResult, console: Console) ->
             console.print(parity_line(side))
 
 
-def run_compare_report(
-    args: argparse.Namespace, model: ModelSpec, compare: CompareSpec, sample: SampleSpec
-) -> int:
+def run_compare_report(args: RunConfig, model: ModelSpec, compare: CompareSpec, sample: SampleSpec) -> int:
+    # lazy: loads torch, numpy
     from tokstep.engine.compare_export import compare_to_dict, tokenizer_compare_to_dict
     from tokstep.engine.compare_results import CompareResult
     from tokstep.engine.compare_session import load_b, run_compare
-    from tokstep.engine.errors import TokstepError
-    from tokstep.engine.session import load
 
-    if getattr(args, "incremental", False):
+    if args.incremental:
         raise TokstepError(
             "--incremental traces one model token by token; it does not combine with --compare"
         )
     output.check_target(args.json, args.force)
     err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
-    with err.status(f"loading {compare.description}"):
-        b = load_b(compare)
-    with err.status("comparing") as status:
-        result = run_compare(
-            loaded,
-            b,
-            sample,
-            top_k=args.top_k,
-            with_reference=(getattr(args, "reference", None) or "chunked") != "off",
-            progress=lambda message: status.update(message),
-        )
+    loaded = load_shown(model, err)
+    b = shown(err, f"loading {compare.description}", lambda _progress: load_b(compare))
+    result = shown(
+        err,
+        "comparing",
+        lambda progress: run_compare(
+            loaded, b, sample, top_k=args.top_k, with_reference=args.reference != "off", progress=progress
+        ),
+    )
     if args.json:
         data = (
             compare_to_dict(result)

@@ -10,14 +10,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.events import Mount
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from tokstep.engine.compare_results import CompareResult, TokenizerCompareResult
 from tokstep.tui.backend import Backend
+from tokstep.tui.compare_report import boundary_rows
+from tokstep.tui.lens_screen import LensScreen
 from tokstep.tui.navigation import Marks
-from tokstep.tui.severity import severity_counts
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.widgets.compare_panel import CompareBar, ComparePanel, KLCurve
 from tokstep.tui.widgets.context_strip import ContextStrip
@@ -81,34 +81,18 @@ class CompareScreen(StepperScreen):
                 yield KLCurve(compare, id="kl-curve")
         yield Footer()
 
-    def on_mount(self, event: Mount) -> None:
-        event.prevent_default()  # the stepper's on_mount looks for panels this screen does not have
-        top_k = self.result.trace.top_k
-        self.query_one("#panels").styles.min_height = top_k + 5
-        context = self.query_one("#context-box")
-        context.border_title = (
-            "context · position t reads tokens 0..[reverse b] t [/] and predicts [b black on yellow] t+1 [/]"
-        )
-        context.border_subtitle = self.legend
+    PANELS = "StatusBar, CompareBar, ContextStrip, InspectorLine, TopKTable, ComparePanel, LossCurve"
+
+    def title_panels(self, top_k: int) -> None:
         for which, side in (("a", self.compare.a), ("b", self.compare.b)):
             title = f"{which.upper()} · {side.info.dtype} · {side.info.device} · top-{top_k}"
             self.query_one(f"#topk-{which}").border_title = title
         self.query_one("#compare").border_title = "A vs B at t"
         self.query_one("#curve").border_title = "CE of A"
         self.query_one("#kl-curve").border_title = "KL(A‖B)"
-        self.query_one(StatusBar).lints = severity_counts(self.findings)
-        self.panels = list(
-            self.query(
-                "StatusBar, CompareBar, ContextStrip, InspectorLine, TopKTable, ComparePanel, LossCurve"
-            )
-        )
-        self._fit_context()
-        self.refresh_bindings()
-        self.watch_cursor(self.cursor)
 
-    def _fit_context(self) -> None:
-        fixed = 4 + self.result.trace.top_k + 5  # status, compare bar, inspector, footer; the panels
-        self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
+    def rows_outside_panels(self) -> int:
+        return 4  # status, compare bar, inspector, footer
 
     def action_toggle_mode(self, mode: str) -> None:
         super().action_toggle_mode(mode)
@@ -125,7 +109,6 @@ class CompareScreen(StepperScreen):
             self.cursor = found
 
     def action_lens(self, which: str = "a") -> None:
-        from tokstep.tui.lens_screen import LensScreen
 
         side, model = (self.compare.a, self.model) if which == "a" else (self.compare.b, self.model_b)
         if model is None:
@@ -146,7 +129,6 @@ class BoundaryRows(Static):
         self.alignment = alignment
 
     def on_resize(self) -> None:
-        from tokstep.tui.compare_report import boundary_rows
 
         width = max(self.content_size.width, 13)  # boundary_rows keeps at least 10 characters a line
         self.update(Text("\n").join(boundary_rows(self.alignment, width)))

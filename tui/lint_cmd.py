@@ -18,13 +18,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tokstep.engine.errors import TokstepError
 from tokstep.tui import output
 from tokstep.tui.exit_codes import EXIT_STATUS_HELP, FINDINGS, OK
+from tokstep.tui.progress import RowProgress
+from tokstep.tui.report import report_console
 from tokstep.tui.severity import SEVERITY_RANK, SEVERITY_STYLE
 
 if TYPE_CHECKING:
     from tokstep.engine.data import Columns, DataFile
     from tokstep.engine.lints import RowLint
+    from tokstep.tui.run_config import RunConfig
 
 
 def add_column_flags(parser: argparse.ArgumentParser) -> None:
@@ -44,23 +48,24 @@ def add_column_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels-column", default="labels", metavar="NAME", help="labels (default: labels)")
 
 
-def columns_from_args(args: argparse.Namespace) -> Columns:
+def columns_from_args(args: RunConfig) -> Columns:
+    # lazy: loads numpy
     from tokstep.engine.data import Columns
 
     defaults = Columns()
-    answer = getattr(args, "answer_column", None)
-    messages = getattr(args, "messages_column", None)
+    answer, messages = args.answer_column, args.messages_column
     return Columns(
-        text=getattr(args, "text_column", None) or defaults.text,
-        prompt=getattr(args, "prompt_column", None) or defaults.prompt,
+        text=args.text_column,
+        prompt=args.prompt_column,
         answer=(answer,) if answer else defaults.answer,
         messages=(messages,) if messages else defaults.messages,
-        input_ids=getattr(args, "ids_column", None) or defaults.input_ids,
-        labels=getattr(args, "labels_column", None) or defaults.labels,
+        input_ids=args.ids_column,
+        labels=args.labels_column,
     )
 
 
-def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
+def open_data_from_args(args: RunConfig, path: str) -> DataFile:
+    # lazy: loads numpy
     from tokstep.engine.data import open_data
 
     return open_data(
@@ -69,8 +74,8 @@ def open_data_from_args(args: argparse.Namespace, path: str) -> DataFile:
         bos=args.bos,
         eos=args.eos,
         truncate=args.truncate,
-        eot=getattr(args, "eot", "train"),
-        inserted=getattr(args, "inserted", "train"),
+        eot=args.eot,
+        inserted=args.inserted,
     )
 
 
@@ -153,6 +158,7 @@ class LintSummary:
 
     def add(self, result: RowLint) -> None:
         if self.duplicates is None:
+            # lazy: loads numpy
             from tokstep.engine.duplicates import DuplicateRows
 
             self.duplicates = DuplicateRows()
@@ -178,6 +184,7 @@ def lint_file(
 ) -> LintSummary:
     """Lint the rows of `data` in order, streaming (a few batches of rows in memory at a time), on `jobs`
     processes; `progress(rows, tokens)` is called after every batch."""
+    # lazy: loads numpy
     from tokstep.engine.lint_pool import BATCH_ROWS, lint_stream
 
     summary = LintSummary()
@@ -202,6 +209,7 @@ def _known_rows(data: DataFile, max_rows: int | None) -> int | None:
 def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]:
     """`lint --json`: the findings (engine.finding_records' schema, each with its row and line), per-row
     structure counts, and the totals the printed summary shows."""
+    # lazy: loads numpy
     from tokstep.engine.finding_records import envelope, finding_record
 
     records = [
@@ -233,6 +241,7 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
 
 
 def summary_table(summary: LintSummary) -> Table:
+    # lazy: loads numpy
     from tokstep.engine.lints import LINTS, SEVERITIES
 
     per_kind = summary.rows_per_kind  # a code that fired at two severities gets a line for each
@@ -252,6 +261,7 @@ def summary_table(summary: LintSummary) -> Table:
 
 
 def _convention(summary: LintSummary) -> str:
+    # lazy: loads numpy
     from tokstep.engine.chat_masks import convention
 
     return convention(summary.eot, summary.inserted)
@@ -308,9 +318,9 @@ def _positions(positions: tuple[int, ...]) -> str:
     return shown + ("…" if len(positions) > 6 else "")
 
 
-def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> int:
+def run_lint(args: RunConfig, model_name: str, display_name: str) -> int:
     """The `lint` sub-command. Returns the exit status; TokstepError propagates to the CLI's one-line error."""
-    from tokstep.engine.errors import TokstepError
+    # lazy: loads numpy
     from tokstep.engine.loading import load_tokenizer
 
     if args.max_rows is not None and args.max_rows < 1:
@@ -322,10 +332,10 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
             tokenizer = load_tokenizer(
                 model_name, revision=args.revision, trust_remote_code=args.trust_remote_code
             )
+        # lazy: loads numpy
         from tokstep.engine.lint_pool import BATCH_ROWS, default_jobs
-        from tokstep.tui.progress import RowProgress
 
-        jobs = args.jobs if getattr(args, "jobs", None) else default_jobs()
+        jobs = args.jobs if args.jobs else default_jobs()
         if jobs < 1:
             raise TokstepError("--jobs must be at least 1")
         total = _known_rows(data, args.max_rows)
@@ -344,8 +354,6 @@ def run_lint(args: argparse.Namespace, model_name: str, display_name: str) -> in
         output.write_json(findings_json(summary, args.file, display_name), args.json, args.force)
     counts = summary.counts()
     if args.json != "-":
-        from tokstep.tui.report import report_console
-
         console = report_console()  # piped: no width limit, so no finding or meaning is wrapped
         console.print(
             Text.assemble(

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from tokstep.engine.atomic import write_text_atomic
+from tokstep.engine.errors import TokstepError
 
 STDOUT = "-"
 
 
 def _error(message: str) -> Exception:
-    from tokstep.engine.errors import TokstepError
 
     return TokstepError(message)
 

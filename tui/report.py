@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,14 +13,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tokstep.tui import exit_codes, output
+from tokstep.engine.inspector import roundtrip, split_characters
+from tokstep.tui import output
 from tokstep.tui.formatting import clip, number, probability
 from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs import SampleSpec
     from tokstep.engine.lints import Finding
-    from tokstep.engine.loading import ModelSpec
     from tokstep.engine.results import TraceResult
 
 
@@ -54,6 +54,7 @@ def fmt_loss(value: float | None) -> str:
 
 def parity_line(result: TraceResult) -> Text:
     """Ours vs Hugging Face's loss, side by side, with the one parity verdict (engine.results.parity)."""
+    # lazy: loads numpy
     from tokstep.engine.results import parity
 
     line = Text()
@@ -239,73 +240,25 @@ def print_findings(console: Console, findings: Sequence[Any]) -> None:
 
 
 def write_json(result: TraceResult, path: str, force: bool, findings: Sequence[Finding] = ()) -> None:
+    # lazy: loads numpy
     from tokstep.engine.export import trace_to_dict
 
     output.write_json(trace_to_dict(result, findings), path, force)
 
 
 def write_jsonl(result: TraceResult, path: str, force: bool, findings: Sequence[Finding] = ()) -> None:
+    # lazy: loads numpy
     from tokstep.engine.export import trace_lines
 
     output.write_text("\n".join(trace_lines(result, findings)), path, force, "--jsonl")
-
-
-def run_report(args: argparse.Namespace, model: ModelSpec, sample: SampleSpec) -> int:
-    from tokstep.engine.errors import TokstepError
-    from tokstep.engine.lints import lint_sample
-    from tokstep.engine.session import load, run_trace
-
-    output.check_target(args.json, args.force)
-    output.check_target(getattr(args, "jsonl", None), args.force, "--jsonl")
-    output.check_target(getattr(args, "html", None), args.force, "--html")
-    output.check_target(getattr(args, "svg", None), args.force, "--svg")
-    if getattr(args, "rows", None) and not getattr(args, "data", None):
-        raise TokstepError("--rows picks rows of a --data file: give --data FILE")
-    if getattr(args, "data", None):
-        from tokstep.tui.report_data import run_data_report
-
-        return run_data_report(args, model)
-    err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
-    for note in loaded.notes:
-        print(f"tokstep: note: {note}", file=sys.stderr)
-    with err.status("tracing") as status:
-        result = run_trace(
-            loaded,
-            sample,
-            top_k=args.top_k,
-            reference=getattr(args, "reference", None) or "chunked",
-            incremental=args.incremental,
-            progress=lambda message: status.update(message),
-        )
-    if result.nonfinite_error:
-        print(f"tokstep: error: {result.nonfinite_error}", file=sys.stderr)
-        return exit_codes.NONFINITE
-    findings = lint_sample(result.texts.tokenizer, result.sample, sample)
-    if args.json:
-        write_json(result, args.json, args.force, findings)
-    jsonl = getattr(args, "jsonl", None)
-    if jsonl:
-        write_jsonl(result, jsonl, args.force, findings)
-    if getattr(args, "html", None) or getattr(args, "svg", None):
-        from tokstep.tui.share import write_shared
-
-        write_shared(result, html=args.html, svg=args.svg, colour_by=args.colour_by, force=args.force)
-    if output.STDOUT not in (args.json, jsonl):
-        console = report_console()
-        print_report(result, console, args.limit)
-        print_diagnostics(result, sample, console, findings)
-    return exit_codes.report_status(findings)  # 1 on an error-level lint, as `tokstep lint` exits
 
 
 def print_diagnostics(
     result: TraceResult, spec: SampleSpec | None, console: Console, findings: Sequence[Finding] | None = None
 ) -> None:
     """Why tokens are masked, the lints, the round-trip check and characters split over several tokens."""
-    from collections import Counter
 
-    from tokstep.engine.inspector import roundtrip, split_characters
+    # lazy: loads numpy
     from tokstep.engine.lints import lint_sample
 
     sample, tokenizer = result.sample, result.texts.tokenizer

@@ -7,7 +7,6 @@ mean CE), the lint findings, and the decoded supervised text: what the model is 
 
 from __future__ import annotations
 
-import argparse
 import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -15,18 +14,25 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
+from tokstep.engine.duplicates import DuplicateRows
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.finding_records import envelope, finding_record
+from tokstep.engine.lints import lint_row
+from tokstep.engine.tokens import TRAINED_GAP, trained_text
 from tokstep.tui import exit_codes, output
-from tokstep.tui.report import convention_lines, fmt_loss, report_console
+from tokstep.tui.engine_calls import load_shown
+from tokstep.tui.lint_cmd import open_data_from_args
+from tokstep.tui.report import convention_lines, findings_grid, fmt_loss, report_console
 
 if TYPE_CHECKING:
     from tokstep.engine.loading import ModelSpec
+    from tokstep.tui.run_config import RunConfig
 
 RowRanges = list[tuple[int, int | None]]  # inclusive (first, last); last None: to the end
 
 
 def parse_rows(text: str | None) -> RowRanges | None:
     """`11-15`, `3,7,20-`, `-5` -> inclusive ranges of 1-based numbers; None selects every row."""
-    from tokstep.engine.errors import TokstepError
 
     if text is None:
         return None
@@ -64,7 +70,6 @@ def selected_rows(data: Any, ranges: RowRanges | None) -> Iterator[Any]:
 def supervised_text(tokenizer: Any, labels: Any) -> list[str]:
     """The supervised tokens decoded span by span, special tokens kept (what the model is trained to say):
     engine.tokens.trained_text, one string per span."""
-    from tokstep.engine.tokens import TRAINED_GAP, trained_text
 
     text = trained_text(tokenizer, labels)
     return text.split(TRAINED_GAP) if text else []
@@ -84,7 +89,6 @@ def indented(text: str, spaces: int, style: str = "") -> Text:
 def print_row(
     console: Console, row: Any, lint: Any, loss: float | None, error: str | None, tokenizer: Any
 ) -> None:
-    from tokstep.tui.report import findings_grid
 
     head = Text.assemble((row.where, "bold"))
     if lint.sample is not None:
@@ -111,27 +115,20 @@ def print_row(
     console.print()
 
 
-def run_data_report(args: argparse.Namespace, model: ModelSpec) -> int:
-    from tokstep.engine.duplicates import DuplicateRows
-    from tokstep.engine.errors import TokstepError
-    from tokstep.engine.finding_records import envelope, finding_record
-    from tokstep.engine.lints import lint_row
-    from tokstep.engine.session import load
+def run_data_report(args: RunConfig, model: ModelSpec) -> int:
+    # lazy: loads torch
     from tokstep.engine.trace import trace_sample
-    from tokstep.tui.lint_cmd import open_data_from_args
 
     given = [
         name for name in ("text", "file", "chat", "ids", "demo", "prompt", "answer") if getattr(args, name)
     ]
     if given:
         raise TokstepError(f"--data reports a data file; drop --{given[0]} (one sample) or --data")
-    if getattr(args, "html", None) or getattr(args, "svg", None) or args.incremental:
+    if args.html or args.svg or args.incremental:
         raise TokstepError("--data prints a report; --html, --svg and --incremental are for one sample")
     ranges = parse_rows(args.rows)
     data = open_data_from_args(args, args.data)
-    err = Console(stderr=True)
-    with err.status(f"loading {model.display_name}"):
-        loaded = load(model)
+    loaded = load_shown(model, Console(stderr=True))
     to_stdout = args.json == output.STDOUT
     console = report_console() if not to_stdout else Console(file=io.StringIO())  # JSON alone on stdout
     console.print(Text.assemble(("tokstep report  ", "bold"), f"{args.data}  model {loaded.info.name}"))

@@ -7,14 +7,19 @@ it continues from the last committed chunk.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tokstep.engine.errors import TokstepError
+from tokstep.tui.lint_cmd import add_row_flags, columns_from_args, open_data_from_args
 from tokstep.tui.progress import RowProgress
+
+if TYPE_CHECKING:
+    from tokstep.tui.run_config import RunConfig
 
 DEFAULT_CHUNK_ROWS = 1024
 DEFAULT_BATCH_TOKENS = 16384
@@ -33,7 +38,6 @@ def add_scan_parser(commands: Any, add_model_flags: Any, add_column_flags: Any) 
     scan.add_argument("--force", action="store_true", help="replace a different scan already in DIR")
     add_model_flags(scan)
     add_column_flags(scan)
-    from tokstep.tui.lint_cmd import add_row_flags
 
     add_row_flags(scan)
     group = scan.add_argument_group("throughput")
@@ -57,14 +61,12 @@ def _interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
+def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
     """The `scan` sub-command; TokstepError propagates to the CLI's one-line error."""
-    from dataclasses import replace
 
-    from tokstep.engine.errors import TokstepError
+    # lazy: loads torch, numpy
     from tokstep.engine.scan import ScanConfig, device_for, finish_ranks, init_ranks, run_scan
     from tokstep.engine.session import load
-    from tokstep.tui.lint_cmd import columns_from_args, open_data_from_args
 
     try:
         import pyarrow  # noqa: F401
@@ -72,7 +74,7 @@ def run_scan_cmd(args: argparse.Namespace, model_spec: Any) -> int:
         raise TokstepError(
             "tokstep scan writes Parquet and needs pyarrow: pip install 'tokstep[data]'"
         ) from None
-    if not getattr(args, "out", None):
+    if not args.out:
         raise TokstepError("tokstep scan needs --out DIR: the folder for the shards and manifest")
     if args.chunk_rows < 1 or args.batch_tokens < 1:
         raise TokstepError("--chunk-rows and --batch-tokens must be at least 1")

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from tokstep.engine.results import TraceResult
 from tokstep.tui import output
+from tokstep.tui.report import fitted_table, parity_line, position_rows, print_title
 
 WIDTH = 110  # cells per line of the exported page
 WORST = 10  # positions in the worst-positions table
@@ -31,6 +32,7 @@ HTML_FORMAT = CONSOLE_HTML_FORMAT
 
 
 def _palettes() -> tuple[tuple[str, ...], dict]:
+    # lazy: loads textual
     from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS
 
     return HEAT_COLOURS, REASON_COLOURS
@@ -88,7 +90,6 @@ def worst_positions(result: TraceResult, count: int = WORST) -> list[int]:
 
 def render(result: TraceResult, colour_by: str = "ce") -> Console:
     """Everything the shared file shows, recorded on a console that writes nowhere."""
-    from tokstep.tui.report import fitted_table, parity_line, position_rows, print_title
 
     console = Console(
         record=True, width=WIDTH, file=io.StringIO(), force_terminal=True, color_system="truecolor"

@@ -19,6 +19,7 @@ from textual.widgets import Footer
 from tokstep.engine.results import TraceResult
 from tokstep.tui.backend import Backend, EngineBackend
 from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
+from tokstep.tui.lens_screen import LensScreen
 from tokstep.tui.navigation import (
     Marks,
     SurpriseRule,
@@ -39,7 +40,9 @@ from tokstep.tui.widgets.context_strip import (
     ContextStrip,
     token_roles,
 )
+from tokstep.tui.widgets.document_line import DocumentLine
 from tokstep.tui.widgets.inspector_line import InspectorLine
+from tokstep.tui.widgets.lines import ResultPanel
 from tokstep.tui.widgets.loss_curve import LossCurve
 from tokstep.tui.widgets.loss_panel import LossPanel
 from tokstep.tui.widgets.onehot_panel import OneHotPanel
@@ -159,7 +162,7 @@ class StepperScreen(Screen[None]):
         self.player: Timer | None = None
         self.backend = backend or EngineBackend()
         self.model = model  # the backend's handle of the traced model (for the logit lens), if any
-        self.panels: list[Any] = []  # every widget with a show(t), filled on mount
+        self.panels: list[ResultPanel] = []  # every widget with a show(t), filled on mount
 
     # -- layout ----------------------------------------------------------------------------------------
 
@@ -173,8 +176,6 @@ class StepperScreen(Screen[None]):
                 result, flagged=flagged, no_color=self.no_color, boundaries=starts, id="context"
             )
         if self.batch is not None:
-            from tokstep.tui.widgets.document_line import DocumentLine
-
             yield DocumentLine(self.batch[0], self.batch[1], id="documents")
         yield InspectorLine(result, self.backend.inspect_token, id="inspector")
         with Horizontal(id="panels"):
@@ -185,21 +186,31 @@ class StepperScreen(Screen[None]):
                 yield LossCurve(result, id="curve")
         yield Footer()
 
+    # The hooks a screen built on the stepper (CompareScreen) overrides: its panels, their titles, the rows
+    # its context leaves to the lines above and below the panels.
+    PANELS = "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
+    context_title = CONTEXT_TITLE
+
+    def title_panels(self, top_k: int) -> None:
+        """The panels' border titles."""
+        self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
+        self.query_one("#onehot").border_title = "one-hot target p vs q"
+        self.query_one("#loss").border_title = "loss"
+
+    def rows_outside_panels(self) -> int:
+        """Rows of the lines around the context and the panels: status, inspector, footer (a packed row:
+        its document line)."""
+        return 3 + (1 if self.batch is not None else 0)
+
     def on_mount(self) -> None:
         top_k = self.result.trace.top_k
         self.query_one("#panels").styles.min_height = top_k + 5  # header, k rows, the extra row, borders
         context = self.query_one("#context-box")
-        context.border_title = CONTEXT_TITLE
+        context.border_title = self.context_title
         context.border_subtitle = self.legend
-        self.query_one("#topk").border_title = f"top-{top_k} next tokens at t"
-        self.query_one("#onehot").border_title = "one-hot target p vs q"
-        self.query_one("#loss").border_title = "loss"
+        self.title_panels(top_k)
         self.query_one(StatusBar).lints = severity_counts(self.findings)
-        self.panels = list(
-            self.query(
-                "StatusBar, ContextStrip, DocumentLine, InspectorLine, TopKTable, OneHotPanel, LossPanel, LossCurve"
-            )
-        )
+        self.panels = [w for w in self.query(self.PANELS) if isinstance(w, ResultPanel)]
         self._fit_context()
         self.refresh_bindings()
         self.watch_cursor(self.cursor)
@@ -222,14 +233,13 @@ class StepperScreen(Screen[None]):
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""
-        # status, inspector, footer; the document line of a packed row; the panels
-        fixed = 3 + (1 if self.batch is not None else 0) + self.result.trace.top_k + 5
+        fixed = self.rows_outside_panels() + self.result.trace.top_k + 5
         self.query_one("#context-box").styles.max_height = min(max(self.size.height - fixed, 3), 18)
 
     def watch_cursor(self, t: int) -> None:
         """The one place the screen reacts to a move: every panel redraws itself for position t."""
         for widget in self.panels:
-            widget.show(t)  # type: ignore[attr-defined]
+            widget.show(t)
 
     def validate_cursor(self, t: int) -> int:
         return min(max(t, 0), len(self.result.trace) - 1)
@@ -468,7 +478,6 @@ class StepperScreen(Screen[None]):
         self.app.push_screen(LintsScreen(self.findings), jump)
 
     def action_lens(self, which: str = "a") -> None:
-        from tokstep.tui.lens_screen import LensScreen
 
         if self.model is None:
             self.notify("the logit lens needs the model (none is loaded here)", severity="warning", timeout=3)

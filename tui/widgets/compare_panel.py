@@ -8,7 +8,7 @@ import numpy as np
 
 from tokstep.engine.compare_results import CompareResult
 from tokstep.tui.formatting import clip, number, probability, token_label
-from tokstep.tui.widgets.lines import FittedLine, Lines, LinesView
+from tokstep.tui.widgets.lines import CursorPanel, FittedLine, Lines, LinesView
 from tokstep.tui.widgets.loss_curve import LossCurve
 
 
@@ -16,15 +16,13 @@ def kl_number(value: float) -> str:
     return f"{value:.2e}" if math.isfinite(value) else "NaN/inf"
 
 
-class ComparePanel(LinesView):
+class ComparePanel(CursorPanel[CompareResult]):
     """Per position: KL(A‖B), CE of both and ΔCE, target rank and q under both, both top-1 tokens."""
 
     DEFAULT_CSS = "ComparePanel { height: 8; }"
 
     def __init__(self, result: CompareResult, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.result = result
-        self.cursor = 0
+        super().__init__(result, id=id)
         self.delta = result.delta_ce
         self.agree = result.top1_agree
 

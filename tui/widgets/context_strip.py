@@ -10,6 +10,7 @@ position i-1); with reason colours on, by why it is or is not counted (its mask 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -134,10 +135,11 @@ class ContextStrip(LinesView):
 
     DEFAULT_CSS = "ContextStrip { height: auto; min-height: 1; }"
 
+    @dataclass
     class TokenClicked(Message):
-        def __init__(self, token_index: int) -> None:
-            super().__init__()
-            self.token_index = token_index
+        """The user clicked token `token_index`."""
+
+        token_index: int
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ under a frame even at T = 8192.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -105,3 +106,22 @@ class LinesView(Widget):
             return Strip.blank(width, base)
         segments = [Segment(text, base + piece if piece else base) for text, piece in self._lines[y]]
         return Strip(segments).crop_extend(0, width, base)
+
+
+@runtime_checkable
+class ResultPanel(Protocol):
+    """What the stepper asks of every widget in its `panels`: redraw yourself for position t."""
+
+    def show(self, cursor: int) -> None: ...
+
+
+R = TypeVar("R")
+
+
+class CursorPanel(LinesView, Generic[R]):
+    """A LinesView drawn from one finished result (a TraceResult, a CompareResult) at one position."""
+
+    def __init__(self, result: R, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.result = result
+        self.cursor = 0

@@ -5,21 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from tokstep.engine.results import TraceResult
-from tokstep.tui.widgets.lines import Line, LinesView, style
+from tokstep.tui.widgets.lines import CursorPanel, Line, style
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 CURSOR, COUNTED, MASKED, LABEL = style("bold yellow"), style("cyan"), style("dim"), style("bold")
 
 
-class LossCurve(LinesView):
+class LossCurve(CursorPanel[TraceResult]):
     """One column per bin of positions (mean CE of the bin); masked bins dim; `▲` under the cursor's bin."""
 
     DEFAULT_CSS = "LossCurve { height: 1fr; min-height: 2; }"
 
     def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.result = result
-        self.cursor = 0
+        super().__init__(result, id=id)
         self._cache: tuple[int, int, list[str], list[bool], np.ndarray] | None = None
 
     def on_resize(self) -> None:

@@ -6,18 +6,14 @@ import math
 
 from tokstep.engine.results import TraceResult, parity
 from tokstep.tui.formatting import number
-from tokstep.tui.widgets.lines import Lines, LinesView
+from tokstep.tui.widgets.lines import CursorPanel, Lines
 
 
-class LossPanel(LinesView):
+class LossPanel(CursorPanel[TraceResult]):
     """Numbers for the cursor's position; masked positions say why they are not counted."""
 
     DEFAULT_CSS = "LossPanel { height: 5; }"
 
-    def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.result = result
-        self.cursor = 0
 
     def show(self, cursor: int) -> None:
         self.cursor = t = cursor

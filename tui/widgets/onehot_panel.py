@@ -6,20 +6,16 @@ import math
 
 from tokstep.engine.results import TraceResult
 from tokstep.tui.formatting import clip, number, probability, token_label
-from tokstep.tui.widgets.lines import Lines, LinesView
+from tokstep.tui.widgets.lines import CursorPanel, Lines
 
 TARGET_STYLE = "bold black on yellow"
 
 
-class OneHotPanel(LinesView):
+class OneHotPanel(CursorPanel[TraceResult]):
     """p = [0, …, 1, …, 0] at the target id, q at the same id, and CE = −log q(target)."""
 
     DEFAULT_CSS = "OneHotPanel { height: 4; }"
 
-    def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.result = result
-        self.cursor = 0
 
     def on_resize(self) -> None:
         self.show(self.cursor)

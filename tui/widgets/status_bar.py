@@ -8,7 +8,7 @@ from rich.cells import cell_len
 
 from tokstep.engine.results import TraceResult
 from tokstep.tui.severity import tally_pieces
-from tokstep.tui.widgets.lines import Lines, LinesView
+from tokstep.tui.widgets.lines import CursorPanel, Lines
 
 
 def short_name(name: str) -> str:
@@ -17,15 +17,13 @@ def short_name(name: str) -> str:
     return path.name if path.is_absolute() or name.startswith((".", "~")) else name
 
 
-class StatusBar(LinesView):
+class StatusBar(CursorPanel[TraceResult]):
     """`tokstep  t 12 / 57 ▶ 5/s ⚠ 1E 1W lints │ sample (40 counted) │ model · dtype · device`: most urgent first."""
 
     DEFAULT_CSS = "StatusBar { dock: top; height: 1; }"
 
     def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.result = result
-        self.cursor = 0
+        super().__init__(result, id=id)
         self.playing: float | None = None  # steps per second while playing
         self.lints: dict[str, int] = {}  # findings per severity (`severity_counts`)
 

@@ -8,7 +8,7 @@ from rich.cells import cell_len
 
 from tokstep.engine.results import TraceResult
 from tokstep.tui.formatting import bar, clip, number, probability, token_label
-from tokstep.tui.widgets.lines import Line, LinesView, style
+from tokstep.tui.widgets.lines import CursorPanel, Line, style
 
 TARGET = style("bold black on yellow")
 SPECIAL = style("magenta")
@@ -21,15 +21,13 @@ def _fit(text: str, width: int) -> str:
     return text + " " * (width - cell_len(text))
 
 
-class TopKTable(LinesView):
+class TopKTable(CursorPanel[TraceResult]):
     """Rank, token (readable and raw piece), id, q as a number and a bar, log q."""
 
     DEFAULT_CSS = "TopKTable { height: 1fr; }"
 
     def __init__(self, result: TraceResult, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.result = result
-        self.cursor = 0
+        super().__init__(result, id=id)
         self.mode = "text"
         self.id_width = max(len(str(result.trace.model_vocab_size)), 2)
 

@@ -1,4 +1,5 @@
-"""A synthetic `TraceResult` of any length, no model needed: for the step-latency benchmark and UI tests.
+"""A synthetic `TraceResult` of any length, no model needed: for UI tests and bench/tui_step_latency.py
+(test data: it does not ship in the package).
 
 The numbers are random but self-consistent the way a real Trace is: the target's log-prob equals its
 top-k entry when its rank is inside the top-k, running sums are cumulative over supervised positions.
