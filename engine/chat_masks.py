@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -53,6 +54,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from tokstep.engine.defaults import ASSETS
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.policies import CONVENTION, Policy, convention  # noqa: F401 - re-exported
 from tokstep.engine.sample import MaskReason
@@ -521,11 +523,42 @@ def _reason(code: int, eot: Policy, inserted: Policy) -> MaskReason:
     )
 
 
-def _generation_mask(tokenizer: Any, messages: list[dict[str, Any]], ids: list[int]) -> np.ndarray | None:
-    """The template's own `{% generation %}` mask, or None (no markers, or it tokenizes differently)."""
+@functools.cache
+def _trl_index() -> dict[str, dict[str, str]]:
+    return json.loads((ASSETS / "trl_templates" / "index.json").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class TrainingTemplate:
+    """TRL's training variant of a model template it recognises (what `assistant_only_loss` trains)."""
+
+    family: str  # TRL's name for it: llama3, qwen2_5, qwen3, phi3, gemma3
+    text: str
+
+
+def trl_training_template(template: Any) -> TrainingTemplate | None:
+    """TRL's training template for this chat template (compared exactly, as TRL does), or None."""
+    if not isinstance(template, str):
+        return None
+    entry = _trl_index().get(hashlib.sha256(template.encode("utf-8")).hexdigest())
+    if entry is None:
+        return None
+    text = (ASSETS / "trl_templates" / entry["training"]).read_text(encoding="utf-8")
+    return TrainingTemplate(entry["family"], text)
+
+
+def _generation_mask(
+    tokenizer: Any, messages: list[dict[str, Any]], ids: list[int], template: str | None = None
+) -> np.ndarray | None:
+    """The `{% generation %}` mask of the tokenizer's template (or of `template`), or None (no markers, or it
+    renders other ids)."""
     try:
         out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            messages,
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
+            chat_template=template,
         )
     except Exception:  # noqa: BLE001 - fall back to locating the content
         return None
@@ -624,8 +657,18 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
     reasons_at = reason_of[token_codes]  # (N,) object
     method = "located content"
     generation_empty = False
-    if has_generation_markers(tokenizer.chat_template):
-        mask = _generation_mask(tokenizer, messages, ids)
+    training = (
+        None
+        if has_generation_markers(tokenizer.chat_template)
+        else trl_training_template(tokenizer.chat_template)
+    )
+    if has_generation_markers(tokenizer.chat_template) or training is not None:
+        mask = _generation_mask(tokenizer, messages, ids, training.text if training else None)
+        if training is not None and mask is None:
+            notes.append(
+                f"TRL's {training.family} training template renders this chat with other ids (e.g. a think block in "
+                "every reply): this mask follows the model's own template; rows TRL built are checked against theirs"
+            )
         if mask is not None and len(mask) != len(token_codes):
             raise ValueError("the generation mask and the tokens differ in length")
         if mask is not None and mask.any():
@@ -635,7 +678,11 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
             reasons_at[mask & ~counted & ~markup] = MaskReason.SUPERVISED  # the template trains it: so do we
             untrained = ~mask & counted  # (N,) trained by the convention, not by the template
             reasons_at[untrained] = _UNTRAINED_REASON[token_codes[untrained]]
-            notes.append("assistant tokens from the template's {% generation %} mask")
+            notes.append(
+                f"assistant tokens as TRL trains them (its {training.family} training template's {{% generation %}} mask)"
+                if training
+                else "assistant tokens from the template's {% generation %} mask"
+            )
         elif mask is not None:
             generation_empty = True
             notes.append(

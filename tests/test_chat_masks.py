@@ -374,7 +374,7 @@ def test_report_says_how_many_trained_tokens_the_template_inserted(tmp_path, cap
     chat.write_text(json.dumps(list(tpl.THINK_CHAT)), encoding="utf-8")
     assert main(["report", "--model", folder, "--chat", str(chat)]) == 0
     out = capsys.readouterr().out
-    assert "6 template-inserted, trained" in out and "warning template-inserted" in out
+    assert "6 template-inserted, trained" in out and "info template-inserted" in out
     assert main(["report", "--model", folder, "--chat", str(chat), "--inserted", "mask"]) == 0
     out = capsys.readouterr().out
     assert "6 template-inserted" in out.split("masked (-100):")[1].splitlines()[0]

@@ -162,7 +162,7 @@ def test_training_only_the_last_reply_is_info_and_the_newline_after_im_end_a_war
     newline = {max(row.tokens_in(s, e)) + 1 for s, _, e in row.assistant}  # TRL-style: <|im_end|> then \n
     _, findings = lint_ids(tokenizer, row.ids, row.labels(correct(row) | newline))
     assert [(f.code, f.severity, set(f.positions)) for f in findings] == [
-        ("trains-on-markup", "warning", newline)
+        ("trains-on-markup", "info", newline)  # at most info: harmless, and what TRL trains for ChatML
     ]
 
 
@@ -292,12 +292,13 @@ def test_a_mask_computed_on_another_templates_rendering_is_named(tokenizers):
     assert set(findings[0].positions) <= wrong and "another rendering" in findings[0].message
 
 
-def test_ids_with_no_mask_at_all_is_one_warning(tokenizers):
-    """labels = input_ids (full-sequence training on a transcript): a warning naming the non-assistant words."""
+def test_ids_with_no_mask_at_all_is_one_error(tokenizers):
+    """labels = input_ids (full-sequence training on a transcript): an error (severity by training harm) naming
+    the non-assistant words."""
     tokenizer = tokenizers["chatml"]
     row = render_row(tokenizer, "chatml")
     _, findings = lint_ids(tokenizer, row.ids, row.ids)
-    assert [(f.code, f.severity) for f in findings] == [("trains-on-user", "warning")]
+    assert [(f.code, f.severity) for f in findings] == [("trains-on-user", "error")]
     user_words = {i for start, end, _ in row.user for i in row.tokens_in(start, end)}
     assert user_words <= set(findings[0].positions) and "nothing is masked" in findings[0].message
 

@@ -247,18 +247,26 @@ def test_strict_counts_a_truncated_answer_in_the_exit_status(tmp_path, chatml_di
 
 
 def test_a_lint_that_fires_at_two_severities_is_counted_at_each(tmp_path, chatml_dir, capsys):
-    """trains-on-user is an error for a user-header bug and a warning for a row with nothing masked: the
-    summary must not call the error row's finding a warning (one line per code and severity)."""
-    user = chatml_rows()[1]
-    everything = {"input_ids": user["input_ids"], "labels": list(user["input_ids"])}
-    path = write_jsonl(tmp_path / "two.jsonl", [user, everything])
+    """trains-on-markup is an error for a trained header and info for a trained newline right after the
+    end-of-turn: the summary must not call the error row's finding info (one line per code and severity)."""
+    from label_templates import bug_rows, tokenizer_for
+
+    tokenizer = tokenizer_for("chatml")
+    header_ids, header_labels = bug_rows(tokenizer, "chatml")["header"][:2]
+    ids, labels = bug_rows(tokenizer, "chatml")["clean"][:2]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    after = [j + 1 for j in range(len(ids) - 1) if ids[j] == end and labels[j] != -100]
+    newline = [ids[j] if j in after else lab for j, lab in enumerate(labels)]
+    rows = [{"input_ids": header_ids, "labels": header_labels}, {"input_ids": ids, "labels": newline}]
+    path = write_jsonl(tmp_path / "two.jsonl", rows)
     assert main(["lint", path, "--model", chatml_dir, "--show", "0"]) == 1
     lines = capsys.readouterr().out.splitlines()
     table = [
         m.groups() for m in (re.match(r"(\S+)\s+(error|warning|info)\s+(\d+)\s", ln) for ln in lines) if m
     ]
-    assert ("trains-on-user", "error", "1") in table and ("trains-on-user", "warning", "1") in table
-    assert table.index(("trains-on-user", "error", "1")) < table.index(("trains-on-user", "warning", "1"))
+    severities = [(code, severity) for code, severity, _count in table if code == "trains-on-markup"]
+    assert severities == [("trains-on-markup", "error"), ("trains-on-markup", "info")]  # the error first
+    assert ("trains-on-markup", "error", "1") in table
 
 
 def test_eot_mask_decides_the_expected_mask_of_ids_rows(tmp_path, chatml_dir, capsys):

@@ -62,7 +62,9 @@ def test_a_changed_vendored_file_fails_its_sha256(tmp_path, monkeypatch):
 def test_tiny_llama_over_the_real_vocabulary_matches_hf_loss(name, tmp_path, capsys):
     folder = rt.tiny_llama_dir(name, tmp_path)
     target = tmp_path / "trace.json"
-    code = main(["report", "--model", str(folder), "--text", "The capital of France is Paris.", "--json", str(target)])
+    code = main(
+        ["report", "--model", str(folder), "--text", "The capital of France is Paris.", "--json", str(target)]
+    )
     capsys.readouterr()
     assert code == 0
     data = json.loads(target.read_text())
