@@ -871,8 +871,7 @@ def test_the_nan_hint_suggests_float32_only_when_it_would_help(dtype, hint):
     from dataclasses import replace
 
     import numpy as np
-
-    from tokstep.tui.synthetic import synthetic_result
+    from synthetic import synthetic_result
 
     result = synthetic_result(20, seed=2)
     finite = result.trace.finite.copy()

@@ -7,13 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from rich.color import Color
+from synthetic import synthetic_result
 
 from tokstep.engine.inputs import SampleSpec
 from tokstep.engine.sample import MaskReason
 from tokstep.engine.structure import ROLES, Part, Turn, TurnLayout
 from tokstep.tui.app import PrecomputedBackend, TokstepApp
 from tokstep.tui.stepper import StepperScreen
-from tokstep.tui.synthetic import synthetic_result
 from tokstep.tui.widgets.context_strip import ROLE_COLOURS, ContextStrip
 
 USER, REPLY = range(3, 13), range(17, 31)  # token ranges of the user's words and the assistant's reply

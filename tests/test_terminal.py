@@ -11,6 +11,7 @@ import time
 import types
 
 import pytest
+from synthetic import synthetic_result
 from textual.widgets import Static
 
 from tokstep.engine.inputs import SampleSpec
@@ -19,7 +20,6 @@ from tokstep.tui.app import PrecomputedBackend, TokstepApp, _on_signals, run_app
 from tokstep.tui.formatting import probability
 from tokstep.tui.run_config import RunConfig
 from tokstep.tui.stepper import StepperScreen
-from tokstep.tui.synthetic import synthetic_result
 from tokstep.tui.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from tokstep.tui.widgets.inspector_line import describe
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from synthetic import synthetic_result
 
 from tokstep.tui.formatting import bar, clip, number, probability
 from tokstep.tui.navigation import (
@@ -17,7 +18,6 @@ from tokstep.tui.navigation import (
     parse_surprise_rule,
     position_predicting,
 )
-from tokstep.tui.synthetic import synthetic_result
 
 
 @pytest.fixture(scope="module")
