@@ -40,6 +40,9 @@ def row_to_dict(row: RowResult) -> dict[str, Any]:
         "hf_loss": _num(row.result.reference),
         "max_delta": _num(row.max_delta),
         "disagree": row.disagree,  # labels ≠ the recovered chat turns (None: no turns recovered)
+        "findings": [  # this row's, as in the top-level `findings`
+            finding_record(f, line=row.row.line, batch=row.row.batch, batch_row=row.row.row) for f in row.findings
+        ],
         "notes": list(row.notes),
         "trace": data,
     }

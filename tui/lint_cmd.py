@@ -217,8 +217,15 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
         for result in summary.flagged
         for f in result.findings
     ]
-    rows = [
-        {"row": result.row.index + 1, "line": result.row.line, "disagree": result.disagree}
+    rows = [  # per row too, the same records (scripts that read one row's findings)
+        {
+            "row": result.row.index + 1,
+            "line": result.row.line,
+            "disagree": result.disagree,
+            "findings": [
+                finding_record(f, row=result.row.index + 1, line=result.row.line) for f in result.findings
+            ],
+        }
         for result in summary.flagged
     ]
     return {
