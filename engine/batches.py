@@ -18,6 +18,7 @@ import numpy as np
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs import as_int_list
+from tokstep.engine.policies import Policy
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
 
 PER_TOKEN_KEYS = ("labels", "attention_mask", "position_ids", "seq_idx")
@@ -36,8 +37,8 @@ class Settings:
         None  # "num_items_in_batch" (token-weighted over the accumulation step) | "per-batch mean"
     )
     accumulation_steps: int | None = None
-    eot: str | None = None  # the label convention stated by --eot (train | mask; None: train)
-    inserted: str | None = None  # the label convention stated by --inserted (train | mask; None: train)
+    eot: Policy | None = None  # the label convention stated by --eot (None: engine.policies.DEFAULT_EOT)
+    inserted: Policy | None = None  # stated by --inserted (None: engine.policies.DEFAULT_INSERTED)
 
     def overridden(self, **given: Any) -> Settings:
         """These settings with the user's flags (those not None) taking precedence."""

@@ -814,9 +814,12 @@ def _ends_turn(tokenizer: Any, ids: np.ndarray, turn: Any, j: int, facts: Tokeni
     """Whether token j of a turn's recovered end teaches the model to stop: not whitespace after it (Gemma's
     `\\n`), and an end-of-turn / EOS id whenever the turn's end holds one (not the next header that a template
     always appending one, like Llama-3's base template, writes right after it)."""
-    closed_before = any(int(ids[k]) in facts.end_ids for k in turn.end_of_turn if k < j)
-    if closed_before and _is_blank(tokenizer, int(ids[j]), facts):
-        return False  # whitespace after the end-of-turn (Llama-2's ` </s>` keeps its space: before it)
+    if _is_blank(
+        tokenizer, int(ids[j]), facts
+    ):  # whitespace after the end-of-turn is template (Gemma's `\\n`);
+        return not any(
+            int(ids[k]) in facts.end_ids for k in turn.end_of_turn if k < j
+        )  # before it (` </s>`): end
     holds_end = any(int(ids[k]) in facts.end_ids for k in turn.end_of_turn)
     return not holds_end or int(ids[j]) in facts.end_ids
 
@@ -886,6 +889,7 @@ def _beside_reply(
     """Stray tokens trainers commonly train with a reply (what TRL's training templates train): whitespace or an
     EOS / end-of-turn token right after an assistant turn's end (Qwen's and Gemma's `\\n`, Phi-3's final
     `<|endoftext|>`), and the whitespace that ends an assistant header right before the reply (Qwen2.5's `\\n`)."""
+
     def harmless(j: int) -> bool:
         token = int(ids[j])
         return token in facts.end_ids or token == facts.eos_id or _is_blank(tokenizer, token, facts)
@@ -1015,8 +1019,10 @@ def _token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Itera
         layout = _recovered(sample)
         if layout is not None:  # end-of-turn tokens the structure expects supervised are not padding
             pads = [p for p in pads if layout.roles[p] < 0]  # inside a turn: the turn lints say it
-        elif facts.pad_id == facts.eos_id:
-            pads = pads[1:]  # with pad == eos, one supervised EOS is right; more are padding
+        if (
+            facts.pad_id == facts.eos_id
+        ):  # an EOS right after a trained reply ends it (DeepSeek's, every turn)
+            pads = [p for p in pads if labels[p - 1] == IGNORE_INDEX or ids[p - 1] == facts.pad_id]
         if pads:
             yield finding(
                 "pad-trained",

@@ -26,6 +26,7 @@ from tokstep.engine.batches import BadLine, BatchFile, BatchRow, Settings, row_s
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints import Finding, batch_padding_lints, batch_row_lints, finding, with_foreign_ids
 from tokstep.engine.loading import LoadedModel
+from tokstep.engine.policies import DEFAULT_EOT, DEFAULT_INSERTED
 from tokstep.engine.reference import traced_result
 from tokstep.engine.sample import Sample
 from tokstep.engine.trace import FLASH_KWARGS, Forward, trace_sample
@@ -175,7 +176,7 @@ def trace_row(
         )
     sample = row_sample(row, loaded.tokenizer.pad_token_id)
     sample = with_row_layout(
-        sample, row, loaded.tokenizer, eot=settings.eot or "train", inserted=settings.inserted or "train"
+        sample, row, loaded.tokenizer, eot=settings.eot or DEFAULT_EOT, inserted=settings.inserted or DEFAULT_INSERTED
     )  # each document's chat turns, recovered from its ids: the label lints and the strip's role colours
     skip = ignored(row)
     label_findings = batch_row_lints(loaded.tokenizer, sample, skip, row.documents)

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from templates import GEMMA3, LLAMA2, LLAMA3, MISTRAL, PHI3, QWEN25
-from tiny import sentencepiece_handmade, train_byte_bpe
-from tokenizers import Tokenizer
-from transformers import PreTrainedTokenizerFast
+from tiny import byte_bpe_with_specials, sentencepiece_handmade
 
 # Each family's template exists once, in tests/templates.py (the chat-mask tests use the same strings):
 # ChatML is Qwen2.5's (default system prompt), Gemma is Gemma-3's (system folded into the first user turn).
@@ -133,10 +131,6 @@ FAMILIES = {
 }
 
 
-def _trained() -> str:
-    return train_byte_bpe(tuple(SPECIALS), tuple(CORPUS), 500)
-
-
 def tokenizer_for(name: str) -> Any:
     """A fresh tokenizer for the family (byte-level BPE with every family's specials; Llama-2: SentencePiece)."""
     family = FAMILIES[name]
@@ -144,18 +138,9 @@ def tokenizer_for(name: str) -> Any:
         tok = sentencepiece_handmade()
         tok.chat_template = family.template
         return tok
-    specials = {family.bos, family.eos, family.pad} - {None}
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_trained()),
-        bos_token=family.bos,
-        eos_token=family.eos,
-        pad_token=family.pad,
-        unk_token="<unk>",
-        additional_special_tokens=[s for s in SPECIALS if s not in specials],
-        clean_up_tokenization_spaces=False,
+    return byte_bpe_with_specials(
+        tuple(SPECIALS), tuple(CORPUS), family.template, bos=family.bos, eos=family.eos, pad=family.pad
     )
-    hf.chat_template = family.template
-    return hf
 
 
 CHAT = [

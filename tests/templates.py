@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from tiny import _trained_byte_bpe
-from tokenizers import Tokenizer, decoders, models, normalizers
+from tiny import family_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 LLAMA2 = (
@@ -202,48 +201,6 @@ DEEPSEEK_R1 = (
 )
 
 
-def _sp_model() -> Tokenizer:
-    """A SentencePiece-style BPE (`▁` for spaces, `<0xNN>` byte fallback) with no special tokens yet."""
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:?!'\"()+=-\n"
-    vocab: dict[str, int] = {"<unk>": 0}
-    for byte in range(256):
-        vocab[f"<0x{byte:02X}>"] = len(vocab)
-    for ch in ["▁", *letters]:
-        vocab.setdefault(ch, len(vocab))
-    merges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("▁", "a"), ("▁", "P"), ("a", "r"), ("▁P", "ar")]
-    merges += [("i", "s"), ("▁Par", "is"), ("▁", "i"), ("▁i", "s"), ("▁", "R"), ("o", "m"), ("▁R", "om")]
-    for left, right in merges:
-        vocab.setdefault(left + right, len(vocab))
-    tok = Tokenizer(
-        models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True)
-    )
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
-    )
-    return tok
-
-
-def _tokenizer(
-    style: str, template: str, *, bos: str | None, eos: str, specials: list[str], plain: tuple[str, ...] = ()
-) -> PreTrainedTokenizerFast:
-    """A family's tokenizer: `style` "sp" (SentencePiece-like) or "bpe" (byte-level BPE); `plain` are added
-    tokens that are not special (Qwen's `<think>`, `<tool_call>`)."""
-    tok = _sp_model() if style == "sp" else Tokenizer.from_str(_trained_byte_bpe())
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=bos,
-        eos_token=eos,
-        unk_token="<unk>" if style == "sp" else None,
-        clean_up_tokenization_spaces=False,
-    )
-    hf.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in (bos, eos)]})
-    if plain:
-        hf.add_tokens(list(plain))
-    hf.chat_template = template
-    return hf
-
-
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -307,12 +264,12 @@ R1_SPECIALS += ["<｜tool▁output▁end｜>"]
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
 
 _MAKERS: dict[str, Callable[[], PreTrainedTokenizerFast]] = {
-    "llama2": lambda: _tokenizer("sp", LLAMA2, bos="<s>", eos="</s>", specials=["<s>", "</s>"]),
-    "llama3": lambda: _tokenizer(
+    "llama2": lambda: family_tokenizer("sp", LLAMA2, bos="<s>", eos="</s>", specials=["<s>", "</s>"]),
+    "llama3": lambda: family_tokenizer(
         "bpe", LLAMA3, bos="<|begin_of_text|>", eos="<|eot_id|>", specials=LLAMA3_SPECIALS
     ),
-    "mistral": lambda: _tokenizer("sp", MISTRAL, bos="<s>", eos="</s>", specials=MISTRAL_SPECIALS),
-    "qwen2.5": lambda: _tokenizer(
+    "mistral": lambda: family_tokenizer("sp", MISTRAL, bos="<s>", eos="</s>", specials=MISTRAL_SPECIALS),
+    "qwen2.5": lambda: family_tokenizer(
         "bpe",
         QWEN25,
         bos=None,
@@ -320,7 +277,7 @@ _MAKERS: dict[str, Callable[[], PreTrainedTokenizerFast]] = {
         specials=QWEN_SPECIALS,
         plain=("<tool_call>", "</tool_call>"),
     ),
-    "qwen3": lambda: _tokenizer(
+    "qwen3": lambda: family_tokenizer(
         "bpe",
         QWEN3,
         bos=None,
@@ -328,31 +285,31 @@ _MAKERS: dict[str, Callable[[], PreTrainedTokenizerFast]] = {
         specials=QWEN_SPECIALS,
         plain=("<think>", "</think>", "<tool_call>", "</tool_call>"),
     ),
-    "phi3": lambda: _tokenizer(
+    "phi3": lambda: family_tokenizer(
         "sp",
         PHI3,
         bos="<s>",
         eos="<|endoftext|>",
         specials=["<s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
     ),
-    "phi4": lambda: _tokenizer(
+    "phi4": lambda: family_tokenizer(
         "bpe", PHI4, bos=None, eos="<|im_end|>", specials=["<|im_start|>", "<|im_sep|>", "<|im_end|>"]
     ),
-    "gemma2": lambda: _tokenizer(
+    "gemma2": lambda: family_tokenizer(
         "sp",
         GEMMA2,
         bos="<bos>",
         eos="<eos>",
         specials=["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"],
     ),
-    "gemma3": lambda: _tokenizer(
+    "gemma3": lambda: family_tokenizer(
         "sp",
         GEMMA3,
         bos="<bos>",
         eos="<eos>",
         specials=["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"],
     ),
-    "deepseek-r1": lambda: _tokenizer(
+    "deepseek-r1": lambda: family_tokenizer(
         "bpe",
         DEEPSEEK_R1,
         bos="<｜begin▁of▁sentence｜>",

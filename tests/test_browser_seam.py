@@ -256,3 +256,32 @@ def test_data_options_come_from_the_run_configuration():
     options = DataOptions.from_config(config)
     assert options.columns.text == "body" and options.columns.answer == ("reply",)
     assert (options.bos, options.eos, options.truncate) == ("none", "auto", 5)
+
+
+class ScanBackend(FakeBackend):
+    """A scan folder that cannot be read (the scan browser reaches the engine through `open_scan`)."""
+
+    def open_scan(self, folder):
+        raise TokstepError(f"{folder} is not a finished scan")
+
+
+@pytest.mark.parametrize("backend", [ScanBackend(), FakeBackend()])
+async def test_a_scan_that_cannot_be_opened_is_one_line_in_the_scan_browser(backend):
+    from tokstep.tui.scan_browser import ScanBrowserScreen
+
+    # GIVEN a scan browser whose backend cannot open the folder (or does not open scans at all)
+    app = TokstepApp(None, None, backend=backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(ScanBrowserScreen("runs/scan", backend=backend))
+
+        def status() -> str:
+            return str(app.screen.query_one("#scan-status").render())
+
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if "opening" not in status():
+                break
+        # THEN the status says why in one line, and the app keeps running
+        expected = "not a finished scan" if isinstance(backend, ScanBackend) else "does not support opening a scan"
+        assert expected in status() and "\n" not in status().strip()
+        assert app.is_running

@@ -269,9 +269,9 @@ def test_openai_content_parts_are_accepted_where_the_template_handles_them():
 
 
 def test_every_mask_reason_has_a_colour_in_the_context_strip():
-    from tokstep.tui.widgets.context_strip import REASON_COLOURS
+    from tokstep.tui.palette import REASON_COLOURS
 
-    assert set(REASON_COLOURS) == set(MaskReason)
+    assert set(REASON_COLOURS) == {r.value for r in MaskReason}
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

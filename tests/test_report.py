@@ -21,10 +21,10 @@ from tokstep.engine.results import parity
 from tokstep.engine.session import ModelSpec, load, run_trace
 from tokstep.engine.trace import reference_loss
 from tokstep.tui.cli import demo_spec, main
+from tokstep.tui.palette import HEAT_COLOURS, REASON_COLOURS
 from tokstep.tui.report import print_diagnostics, print_report
 from tokstep.tui.report_data import parse_rows, supervised_text
 from tokstep.tui.share import html_text, svg_text, worst_positions
-from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS
 
 COMMON = {"bos": "auto", "eos": "auto", "truncate": None}
 
@@ -243,7 +243,7 @@ def test_html_coloured_by_mask_reason_uses_the_reason_palette(chat_result):
     page.feed(html_text(chat_result, colour_by="reason"))
     colours = _backgrounds([a.get("style", "") for _, a in page.tags])
     expected = {
-        Color.parse(REASON_COLOURS[r]).get_truecolor().hex for r in set(chat_result.sample.mask_reasons)
+        Color.parse(REASON_COLOURS[r.value]).get_truecolor().hex for r in set(chat_result.sample.mask_reasons)
     }
     assert expected <= colours
     assert "supervised" in "".join(page.text) and "user turn" in "".join(page.text)

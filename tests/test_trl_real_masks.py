@@ -130,3 +130,29 @@ def test_labels_trl_builds_lint_clean(family, mode, capsys, tmp_path):
     code, payload = lint_json(capsys, tmp_path, folder, rows)
     assert harmful(payload) == [] and code == 0
     assert payload["rows"] == len(rows)
+
+
+def test_vendored_training_templates_are_the_installed_trls():
+    """engine/assets/trl_templates: each training template and the sha256 of the model template it stands for
+    are TRL's own (so tokstep follows the TRL it is tested with; a TRL upgrade that changes one fails here)."""
+    from pathlib import Path
+
+    import trl
+
+    from tokstep.engine.chat_masks import trl_training_template
+
+    shipped = Path(trl.__file__).parent / "chat_templates"
+    for family in ("llama3", "qwen2_5", "qwen3", "phi3", "gemma3"):
+        original = (shipped / f"{family}.jinja").read_text(encoding="utf-8")
+        found = trl_training_template(original)
+        assert found is not None and found.family == family
+        assert found.text == (shipped / f"{family}_training.jinja").read_text(encoding="utf-8")
+        assert get_training_chat_template_for(original) == found.text
+    assert trl_training_template(original + " ") is None  # exact, as TRL compares
+
+
+def get_training_chat_template_for(template: str) -> str | None:
+    """TRL's choice for a tokenizer carrying `template` (its real function on a real tokenizer)."""
+    tokenizer = copy.deepcopy(rt.real_tokenizer("qwen2_5"))
+    tokenizer.chat_template = template
+    return get_training_chat_template(tokenizer)

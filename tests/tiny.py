@@ -7,6 +7,9 @@ For parity and input tests (trained on `CORPUS`):
 - `tiny_model(arch, vocab)`: GPT-2, Llama, GPT-NeoX or Gemma-2 (final logit softcapping) from small configs;
   `save_model_folder` saves one with its tokenizer like a user's checkpoint.
 
+For the chat families (tests/templates.py, tests/label_templates.py): `family_tokenizer`, `sentencepiece_letters`,
+`byte_bpe_with_specials` (the one module of test tokenizers; the templates and rows stay in those files).
+
 For lint and inspector tests, whose assertions depend on exact token splits (trained on `LINT_CORPUS`;
 keep these byte-identical):
 - `byte_bpe`: GPT-2-style byte-level BPE (`Ġthe`), optionally adding a BOS by default, with a ChatML
@@ -341,3 +344,72 @@ def sentencepiece_handmade(*, byte_fallback: bool = True) -> PreTrainedTokenizer
         unk_token="<unk>",
         clean_up_tokenization_spaces=False,
     )
+
+
+# -- the chat families' tokenizers (tests/templates.py, tests/label_templates.py) ------------------------
+
+
+def sentencepiece_letters() -> Tokenizer:
+    """A SentencePiece-style BPE (`▁` for spaces, `<0xNN>` byte fallback) with no special tokens yet."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:?!'\"()+=-\n"
+    vocab: dict[str, int] = {"<unk>": 0}
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for ch in ["▁", *letters]:
+        vocab.setdefault(ch, len(vocab))
+    merges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("▁", "a"), ("▁", "P"), ("a", "r"), ("▁P", "ar")]
+    merges += [("i", "s"), ("▁Par", "is"), ("▁", "i"), ("▁i", "s"), ("▁", "R"), ("o", "m"), ("▁R", "om")]
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True)
+    )
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    return tok
+
+
+def family_tokenizer(
+    style: str, template: str, *, bos: str | None, eos: str, specials: list[str], plain: tuple[str, ...] = ()
+) -> PreTrainedTokenizerFast:
+    """A chat family's tokenizer (tests/templates.py): `style` "sp" (SentencePiece-like) or "bpe" (byte-level
+    BPE); `plain` are added tokens that are not special (Qwen's `<think>`, `<tool_call>`)."""
+    tok = sentencepiece_letters() if style == "sp" else Tokenizer.from_str(_trained_byte_bpe())
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token="<unk>" if style == "sp" else None,
+        clean_up_tokenization_spaces=False,
+    )
+    hf.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in (bos, eos)]})
+    if plain:
+        hf.add_tokens(list(plain))
+    hf.chat_template = template
+    return hf
+
+
+def byte_bpe_with_specials(
+    specials: tuple[str, ...],
+    corpus: tuple[str, ...],
+    template: str,
+    *,
+    bos: str | None,
+    eos: str | None,
+    pad: str | None,
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `corpus` with every one of `specials` (tests/label_templates.py's families)."""
+    named = {bos, eos, pad} - {None}
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(train_byte_bpe(specials, corpus, 500)),
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        unk_token="<unk>",
+        additional_special_tokens=[s for s in specials if s not in named],
+        clean_up_tokenization_spaces=False,
+    )
+    hf.chat_template = template
+    return hf

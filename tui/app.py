@@ -29,7 +29,7 @@ from textual.worker import get_current_worker
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_files import is_scan
 from tokstep.tui import exit_codes
-from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend
+from tokstep.tui.backend import Backend, DataOptions, EngineBackend, PrecomputedBackend, worker_error
 from tokstep.tui.batch_report import batch_flags
 from tokstep.tui.browser import DataBrowserScreen
 from tokstep.tui.messages import (
@@ -176,7 +176,7 @@ class TokstepApp(App[int]):
                 # lazy: loads numpy
                 from tokstep.tui.scan_browser import ScanBrowserScreen
 
-                self.push_screen(ScanBrowserScreen(self.data, self.scan_view))
+                self.push_screen(ScanBrowserScreen(self.data, self.scan_view, backend=self.backend))
             else:
                 self.push_screen(
                     DataBrowserScreen(
@@ -231,10 +231,8 @@ class TokstepApp(App[int]):
             return True, abandonable(call)
         except Abandoned:
             pass
-        except TokstepError as error:
-            self.post_message(LoadFailed(str(error), from_browser))
         except Exception as error:  # noqa: BLE001 - shown as one line, like the CLI does
-            self.post_message(LoadFailed(f"internal error: {type(error).__name__}: {error}", from_browser))
+            self.post_message(LoadFailed(worker_error(error), from_browser))
         return False, None
 
     @work(thread=True, exit_on_error=False, group="load")

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from tokstep.engine.loading import ModelSpec
     from tokstep.engine.results import TraceResult
     from tokstep.engine.sample import Sample
+    from tokstep.engine.scan_view import ScanView
     from tokstep.tui.run_config import RunConfig
 
 Progress = Callable[[str], None]
@@ -74,6 +75,14 @@ class DataOptions:
             eos=config.eos,
             truncate=config.truncate,
         )
+
+
+def worker_error(error: BaseException) -> str:
+    """The one line a screen shows for a failed backend call: a TokstepError's own words, anything else as an
+    internal error (a bug) with its type."""
+    return (
+        str(error) if isinstance(error, TokstepError) else f"internal error: {type(error).__name__}: {error}"
+    )
 
 
 def _unsupported(what: str) -> Exception:
@@ -160,6 +169,12 @@ class Backend(ABC):
         from tokstep.engine.duplicates import DuplicateRows
 
         return DuplicateRows()
+
+    # -- a folder written by `tokstep scan` (the scan browser) ------------------------------------------
+
+    def open_scan(self, folder: str) -> ScanView:
+        """The rows of a scan folder, to sort and filter (engine.scan_view.ScanView)."""
+        raise _unsupported("opening a scan")
 
 
 class EngineBackend(Backend):
@@ -253,6 +268,12 @@ class EngineBackend(Backend):
         from tokstep.engine.trace import trace_sample
 
         return trace_sample(loaded, sample, top_k=1).loss
+
+    def open_scan(self, folder: str) -> ScanView:
+        # lazy: loads pyarrow
+        from tokstep.engine.scan_view import ScanView
+
+        return ScanView(folder)
 
 
 class PrecomputedBackend(EngineBackend):

@@ -14,6 +14,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.tui import exit_codes, output
 from tokstep.tui.engine_calls import load_and_run
 from tokstep.tui.formatting import number
+from tokstep.tui.palette import check_style, verdict_style
 from tokstep.tui.report import convention_lines, report_console
 from tokstep.tui.severity import severity_text
 
@@ -71,7 +72,7 @@ def delta_text(value: float | None, floor: float) -> Text:
     if value is None:
         return Text("—", style="dim")
     ok = value <= floor
-    return Text(f"{value:.1e} {'✓' if ok else '✗'}", style="green" if ok else "bold red")
+    return Text(f"{value:.1e} {'✓' if ok else '✗'}", style=check_style(ok))
 
 
 def rows_table(report: BatchReport) -> Table:
@@ -104,9 +105,7 @@ def rows_table(report: BatchReport) -> Table:
         elif ours is None or theirs is None:
             hf = Text("undefined" if verdict.ok else "✗ MISMATCH")
         else:
-            hf = Text(
-                f"{theirs:.4f} {'✓' if verdict.ok else '✗'}", style="green" if verdict.ok else "bold red"
-            )
+            hf = Text(f"{theirs:.4f} {'✓' if verdict.ok else '✗'}", style=verdict_style(verdict.ok))
         table.add_row(
             str(r.row.batch),
             str(r.row.row),

@@ -18,6 +18,7 @@ from tokstep.tui.batch_report import loss_table, trainer_line
 from tokstep.tui.browser import disagree_text
 from tokstep.tui.dialogs import HelpScreen
 from tokstep.tui.formatting import number
+from tokstep.tui.severity import severity_style
 from tokstep.tui.stepper import StepperScreen
 from tokstep.tui.widgets.tables import highlighted_index
 
@@ -84,7 +85,7 @@ class BatchesScreen(Screen[None]):
                 number(r.result.trace.loss),
                 "not packed" if not r.row.packed else "—" if delta is None else f"{delta:.1e}",
                 disagree_text(r.disagree),
-                Text(r.findings[0].code, style="bold red") if r.findings else "",
+                Text(r.findings[0].code, style=severity_style(r.findings[0].severity)) if r.findings else "",
                 key=str(i),
             )
         table.focus()

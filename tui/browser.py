@@ -21,11 +21,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from tokstep.engine.errors import TokstepError
 from tokstep.engine.tokens import make_visible
-from tokstep.tui.backend import Backend, DataOptions, EngineBackend
+from tokstep.tui.backend import Backend, DataOptions, EngineBackend, worker_error
 from tokstep.tui.dialogs import HelpScreen
 from tokstep.tui.formatting import number
 from tokstep.tui.messages import (
@@ -57,12 +56,6 @@ SORT_NAMES = {
     "disagree": "labels ≠ chat structure (most first)",
 }
 DETAIL_FINDINGS = 2  # findings (each with its fix) in the detail pane; the stepper's L lists them all
-
-
-def _error(error: Exception) -> str:
-    return (
-        str(error) if isinstance(error, TokstepError) else f"internal error: {type(error).__name__}: {error}"
-    )
 
 
 def lint_badge(result: RowLint | None) -> Text:
@@ -199,14 +192,29 @@ class DataBrowserScreen(Screen[None]):
 
     # -- workers: backend calls only, results by message -----------------------------------------------
 
+    # What a failed worker of each group means for the user; its error lands in on_worker_state_changed.
+    WORKER_FAILURES = {
+        "browser-open": "cannot open",
+        "browser-index": "indexing stopped",
+        "browser-page": "cannot read rows",
+    }
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a worker's failure lands: one line in the status (a file that cannot be opened: fatal)."""
+        group = event.worker.group
+        if event.state is not WorkerState.ERROR or group not in self.WORKER_FAILURES:
+            return
+        error = worker_error(event.worker.error)  # type: ignore[arg-type]  # set when the state is ERROR
+        self.post_message(
+            BrowserStatus(f"{self.WORKER_FAILURES[group]}: {error}", fatal=group == "browser-open")
+        )
+        if group == "browser-index" and self.data is not None:
+            self.post_message(IndexProgress(len(self.data), self.data.complete))
+
     @work(thread=True, exit_on_error=False, group="browser-open")
     def open_file(self) -> None:
-        try:
-            data = self.backend.open_data(self.data_path, self.options)
-            first = list(data.rows(0, PAGE_ROWS))
-        except Exception as error:  # noqa: BLE001 - shown in the screen, never a crash
-            self.post_message(BrowserStatus(f"cannot open: {_error(error)}", fatal=True))
-            return
+        data = self.backend.open_data(self.data_path, self.options)
+        first = list(data.rows(0, PAGE_ROWS))
         self.data = data
         self.post_message(PageRead(0, first))
         self.post_message(IndexProgress(len(data), data.complete))
@@ -227,25 +235,18 @@ class DataBrowserScreen(Screen[None]):
         if data is None:
             return
         last_post = 0.0
-        try:
-            while not data.complete and not worker.is_cancelled:
-                data.index_more()
-                if time.monotonic() - last_post > 0.25:
-                    self.post_message(IndexProgress(len(data), data.complete))
-                    last_post = time.monotonic()
-        except Exception as error:  # noqa: BLE001
-            self.post_message(BrowserStatus(f"indexing stopped: {_error(error)}"))
+        while not data.complete and not worker.is_cancelled:
+            data.index_more()
+            if time.monotonic() - last_post > 0.25:
+                self.post_message(IndexProgress(len(data), data.complete))
+                last_post = time.monotonic()
         self.post_message(IndexProgress(len(data), data.complete))
 
     @work(thread=True, exit_on_error=False, group="browser-page", exclusive=True)
     def read_page(self, page: int) -> None:
         if self.data is None:
             return
-        try:
-            rows = list(self.data.rows(page * PAGE_ROWS, (page + 1) * PAGE_ROWS))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(BrowserStatus(f"cannot read rows: {_error(error)}"))
-            return
+        rows = list(self.data.rows(page * PAGE_ROWS, (page + 1) * PAGE_ROWS))
         self.post_message(PageRead(page, rows))
 
     @work(thread=True, exit_on_error=False, group="browser-stats", exclusive=True)
@@ -261,7 +262,7 @@ class DataBrowserScreen(Screen[None]):
                 try:
                     result = self.duplicates.check(self.backend.lint_row(tokenizer, row))  # bad row: a finding
                 except Exception as error:  # noqa: BLE001 - a broken linter must not stop the listing
-                    self.post_message(BrowserStatus(f"cannot lint {row.where}: {_error(error)}"))
+                    self.post_message(BrowserStatus(f"cannot lint {row.where}: {worker_error(error)}"))
                     continue
                 self.post_message(RowLinted(result))
             linted[row.index] = result
@@ -279,7 +280,7 @@ class DataBrowserScreen(Screen[None]):
             try:
                 loss = self.backend.row_loss(model, sample)
             except Exception as error:  # noqa: BLE001 - one row must not stop the others
-                self.post_message(RowLoss(row.index, None, _error(error)))
+                self.post_message(RowLoss(row.index, None, worker_error(error)))
                 continue
             self.post_message(RowLoss(row.index, loss))
 

@@ -13,12 +13,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
 from tokstep.engine.compare_results import LensResult
-from tokstep.engine.errors import TokstepError
 from tokstep.engine.results import TraceResult
 from tokstep.engine.tokens import TokenTexts
-from tokstep.tui.backend import Backend
+from tokstep.tui.backend import Backend, worker_error
 from tokstep.tui.formatting import bar, clip, probability, token_label
 from tokstep.tui.messages import LensFailed, LensReady
 
@@ -70,15 +70,17 @@ class LensScreen(ModalScreen[None]):
         self.compute()
 
     @work(thread=True, exit_on_error=False, group="lens", exclusive=True)
-    def compute(self) -> None:
-        try:
-            lens = self.backend.lens(self.model, self.result.sample, self.position)
-        except TokstepError as error:
-            self.post_message(LensFailed(str(error)))
-        except Exception as error:  # noqa: BLE001 - one line, never a traceback
-            self.post_message(LensFailed(f"internal error: {type(error).__name__}: {error}"))
-        else:
-            self.post_message(LensReady(lens))
+    def compute(self) -> LensResult:
+        return self.backend.lens(self.model, self.result.sample, self.position)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place the lens worker's outcome lands, as the message the screen reacts to."""
+        if event.worker.group != "lens":
+            return
+        if event.state is WorkerState.SUCCESS:
+            self.post_message(LensReady(event.worker.result))
+        elif event.state is WorkerState.ERROR:
+            self.post_message(LensFailed(worker_error(event.worker.error)))
 
     def on_lens_ready(self, message: LensReady) -> None:
         lens = self.lens = message.lens

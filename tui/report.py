@@ -16,6 +16,7 @@ from rich.text import Text
 from tokstep.engine.inspector import roundtrip, split_characters
 from tokstep.tui import output
 from tokstep.tui.formatting import clip, number, probability
+from tokstep.tui.palette import verdict_style
 from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
@@ -68,8 +69,7 @@ def parity_line(result: TraceResult) -> Text:
         return line
     if result.reference_computed:
         line.append(fmt_loss(result.reference) + "  ")
-    style = "dim" if verdict.ok is None else "green" if verdict.ok else "bold red"
-    line.append(verdict.badge, style=style)
+    line.append(verdict.badge, style=verdict_style(verdict.ok))
     if result.reference_note:
         line.append(f"  ({result.reference_note})", style="dim")
     return line

@@ -22,7 +22,9 @@ from tokstep.engine.tokens import TRAINED_GAP, trained_text
 from tokstep.tui import exit_codes, output
 from tokstep.tui.engine_calls import load_shown
 from tokstep.tui.lint_cmd import open_data_from_args
+from tokstep.tui.palette import GOOD
 from tokstep.tui.report import convention_lines, findings_grid, fmt_loss, report_console
+from tokstep.tui.severity import severity_style
 
 if TYPE_CHECKING:
     from tokstep.engine.loading import ModelSpec
@@ -99,7 +101,8 @@ def print_row(
     counts = [(lint.count(severity), severity) for severity in ("error", "warning", "info")]
     summary = ", ".join(f"{n} {sev}{'s' if n > 1 and sev != 'info' else ''}" for n, sev in counts if n)
     head.append("  lints: ")
-    head.append(summary or "none", style="bold red" if counts[0][0] else "yellow" if summary else "green")
+    worst = next((severity for n, severity in counts if n), None)
+    head.append(summary or "none", style=severity_style(worst) if worst else GOOD)
     console.print(head)
     if error is not None:
         console.print(indented(f"cannot trace: {error}", 2, "red"))

@@ -16,10 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan_view import SORTABLE, ScanView
+from tokstep.tui.backend import Backend, EngineBackend, worker_error
 from tokstep.tui.messages import OpenSample
+from tokstep.tui.palette import BAD
 from tokstep.tui.severity import lint_tally
 from tokstep.tui.widgets.tables import highlighted_index
 
@@ -82,10 +85,11 @@ class ScanBrowserScreen(Screen[None]):
     ScanBrowserScreen DataTable { height: 1fr; }
     """
 
-    def __init__(self, folder: str, view: ScanView | None = None) -> None:
+    def __init__(self, folder: str, view: ScanView | None = None, *, backend: Backend | None = None) -> None:
         super().__init__()
         self.folder = folder
         self.view = view
+        self.backend = backend or EngineBackend()
         self.start = 0  # first shown row of the window
         self.records: dict[int, dict[str, Any]] = {}  # row index -> record, for the window
         self._data: Any = None  # the scanned data file, opened on the first Enter
@@ -111,20 +115,18 @@ class ScanBrowserScreen(Screen[None]):
             self._show()
 
     @work(thread=True, exit_on_error=False, group="scan-open")
-    def load_view(self) -> None:
-        try:
-            view = ScanView(self.folder)
-        except TokstepError as error:
-            self.app.call_from_thread(self._fatal, str(error))
+    def load_view(self) -> ScanView:
+        return self.backend.open_scan(self.folder)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place the opening worker's outcome lands: its view, or its error as one line."""
+        if event.worker.group != "scan-open":
             return
-        self.app.call_from_thread(self._loaded, view)
-
-    def _loaded(self, view: ScanView) -> None:
-        self.view = view
-        self._show()
-
-    def _fatal(self, message: str) -> None:
-        self.query_one("#scan-status", Static).update(Text(message, style="bold red"))
+        if event.state is WorkerState.SUCCESS:
+            self.view = event.worker.result
+            self._show()
+        elif event.state is WorkerState.ERROR:
+            self.query_one("#scan-status", Static).update(Text(worker_error(event.worker.error), style=BAD))
 
     # -- actions ---------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The one severity palette: how error / warning / info look wherever findings are shown (Rich styles)."""
+"""Severities wherever findings are shown: their colour (tui/palette.py), order, letters and counts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+from tokstep.tui.palette import SEVERITY_STYLE  # noqa: E402 - re-exported: the palette is in tui/palette.py
+
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}  # worst first
 
 

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from tokstep.engine.results import TraceResult
 from tokstep.tui import output
+from tokstep.tui.palette import HEAT_COLOURS, REASON_COLOURS
 from tokstep.tui.report import fitted_table, parity_line, position_rows, print_title
 
 WIDTH = 110  # cells per line of the exported page
@@ -31,17 +32,10 @@ SVG_FORMAT = re.sub(
 HTML_FORMAT = CONSOLE_HTML_FORMAT
 
 
-def _palettes() -> tuple[tuple[str, ...], dict]:
-    # lazy: loads textual
-    from tokstep.tui.widgets.context_strip import HEAT_COLOURS, REASON_COLOURS
-
-    return HEAT_COLOURS, REASON_COLOURS
-
-
 def coloured_context(result: TraceResult, colour_by: str = "ce") -> tuple[Text, Text]:
     """(the sample's tokens, each on its colour; the legend). Token i is coloured by the CE of predicting it
     (position i-1; the first token predicts nothing and stays plain) or by its mask reason."""
-    heat, reasons = _palettes()
+    heat, reasons = HEAT_COLOURS, REASON_COLOURS
     texts, sample, trace = result.texts, result.sample, result.trace
     finite_ce = trace.ce[trace.finite]
     scale = float(np.percentile(finite_ce, 95)) if finite_ce.size else 1.0
@@ -49,7 +43,7 @@ def coloured_context(result: TraceResult, colour_by: str = "ce") -> tuple[Text, 
     for i, token in enumerate(sample.input_ids.tolist()):
         label = texts.visible(int(token))
         if colour_by == "reason":
-            style = Style(color="white", bgcolor=reasons[sample.mask_reasons[i]])
+            style = Style(color="white", bgcolor=reasons[sample.mask_reasons[i].value])
         elif i == 0:
             style = Style(dim=True)
         else:
@@ -69,7 +63,7 @@ def coloured_context(result: TraceResult, colour_by: str = "ce") -> tuple[Text, 
     legend = Text()
     if colour_by == "reason":
         for reason in sorted(set(sample.mask_reasons), key=list(reasons).index):
-            legend.append(f" {reason.value} ", style=Style(color="white", bgcolor=reasons[reason]))
+            legend.append(f" {reason.value} ", style=Style(color="white", bgcolor=reasons[reason.value]))
             legend.append(" ")
     else:
         legend.append("colour = CE of predicting the token: 0 ")

@@ -87,10 +87,10 @@ def heat_legend(scale: float) -> str:
 def reason_legend(result: TraceResult, no_color: bool = False) -> str:
     """The key of the mask-reason colours, for the reasons this sample has (counted first), by short name so
     that all thirteen fit at 120 columns and a usual chat's at 80 (README lists the full names)."""
-    present = sorted(set(result.sample.mask_reasons), key=list(REASON_COLOURS).index)
+    present = sorted(set(result.sample.mask_reasons), key=lambda r: list(REASON_COLOURS).index(r.value))
     if no_color:  # without colour, the glyph after each token names its reason
         return "after each token: " + "  ".join(f"{REASON_GLYPHS[r]} {REASON_SHORT[r]}" for r in present)
-    return " ".join(f"[on {REASON_COLOURS[r]}] {REASON_SHORT[r]} [/]" for r in present)
+    return " ".join(f"[on {REASON_COLOURS[r.value]}] {REASON_SHORT[r]} [/]" for r in present)
 
 
 class StepperScreen(Screen[None]):

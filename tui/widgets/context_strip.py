@@ -22,6 +22,7 @@ from textual.message import Message
 from tokstep.engine.results import TraceResult
 from tokstep.engine.sample import MaskReason
 from tokstep.tui.formatting import clip, token_label
+from tokstep.tui.palette import HEAT_COLOURS, REASON_COLOURS
 from tokstep.tui.widgets.lines import LinesView
 
 SHADES = (Style(bgcolor="grey19"), Style(bgcolor="grey30"))
@@ -29,7 +30,6 @@ MASKED = Style(dim=True, italic=True)
 SPECIAL = Style(color="magenta", bold=True)
 CURRENT = Style(reverse=True, bold=True)
 TARGET = Style(color="black", bgcolor="yellow", bold=True, underline=True)
-HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")  # low -> high CE
 BOUNDARY = Style(color="bright_cyan", bold=True)  # drawn before a packed document's first token
 BOUNDARY_MARK = "┃"
 FLAGGED = Style(color="red", underline=True)  # a lint finding concerns this token
@@ -38,23 +38,7 @@ COUNTED_NO_COLOR = Style(underline=True)
 FLAGGED_NO_COLOR = Style(strike=True)
 HEAT = tuple(Style(color="black", bgcolor=colour) for colour in HEAT_COLOURS)
 
-# Background per mask reason (the `w` key): counted tokens green, each kind of masking its own colour.
-REASON_COLOURS = {
-    MaskReason.SUPERVISED: "#1f4d1f",
-    MaskReason.INSERTED_TRAINED: "#3f5f1f",
-    MaskReason.PROMPT: "#1f3f6b",
-    MaskReason.SYSTEM: "#6b4f1f",
-    MaskReason.USER: "#1f5f5f",
-    MaskReason.TOOL: "#2f4f4f",
-    MaskReason.TEMPLATE: "#4f2f6b",
-    MaskReason.INSERTED: "#6b2f5f",
-    MaskReason.END_OF_TURN: "#5f5f1f",
-    MaskReason.PAD: "grey11",
-    MaskReason.DOCUMENT: "#5f5f1f",
-    MaskReason.GIVEN: "#6b1f1f",
-    MaskReason.FIRST: "grey30",
-}
-REASON_STYLES = {reason: Style(bgcolor=colour) for reason, colour in REASON_COLOURS.items()}
+REASON_STYLES = {MaskReason(reason): Style(bgcolor=colour) for reason, colour in REASON_COLOURS.items()}
 # Without colour (NO_COLOR) the reason backgrounds become near-identical greys: with `w` on, the cell after each
 # token (the space that separates tokens then) holds its reason's glyph instead, and the legend says which is which.
 REASON_GLYPHS = {

@@ -6,6 +6,7 @@ import math
 
 from tokstep.engine.results import TraceResult, parity
 from tokstep.tui.formatting import number
+from tokstep.tui.palette import verdict_style
 from tokstep.tui.widgets.lines import CursorPanel, Lines
 
 
@@ -42,8 +43,7 @@ class LossPanel(CursorPanel[TraceResult]):
             lines.add("HF      ", "bold").add(
                 number(result.reference, 6) if result.reference_computed else "—"
             )
-            style = "dim" if verdict.ok is None else "bold green" if verdict.ok else "bold white on red"
-            lines.add(" ").add(verdict.badge, style)
+            lines.add(" ").add(verdict.badge, verdict_style(verdict.ok, loud=True))
         else:
             lines.add("HF loss: compared at the end (End)", "dim")
         self.set_lines(lines)
