@@ -321,9 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text = "\n".join(header + body) + "\n"
     previous = Path(args.out).read_text(encoding="utf-8") if Path(args.out).exists() else ""
-    begin, end = "<!-- bench.scan: begin -->", "<!-- bench.scan: end -->"
-    if begin in previous and end in previous:  # keep the data-set section `python -m bench.scan` wrote
-        text += "\n" + previous[previous.index(begin) : previous.index(end) + len(end)] + "\n"
+    from bench.sections import marked_sections
+
+    for section in marked_sections(
+        previous
+    ):  # keep what `bench.scan`, `bench.scan_browser`, `bench.gpu` wrote
+        text += "\n" + section + "\n"
     Path(args.out).write_text(text, encoding="utf-8")
     print(text)
     log(f"wrote {args.out}")

@@ -164,6 +164,17 @@ class DataFile:
         except Exception as error:  # noqa: BLE001 - one odd row must never stop the others
             return DataRow(index, line, None, f"cannot read this row: {type(error).__name__}: {error}")
 
+    def record(self, index: int) -> Any:
+        """Row `index` as stored (the JSON object or Parquet row); None where it cannot be read."""
+        while index >= len(self) and not self.complete:
+            self.index_more()
+        if not 0 <= index < len(self):
+            return None
+        try:
+            return self._record(index)[0]
+        except _BadRow:
+            return None
+
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[DataRow]:
         """Rows start..stop (indexing further as needed; stop=None: to the end of the file)."""
         index = start

@@ -28,6 +28,7 @@ HEAVY = frozenset(
         "huggingface_hub",
         "datasets",
         "pyarrow",
+        "duckdb",
         "numpy",
         "textual",
         "rich",

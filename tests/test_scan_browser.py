@@ -4,9 +4,12 @@ into the row with the model, Escape comes back; an unfinished scan is one line."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from memory_scan_view import MemoryScanView
+from synthetic_scan import write_synthetic_scan
 from test_scan import make_rows, write_jsonl
 from textual.widgets import DataTable, Input
 from tiny import byte_bpe, save_model_folder
@@ -62,9 +65,79 @@ def test_sort_and_filter_cover_every_row(scanned):
     lengths = [r["tokens"] for r in view.page(0, 60)]
     assert lengths == sorted(lengths, reverse=True)
     view.sort("max_ce")
-    assert view.page(0, 1)[0]["max_ce"] == np.nanmax(view.column("max_ce")[view.order])
+    shown = [r["max_ce"] for r in view.page(0, 60) if r["max_ce"] is not None]
+    assert view.page(0, 1)[0]["max_ce"] == max(shown)
     with pytest.raises(TokstepError, match="filter 'loss>>3'"):
         view.set_filter("loss>>3")
+
+
+FILTERS = [
+    "",
+    "loss>3",
+    "loss>3 lint:eos-masked",
+    "loss<=1.5 !lint:no-eos",
+    "loss!=2.4",
+    "max_ce>=6 tokens<900",
+    "lint",
+    "!lint",
+    "error",
+    "ok form=chat",
+    "!form=text",
+    "lint:bad-row",
+    "masked_user=1",
+    "loss=nan",
+]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """3,000 synthetic rows in 3 interleaved shards: ties, nulls, NaN losses, error rows, lints."""
+    return str(
+        write_synthetic_scan(tmp_path_factory.mktemp("synthetic-scan") / "scan", 3000, shards=3, seed=7)
+    )
+
+
+def same(records: list[dict], expected: list[dict]) -> bool:
+    """Equal records, NaN equal to NaN (JSON writes both as NaN)."""
+    return json.dumps(records) == json.dumps(expected)
+
+
+@pytest.mark.parametrize("text", FILTERS)
+def test_the_query_engine_gives_the_in_memory_rows_in_the_same_order(scanned, synthetic, text):
+    """Every filter and sort (both ways), paged from the middle too: the same records as the in-memory view."""
+    for folder in (scanned[0], synthetic):
+        view, reference = ScanView(folder), MemoryScanView(folder)
+        assert view.set_filter(text) == reference.set_filter(text)
+        for by in ("row", "loss", "max_ce", "lints", "tokens", "supervised"):
+            for descending in (False, True):
+                view.sort(by, descending)
+                reference.sort(by, descending)
+                assert same(view.page(0, 40), reference.page(0, 40)), (folder, by, descending)
+                middle = max(len(view) // 2 - 5, 0)
+                assert same(view.page(middle, 10), reference.page(middle, 10))
+        assert same(list(view.records(batch=7)), reference.page(0, len(reference)))
+
+
+def test_the_query_engine_reads_columns_it_was_not_told_about(synthetic, tmp_path):
+    """A column a later scan adds (here `findings_extra`) is filterable without a code change."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    manifest = json.loads((Path(synthetic) / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        table = pq.read_table(Path(synthetic) / shard)
+        extra = pa.array([("odd" if r % 2 else "even") for r in table.column("row").to_pylist()])
+        pq.write_table(table.append_column("findings_extra", extra), folder / shard)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    view = ScanView(folder)
+    assert view.set_filter("findings_extra=odd") == 1500
+    assert all(r["row"] % 2 == 1 and r["findings_extra"] == "odd" for r in view.page(0, 50))
+    with pytest.raises(TokstepError, match="no column 'findings_extr'"):
+        view.set_filter("findings_extr=odd")
+    with pytest.raises(TokstepError, match="compare that way"):
+        view.set_filter("findings_extra>3")
 
 
 def test_an_unfinished_scan_is_one_line(tmp_path, capsys):
@@ -122,3 +195,52 @@ async def test_sort_is_global_enter_steps_into_the_row_and_escape_comes_back(sca
         await pilot.press("escape")
         await _wait(pilot, lambda: app.screen is screen, "the scan browser again")
         assert screen.view.filter.text == "form=chat"  # where the user left it
+
+
+def test_scan_query_writes_the_rows_to_fix_as_jsonl(scanned, tmp_path, capsys):
+    """`tokstep scan-query DIR 'loss>3' --out F`: the rows the in-memory view keeps, in its order, each with
+    the row itself from the data file; a bad filter is one line and status 2."""
+    folder, _, data = scanned
+    out = tmp_path / "bad.jsonl"
+    assert main(["scan-query", folder, "loss>3 ok", "--sort", "loss", "--out", str(out)]) == 0
+    assert "rows →" in capsys.readouterr().err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    reference = MemoryScanView(folder)
+    reference.sort("loss")
+    expected = reference.page(0, reference.set_filter("loss>3 ok"))
+    assert 0 < len(lines) < 60 and [r["row"] for r in lines] == [r["row"] for r in expected]
+    assert all(r["loss"] > 3 for r in lines) and [r["loss"] for r in lines] == sorted(
+        (r["loss"] for r in lines), reverse=True
+    )
+    source = Path(data).read_text().splitlines()  # one row a line in this file
+    assert all(r["data"] == json.loads(source[r["row"]]) for r in lines)
+
+    assert main(["scan-query", folder, "error"]) == 0  # to stdout
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["row"] for r in printed] == [5, 9, 13] and printed[0]["data"] is None  # row 5 is broken JSON
+
+    before = out.read_text()
+    assert main(["scan-query", folder, "loss>>3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "loss>>3" in err
+    assert out.read_text() == before  # nothing written on a bad filter
+
+
+async def test_x_in_the_browser_exports_the_shown_rows(scanned, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = _app(scanned)
+    async with app.run_test(size=(150, 40)) as pilot:
+        screen = app.screen
+        await _wait(pilot, lambda: screen.query_one(DataTable).row_count > 0, "the rows")
+        screen.view.set_filter("form=chat")
+        await pilot.press("x")
+        field = screen.query_one("#scan-export", Input)
+        assert field.has_focus and field.value == scan_browser.EXPORT_NAME
+        await pilot.press("enter")
+        target = tmp_path / scan_browser.EXPORT_NAME
+        await _wait(pilot, target.exists, "the exported file")
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    reference = MemoryScanView(scanned[0])
+    assert [r["row"] for r in rows] == [
+        r["row"] for r in reference.page(0, reference.set_filter("form=chat"))
+    ]

@@ -310,7 +310,7 @@ def run_batch_report(args: RunConfig, model: ModelSpec) -> int:
     if args.json:
         output.write_json(report_to_dict(report), args.json, args.force)
     if args.json != "-":
-        print_batch_report(report, report_console())  # piped: no width limit, no wrapped or padded line
+        print_batch_report(report, report_console(110))
     if report.errors:  # unreadable rows: as an error-level finding
         return exit_codes.FINDINGS if not nonfinite else exit_codes.NONFINITE
     return exit_codes.report_status((f for r in report.rows for f in r.findings), bool(nonfinite))

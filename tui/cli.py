@@ -244,9 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_lint_parser(commands, _add_model_flags)
     # lazy: loads rich
     from tokstep.tui.lint_cmd import add_column_flags
-    from tokstep.tui.scan_cmd import add_scan_parser
+    from tokstep.tui.scan_cmd import add_scan_parser, add_scan_query_parser
 
     add_scan_parser(commands, _add_model_flags, add_column_flags)
+    add_scan_query_parser(commands)
     _know_every_flag_at_the_top(parser, commands)
     _keep_flags_given_before_the_command(parser, commands)
     defaults: dict[str, object] = {}
@@ -612,6 +613,11 @@ def _dispatch(args: RunConfig, given: set[str]) -> int:
 
         spec = model_spec(args)
         return run_lint(args, spec.name_or_path, spec.display_name)
+    if args.command == "scan-query":
+        # lazy: loads rich
+        from tokstep.tui.scan_cmd import run_scan_query
+
+        return run_scan_query(args)
     if args.command == "scan":
         # lazy: loads rich
         from tokstep.tui.scan_cmd import run_scan_cmd

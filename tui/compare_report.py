@@ -3,7 +3,6 @@ llama-perplexity --kl-divergence prints, or for two tokenizers the byte-aligned 
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -15,7 +14,7 @@ from tokstep.engine.tokens import make_visible
 from tokstep.tui import output
 from tokstep.tui.engine_calls import load_shown, shown
 from tokstep.tui.formatting import number
-from tokstep.tui.report import SHORT_REASON, parity_line, token_text
+from tokstep.tui.report import SHORT_REASON, parity_line, report_console, token_text
 
 if TYPE_CHECKING:
     from tokstep.engine.compare_results import CompareResult, TokenAlignment, TokenizerCompareResult
@@ -205,7 +204,7 @@ def run_compare_report(args: RunConfig, model: ModelSpec, compare: CompareSpec, 
         )
         output.write_json(data, args.json, args.force)
     if args.json != "-":
-        console = Console(width=None if sys.stdout.isatty() else 110)
+        console = report_console(110)
         if isinstance(result, CompareResult):
             print_compare(result, console, args.limit)
         else:

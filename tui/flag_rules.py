@@ -43,6 +43,7 @@ ACCEPTS: dict[str, frozenset[str]] = {
     | DATA
     | LABEL_CONVENTION
     | {"bos", "eos", "truncate", "out", "force", "batch_tokens", "chunk_rows"},
+    "scan-query": frozenset({"scan_dir", "query", "out", "sort"}),
     "report-batches": MODEL_LOAD | BATCHES | LABEL_CONVENTION | {"top_k", "json", "force", "reference"},
     "stepper": MODEL_LOAD | SAMPLE_SOURCES | SAMPLE_OPTIONS | COMPARE | {"top_k", "reference"},
     "browser": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"top_k", "reference"},
@@ -53,6 +54,7 @@ WHERE = {
     "report": "`tokstep report`",
     "lint": "`tokstep lint`",
     "scan": "`tokstep scan`",
+    "scan-query": "`tokstep scan-query`",
     "report-data": "`tokstep report --data FILE`",
     "report-batches": "`tokstep report --batches`",
     "stepper": "`tokstep` on one sample",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,36 +57,6 @@ def write_text(text: str, path: str, force: bool, flag: str = "--json") -> None:
         write_text_atomic(target, text if text.endswith("\n") else text + "\n")
     except OSError as error:
         raise _error(f"cannot write {path}: {error.strerror or error}") from None
-
-
-class TrimmedLines:
-    """A text stream that writes each whole line to `stream` without trailing spaces (Rich pads table cells
-    to the column's width; piped into a file or `diff`, those spaces are noise). Colour codes are kept."""
-
-    TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$")
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.pending = ""
-
-    def write(self, text: str) -> int:
-        lines = (self.pending + text).split("\n")
-        self.pending = lines.pop()
-        for line in lines:
-            self.stream.write(self.TRAILING.sub(r"\1", line) + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        if self.pending:
-            self.stream.write(self.TRAILING.sub(r"\1", self.pending))
-            self.pending = ""
-        self.stream.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self.stream.fileno()
 
 
 def write_json(payload: Any, path: str, force: bool, flag: str = "--json") -> None:

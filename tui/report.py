@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import sys
 from collections import Counter
@@ -167,12 +168,30 @@ def positions_table(result: TraceResult, limit: int | None = None, width: int | 
     return fitted_table(position_rows(result, range(count)), width)
 
 
-def report_console() -> Console:
-    """A terminal: its width (tables fit it). Piped: no width limit, so no line is ever wrapped or cut, and
-    no line ends in the spaces that pad a table's cells."""
+def report_console(piped_width: int | None = None) -> Console:
+    """A terminal: its width (tables fit it). Piped: no width limit (or `piped_width`), so no line is ever
+    wrapped or cut, and no line ends in the spaces a table pads its last column with."""
     if sys.stdout.isatty():
         return Console()
-    return Console(width=PIPED_WIDTH, soft_wrap=True, file=output.TrimmedLines(sys.stdout))
+    return Console(file=NoTrailingSpaces(), width=piped_width or PIPED_WIDTH, soft_wrap=piped_width is None)
+
+
+class NoTrailingSpaces(io.TextIOBase):
+    """sys.stdout (as it is at each write), each finished line without trailing spaces."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            sys.stdout.write(line.rstrip(" ") + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.write(self._pending)
+        self._pending = ""
+        sys.stdout.flush()
 
 
 PIPED_WIDTH = 10_000

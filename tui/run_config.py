@@ -84,6 +84,10 @@ class RunConfig:
     out: str | None = None
     batch_tokens: int = 16384
     chunk_rows: int = 1024
+    # scan-query
+    scan_dir: str | None = None
+    query: str = ""
+    sort: str = "row"
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> RunConfig:

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.scan_export import export_rows
 from tokstep.engine.scan_view import SORTABLE, ScanView
 from tokstep.tui.backend import Backend, EngineBackend, worker_error
 from tokstep.tui.messages import OpenSample
@@ -27,6 +28,7 @@ from tokstep.tui.severity import lint_tally
 from tokstep.tui.widgets.tables import highlighted_index
 
 WINDOW = 500  # rows in the table at once
+EXPORT_NAME = "rows-to-fix.jsonl"  # the file `x` offers (the shown rows, as `tokstep scan-query --out`)
 COLUMNS = [
     ("row", "row"),
     ("form", "form"),
@@ -72,6 +74,7 @@ class ScanBrowserScreen(Screen[None]):
         Binding("T", "sort('tokens')", "sort by length", show=False, id="sort-tokens"),
         Binding("O", "sort('row')", "file order", show=False, id="sort-row"),
         Binding("slash", "filter", "filter", id="filter"),
+        Binding("x", "export", "export rows", id="export-rows"),
         Binding("n", "window(1)", "next 500", id="next-page"),
         Binding("p", "window(-1)", "previous 500", id="previous-page"),
         Binding("escape", "clear_filter", "clear filter", show=False, id="clear-filter"),
@@ -82,6 +85,8 @@ class ScanBrowserScreen(Screen[None]):
     ScanBrowserScreen #scan-detail { height: auto; max-height: 6; padding: 0 1; border-top: solid $secondary; }
     ScanBrowserScreen #scan-filter { display: none; }
     ScanBrowserScreen #scan-filter.shown { display: block; }
+    ScanBrowserScreen #scan-export { display: none; }
+    ScanBrowserScreen #scan-export.shown { display: block; }
     ScanBrowserScreen DataTable { height: 1fr; }
     """
 
@@ -100,6 +105,7 @@ class ScanBrowserScreen(Screen[None]):
         yield Input(
             placeholder="filter: loss>3 tokens<512 form=chat lint:no-eos lint error ok !…", id="scan-filter"
         )
+        yield Input(value=EXPORT_NAME, placeholder="write the shown rows as JSONL to …", id="scan-export")
         table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=True, id="scan-rows")
         for label, key in COLUMNS:
             table.add_column(label, key=key)
@@ -165,19 +171,48 @@ class ScanBrowserScreen(Screen[None]):
             field.value = self.view.filter.text
         field.focus()
 
-    def action_clear_filter(self) -> None:
-        field = self.query_one("#scan-filter", Input)
-        if field.has_class("shown"):
-            field.remove_class("shown")
-            self.query_one(DataTable).focus()
+    def action_export(self) -> None:
+        if self.view is None:
             return
+        field = self.query_one("#scan-export", Input)
+        field.add_class("shown")
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        for field in self.query(Input):
+            if field.has_class("shown"):
+                field.remove_class("shown")
+                self.query_one(DataTable).focus()
+                return
         if self.view is not None and self.view.filter is not None:
             self.view.set_filter("")
             self.start = 0
             self._show()
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
-        self._apply_filter(message.input)
+        if message.input.id == "scan-export":
+            self._start_export(message.input)
+        else:
+            self._apply_filter(message.input)
+
+    def _start_export(self, field: Input) -> None:
+        path = field.value.strip()
+        if self.view is None or not path:
+            return
+        field.remove_class("shown")
+        self.query_one(DataTable).focus()
+        self.notify(f"writing {len(self.view):,} rows to {path} …", timeout=3)
+        self.export_rows(path)
+
+    @work(thread=True, exit_on_error=False, group="scan-export", exclusive=True)
+    def export_rows(self, path: str) -> None:
+        """The shown rows (this filter, this order) as JSONL, like `tokstep scan-query --out`."""
+        try:
+            written = export_rows(self.view, path)
+        except TokstepError as error:
+            self.app.call_from_thread(self.notify, str(error), title="export", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"{written:,} rows → {path}", title="export", timeout=6)
 
     def _apply_filter(self, field: Input) -> None:
         if self.view is None:
@@ -196,6 +231,10 @@ class ScanBrowserScreen(Screen[None]):
         field = self.query_one("#scan-filter", Input)
         if field.has_focus:  # Enter (a priority binding) applies the filter being typed
             self._apply_filter(field)
+            return
+        target = self.query_one("#scan-export", Input)
+        if target.has_focus:
+            self._start_export(target)
             return
         index = self._highlighted()
         if index is not None:

@@ -156,3 +156,40 @@ def run_scan_cmd(args: RunConfig, model_spec: Any) -> int:
         )
     print(f"browse it: tokstep --data {os.path.relpath(out)}", file=err)
     return 0
+
+
+def add_scan_query_parser(commands: Any) -> None:
+    query = commands.add_parser(
+        "scan-query",
+        help="the rows of a finished scan that a filter keeps, as JSONL (the rows to fix)",
+        description="Filter and sort every row of a folder written by `tokstep scan`, in place (DuckDB over "
+        "its Parquet shards), and write the rows kept as JSONL: the scan's numbers for each row plus the "
+        "row itself from the data file under `data`. The filter language is the scan browser's: "
+        "loss>3 tokens<512 form=chat lint:eos-masked lint error ok !… (all words must hold).",
+    )
+    query.add_argument("scan_dir", metavar="DIR", help="a folder written by `tokstep scan`")
+    query.add_argument("query", metavar="FILTER", nargs="?", default="", help="e.g. 'loss>3 lint:eos-masked'")
+    query.add_argument("--out", metavar="FILE", help="the JSONL to write (atomically); - or none: stdout")
+    query.add_argument(
+        "--sort",
+        default="row",
+        metavar="KEY",
+        help="row (file order, the default), loss, max_ce, lints, tokens or supervised (highest first)",
+    )
+
+
+def run_scan_query(args: RunConfig) -> int:
+    """The `scan-query` sub-command: TokstepError (bad folder or filter) is the CLI's one line, status 2."""
+    # lazy: loads numpy
+    from tokstep.engine.scan_export import export_rows, write_rows
+    from tokstep.engine.scan_view import ScanView
+
+    view = ScanView(args.scan_dir)
+    view.sort(args.sort)
+    view.set_filter(args.query)
+    if not args.out or args.out == "-":
+        write_rows(view, sys.stdout)
+        return 0
+    written = export_rows(view, args.out)
+    print(f"tokstep scan-query: {written:,} of {view.total:,} rows → {args.out}", file=sys.stderr)
+    return 0
