@@ -239,8 +239,12 @@ def bugs(tokenizer, chats):
     system = _positions(sample, MaskReason.SYSTEM)
     rendered = tokenizer.apply_chat_template(chats["system"], tokenize=False)
     folded = "system" not in rendered.lower()  # Gemma-3 writes the system prompt into the first user turn
-    if system:  # a folded system prompt has no turn of its own in the ids: its words read as markup there
-        code = "trains-on-markup" if folded else "trains-on-system"
+    if system:  # a folded system prompt has no turn of its own in the ids: its words are the user turn's
+        before = rendered[: rendered.index(chats["system"][0]["content"])].lower()
+        # folded after a user header (Gemma-3): the user turn's words; before any header (DeepSeek): markup
+        code = (
+            ("trains-on-user" if "user" in before else "trains-on-markup") if folded else "trains-on-system"
+        )
         out["trains-on-system"] = (row(train(system)), {code: ("error", system)})
     header = [
         j for j in range(replies[-1][0] - 3, replies[-1][0]) if sample.mask_reasons[j] is MaskReason.TEMPLATE
@@ -257,16 +261,18 @@ def bugs(tokenizer, chats):
         {"eos-masked": ("error", ends)},
     )
     last = replies[-1]
-    words = [j for j in last if tokenizer.decode([ids[j]]).strip()]
+    rome = {
+        j for j in last if "Rome" in tokenizer.decode([ids[j]])
+    }  # the reply's first word, in every family
     out["second-reply-masked"] = (  # named: the reply's words and its end-of-turn, within the reply
         row([IGNORE_INDEX if j in last else lab for j, lab in enumerate(labels)]),
-        {"assistant-not-trained": ("warning", ({words[-1], ends[-1]}, set(last) | {last[-1] + 1}))},
+        {"assistant-not-trained": ("warning", (rome, set(last) | {last[-1] + 1}))},
     )
     out["nothing-masked"] = (row(list(ids)), {"trains-on-user": ("error", None)})
     cut = replies[-1][0] + 2
     out["truncated"] = (
         {"input_ids": ids[:cut], "labels": labels[:cut]},
-        {"no-eos": ("warning", [cut - 1]), "truncated?": ("warning", None)},
+        {"no-eos": ("warning", [cut - 1]), "truncated?": (None, None)},  # truncated? only when cut mid-word
     )
     out["pre-shifted"] = (row([*labels[1:], IGNORE_INDEX]), {"labels-pre-shifted": ("error", None)})
     bos = tokenizer.bos_token_id
@@ -284,12 +290,15 @@ def test_each_generated_bug_is_found_with_its_severity_and_nothing_else(family, 
     _code, payload = lint(capsys, tmp_path, folder, [row for row, _ in cases.values()])
     for (name, (_row, expected)), result in zip(cases.items(), payload["results"], strict=True):
         harmful = {f["code"]: f for f in result["findings"] if f["severity"] in ("error", "warning")}
-        assert set(harmful) == set(expected), (
+        optional = {code for code, (severity, _) in expected.items() if severity is None}
+        assert set(expected) - optional <= set(harmful) <= set(expected), (
             name,
             [(f["code"], f["message"][:150]) for f in harmful.values()],
         )
         for code, (severity, positions) in expected.items():
-            assert harmful[code]["severity"] == severity, (name, code)
+            if code not in harmful:
+                continue  # an optional one, absent
+            assert harmful[code]["severity"] == (severity or "warning"), (name, code)
             named = set(harmful[code]["positions"])
             if isinstance(positions, tuple):  # (must be named, may be named)
                 assert positions[0] <= named <= positions[1], (name, code, sorted(named))
