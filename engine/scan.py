@@ -122,7 +122,7 @@ def empty_record(row: DataRow, linted: RowLint | None, error: str | None) -> dic
         "worst_token": [],
         "lints": [f.code for f in findings],
         "findings": [finding_record(f) for f in findings],
-        "row_hash": linted.digest if linted is not None else None,
+        "row_hash": linted.digest.hex() if linted is not None and linted.digest is not None else None,
         "lint_errors": sum(f.severity == "error" for f in findings),
         "lint_warnings": sum(f.severity == "warning" for f in findings),
         "lint_infos": sum(f.severity == "info" for f in findings),
@@ -462,7 +462,7 @@ def schema() -> Any:
         pa.field("lint_warnings", pa.int64()),
         pa.field("lint_infos", pa.int64()),
         pa.field("findings", pa.list_(FINDING_STRUCT())),
-        pa.field("row_hash", pa.binary(16)),  # input_ids + labels (lints.sample_digest): equal rows, equal hashes
+        pa.field("row_hash", pa.string()),  # input_ids + labels (lints.sample_digest, hex): equal rows, equal hashes
     ]
     fields += [pa.field(column, pa.int64()) for column in MASK_COLUMNS.values()]
     return pa.schema(fields)
