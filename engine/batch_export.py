@@ -6,6 +6,7 @@ from typing import Any
 
 from tokstep.engine.batch_results import BatchReport, RowResult
 from tokstep.engine.export import _num, trace_to_dict
+from tokstep.engine.finding_records import envelope, finding_record
 
 
 def row_to_dict(row: RowResult) -> dict[str, Any]:
@@ -39,9 +40,8 @@ def row_to_dict(row: RowResult) -> dict[str, Any]:
         "hf_loss": _num(row.result.reference),
         "max_delta": _num(row.max_delta),
         "disagree": row.disagree,  # labels ≠ the recovered chat turns (None: no turns recovered)
-        "findings": [
-            {"code": f.code, "severity": f.severity, "positions": list(f.positions), "message": f.message}
-            for f in row.findings
+        "findings": [  # this row's, as in the top-level `findings`
+            finding_record(f, line=row.row.line, batch=row.row.batch, batch_row=row.row.row) for f in row.findings
         ],
         "notes": list(row.notes),
         "trace": data,
@@ -50,7 +50,13 @@ def row_to_dict(row: RowResult) -> dict[str, Any]:
 
 def report_to_dict(report: BatchReport) -> dict[str, Any]:
     loss = report.loss
+    records = [
+        finding_record(f, line=r.row.line, batch=r.row.batch, batch_row=r.row.row)
+        for r in report.rows
+        for f in r.findings
+    ]
     return {
+        **envelope(records),
         "file": report.path,
         "batch_loss": {
             "per_batch": [

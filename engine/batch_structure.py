@@ -61,16 +61,19 @@ def with_row_layout(
     return sample if layout is None else apply_layout(sample, layout)
 
 
-def ignored(row: BatchRow) -> np.ndarray:
-    """(N,) bool: tokens the structure comparison skips: padding, and each packed document's first token (it
-    is read by the row, but its label is the previous document's last prediction, not this document's)."""
-    skip = np.zeros(len(row), dtype=bool)
-    if row.attention_mask is not None:
-        skip |= row.attention_mask == 0
+def padding_of(row: BatchRow) -> np.ndarray:
+    """(N,) bool: the row's padding: attention_mask 0, or outside every document."""
+    pad = np.zeros(len(row), dtype=bool) if row.attention_mask is None else row.attention_mask == 0
     covered = np.zeros(len(row), dtype=bool)
     for start, end in row.documents:
         covered[start:end] = True
-    skip |= ~covered  # outside every document: padding the mask did not mark
+    return pad | ~covered
+
+
+def ignored(row: BatchRow) -> np.ndarray:
+    """(N,) bool: tokens the structure comparison skips: padding, and each packed document's first token (it
+    is read by the row, but its label is the previous document's last prediction, not this document's)."""
+    skip = padding_of(row)  # outside every document too: padding the mask did not mark
     for start, _ in row.documents:
         skip[start] = True
     return skip

@@ -8,6 +8,8 @@ as a finding too, so a data file can be checked row by row.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,9 +18,17 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from tokstep.engine.chat_masks import ChatLayout, derive, offset_array, render, trl_training_template
+from tokstep.engine.chat_masks import (
+    ChatLayout,
+    convention,
+    derive,
+    offset_array,
+    render,
+    trl_training_template,
+)
 from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.foreign_ids import foreign_message
 from tokstep.engine.inputs import SampleSpec, build_sample, kept_spec, with_layout
 from tokstep.engine.inspector import roundtrip, special_ids, token_bytes
 from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
@@ -43,6 +53,7 @@ class Finding:
     severity: Severity
     positions: tuple[int, ...]  # token indices into the sample's input_ids
     message: str
+    convention: str = ""  # the mask convention a label lint compared against (printed once per run, not here)
 
     @property
     def fix(self) -> str:
@@ -282,6 +293,20 @@ LINTS: dict[str, LintDoc] = {
             "varlen path (cu_seq_lens), or a 4D block-diagonal mask.",
         ),
         LintDoc(
+            "duplicate-rows",
+            "warning",
+            "The row's input_ids and labels are identical to an earlier row's: the model sees the same sample "
+            "twice per epoch (a join or a concatenation repeated rows).",
+            "Deduplicate the data set (hash input_ids + labels) before training.",
+        ),
+        LintDoc(
+            "foreign-ids",
+            "error",
+            "The ids were made by another tokenizer: another family's special or marker ids, and decoding then "
+            "re-encoding them changes most tokens; the model reads nonsense.",
+            "Re-tokenize the text with this model's tokenizer (the finding names the likely family).",
+        ),
+        LintDoc(
             "unbuildable",
             "error",
             "The row could not be turned into a sample (empty answer, no assistant turn, bad ids...).",
@@ -315,9 +340,15 @@ class TokenizerFacts:
     template_writes_bos: bool
     end_ids: frozenset[int]  # EOS plus the template's end-of-turn token
     names: dict[int, str] = field(default_factory=dict, compare=False)  # special id -> its text
+    describe: Any = field(default=None, compare=False)  # any other id -> its visible text (`↵`), never a bare id
 
     def name(self, token_id: int | None) -> str:
-        return "none" if token_id is None else f"`{self.names.get(token_id, token_id)}`"
+        if token_id is None:
+            return "none"
+        known = self.names.get(token_id)
+        if known is None:
+            known = self.describe(token_id) if self.describe is not None else str(token_id)
+        return f"`{known}`"
 
 
 _FACTS: WeakKeyDictionary[Any, TokenizerFacts] = WeakKeyDictionary()
@@ -366,6 +397,7 @@ def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
         names={
             i: str(tokenizer.convert_ids_to_tokens(i)) for i in specials | end_ids if 0 <= i < len(tokenizer)
         },
+        describe=_describer(tokenizer),
     )
     with contextlib.suppress(TypeError):
         _FACTS[tokenizer] = facts
@@ -373,6 +405,15 @@ def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _describer(tokenizer: Any) -> Any:
+    """id -> the token's visible text, holding the tokenizer weakly (the facts are cached per tokenizer)."""
+    try:
+        held = weakref.ref(tokenizer)
+    except TypeError:
+        return lambda token_id: _piece(tokenizer, token_id)
+    return lambda token_id: _piece(held(), token_id) if held() is not None else str(token_id)
 
 
 def _piece(tokenizer: Any, token_id: int) -> str:
@@ -1386,7 +1427,8 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
                 f"truncated from {sample.truncated_from} to {len(sample)} tokens",
             )
         )
-    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+    findings = with_foreign_ids(tokenizer, sample, findings)
+    return sorted(lift_convention(findings), key=lambda f: SEVERITIES.index(f.severity))
 
 
 def lint_spec(tokenizer: Any, spec: SampleSpec) -> tuple[Sample | None, list[Finding]]:
@@ -1409,6 +1451,7 @@ class RowLint:
     num_supervised: int | None = None
     trained: str | None = None  # the supervised labels decoded: what the row trains the model to say
     disagree: int | None = None  # tokens whose label disagrees with the recovered chat structure (None: none)
+    digest: bytes | None = None  # a hash of input_ids + labels (engine.duplicates finds identical rows)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -1416,7 +1459,15 @@ class RowLint:
     def slim(self) -> RowLint:
         """Only what a report needs: no sample arrays, no row text (for linting huge files)."""
         row = DataRow(self.row.index, self.row.line, None, self.row.error)
-        return RowLint(row, None, self.findings, self.num_tokens, self.num_supervised, disagree=self.disagree)
+        return RowLint(
+            row,
+            None,
+            self.findings,
+            self.num_tokens,
+            self.num_supervised,
+            disagree=self.disagree,
+            digest=self.digest,
+        )
 
 
 def disagreements(sample: Sample) -> np.ndarray | None:
@@ -1470,7 +1521,7 @@ def batch_row_lints(
                 replace(f, message=f"document {d} of 0..{len(documents) - 1}: {f.message}") for f in found
             ]
         findings += found
-    return findings
+    return lift_convention(findings)
 
 
 def lint_row(tokenizer: Any, row: DataRow, *, trained: bool = True) -> RowLint:
@@ -1494,4 +1545,72 @@ def lint_row(tokenizer: Any, row: DataRow, *, trained: bool = True) -> RowLint:
         sample.num_supervised,
         text,
         None if differ is None else len(differ),
+        sample_digest(sample),
     )
+
+
+# ---------------------------------------------------------------- added across rows and runs
+
+
+def lift_convention(findings: list[Finding]) -> list[Finding]:
+    """Each label lint's trailing `(convention: ...)` moved into `Finding.convention`: a report states the
+    convention once per run, not inside every finding."""
+    suffixes = [f" (convention: {convention(e, i)})" for e in ("train", "mask") for i in ("train", "mask")]
+    lifted = []
+    for f in findings:
+        hit = next((s for s in suffixes if s in f.message), None)
+        if hit is None:
+            lifted.append(f)
+        else:
+            message = f.message.replace(hit, "").rstrip()
+            lifted.append(replace(f, message=message, convention=hit[len(" (convention: ") : -1]))
+    return lifted
+
+
+def sample_digest(sample: Sample) -> bytes:
+    """16 bytes that identify a sample's input_ids + labels (equal rows, equal digests)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.ascontiguousarray(sample.input_ids, dtype=np.int64).tobytes())
+    digest.update(b"|")
+    digest.update(np.ascontiguousarray(sample.labels, dtype=np.int64).tobytes())
+    return digest.digest()
+
+
+def batch_padding_lints(tokenizer: Any, labels: np.ndarray, padding: np.ndarray) -> list[Finding]:
+    """`pad-trained` for a trainer's batch row: supervised labels where the row is padding (`padding` (N,)
+    bool: attention_mask 0 or outside every document). An error when pad == eos: the collator that left
+    them also cannot tell the answer's EOS from padding, and the model learns to emit EOS runs."""
+    facts = tokenizer_facts(tokenizer)
+    trained = np.flatnonzero(padding & (labels != IGNORE_INDEX))
+    trained = trained[trained > 0].tolist()
+    if not trained:
+        return []
+    same = facts.pad_id is not None and facts.pad_id == facts.eos_id
+    message = (
+        f"{len(trained)} padding position(s) are supervised (t = {_fmt_positions(trained)}): the model learns "
+        "to emit padding"
+    )
+    if same:
+        message += (
+            f"; pad == eos ({facts.name(facts.pad_id)}), so it learns to emit EOS runs, and masking every pad "
+            "id would mask the answer's EOS too: use a distinct pad token, or mask labels where attention_mask is 0"
+        )
+    found = finding("pad-trained", trained, message)
+    return [replace(found, severity="error") if same else found]
+
+
+# what still holds for ids from another tokenizer; the rest (BOS, EOS, turns) only follows from the foreign ids
+BESIDES_FOREIGN = frozenset({"id-beyond-tokenizer", "nothing-trained", "labels-pre-shifted", "too-long", "truncated"})
+
+
+def with_foreign_ids(tokenizer: Any, sample: Sample, findings: list[Finding]) -> list[Finding]:
+    """An ids row made by another tokenizer (engine.foreign_ids): `foreign-ids` instead of the findings that
+    only follow from it."""
+    if sample.kind not in ("ids", "batch row"):
+        return findings
+    facts = tokenizer_facts(tokenizer)
+    message = foreign_message(tokenizer, sample.input_ids, _recovered(sample) is not None, facts.specials)
+    if message is None:
+        return findings
+    foreign = finding("foreign-ids", (), message)
+    return [foreign, *(f for f in findings if f.code in BESIDES_FOREIGN)]

@@ -21,10 +21,10 @@ from tokstep.engine.batch_results import (
     noise_floor,
     reduce_batch_loss,
 )
-from tokstep.engine.batch_structure import ignored, with_row_layout
+from tokstep.engine.batch_structure import ignored, padding_of, with_row_layout
 from tokstep.engine.batches import BadLine, BatchFile, BatchRow, Settings, row_sample
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.lints import Finding, batch_row_lints, finding
+from tokstep.engine.lints import Finding, batch_padding_lints, batch_row_lints, finding, with_foreign_ids
 from tokstep.engine.loading import LoadedModel
 from tokstep.engine.policies import DEFAULT_EOT, DEFAULT_INSERTED
 from tokstep.engine.reference import traced_result
@@ -184,6 +184,8 @@ def trace_row(
     )  # each document's chat turns, recovered from its ids: the label lints and the strip's role colours
     skip = ignored(row)
     label_findings = batch_row_lints(loaded.tokenizer, sample, skip, row.documents)
+    label_findings += batch_padding_lints(loaded.tokenizer, sample.labels, padding_of(row))
+    label_findings = with_foreign_ids(loaded.tokenizer, sample, label_findings)
     disagree = None if sample.layout is None else len(sample.layout.disagreements(sample.labels, skip))
     forward = row_forward(row, settings)
     trace = trace_sample(loaded, sample, top_k=top_k, forward=forward)

@@ -31,7 +31,9 @@ import numpy as np
 
 from tokstep.engine.atomic import write_atomic
 from tokstep.engine.data import DataFile, DataRow
+from tokstep.engine.duplicates import DuplicateRows
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.finding_records import finding_record
 from tokstep.engine.inspector import token_bytes
 from tokstep.engine.lint_batch import BatchTokenizer, lint_rows
 from tokstep.engine.lints import RowLint
@@ -124,6 +126,8 @@ def empty_record(row: DataRow, linted: RowLint | None, error: str | None) -> dic
         "worst_ce": [],
         "worst_token": [],
         "lints": [f.code for f in findings],
+        "findings": [finding_record(f) for f in findings],
+        "row_hash": linted.digest.hex() if linted is not None and linted.digest is not None else None,
         "lint_errors": sum(f.severity == "error" for f in findings),
         "lint_warnings": sum(f.severity == "warning" for f in findings),
         "lint_infos": sum(f.severity == "info" for f in findings),
@@ -511,6 +515,7 @@ def _run_chunks(
 ) -> int:
     """Score and commit each chunk; the next chunk is read and linted in a thread meanwhile."""
     tokenizer = BatchTokenizer(loaded.tokenizer)
+    duplicates = DuplicateRows()  # this rank's rows in this run; the row_hash column finds all
     done_rows = done_tokens = 0
 
     def count(rows: int, tokens: int) -> None:
@@ -526,7 +531,7 @@ def _run_chunks(
 
         upcoming = prepare(todo[0])
         for number, chunk in enumerate(todo):
-            linted = upcoming.result()
+            linted = [duplicates.check(result) for result in upcoming.result()]
             if number + 1 < len(todo):
                 upcoming = prepare(todo[number + 1])
             errors_before = done_rows
@@ -552,6 +557,23 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def FINDING_STRUCT() -> Any:  # noqa: N802 - a type, built on demand (pyarrow is imported lazily)
+    """A finding as the scan stores it: the fields of engine.finding_records (schema findings.schema.json)."""
+    # lazy: loads pyarrow
+    import pyarrow as pa
+
+    return pa.struct(
+        [
+            pa.field("code", pa.string()),
+            pa.field("severity", pa.string()),
+            pa.field("positions", pa.list_(pa.int64())),
+            pa.field("message", pa.string()),
+            pa.field("fix", pa.string()),
+            pa.field("convention", pa.string()),
+        ]
+    )
+
+
 def schema() -> Any:
     # lazy: loads pyarrow
     import pyarrow as pa
@@ -572,6 +594,8 @@ def schema() -> Any:
         pa.field("lint_errors", pa.int64()),
         pa.field("lint_warnings", pa.int64()),
         pa.field("lint_infos", pa.int64()),
+        pa.field("findings", pa.list_(FINDING_STRUCT())),
+        pa.field("row_hash", pa.string()),  # input_ids + labels (lints.sample_digest, hex): equal rows, equal hashes
     ]
     fields += [pa.field(column, pa.int64()) for column in MASK_COLUMNS.values()]
     return pa.schema(fields)

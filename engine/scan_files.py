@@ -15,7 +15,7 @@ from typing import Any
 
 from tokstep.engine.atomic import write_text_atomic
 
-SCAN_FORMAT = "tokstep-scan/1"
+SCAN_FORMAT = "tokstep-scan/2"  # 2: the findings and row_hash columns
 PARAMETERS = "scan.json"
 MANIFEST = "manifest.json"
 CHUNKS = "chunks"

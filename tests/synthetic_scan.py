@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tokstep.engine.scan import schema
+from tokstep.engine.scan import FINDING_STRUCT, schema
 from tokstep.engine.scan_files import MANIFEST, shard_name
 
 FORMS = np.array(["text", "prompt", "chat", "ids"])
@@ -52,6 +52,8 @@ def _shard(rows: np.ndarray, rng: np.random.Generator) -> pa.Table:
         "lint_errors": pa.array(errors_of[lint_pick], type=pa.int64()),
         "lint_warnings": pa.array(warnings_of[lint_pick], type=pa.int64()),
         "lint_infos": pa.array(np.zeros(count, dtype=np.int64)),
+        "findings": pa.array([[]] * count, type=pa.list_(FINDING_STRUCT())),
+        "row_hash": pa.array([f"{int(r):032x}" for r in rows], type=pa.string()),
     }
     target = schema()
     for name in target.names:

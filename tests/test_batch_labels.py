@@ -194,14 +194,15 @@ def test_report_batches_takes_eot_mask_and_reports_label_findings_at_row_positio
     assert (
         main(common) == 1
     )  # trains-on-user is an error-level finding: report's findings status, JSON written
-    data = json.loads(out.read_text())["rows"][0]
-    found = by_code(data["findings"])
+    payload = json.loads(out.read_text())
+    data = payload["rows"][0]
+    assert {f["batch_row"] for f in payload["findings"]} == {data["row"]}
+    found = by_code(payload["findings"])
     assert found["trains-on-user"] == {n1 + i for i in user_words}
     assert all(p >= n1 for positions in found.values() for p in positions)  # document 1 is clean
     assert data["disagree"] > 0
     assert main([*common, "--eot", "mask"]) == 1
-    data = json.loads(out.read_text())["rows"][0]
-    masked = by_code(data["findings"])
+    masked = by_code(json.loads(out.read_text())["findings"])
     # against --eot mask, document 1's trained <|im_end|>s are now findings too
     assert masked["trains-on-markup"] - found.get("trains-on-markup", set()) == set(ends)
     assert "--eot mask" in capsys.readouterr().out

@@ -300,7 +300,8 @@ def test_report_json_has_documents_and_deltas(tmp_path, capsys, docs):
     data = json.loads(target.read_text())
     (row,) = data["rows"]
     assert [d["start"] for d in row["documents"]] == [0, len(docs[0])]
-    assert row["findings"][0]["code"] == "cross-document-attention" and row["max_delta"] > 0.5
+    assert data["findings"][0]["code"] == "cross-document-attention" and row["max_delta"] > 0.5
+    assert data["findings"][0]["line"] == row["line"] and data["findings"][0]["batch_row"] == row["row"]
     positions = row["trace"]["positions"]
     assert (
         positions[len(docs[0]) - 1]["delta_alone"] is None

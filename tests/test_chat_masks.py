@@ -340,8 +340,9 @@ def test_cli_flags_reach_the_chat_masks(tmp_path, capsys):
     for flags in ([], ["--inserted", "mask"], ["--eot", "mask", "--inserted", "mask"]):
         # exit 0: with --eot mask the end-of-turn is masked on purpose, not an `eos-masked` error
         assert main(["lint", str(rows), "--model", str(tmp_path / "tok"), "--json", *flags]) == 0
-        (result,) = json.loads(capsys.readouterr().out)["results"]
-        message = next(f["message"] for f in result["findings"] if f["code"] == "template-inserted")
+        payload = json.loads(capsys.readouterr().out)
+        assert len(payload["results"]) == 1
+        message = next(f["message"] for f in payload["findings"] if f["code"] == "template-inserted")
         assert ("masked" in message) == bool(flags)
 
 

@@ -45,7 +45,9 @@ def test_error_lint_fails_and_json_lists_each_row(tmp_path, model_dir, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert code == 1
     assert payload["rows"] == 5 and payload["counts"]["error"] == 3
-    by_line = {r["line"]: {f["code"] for f in r["findings"]} for r in payload["results"]}
+    by_line: dict[int, set[str]] = {}
+    for f in payload["findings"]:
+        by_line.setdefault(f["line"], set()).add(f["code"])
     assert by_line == {
         2: {"missing-bos"},
         3: {"nothing-trained"},
@@ -55,7 +57,7 @@ def test_error_lint_fails_and_json_lists_each_row(tmp_path, model_dir, capsys):
     assert all(
         r["row"] == r["line"] for r in payload["results"]
     )  # one numbering: 1-based, as the file's lines
-    nothing = next(r for r in payload["results"] if r["line"] == 3)["findings"][0]
+    nothing = next(f for f in payload["findings"] if f["line"] == 3)
     assert nothing["fix"].startswith("Check the masking")  # each finding says how to fix it
 
 
@@ -186,7 +188,7 @@ def test_piped_lint_output_never_wraps_a_message_or_a_meaning(tmp_path, model_di
         ]
     )
     out = capsys.readouterr().out  # captured: not a terminal
-    findings = [f for r in json.loads((tmp_path / "f.json").read_text())["results"] for f in r["findings"]]
+    findings = json.loads((tmp_path / "f.json").read_text())["findings"]
     assert code == 1 and findings
     lines = out.splitlines()
     for finding in findings:  # each message whole on one line, however long
@@ -277,6 +279,8 @@ def test_eot_mask_decides_the_expected_mask_of_ids_rows(tmp_path, chatml_dir, ca
     assert "eos-masked" in capsys.readouterr().out
     assert main(["lint", path, "--model", chatml_dir, "--eot", "mask", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["counts"] == {"error": 0, "warning": 0, "info": 0}
+    # the only finding: line 2 repeats line 1 (warning, not failing)
+    assert payload["counts"] == {"error": 0, "warning": 1, "info": 0}
+    assert [(f["line"], f["code"]) for f in payload["findings"]] == [(2, "duplicate-rows")]
     assert payload["structure"]["rows_disagreeing"] == 0
     assert "end-of-turn masked (--eot mask)" in payload["structure"]["convention"]

@@ -232,7 +232,7 @@ def test_lint_sample_works_without_a_spec(gpt2):
 def test_every_documented_lint_has_a_test_here():
     here = Path(__file__).parent
     source = "".join(
-        (here / name).read_text(encoding="utf-8") for name in ("test_lints.py", "test_label_lints.py")
+        (here / name).read_text(encoding="utf-8") for name in ("test_lints.py", "test_label_lints.py", "test_findings.py")
     )
     untested = [code for code in LINTS if f'"{code}"' not in source]
     assert untested == []

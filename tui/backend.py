@@ -164,6 +164,14 @@ class Backend(ABC):
     def row_loss(self, loaded: Any, sample: Sample) -> float | None:
         """The loss of one built sample (one forward pass); None when nothing is supervised."""
 
+    def duplicate_rows(self) -> Any:
+        """A tracker for one data file: its `check(RowLint)` adds `duplicate-rows` to a row whose ids and
+        labels repeat an earlier row's (engine.duplicates; no torch)."""
+        # lazy: loads numpy
+        from tokstep.engine.duplicates import DuplicateRows
+
+        return DuplicateRows()
+
     # -- a folder written by `tokstep scan` (the scan browser) ------------------------------------------
 
     def open_scan(self, folder: str) -> ScanView:

@@ -15,8 +15,8 @@ from tokstep.tui import exit_codes, output
 from tokstep.tui.engine_calls import load_and_run
 from tokstep.tui.formatting import number
 from tokstep.tui.palette import check_style, verdict_style
-from tokstep.tui.report import report_console
-from tokstep.tui.severity import severity_style
+from tokstep.tui.report import convention_lines, report_console
+from tokstep.tui.severity import severity_text
 
 if TYPE_CHECKING:
     from tokstep.engine.batch_results import BatchLoss, BatchReport, RowResult
@@ -261,11 +261,11 @@ def print_batch_report(report: BatchReport, console: Console) -> None:
     )
     for r, f in findings:
         console.print(
-            Text.assemble(
-                "  ", (f.severity, severity_style(f.severity)), f" {f.code} {r.row.name}: {f.message}"
-            ),
+            Text.assemble("  ", severity_text(f.severity), f" {f.code} {r.row.name}: {f.message}"),
             highlight=False,
         )
+    for line in convention_lines(f for _, f in findings):
+        console.print(line, highlight=False)
     if any(r.row.packed for r in report.rows):
         console.print(
             f"max |Δ log q|: a document packed vs the same document alone (noise floor {noise_floor(info.dtype):g})",

@@ -150,6 +150,7 @@ class DataBrowserScreen(Screen[None]):
         self.sort_by = "row"
         self.rows: dict[int, DataRow] = {}  # this page's rows, by index
         self.lints: dict[int, RowLint] = {}  # cache over all pages
+        self.duplicates = self.backend.duplicate_rows()  # rows repeating one linted before, on any page
         self.losses: dict[int, tuple[float | None, str | None]] = {}  # cache over all pages
         self.total_rows = 0
         self.index_complete = False
@@ -259,7 +260,7 @@ class DataBrowserScreen(Screen[None]):
             result = self.lints.get(row.index)
             if result is None:
                 try:
-                    result = self.backend.lint_row(tokenizer, row)  # a bad row is a finding, not an error
+                    result = self.duplicates.check(self.backend.lint_row(tokenizer, row))  # bad row: a finding
                 except Exception as error:  # noqa: BLE001 - a broken linter must not stop the listing
                     self.post_message(BrowserStatus(f"cannot lint {row.where}: {worker_error(error)}"))
                     continue
@@ -482,6 +483,9 @@ class DataBrowserScreen(Screen[None]):
                 detail.append(f.message + "\n")
                 if f.fix:
                     detail.append(f"  fix: {f.fix}\n", style="dim")
+            conventions = sorted({f.convention for f in result.findings[:DETAIL_FINDINGS] if f.convention})
+            for convention in conventions:  # the label lints' convention, once
+                detail.append(f"convention: {convention}\n", style="dim")
             if len(result.findings) > DETAIL_FINDINGS:
                 more = len(result.findings) - DETAIL_FINDINGS
                 detail.append(f"… {more} more: Enter, then L in the stepper", style="dim")

@@ -181,7 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_flags(report)
     _add_reference_flag(report)
     add_batch_flags(report)
-    report.add_argument("--json", metavar="PATH", help="also write the trace as JSON ('-' for stdout)")
+    report.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the trace and its findings as JSON ('-' for stdout; schema: README, JSON output)",
+    )
+    report.add_argument(
+        "--jsonl",
+        metavar="PATH",
+        help="also write the trace as JSON Lines: a header line (model, loss, findings), then one line per "
+        "position ('-' for stdout)",
+    )
     report.add_argument(
         "--html",
         metavar="FILE",
@@ -534,7 +544,7 @@ def check_args(args: RunConfig, given: set[str]) -> None:
     if "data" in given and not args.data.strip():
         raise TokstepError("--data needs a file name")
     targets: dict[str, str] = {}  # the real path -> the flag naming it
-    for flag in ("--json", "--html", "--svg"):
+    for flag in ("--json", "--jsonl", "--html", "--svg"):
         path = getattr(args, flag[2:], None)
         if path is None:
             continue

@@ -156,6 +156,9 @@ class LintsScreen(ModalScreen[int | None]):
                 classes="dialog-title",
             )
             yield OptionList(*options, id="lint-list")
+            conventions = sorted({f.convention for f in self.findings if f.convention})
+            if conventions:  # stated once, not inside every finding
+                yield Label("\n".join(f"convention: {c}" for c in conventions), classes="dim")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         finding = self.findings[int(event.option.id or 0)]

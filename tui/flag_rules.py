@@ -34,8 +34,8 @@ ACCEPTS: dict[str, frozenset[str]] = {
     | SAMPLE_SOURCES
     | SAMPLE_OPTIONS
     | COMPARE
-    | {"top_k", "json", "force", "incremental", "reference", "limit", "html", "svg", "colour_by"},
-    "report-data": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"rows"},
+    | {"top_k", "json", "jsonl", "force", "incremental", "reference", "limit", "html", "svg", "colour_by"},
+    "report-data": MODEL_LOAD | DATA | SAMPLE_OPTIONS | {"rows", "json", "force"},
     "lint": TOKENIZER_ONLY
     | COLUMNS
     | SAMPLE_OPTIONS

@@ -166,8 +166,15 @@ class LintSummary:
     disagreeing_tokens: int = 0
     eot: str = "train"  # the convention's flags the rows were compared under (--eot, --inserted)
     inserted: str = "train"
+    duplicates: Any = None  # engine.duplicates.DuplicateRows: adds `duplicate-rows` to a repeated row
 
     def add(self, result: RowLint) -> None:
+        if self.duplicates is None:
+            # lazy: loads numpy
+            from tokstep.engine.duplicates import DuplicateRows
+
+            self.duplicates = DuplicateRows()
+        result = self.duplicates.check(result)
         self.rows += 1
         if result.disagree is not None:
             self.structured += 1
@@ -212,31 +219,36 @@ def _known_rows(data: DataFile, max_rows: int | None) -> int | None:
 
 
 def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]:
-    rows = [
+    """`lint --json`: the findings (engine.finding_records' schema, each with its row and line), per-row
+    structure counts, and the totals the printed summary shows."""
+    # lazy: loads numpy
+    from tokstep.engine.finding_records import envelope, finding_record
+
+    records = [
+        finding_record(f, row=result.row.index + 1, line=result.row.line)  # 1-based, as printed
+        for result in summary.flagged
+        for f in result.findings
+    ]
+    rows = [  # per row too, the same records (scripts that read one row's findings)
         {
-            "row": result.row.index + 1,  # 1-based, like `line` and the browser's numbering
+            "row": result.row.index + 1,
             "line": result.row.line,
             "disagree": result.disagree,
             "findings": [
-                {
-                    "code": f.code,
-                    "severity": f.severity,
-                    "positions": list(f.positions),
-                    "message": f.message,
-                    "fix": f.fix,
-                }
-                for f in result.findings
+                finding_record(f, row=result.row.index + 1, line=result.row.line) for f in result.findings
             ],
         }
         for result in summary.flagged
     ]
     return {
+        **envelope(records),
         "file": path,
         "tokenizer": model,
         "rows": summary.rows,
         "rows_with_findings": len(rows),
         "counts": summary.counts(),
         "lints": dict(sorted(summary.rows_per_code.items())),
+        "duplicates": summary.duplicates.groups() if summary.duplicates is not None else [],
         "structure": {
             "rows_recovered": summary.structured,
             "rows_disagreeing": summary.disagreeing,
@@ -288,10 +300,12 @@ def structure_line(summary: LintSummary) -> Text | None:
 
 
 def print_findings(summary: LintSummary, console: Console, show: int) -> None:
+    """The rows with findings in file order: the rows with errors first when --show cuts the list (the
+    shown rows are still printed in file order)."""
     worst_first = sorted(
         summary.flagged, key=lambda r: (min(SEVERITY_RANK[f.severity] for f in r.findings), r.row.index)
     )
-    for result in worst_first[:show]:
+    for result in sorted(worst_first[:show], key=lambda r: r.row.index):
         row = result.row
         size = (
             ""

@@ -77,11 +77,12 @@ def parity_line(result: TraceResult) -> Text:
 
 
 TOKEN_CELLS = 24  # a token longer than this (rare: runs of whitespace) is cut with …; numbers never are
-OPTIONAL = ("top-1", "context", "mean", "q(target)")  # dropped in this order when the console is too narrow
+OPTIONAL = ("top-1", "context", "mean", "role", "q(target)")  # dropped in this order when the console is too narrow
 COLUMNS = (  # name, justify
     ("t", "right"),
     ("context", "left"),
     ("target", "left"),
+    ("role", "left"),  # the target's chat role (a chat, or ids whose turns were recovered): readable without colour
     ("q(target)", "right"),
     ("rank", "right"),
     ("top-1", "left"),
@@ -118,6 +119,7 @@ def position_rows(result: TraceResult, positions: Iterable[int]) -> list[dict[st
                 "t": Text(str(t), style=dim),
                 "context": _token_cell(result, int(sample.input_ids[t])),
                 "target": _token_cell(result, target),
+                "role": Text(role_of(sample, t + 1), style=dim),
                 "q(target)": Text(probability(float(trace.prob[t])) if trace.finite[t] else "—", style=dim),
                 "rank": Text(rank, style=dim),
                 "top-1": Text("= target", style="green") if top1 == target else _token_cell(result, top1),
@@ -130,9 +132,19 @@ def position_rows(result: TraceResult, positions: Iterable[int]) -> list[dict[st
     return rows
 
 
+def role_of(sample: Any, index: int) -> str:
+    """The chat role of token `index` (`template` for markup between turns); empty without chat turns."""
+    layout = sample.layout
+    if layout is None:
+        return ""
+    return layout.role(index) or "template"
+
+
 def fitted_table(rows: list[dict[str, Any]], width: int | None, columns=COLUMNS) -> Table:  # noqa: ANN001
     """A table whose columns are as wide as their widest cell (numbers are never cut); when the console is
-    narrower than that, whole optional columns are left out instead (OPTIONAL, in order)."""
+    narrower than that, whole optional columns are left out instead (OPTIONAL, in order). A column empty in
+    every row (the role of a sample without chat turns) is left out."""
+    columns = [(n, j) for n, j in columns if any(r[n].plain for r in rows) or n != "role"]
     widths = {name: max([cell_len(name)] + [r[name].cell_len for r in rows]) for name, _ in columns}
     names = [name for name, _ in columns]
     for drop in OPTIONAL:
@@ -232,11 +244,32 @@ def findings_grid(findings: Iterable[Any]) -> Table:
     return grid
 
 
-def write_json(result: TraceResult, path: str, force: bool) -> None:
+def convention_lines(findings: Iterable[Any]) -> list[Text]:
+    """The mask conventions the label lints compared against, each stated once (not inside every finding)."""
+    seen = sorted({f.convention for f in findings if getattr(f, "convention", "")})
+    return [Text.assemble(("convention: ", "bold"), (c, "dim")) for c in seen]
+
+
+def print_findings(console: Console, findings: Sequence[Any]) -> None:
+    """The grid, then the convention once."""
+    if findings:
+        console.print(findings_grid(findings))
+    for line in convention_lines(findings):
+        console.print(line, highlight=False)
+
+
+def write_json(result: TraceResult, path: str, force: bool, findings: Sequence[Finding] = ()) -> None:
     # lazy: loads numpy
     from tokstep.engine.export import trace_to_dict
 
-    output.write_json(trace_to_dict(result), path, force)
+    output.write_json(trace_to_dict(result, findings), path, force)
+
+
+def write_jsonl(result: TraceResult, path: str, force: bool, findings: Sequence[Finding] = ()) -> None:
+    # lazy: loads numpy
+    from tokstep.engine.export import trace_lines
+
+    output.write_text("\n".join(trace_lines(result, findings)), path, force, "--jsonl")
 
 
 def print_diagnostics(
@@ -263,8 +296,7 @@ def print_diagnostics(
     console.print(
         Text.assemble(("lints: ", "bold"), ("none", "green") if not findings else f"{len(findings)}")
     )
-    if findings:
-        console.print(findings_grid(findings))
+    print_findings(console, findings)
     if spec is not None:
         # lazy: loads numpy
         from tokstep.engine.inputs import kept_spec

@@ -12,7 +12,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints import lint_sample
 from tokstep.tui import exit_codes, output
 from tokstep.tui.engine_calls import load_and_run
-from tokstep.tui.report import print_diagnostics, print_report, report_console, write_json
+from tokstep.tui.report import print_diagnostics, print_report, report_console, write_json, write_jsonl
 from tokstep.tui.report_data import run_data_report
 from tokstep.tui.share import write_shared
 
@@ -27,6 +27,7 @@ def run_report(args: RunConfig, model: ModelSpec, sample: SampleSpec) -> int:
     from tokstep.engine.session import run_trace
 
     output.check_target(args.json, args.force)
+    output.check_target(args.jsonl, args.force, "--jsonl")
     output.check_target(args.html, args.force, "--html")
     output.check_target(args.svg, args.force, "--svg")
     if args.rows and not args.data:
@@ -49,10 +50,12 @@ def run_report(args: RunConfig, model: ModelSpec, sample: SampleSpec) -> int:
         return exit_codes.NONFINITE
     findings = lint_sample(result.texts.tokenizer, result.sample, sample)
     if args.json:
-        write_json(result, args.json, args.force)
+        write_json(result, args.json, args.force, findings)
+    if args.jsonl:
+        write_jsonl(result, args.jsonl, args.force, findings)
     if args.html or args.svg:
         write_shared(result, html=args.html, svg=args.svg, colour_by=args.colour_by, force=args.force)
-    if args.json != "-":
+    if output.STDOUT not in (args.json, args.jsonl):
         console = report_console()
         print_report(result, console, args.limit)
         print_diagnostics(result, sample, console, findings)

@@ -7,19 +7,23 @@ mean CE), the lint findings, and the decoded supervised text: what the model is 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
 
+from tokstep.engine.duplicates import DuplicateRows
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.finding_records import envelope, finding_record
+from tokstep.engine.lints import lint_row
 from tokstep.engine.tokens import TRAINED_GAP, trained_text
-from tokstep.tui import exit_codes
+from tokstep.tui import exit_codes, output
 from tokstep.tui.engine_calls import load_shown
 from tokstep.tui.lint_cmd import open_data_from_args
 from tokstep.tui.palette import GOOD
-from tokstep.tui.report import findings_grid, fmt_loss, report_console
+from tokstep.tui.report import convention_lines, findings_grid, fmt_loss, report_console
 from tokstep.tui.severity import severity_style
 
 if TYPE_CHECKING:
@@ -109,7 +113,7 @@ def print_row(
     if error is not None:
         console.print(indented(f"cannot trace: {error}", 2, "red"))
     if lint.findings:
-        console.print(findings_grid(lint.findings))
+        console.print(findings_grid(lint.findings))  # the convention: once, at the end of the report
     if lint.sample is not None:
         spans = supervised_text(tokenizer, lint.sample.labels)
         console.print(indented("trained to say:", 2, "bold"))
@@ -121,8 +125,7 @@ def print_row(
 
 
 def run_data_report(args: RunConfig, model: ModelSpec) -> int:
-    # lazy: loads torch, numpy
-    from tokstep.engine.lints import lint_row
+    # lazy: loads torch
     from tokstep.engine.trace import trace_sample
 
     given = [
@@ -130,19 +133,19 @@ def run_data_report(args: RunConfig, model: ModelSpec) -> int:
     ]
     if given:
         raise TokstepError(f"--data reports a data file; drop --{given[0]} (one sample) or --data")
-    if args.html or args.svg or args.json or args.incremental:
-        raise TokstepError(
-            "--data prints a report; --json, --html, --svg and --incremental are for one sample"
-        )
+    if args.html or args.svg or args.incremental:
+        raise TokstepError("--data prints a report; --html, --svg and --incremental are for one sample")
     ranges = parse_rows(args.rows)
     data = open_data_from_args(args, args.data)
     loaded = load_shown(model, Console(stderr=True))
-    console = report_console()
+    to_stdout = args.json == output.STDOUT
+    console = report_console() if not to_stdout else Console(file=io.StringIO())  # JSON alone on stdout
     console.print(Text.assemble(("tokstep report  ", "bold"), f"{args.data}  model {loaded.info.name}"))
-    shown, findings = 0, []
+    shown, findings, records, rows = 0, [], [], []
+    duplicates = DuplicateRows()  # rows repeated among the selected ones
     try:
         for row in selected_rows(data, ranges):
-            lint = lint_row(loaded.tokenizer, row)
+            lint = duplicates.check(lint_row(loaded.tokenizer, row))
             loss, error = None, None
             if lint.sample is not None:
                 try:
@@ -150,7 +153,9 @@ def run_data_report(args: RunConfig, model: ModelSpec) -> int:
                 except TokstepError as problem:
                     error = str(problem)
             print_row(console, row, lint, loss, error, loaded.tokenizer)
-            findings += [f for f in lint.findings if f.severity == "error"]
+            findings += lint.findings
+            records += [finding_record(f, row=row.index + 1, line=row.line) for f in lint.findings]
+            rows.append(row_json(row, lint, loss, error))
             shown += 1
     finally:
         data.close()
@@ -158,5 +163,25 @@ def run_data_report(args: RunConfig, model: ModelSpec) -> int:
         raise TokstepError(
             f"--rows {args.rows}: no such rows in {args.data}" if ranges else f"{args.data} has no rows"
         )
+    for line in convention_lines(findings):
+        console.print(line, highlight=False)
     console.print(f"{shown} row(s)", style="dim")
+    if args.json:
+        payload = {**envelope(records), "file": args.data, "model": loaded.info.name, "rows": rows}
+        output.write_json(payload, args.json, args.force)
     return exit_codes.report_status(findings)  # 1 when a row has an error-level lint, as `tokstep lint`
+
+
+def row_json(row: Any, lint: Any, loss: float | None, error: str | None) -> dict[str, Any]:
+    """One row of `report --data --json`: where it is and what the printed head line says (its findings are
+    in the top-level `findings`, with this row's number)."""
+    return {
+        "row": row.index + 1,
+        "line": row.line,
+        "kind": None if lint.sample is None else lint.sample.kind,
+        "tokens": lint.num_tokens,
+        "supervised": lint.num_supervised,
+        "loss": None if loss is None or loss != loss else loss,
+        "error": error,
+        "trained": lint.trained,
+    }

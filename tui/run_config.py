@@ -67,6 +67,7 @@ class RunConfig:
     use_cache: str | None = None
     # report
     json: str | None = None
+    jsonl: str | None = None
     html: str | None = None
     svg: str | None = None
     colour_by: str = "ce"

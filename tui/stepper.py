@@ -36,6 +36,7 @@ from tokstep.tui.widgets.context_strip import (
     REASON_GLYPHS,
     REASON_SHORT,
     ROLE_COLOURS,
+    ROLE_GLYPHS,
     ContextStrip,
     token_roles,
 )
@@ -66,6 +67,15 @@ def context_legend(result: TraceResult) -> str:
     roles = {r for r in token_roles(result) if r}
     swatches = " ".join(f"[on {ROLE_COLOURS[r][1]}] {r} [/]" for r in ROLE_COLOURS if r in roles)
     return f"{swatches}  bright = trained, dim = masked (−100)  click a token"
+
+
+def no_color_legend(result: TraceResult) -> str:
+    """The strip's key without colour: the role glyph after each token (chats), underline = counted."""
+    roles = {r for r in token_roles(result) if r}
+    if not roles:
+        return NO_COLOR_LEGEND
+    glyphs = "  ".join(f"{ROLE_GLYPHS[r]} {r}" for r in ROLE_GLYPHS if r in roles)
+    return f"after each token: {glyphs}  underlined = counted, plain = masked (−100)"
 
 
 def heat_legend(scale: float) -> str:
@@ -221,7 +231,7 @@ class StepperScreen(Screen[None]):
     @property
     def legend(self) -> str:
         """The context's key: without colour, dim may be invisible, so counted tokens are underlined."""
-        return NO_COLOR_LEGEND if self.no_color else context_legend(self.result)
+        return no_color_legend(self.result) if self.no_color else context_legend(self.result)
 
     def _fit_context(self) -> None:
         """Give the context what the panels leave over (they need k + 5 rows), between 3 and 18 rows."""

@@ -82,6 +82,8 @@ ROLE_COLOURS = {
     "tool": ("#272c5a", "#333a70"),
 }
 ROLE_SHADES = {role: (Style(bgcolor=a), Style(bgcolor=b)) for role, (a, b) in ROLE_COLOURS.items()}
+# without colour (NO_COLOR, a captured terminal), the cell after each token names its role instead
+ROLE_GLYPHS = {"assistant": "ᵃ", "user": "ᵘ", "system": "ˢ", "tool": "ᵗ"}
 
 MAX_LINES = 16  # the most lines the strip asks for; longer samples scroll with the cursor
 Layout = list[tuple[int, str]]  # one line: (token index, what is drawn for it)
@@ -335,9 +337,12 @@ class ContextStrip(LinesView):
         self.set_lines(lines)
 
     def _gap_mark(self, index: int, gap: str) -> str:
-        """The cell after token `index`: its mask reason's glyph when reasons are shown without colour."""
+        """The cell after token `index` without colour: its mask reason's glyph when reasons are shown, else
+        its chat role's (a chat, or ids with recovered turns; template markup keeps the plain gap)."""
         if self.no_color and self.reason_colours:
             return REASON_GLYPHS[self._reasons[index]]
+        if self.no_color:
+            return ROLE_GLYPHS.get(self._roles[index] or "", gap)
         return gap
 
     def token_at(self, x: int, y: int) -> int | None:
