@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.speed import Timing, cpu_ratio, median_ratio, min_ratio, timed
-from tokstep.engine.compare import compare_traces
-from tokstep.engine.loading import LoadedModel
-from tokstep.engine.sample import Sample
-from tokstep.engine.trace import trace_sample
+from tokstep.engine.compare.traces import compare_traces
+from tokstep.engine.inputs.sample import Sample
+from tokstep.engine.model.loading import LoadedModel
+from tokstep.engine.model.trace import trace_sample
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def big_model(args: argparse.Namespace) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from bench.models import VocabOnly
-    from tokstep.engine.loading import wrap_model
+    from tokstep.engine.model.loading import wrap_model
 
     config = LlamaConfig(
         vocab_size=args.vocab,
@@ -109,7 +109,7 @@ def trace_vs_forward(args: argparse.Namespace) -> dict[str, Any]:
 
     from bench.models import input_ids, random_sample
     from bench.speed import timed
-    from tokstep.engine.trace import reference_loss, trace_sample
+    from tokstep.engine.model.trace import reference_loss, trace_sample
 
     loaded = big_model(args)
     weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
@@ -140,10 +140,10 @@ def device_vs_cpu(device: str) -> dict[str, Any]:
     import torch
 
     from tokstep.engine.defaults import DEFAULT_MODEL
-    from tokstep.engine.inputs import SampleSpec, build_sample
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.engine.session import load
-    from tokstep.engine.trace import max_drift, trace_sample
+    from tokstep.engine.inputs.spec import SampleSpec, build_sample
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.engine.model.session import load
+    from tokstep.engine.model.trace import max_drift, trace_sample
 
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 for this comparison
     torch.backends.cudnn.allow_tf32 = False

@@ -39,7 +39,7 @@ def worker(mode: str, tokens: int, device: str, out_dir: Path) -> dict[str, obje
     import torch
 
     from bench.models import input_ids, llama_128k, random_sample
-    from tokstep.engine.trace import trace_sample
+    from tokstep.engine.model.trace import trace_sample
 
     loaded = llama_128k(device)
     sample = random_sample(tokens + 1, loaded.info.vocab_size)

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tokstep.engine.loading import LoadedModel, wrap_model
-from tokstep.engine.sample import MaskReason, Sample
+from tokstep.engine.inputs.sample import MaskReason, Sample
+from tokstep.engine.model.loading import LoadedModel, wrap_model
 
 LLAMA_128K_VOCAB = 128256  # Llama-3's vocabulary size
 

@@ -56,7 +56,7 @@ def verdict(ok: bool) -> str:
 def section_speed(plan: Plan, device: str, lines: list[str], naive_lines: list[str]) -> None:
     """Sections 1 and 3 (they share the GPT-2 model); section 3's lines go to `naive_lines`."""
     from bench import models, speed
-    from tokstep.engine.trace import trace_sample
+    from tokstep.engine.model.trace import trace_sample
 
     loaded = models.gpt2_small(max(plan.tokens) + 1, device)
     trace_sample(loaded, models.random_sample(129, loaded.info.vocab_size))  # first-call costs, once
@@ -232,7 +232,7 @@ def section_startup(plan: Plan, lines: list[str]) -> None:
         "| what | figure |",
         "|---|---|",
         f"| `tokstep --help`, wall time (median of {plan.startup_repeats}) | {result.help_seconds * 1000:.0f} ms |",
-        f"| heavy modules imported by `import tui.cli` | {heavy(result.cli_import_heavy)} |",
+        f"| heavy modules imported by `import tui.cli.main` | {heavy(result.cli_import_heavy)} |",
         f"| heavy modules imported by `tokstep --help` | {heavy(result.help_heavy)} |",
         f"| heavy modules imported by `tokstep report --help` | {heavy(result.report_help_heavy)} |",
     ]
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import machine
     from tokstep.engine.errors import TokstepError
-    from tokstep.engine.loading import resolve_device
+    from tokstep.engine.model.loading import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

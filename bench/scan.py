@@ -123,12 +123,12 @@ def bench_model_folder(folder: Path) -> Path:
 def scan_vs_forward(model_dir: Path, data: Path, work: Path) -> dict[str, float]:
     import torch
 
-    from tokstep.engine.batched import batch_inputs, length_buckets
-    from tokstep.engine.data import open_data
-    from tokstep.engine.lint_batch import BatchTokenizer, lint_rows
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.engine.scan import ScanConfig, run_scan
-    from tokstep.engine.session import load
+    from tokstep.engine.inputs.data import open_data
+    from tokstep.engine.lints.batch import BatchTokenizer, lint_rows
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.engine.model.session import load
+    from tokstep.engine.scan.batched import batch_inputs, length_buckets
+    from tokstep.engine.scan.run import ScanConfig, run_scan
 
     loaded = load(ModelSpec(name_or_path=str(model_dir), device="cpu"))
     batch_tokens = 16384
@@ -208,10 +208,10 @@ print(json.dumps({"render_s": rendered - started, "encode_s": done - rendered, "
 
 PER_ROW = """
 import json, sys, time
-from tokstep.engine.data import open_data
+from tokstep.engine.inputs.data import open_data
 from tokstep.engine.defaults import DEFAULT_MODEL
-from tokstep.engine.lints import lint_row
-from tokstep.engine.loading import load_tokenizer
+from tokstep.engine.lints.catalogue import lint_row
+from tokstep.engine.model.loading import load_tokenizer
 tok = load_tokenizer(str(DEFAULT_MODEL))
 rows = list(open_data(sys.argv[1]).rows(0, int(sys.argv[2])))
 lint_row(tok, rows[0])

@@ -34,7 +34,7 @@ started = time.perf_counter()
 sys.path.insert(0, {tests!r})
 which, folder = sys.argv[1], sys.argv[2]
 if which == "duckdb":
-    from tokstep.engine.scan_view import ScanView as View
+    from tokstep.engine.scan.view import ScanView as View
 else:
     from memory_scan_view import MemoryScanView as View
 times = {{}}

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from bench.models import input_ids, synchronize
-from tokstep.engine.loading import LoadedModel
-from tokstep.engine.reduce import reduce_logits
-from tokstep.engine.sample import Sample
-from tokstep.engine.trace import trace_sample
+from tokstep.engine.inputs.sample import Sample
+from tokstep.engine.model.loading import LoadedModel
+from tokstep.engine.model.reduce import reduce_logits
+from tokstep.engine.model.trace import trace_sample
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ HEAVY_MODULES = ("torch", "transformers", "textual")
 
 IMPORT_PROBE = """
 import json, sys
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 try:
     main(sys.argv[1:])
 except SystemExit:
@@ -141,7 +141,7 @@ def measure(repeats: int) -> Startup:
         [
             sys.executable,
             "-c",
-            f"import json, sys, tokstep.tui.cli; print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))",
+            f"import json, sys, tokstep.tui.cli.main; print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))",
         ],
         cwd=ROOT,
         env=_env(),

@@ -1,4 +1,4 @@
-"""What recovering the chat structure of ids rows costs `tokstep lint` (engine.structure), on the bundled
+"""What recovering the chat structure of ids rows costs `tokstep lint` (engine.chat.structure), on the bundled
 tokstep-mini tokenizer (ChatML template).
 
     python -m bench.structure_speed
@@ -35,11 +35,11 @@ def per_call(call, repeats: int) -> float:
 
 
 def main() -> None:
+    from tokstep.engine.chat.structure import markup_for, recover_layout
     from tokstep.engine.defaults import DEFAULT_MODEL
-    from tokstep.engine.inputs import SampleSpec, from_ids
-    from tokstep.engine.lints import lint_sample, lint_spec
-    from tokstep.engine.loading import load_tokenizer
-    from tokstep.engine.structure import markup_for, recover_layout
+    from tokstep.engine.inputs.spec import SampleSpec, from_ids
+    from tokstep.engine.lints.catalogue import lint_sample, lint_spec
+    from tokstep.engine.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(DEFAULT_MODEL))
     plain_tokenizer = load_tokenizer(str(DEFAULT_MODEL))

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tes
 
 from synthetic import synthetic_result  # noqa: E402
 
-from tokstep.engine.inputs import SampleSpec  # noqa: E402
-from tokstep.tui.app import PrecomputedBackend, TokstepApp  # noqa: E402
-from tokstep.tui.stepper import StepperScreen  # noqa: E402
+from tokstep.engine.inputs.spec import SampleSpec  # noqa: E402
+from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp  # noqa: E402
+from tokstep.tui.screens.stepper import StepperScreen  # noqa: E402
 
 KEY_MIXES = {
     "→ (next)": ["right"],

@@ -16,7 +16,7 @@ DEFAULT_INSERTED: Policy = "train"
 
 
 def convention(eot: Policy = DEFAULT_EOT, inserted: Policy = DEFAULT_INSERTED) -> str:
-    """The mask convention (engine.chat_masks' docstring) in one line, with the flags' choices: what every
+    """The mask convention (engine.chat.masks' docstring) in one line, with the flags' choices: what every
     label lint says it compared against (for chats built from messages and for ids rows alike)."""
     end = (
         "assistant content + end-of-turn trained"
@@ -34,7 +34,7 @@ def convention(eot: Policy = DEFAULT_EOT, inserted: Policy = DEFAULT_INSERTED) -
 CONVENTION = convention()  # the default, in one line
 
 
-Reference = Literal["chunked", "full", "off"]  # how HF's loss beside ours is computed (engine.reference)
+Reference = Literal["chunked", "full", "off"]  # how HF's loss beside ours is computed (engine.model.reference)
 REFERENCES: tuple[Reference, ...] = get_args(Reference)
 DEFAULT_REFERENCE: Reference = "chunked"
 

@@ -9,7 +9,7 @@ separator between turns). Here they run on a byte-level BPE trained with every f
 a hand-made SentencePiece), another tokenizer than tests/templates.py's.
 
 The reference labels are built here by hand from each family's known end-of-turn text and character offsets,
-independently of `engine.structure` (which learns the markup by probing the template).
+independently of `engine.chat.structure` (which learns the markup by probing the template).
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from tokstep.engine import defaults
-from tokstep.engine.inputs import build_sample
-from tokstep.engine.reduce import PositionStats
-from tokstep.engine.results import TraceResult
-from tokstep.engine.session import ModelSpec, load, run_trace
-from tokstep.engine.trace import assemble_trace, shifted_targets
-from tokstep.tui.cli import demo_spec
+from tokstep.engine.inputs.spec import build_sample
+from tokstep.engine.model.reduce import PositionStats
+from tokstep.engine.model.results import TraceResult
+from tokstep.engine.model.session import ModelSpec, load, run_trace
+from tokstep.engine.model.trace import assemble_trace, shifted_targets
+from tokstep.tui.cli.main import demo_spec
 
 PINNED = Path(__file__).parent / "data" / "demo_trace.json"
 FIELDS = ("logprob", "rank", "ties", "entropy", "topk_ids", "topk_logprobs", "finite")

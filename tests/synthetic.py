@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokstep.engine.results import ModelInfo, Trace, TraceResult
-from tokstep.engine.sample import IGNORE_INDEX, MaskReason, Sample
-from tokstep.engine.tokens import TokenTexts
+from tokstep.engine.inputs.sample import IGNORE_INDEX, MaskReason, Sample
+from tokstep.engine.model.results import ModelInfo, Trace, TraceResult
+from tokstep.engine.model.tokens import TokenTexts
 
 WORDS = [
     "the",

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tokstep.engine.scan import FINDING_STRUCT, schema
-from tokstep.engine.scan_files import MANIFEST, shard_name
+from tokstep.engine.scan.files import MANIFEST, shard_name
+from tokstep.engine.scan.run import FINDING_STRUCT, schema
 
 FORMS = np.array(["text", "prompt", "chat", "ids"])
 LINTS = [[], [], [], [], [], [], ["eos-masked"], ["no-eos"], ["eos-masked", "no-bos"], ["bad-row"]]

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import tiny
 
-from tokstep.engine.align import byte_spans
-from tokstep.engine.compare_results import TokenizerCompareResult
-from tokstep.engine.compare_session import run_compare
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.trace import reference_loss
+from tokstep.engine.compare.align import byte_spans
+from tokstep.engine.compare.results import TokenizerCompareResult
+from tokstep.engine.compare.session import run_compare
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.model.trace import reference_loss
 
 ASCII = "A lazy cat loves brown dogs and quick foxes in France. Hello there, general Kenobi!"
 

@@ -2,7 +2,7 @@
 
 Each packed document is recovered alone and placed back at its row positions; the rows are ChatML chats
 (tests/templates.py through tests/label_templates.py) whose reference masks and bug positions are built from
-character offsets, not from engine.structure.
+character offsets, not from engine.chat.structure.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import pytest
 import tiny
 from label_templates import bug_rows, chats, correct, render_row, tokenizer_for
 
-from tokstep.engine.batch_structure import ignored, row_layout, with_row_layout
-from tokstep.engine.batches import parse_row, read_batches, row_sample
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.lints import batch_row_lints, lint_spec
-from tokstep.engine.sample import MaskReason
-from tokstep.engine.structure import ROLES
-from tokstep.tui.cli import main
+from tokstep.engine.batches.files import parse_row, read_batches, row_sample
+from tokstep.engine.batches.structure import ignored, row_layout, with_row_layout
+from tokstep.engine.chat.structure import ROLES
+from tokstep.engine.inputs.sample import MaskReason
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.lints.catalogue import batch_row_lints, lint_spec
+from tokstep.tui.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_roles_of_a_packed_row_are_those_of_each_document_alone(chatml, bugs):
     ids, labels, _ = bugs["clean"]
     row = packed((ids, labels), (ids, labels))
     layout = row_layout(chatml, row)
-    from tokstep.engine.structure import recover_layout
+    from tokstep.engine.chat.structure import recover_layout
 
     alone = recover_layout(chatml, ids)
     n = len(ids)

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from tokstep.capture import save_batches
-from tokstep.engine.batches import Settings, read_batches, row_sample
-from tokstep.engine.packing import trace_batches, trace_row
-from tokstep.engine.sample import MaskReason
-from tokstep.tui.cli import main
+from tokstep.engine.batches.files import Settings, read_batches, row_sample
+from tokstep.engine.batches.packing import trace_batches, trace_row
+from tokstep.engine.inputs.sample import MaskReason
+from tokstep.tui.cli.main import main
 
 DOC_A = "In the beginning God created the heaven and the earth."
 DOC_B = "And God said, Let there be light: and there was light."
@@ -25,8 +25,8 @@ DOC_C = "And the evening and the morning were the first day."
 
 @pytest.fixture(scope="module")
 def mini():
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.engine.session import load
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.engine.model.session import load
 
     loaded = load(ModelSpec(dtype="float32", device="cpu"))
     yield loaded
@@ -284,7 +284,7 @@ def test_hand_written_file_defaults_to_the_model_config_and_says_so(tmp_path, mi
 
 
 def test_row_sample_marks_document_starts(docs):
-    from tokstep.engine.batches import parse_row
+    from tokstep.engine.batches.files import parse_row
 
     row = parse_row(json.dumps(packed_row(docs[:2])), 1)
     sample = row_sample(row)

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import tiny
 
-from tokstep.engine import json_text
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.tui.cli import main
+import tokstep.engine.inputs.json_text as json_text
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.tui.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def _peak_rss_mb(argv: list[str]) -> tuple[float, float, int]:
     """Run `tokstep argv` in a fresh process: (seconds, its peak RSS in MB, exit status)."""
     code = (
         "import resource, sys, time\n"
-        "from tokstep.tui.cli import main\n"
+        "from tokstep.tui.cli.main import main\n"
         "started = time.monotonic(); status = main(sys.argv[1:]); took = time.monotonic() - started\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print(f'{took} {peak}', file=sys.stderr); sys.exit(status)\n"

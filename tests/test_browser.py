@@ -14,12 +14,12 @@ from tiny import byte_bpe, tiny_model
 from tui_wait import screen_of
 
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.tui import browser
-from tokstep.tui.backend import DataOptions, EngineBackend
-from tokstep.tui.browser import DataBrowserScreen
-from tokstep.tui.messages import OpenSample
+from tokstep.engine.inputs.spec import build_sample
+from tokstep.engine.model.loading import wrap_model
+from tokstep.tui.screens import browser
+from tokstep.tui.screens.backend import DataOptions, EngineBackend
+from tokstep.tui.screens.browser import DataBrowserScreen
+from tokstep.tui.screens.messages import OpenSample
 
 ROWS = [
     {"text": "the cat sat on the mat and the dog sat on the log"},
@@ -205,8 +205,8 @@ async def test_missing_file_is_reported_in_the_screen(tmp_path, loaded):
 
 
 async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(tmp_path, loaded):
-    from tokstep.tui.app import TokstepApp
-    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.screens.app import TokstepApp
+    from tokstep.tui.screens.stepper import StepperScreen
 
     path = write_jsonl(tmp_path / "rows.jsonl", ROWS)
     app = TokstepApp(None, None, data=path, backend=TinyBackend(loaded))
@@ -224,8 +224,8 @@ async def test_with_the_real_app_enter_steps_into_the_row_and_escape_comes_back(
 
 
 async def test_lints_appear_before_the_model_has_loaded(tmp_path, loaded):
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.tui.app import TokstepApp
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.tui.screens.app import TokstepApp
 
     folder = tmp_path / "model"
     loaded.tokenizer.save_pretrained(folder)  # the tokenizer alone is enough for tokens and lints
@@ -262,7 +262,7 @@ async def test_parquet_rows_are_numbered_as_rows(tmp_path, loaded):
 
 
 async def test_a_model_that_failed_to_load_is_named_in_the_status(tmp_path, loaded):
-    from tokstep.tui.app import TokstepApp
+    from tokstep.tui.screens.app import TokstepApp
 
     backend = TinyBackend(None)  # load raises "cannot load model 'x': no config.json"
     backend.tokenizer = loaded.tokenizer
@@ -293,7 +293,7 @@ async def test_the_trained_text_column_shows_what_each_row_teaches(tmp_path, loa
 
 
 def test_trained_text_joins_separate_spans_and_names_ids_beyond_the_tokenizer(loaded):
-    from tokstep.engine.tokens import TRAINED_GAP, trained_text
+    from tokstep.engine.model.tokens import TRAINED_GAP, trained_text
 
     tok = loaded.tokenizer
     a, b = tok.encode(" cat", add_special_tokens=False), tok.encode(" dog", add_special_tokens=False)

@@ -12,18 +12,18 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable
 
-from tokstep.engine.data import DataRow
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.lints import Finding, RowLint
-from tokstep.engine.loading import ModelSpec
-from tokstep.engine.sample import MaskReason, Sample
-from tokstep.tui import browser
-from tokstep.tui.app import TokstepApp
-from tokstep.tui.backend import Backend
-from tokstep.tui.browser import DataBrowserScreen
-from tokstep.tui.dialogs import HelpScreen
-from tokstep.tui.stepper import StepperScreen
+from tokstep.engine.inputs.data import DataRow
+from tokstep.engine.inputs.sample import MaskReason, Sample
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.lints.catalogue import Finding, RowLint
+from tokstep.engine.model.loading import ModelSpec
+from tokstep.tui.screens import browser
+from tokstep.tui.screens.app import TokstepApp
+from tokstep.tui.screens.backend import Backend
+from tokstep.tui.screens.browser import DataBrowserScreen
+from tokstep.tui.screens.dialogs import HelpScreen
+from tokstep.tui.screens.stepper import StepperScreen
 
 SIZE = (140, 40)
 
@@ -250,8 +250,8 @@ async def test_the_help_screen_footer_and_bindings_agree():
 
 
 def test_data_options_come_from_the_run_configuration():
-    from tokstep.tui.backend import DataOptions
-    from tokstep.tui.run_config import RunConfig
+    from tokstep.tui.cli.run_config import RunConfig
+    from tokstep.tui.screens.backend import DataOptions
 
     config = RunConfig(text_column="body", answer_column="reply", bos="none", truncate=5)
     options = DataOptions.from_config(config)
@@ -268,7 +268,7 @@ class ScanBackend(FakeBackend):
 
 @pytest.mark.parametrize("backend", [ScanBackend(), FakeBackend()])
 async def test_a_scan_that_cannot_be_opened_is_one_line_in_the_scan_browser(backend):
-    from tokstep.tui.scan_browser import ScanBrowserScreen
+    from tokstep.tui.screens.scan_browser import ScanBrowserScreen
 
     # GIVEN a scan browser whose backend cannot open the folder (or does not open scans at all)
     app = TokstepApp(None, None, backend=backend)

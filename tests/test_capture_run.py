@@ -10,8 +10,8 @@ import math
 import pytest
 
 from tokstep.capture import record
-from tokstep.engine.batches import read_batches
-from tokstep.tui.cli import main
+from tokstep.engine.batches.files import read_batches
+from tokstep.tui.cli.main import main
 
 VERSES = [
     "In the beginning God created the heaven and the earth.",
@@ -28,8 +28,8 @@ LIMIT = 3  # batches recorded: two of the first optimizer step, one of the secon
 
 @pytest.fixture(scope="module")
 def mini():
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.engine.session import load
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.engine.model.session import load
 
     return load(ModelSpec(dtype="float32", device="cpu"))
 

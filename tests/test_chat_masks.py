@@ -7,11 +7,11 @@ import pytest
 import templates as tpl
 from templates import FAMILIES
 
-from tokstep.engine.chat_masks import derive
+from tokstep.engine.chat.masks import derive
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.lints import lint_sample
-from tokstep.engine.sample import IGNORE_INDEX, MaskReason
+from tokstep.engine.inputs.sample import IGNORE_INDEX, MaskReason
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.lints.catalogue import lint_sample
 
 
 def supervised_runs(layout, reasons=None) -> list[str]:
@@ -278,7 +278,7 @@ def test_every_mask_reason_has_a_colour_in_the_context_strip():
 def test_tokstep_lint_on_every_family_exits_0(name, tmp_path, capsys):
     import json
 
-    from tokstep.tui.cli import main
+    from tokstep.tui.cli.main import main
 
     family = FAMILIES[name]
     family.tokenizer().save_pretrained(tmp_path / "tok")
@@ -296,7 +296,7 @@ def test_report_on_a_chat_of_the_refused_families_exits_0(name, tmp_path, capsys
 
     import tiny
 
-    from tokstep.tui.cli import main
+    from tokstep.tui.cli.main import main
 
     family = FAMILIES[name]
     folder = tiny.save_model_folder(tmp_path / "m", family.tokenizer(), max_positions=256)
@@ -332,7 +332,7 @@ def test_a_turn_without_end_of_turn_does_not_borrow_the_next_one():
 def test_cli_flags_reach_the_chat_masks(tmp_path, capsys):
     import json
 
-    from tokstep.tui.cli import main
+    from tokstep.tui.cli.main import main
 
     FAMILIES["qwen3"].tokenizer().save_pretrained(tmp_path / "tok")
     rows = tmp_path / "rows.jsonl"
@@ -367,7 +367,7 @@ def test_report_says_how_many_trained_tokens_the_template_inserted(tmp_path, cap
 
     import tiny
 
-    from tokstep.tui.cli import main
+    from tokstep.tui.cli.main import main
 
     folder = tiny.save_model_folder(tmp_path / "m", FAMILIES["qwen3"].tokenizer(), max_positions=256)
     chat = tmp_path / "chat.json"

@@ -1,5 +1,5 @@
 """Cross-check of the two ways tokstep knows a chat's structure: located from the messages
-(engine.chat_masks) and recovered from the ids by probing the template (engine.structure).
+(engine.chat.masks) and recovered from the ids by probing the template (engine.chat.structure).
 
 For every family of tests/templates.py: a chat rendered and masked by chat_masks, handed over as ids + labels,
 gives no finding and the same role per token; the same row with the user turns supervised gives
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import templates as tpl
 
-from tokstep.engine.chat_masks import derive
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.lints import lint_sample
-from tokstep.engine.sample import MaskReason
+from tokstep.engine.chat.masks import derive
+from tokstep.engine.inputs.sample import MaskReason
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.lints.catalogue import lint_sample
 
 CASES = [
     (name, which, chat)

@@ -10,7 +10,7 @@ import pytest
 import tiny
 import torch
 
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 
 
 @pytest.fixture(scope="session")
@@ -239,8 +239,8 @@ def test_flags_after_the_sub_command_win(capsys, model_dir):
 def test_report_counted_column_names_every_mask_reason(capsys, tmp_path):
     """Every masked reason gets its own word in the `counted` column (never the bare fallback `masked`):
     --eot mask on a chat writes `end-of-turn` at each end-of-turn after a reply."""
-    from tokstep.engine.sample import MaskReason
-    from tokstep.tui.report import SHORT_REASON
+    from tokstep.engine.inputs.sample import MaskReason
+    from tokstep.tui.cli.report import SHORT_REASON
 
     assert {r.value for r in MaskReason if not r.counted} <= set(SHORT_REASON)
     chat = [

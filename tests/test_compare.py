@@ -8,13 +8,13 @@ import pytest
 import tiny
 import torch
 
-from tokstep.engine.compare import compare_traces
-from tokstep.engine.compare_results import CompareResult
-from tokstep.engine.compare_session import run_compare
+from tokstep.engine.compare.results import CompareResult
+from tokstep.engine.compare.session import run_compare
+from tokstep.engine.compare.traces import compare_traces
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.trace import HIDDEN_PATH, LOGITS_PATH, trace_sample
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.model.trace import HIDDEN_PATH, LOGITS_PATH, trace_sample
 
 TEXT = SampleSpec(text="A lazy cat loves brown dogs and quick foxes in France. Hello there, general Kenobi!")
 QA = SampleSpec(prompt="Question: what is the capital of France?\n", answer="Answer: Paris is.")

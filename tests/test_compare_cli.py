@@ -11,7 +11,7 @@ import tiny
 import torch
 from transformers import AutoModelForCausalLM
 
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 
 TEXT = "A lazy cat loves brown dogs and quick foxes in France."
 
@@ -175,7 +175,7 @@ def test_bad_compare_input_is_one_line(capsys, folders, tmp_path, fragment, extr
 
 
 def test_out_of_memory_loading_b_is_one_line(capsys, folders, monkeypatch):
-    import tokstep.engine.compare_session as session
+    import tokstep.engine.compare.session as session
 
     real = session.load
 

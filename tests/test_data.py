@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tokstep.engine import data as data_module
-from tokstep.engine.data import Columns, open_data, row_to_spec
+import tokstep.engine.inputs.data as data_module
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs.data import Columns, open_data, row_to_spec
 
 CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 

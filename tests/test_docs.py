@@ -1,7 +1,7 @@
 """Every fenced block of README.md and docs/*.md is checked, so the documentation cannot go stale.
 
 - `bash` blocks: every `tokstep ...` command (also after `.venv/bin/`, `-m tokstep`, `&&`) is parsed by the real
-  parser and flag rules (`tui/cli.py`, `tui/flag_rules.py`; no model is loaded); `python -m X` names a module
+  parser and flag rules (`tui/cli/main.py`, `tui/cli/flag_rules.py`; no model is loaded); `python -m X` names a module
   that exists.
 - `python` blocks compile.
 - A block right after `<!-- output-of: tokstep ARGS ; option ; ... -->` is that command's output, regenerated
@@ -195,7 +195,7 @@ COMMANDS = [
 
 def parse_command(command: str, tmp_path: Path):
     """argparse + flag rules + the checks made before a model load; a UsageError or TokstepError fails."""
-    from tokstep.tui.cli import build_parser, check_args, parse
+    from tokstep.tui.cli.main import build_parser, check_args, parse
 
     words: list[str] = []
     for word in shlex.split(command)[1:]:
@@ -220,7 +220,7 @@ def test_documented_command_parses(block, command, tmp_path):
 
 
 def test_a_wrong_flag_in_a_documented_command_would_fail(tmp_path):
-    from tokstep.tui.cli import UsageError
+    from tokstep.tui.cli.main import UsageError
 
     with pytest.raises(UsageError, match="--top-k is not used"):
         parse_command("tokstep lint train.jsonl --top-k 3", tmp_path)
@@ -340,7 +340,7 @@ def in_examples(tmp_path, monkeypatch):
 
 
 def run_in_process(command: str, capsys) -> str:
-    from tokstep.tui.cli import main
+    from tokstep.tui.cli.main import main
 
     main(shlex.split(command)[1:])
     out = capsys.readouterr().out
@@ -394,15 +394,15 @@ def app_for(options: Options, monkeypatch):
     if options.pinned:
         from pinned_demo import demo, pinned_result
 
-        from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp
+        from tokstep.tui.screens.app import EngineBackend, PrecomputedBackend, TokstepApp
 
         _, spec = demo()
         result = pinned_result()
         return TokstepApp(
             sample_spec=spec, backend=PrecomputedBackend(result, EngineBackend().lint(result, spec))
         )
-    from tokstep.tui import app as app_module
-    from tokstep.tui.cli import main
+    from tokstep.tui.cli.main import main
+    from tokstep.tui.screens import app as app_module
 
     made = []
     monkeypatch.setattr(app_module, "_headless_check", lambda app: made.append(app) or 0)
@@ -412,10 +412,10 @@ def app_for(options: Options, monkeypatch):
 
 def shown_first() -> tuple[type, ...]:
     """The screens the app shows once loaded: the stepper (compare too), a data or scan browser, batches."""
-    from tokstep.tui.batches_screen import BatchesScreen
-    from tokstep.tui.browser import DataBrowserScreen
-    from tokstep.tui.scan_browser import ScanBrowserScreen
-    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.screens.batches import BatchesScreen
+    from tokstep.tui.screens.browser import DataBrowserScreen
+    from tokstep.tui.screens.scan_browser import ScanBrowserScreen
+    from tokstep.tui.screens.stepper import StepperScreen
 
     return (StepperScreen, DataBrowserScreen, ScanBrowserScreen, BatchesScreen)
 

@@ -14,13 +14,13 @@ import pytest
 import real_tokenizers as rt
 from tiny import byte_bpe, gpt2_style
 
-from tokstep.engine.data import DataRow
-from tokstep.engine.duplicates import DuplicateRows
-from tokstep.engine.finding_records import SCHEMA_VERSION, schema_text
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.lints import LINTS, batch_padding_lints, lint_row, lint_spec
-from tokstep.engine.session import ModelSpec, load
-from tokstep.tui.cli import main
+from tokstep.engine.inputs.data import DataRow
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.lints.catalogue import LINTS, batch_padding_lints, lint_row, lint_spec
+from tokstep.engine.lints.duplicates import DuplicateRows
+from tokstep.engine.lints.finding_records import SCHEMA_VERSION, schema_text
+from tokstep.engine.model.session import ModelSpec, load
+from tokstep.tui.cli.main import main
 
 SCHEMA = json.loads(schema_text())
 POSITION = {**SCHEMA["$defs"]["position"], "$defs": SCHEMA["$defs"]}
@@ -267,9 +267,9 @@ async def test_without_colour_the_context_strip_marks_each_tokens_role(bundled):
     """NO_COLOR: the role backgrounds are gone, so the cell after each token holds its role's glyph."""
     from tui_wait import screen_of
 
-    from tokstep.engine.session import run_trace
-    from tokstep.tui.app import PrecomputedBackend, TokstepApp
-    from tokstep.tui.stepper import StepperScreen
+    from tokstep.engine.model.session import run_trace
+    from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp
+    from tokstep.tui.screens.stepper import StepperScreen
     from tokstep.tui.widgets.context_strip import ROLE_GLYPHS, ContextStrip, token_roles
 
     result = run_trace(bundled, SampleSpec(chat=tuple(CHAT[1:])), top_k=3, reference="off")
@@ -295,8 +295,8 @@ async def test_without_colour_the_context_strip_marks_each_tokens_role(bundled):
 async def test_the_browser_marks_a_duplicate_row(tmp_path, bundled):
     from tui_wait import screen_of
 
-    from tokstep.tui.app import TokstepApp
-    from tokstep.tui.browser import DataBrowserScreen
+    from tokstep.tui.screens.app import TokstepApp
+    from tokstep.tui.screens.browser import DataBrowserScreen
 
     clean = ids_row(bundled.tokenizer, CHAT[1:3])
     path = write_jsonl(tmp_path / "b.jsonl", [clean, {"text": "In the beginning"}, clean])
@@ -315,7 +315,7 @@ async def test_the_browser_marks_a_duplicate_row(tmp_path, bundled):
 def test_a_trainer_batch_row_of_foreign_ids_is_flagged_too():
     from dataclasses import replace
 
-    from tokstep.engine.lints import with_foreign_ids
+    from tokstep.engine.lints.catalogue import with_foreign_ids
 
     llama3 = rt.real_tokenizer("llama3")
     ids = rt.real_tokenizer("llama2")(TEXT)["input_ids"]
@@ -330,7 +330,7 @@ def test_a_trainer_batch_row_of_foreign_ids_is_flagged_too():
 
 
 def test_a_token_is_named_by_its_text_never_by_a_bare_id(bundled):
-    from tokstep.engine.lints import tokenizer_facts
+    from tokstep.engine.lints.catalogue import tokenizer_facts
 
     facts = tokenizer_facts(bundled.tokenizer)
     newline = bundled.tokenizer("\n", add_special_tokens=False)["input_ids"][-1]

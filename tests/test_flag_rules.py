@@ -1,4 +1,4 @@
-"""The flag table (`tui/flag_rules.py`) agrees with the parsers: every flag a sub-command's parser defines is
+"""The flag table (`tui/cli/flag_rules.py`) agrees with the parsers: every flag a sub-command's parser defines is
 one it uses, and every flag is used somewhere. A flag added to a parser but not to the table fails here."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
-from tokstep.tui import flag_rules
-from tokstep.tui.cli import build_parser, main, parse
+import tokstep.tui.cli.flag_rules as flag_rules
+from tokstep.tui.cli.main import build_parser, main, parse
 
 
 def own_dests(parser: argparse.ArgumentParser) -> set[str]:

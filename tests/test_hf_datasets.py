@@ -20,13 +20,13 @@ from test_browser import BrowserApp, cell, reference_loss, wait_for_losses
 from textual.widgets import DataTable
 from tiny import byte_bpe, save_model_folder, tiny_model
 
-from tokstep.engine import data as data_module
-from tokstep.engine.data_sources import open_source as open_data
+import tokstep.engine.inputs.data as data_module
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.scan_view import ScanView
-from tokstep.tui.backend import DataOptions
-from tokstep.tui.cli import main
+from tokstep.engine.inputs.data_sources import open_source as open_data
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.scan.view import ScanView
+from tokstep.tui.cli.main import main
+from tokstep.tui.screens.backend import DataOptions
 
 CHAT = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi, how can I help?"}]
 ROWS = [

@@ -23,7 +23,7 @@ import tiny
 import torch
 
 from tokstep.tui import exit_codes
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 
 OK, FINDINGS, BAD, NAN = exit_codes.OK, exit_codes.FINDINGS, exit_codes.BAD_INPUT, exit_codes.NONFINITE
 DEEP = 100_000  # nesting levels: far beyond Python's recursion limit
@@ -1245,8 +1245,8 @@ def test_the_catalogue_is_large_and_names_are_unique():
 
 
 def test_ce_and_losses_never_print_as_negative_zero():
+    from tokstep.tui.cli.report import fmt_loss
     from tokstep.tui.formatting import number
-    from tokstep.tui.report import fmt_loss
 
     assert number(-0.0) == "0.0000" and number(-1e-9) == "0.0000" and number(-0.00004) == "0.0000"
     assert number(-0.5) == "-0.5000" and number(0.0) == "0.0000" and number(-0.0, 3) == "0.000"
@@ -1279,9 +1279,9 @@ async def test_the_data_browser_lists_a_too_deep_row_as_an_error_instead_of_hang
     from textual.app import App
     from textual.widgets import DataTable
 
-    from tokstep.engine.loading import load_model
-    from tokstep.tui.backend import EngineBackend
-    from tokstep.tui.browser import DataBrowserScreen
+    from tokstep.engine.model.loading import load_model
+    from tokstep.tui.screens.backend import EngineBackend
+    from tokstep.tui.screens.browser import DataBrowserScreen
 
     loaded = load_model(model_dir, device="cpu")
 
@@ -1311,7 +1311,7 @@ def test_lint_goes_on_after_a_too_deep_row_and_reports_only_that_row(files, mode
 
 def test_a_failure_is_never_mistaken_for_findings(files, model_dir, capsys, monkeypatch):
     """Exit 1 means "the data has problems"; tokstep's own failure is 4, with one line."""
-    from tokstep.tui import lint_cmd
+    import tokstep.tui.cli.lint_cmd as lint_cmd
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("a bug")
@@ -1350,7 +1350,7 @@ def test_exit_statuses_are_distinct_and_in_the_help(capsys):
     ],
 )
 def test_a_batches_line_that_cannot_be_read_is_that_line_s_error(raw, reason):
-    from tokstep.engine.batches import RowError, parse_row
+    from tokstep.engine.batches.files import RowError, parse_row
 
     with pytest.raises(RowError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         parse_row(raw, 1)

@@ -13,11 +13,11 @@ import pytest
 from rich.color import Color
 
 from tokstep.engine import defaults
-from tokstep.engine.sample import MaskReason
-from tokstep.engine.session import ModelSpec, load, run_trace
-from tokstep.tui.cli import demo_spec
+from tokstep.engine.inputs.sample import MaskReason
+from tokstep.engine.model.session import ModelSpec, load, run_trace
+from tokstep.tui.cli.main import demo_spec
+from tokstep.tui.cli.share import coloured_context, html_text
 from tokstep.tui.palette import HEAT_COLOURS, REASON_COLOURS
-from tokstep.tui.share import coloured_context, html_text
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -11,7 +11,7 @@ def test_the_graph_sees_every_package_and_its_function_level_imports():
     # GIVEN the parsed graph  THEN it knows modules of all three folders and the lazy torch of the engine
     every = all_imports()
     names = modules()
-    assert {"tokstep.tui.cli", "tokstep.engine.trace", "tokstep.tui.widgets.status_bar"} <= set(names)
+    assert {"tokstep.tui.cli.main", "tokstep.engine.model.trace", "tokstep.tui.widgets.status_bar"} <= set(names)
     assert any(i.in_function and "torch" in heavy_loads(every).get(i.target, ()) for i in every)
 
 
@@ -23,10 +23,10 @@ def test_the_cycle_check_would_notice_a_cycle():
     from import_graph import Import
 
     made = [
-        Import("tokstep.tui.report", "tokstep.tui.share", 1, True, False, True),
-        Import("tokstep.tui.share", "tokstep.tui.report", 1, False, False, False),
+        Import("tokstep.tui.cli.report", "tokstep.tui.cli.share", 1, True, False, True),
+        Import("tokstep.tui.cli.share", "tokstep.tui.cli.report", 1, False, False, False),
     ]
-    assert cycles(made) == [["tokstep.tui.report", "tokstep.tui.share"]]
+    assert cycles(made) == [["tokstep.tui.cli.report", "tokstep.tui.cli.share"]]
 
 
 def test_a_function_level_import_defers_a_heavy_package_and_says_so():
@@ -40,6 +40,6 @@ def test_a_function_level_import_defers_a_heavy_package_and_says_so():
 
 def test_the_engine_result_types_load_no_torch():
     heavy = heavy_loads(all_imports())
-    for name in ("tokstep.engine.results", "tokstep.engine.sample", "tokstep.engine.turns"):
+    for name in ("tokstep.engine.model.results", "tokstep.engine.inputs.sample", "tokstep.engine.chat.turns"):
         assert "torch" not in heavy[name], name
-    assert "torch" in heavy["tokstep.engine.trace"] and "torch" in HEAVY
+    assert "torch" in heavy["tokstep.engine.model.trace"] and "torch" in HEAVY

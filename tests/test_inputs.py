@@ -6,7 +6,8 @@ import pytest
 import tiny
 
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import (
+from tokstep.engine.inputs.sample import IGNORE_INDEX, MaskReason
+from tokstep.engine.inputs.spec import (
     SampleSpec,
     build_sample,
     from_chat,
@@ -15,7 +16,6 @@ from tokstep.engine.inputs import (
     from_text,
     truncate,
 )
-from tokstep.engine.sample import IGNORE_INDEX, MaskReason
 
 
 def supervised_text(tokenizer, sample) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny import byte_bpe, sentencepiece_handmade
 
-from tokstep.engine.inspector import inspect_token, roundtrip, token_bytes
+from tokstep.engine.model.inspector import inspect_token, roundtrip, token_bytes
 
 TEXT = "is 사랑 Paris"  # 사 = ec 82 ac, 랑 = eb 9e 91: both split into single bytes by these tokenizers
 
@@ -99,7 +99,7 @@ def test_roundtrip_points_at_the_unknown_token():
 
 
 def test_split_characters_lists_each_split_once(sp):
-    from tokstep.engine.inspector import split_characters
+    from tokstep.engine.model.inspector import split_characters
 
     ids = sp(TEXT)["input_ids"]
     splits = split_characters(sp, ids)
@@ -117,11 +117,11 @@ def test_inspector_line_tells_the_byte_truth_at_80x24(tmp_path):
 
     import tiny
 
-    from tokstep.engine.inputs import SampleSpec
-    from tokstep.engine.loading import wrap_model
-    from tokstep.engine.session import run_trace
-    from tokstep.tui.app import PrecomputedBackend, TokstepApp
-    from tokstep.tui.stepper import StepperScreen
+    from tokstep.engine.inputs.spec import SampleSpec
+    from tokstep.engine.model.loading import wrap_model
+    from tokstep.engine.model.session import run_trace
+    from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp
+    from tokstep.tui.screens.stepper import StepperScreen
     from tokstep.tui.widgets.inspector_line import InspectorLine
 
     tokenizer = tiny.sentencepiece_bpe()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from textual.binding import Binding
 
-from tokstep.tui.browser import DataBrowserScreen
-from tokstep.tui.stepper import StepperScreen
+from tokstep.tui.screens.browser import DataBrowserScreen
+from tokstep.tui.screens.stepper import StepperScreen
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 NAMES = {  # Textual key names as the README writes them

@@ -1,9 +1,9 @@
-"""Labels a trainer built, checked against the chat structure recovered from the ids (engine.structure).
+"""Labels a trainer built, checked against the chat structure recovered from the ids (engine.chat.structure).
 
 Six template families (tests/label_templates.py), each with a clean row and the label bugs people ship:
 supervising the user turn (a pattern that matched the user header), an off-by-one span, a masked
 end-of-turn, a supervised header, labels built with another template. The reference masks and positions
-are built from character offsets and each family's known end-of-turn text, not from engine.structure.
+are built from character offsets and each family's known end-of-turn text, not from engine.chat.structure.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from label_templates import (
 )
 from templates import QWEN3
 
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.lints import lint_spec
-from tokstep.engine.sample import MaskReason
-from tokstep.engine.structure import ROLES, Part, recover_layout
+from tokstep.engine.chat.structure import ROLES, Part, recover_layout
+from tokstep.engine.inputs.sample import MaskReason
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.lints.catalogue import lint_spec
 
 NAMES = list(FAMILIES)
 
@@ -261,7 +261,7 @@ def test_expected_mask_equals_the_templates_own_generation_mask(fixture, request
 
 def test_bundled_model_rows_train_on_the_user_turn_is_caught():
     from tokstep.engine.defaults import DEFAULT_MODEL
-    from tokstep.engine.loading import load_tokenizer
+    from tokstep.engine.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(DEFAULT_MODEL))
     chat = [
@@ -305,8 +305,8 @@ def test_ids_with_no_mask_at_all_is_one_error(tokenizers):
 
 def test_lint_sample_recovers_the_turns_of_ids_built_elsewhere(tokenizers):
     """A Sample made by from_ids (as batch/scan readers do) is checked against the structure too."""
-    from tokstep.engine.inputs import from_ids
-    from tokstep.engine.lints import lint_sample
+    from tokstep.engine.inputs.spec import from_ids
+    from tokstep.engine.lints.catalogue import lint_sample
 
     tokenizer = tokenizers["gemma"]
     ids, labels, want = bug_rows(tokenizer, "gemma")["user-header"]

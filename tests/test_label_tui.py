@@ -9,11 +9,11 @@ import pytest
 from rich.color import Color
 from synthetic import synthetic_result
 
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.sample import MaskReason
-from tokstep.engine.structure import ROLES, Part, Turn, TurnLayout
-from tokstep.tui.app import PrecomputedBackend, TokstepApp
-from tokstep.tui.stepper import StepperScreen
+from tokstep.engine.chat.structure import ROLES, Part, Turn, TurnLayout
+from tokstep.engine.inputs.sample import MaskReason
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp
+from tokstep.tui.screens.stepper import StepperScreen
 from tokstep.tui.widgets.context_strip import ROLE_COLOURS, ContextStrip
 
 USER, REPLY = range(3, 13), range(17, 31)  # token ranges of the user's words and the assistant's reply
@@ -82,7 +82,7 @@ def test_a_chat_from_messages_is_coloured_by_role_like_its_ids_row():
     colours both alike (the reply on the assistant colour, the user's words on the user colour)."""
     import templates as tpl
 
-    from tokstep.engine.inputs import build_sample
+    from tokstep.engine.inputs.spec import build_sample
     from tokstep.tui.widgets.context_strip import token_roles
 
     tokenizer = tpl.FAMILIES["qwen2.5"].tokenizer()

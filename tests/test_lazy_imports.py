@@ -14,7 +14,7 @@ HEAVY = ("torch", "transformers", "textual")
 
 PROBE = """
 import json, sys
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 code = None
 try:
     code = main(sys.argv[1:])  # --help returns 0 (older versions exited)
@@ -39,7 +39,7 @@ def test_help_imports_no_heavy_module(argv):
 
 
 def test_importing_the_cli_imports_no_heavy_module():
-    code = f"import json, sys, tokstep.tui.cli; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    code = f"import json, sys, tokstep.tui.cli.main; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
@@ -47,7 +47,7 @@ def test_importing_the_cli_imports_no_heavy_module():
 
 def test_the_probe_would_notice_a_heavy_import():
     """The check itself works: a module that imports torch shows up."""
-    code = f"import json, sys, tokstep.engine.reduce; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    code = f"import json, sys, tokstep.engine.model.reduce; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "torch" in json.loads(done.stdout)
 
@@ -63,7 +63,7 @@ def test_every_tui_module_leaves_torch_out():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert "tokstep.tui.stepper" in result["names"] and "tokstep.tui.widgets.status_bar" in result["names"]
+    assert "tokstep.tui.screens.stepper" in result["names"] and "tokstep.tui.widgets.status_bar" in result["names"]
     assert result["heavy"] == []
 
 

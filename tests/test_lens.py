@@ -8,10 +8,10 @@ import pytest
 import tiny
 import torch
 
+from tokstep.engine.compare.lens import lens_modules, logit_lens
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.lens import lens_modules, logit_lens
-from tokstep.engine.loading import wrap_model
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.loading import wrap_model
 
 TEXT = SampleSpec(text="A lazy cat loves brown dogs and quick foxes in France.")
 NORMS = {"gpt2": "ln_f", "llama": "norm", "gpt_neox": "final_layer_norm", "gemma2": "norm"}

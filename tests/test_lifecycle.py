@@ -1,4 +1,4 @@
-"""The end of a debugger run (tui/lifecycle.py): a hung-up terminal ends the app as SIGHUP would, a watchdog
+"""The end of a debugger run (tui/screens/lifecycle.py): a hung-up terminal ends the app as SIGHUP would, a watchdog
 ends a process whose app cannot finish (with 128 + the signal, or the app's own status), a second signal ends
 it at once, and the terminal is given back where one remains. A NaN model exits 3 in the debugger, as in
 `tokstep report`. (Real processes in tmux, killed at random points: test_tui_kill_points.)"""
@@ -17,13 +17,13 @@ import pytest
 import tiny
 from textual.widgets import Static
 
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.loading import ModelSpec
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.model.loading import ModelSpec
 from tokstep.tui import exit_codes
-from tokstep.tui.app import TokstepApp, closing_status
-from tokstep.tui.cli import main
-from tokstep.tui.lifecycle import RESTORE_SEQUENCE, Lifecycle, hung_up, signal_line
-from tokstep.tui.stepper import StepperScreen
+from tokstep.tui.cli.main import main
+from tokstep.tui.screens.app import TokstepApp, closing_status
+from tokstep.tui.screens.lifecycle import RESTORE_SEQUENCE, Lifecycle, hung_up, signal_line
+from tokstep.tui.screens.stepper import StepperScreen
 
 
 class StuckApp(types.SimpleNamespace):

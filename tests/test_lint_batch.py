@@ -18,12 +18,12 @@ from tiny import (
     sentencepiece_handmade,
 )
 
-from tokstep.engine.data import DataRow, row_to_spec
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.lint_batch import BatchTokenizer, lint_rows
-from tokstep.engine.lint_pool import lint_stream
-from tokstep.engine.lints import lint_row
-from tokstep.tui.cli import main
+from tokstep.engine.inputs.data import DataRow, row_to_spec
+from tokstep.engine.lints.batch import BatchTokenizer, lint_rows
+from tokstep.engine.lints.catalogue import lint_row
+from tokstep.engine.lints.pool import lint_stream
+from tokstep.tui.cli.main import main
 
 WORDS = [
     "the",
@@ -206,7 +206,7 @@ def test_batched_library_lint_equals_the_per_row_path(tmp_path, name, same):
     batched path reuses the backend's encodings when tokenizer.json serializes alike, else encodes again."""
     from transformers import AutoTokenizer
 
-    from tokstep.engine import lints
+    import tokstep.engine.lints.catalogue as lints
 
     make = saved_chatml if same else saved_llama_class
     tokenizer = AutoTokenizer.from_pretrained(make(tmp_path / "tok"))
@@ -256,7 +256,7 @@ def test_the_process_pool_gives_the_same_results_in_order():
 
 
 def test_lint_command_jobs_1_and_2_agree_and_report_progress(tmp_path, capsys, monkeypatch):
-    from tokstep.tui import progress
+    import tokstep.tui.cli.progress as progress
 
     monkeypatch.setattr(progress, "LINE_EVERY", 0.0)  # a progress line at every batch
     folder = tmp_path / "tok"
@@ -273,7 +273,7 @@ def test_lint_command_jobs_1_and_2_agree_and_report_progress(tmp_path, capsys, m
 
 
 def test_token_codes_at_once_equal_token_by_token():
-    from tokstep.engine.chat_masks import _token_code, _token_codes
+    from tokstep.engine.chat.masks import _token_code, _token_codes
 
     rng = np.random.default_rng(7)
     for _ in range(200):

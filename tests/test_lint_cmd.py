@@ -8,8 +8,8 @@ import re
 import pytest
 from tiny import byte_bpe
 
-from tokstep.engine.lints import LINTS
-from tokstep.tui.cli import main
+from tokstep.engine.lints.catalogue import LINTS
+from tokstep.tui.cli.main import main
 
 CLEAN = [
     {"prompt": "The capital of France is", "completion": " Paris."},
@@ -174,7 +174,7 @@ def test_data_flag_with_a_missing_file_is_one_line_before_any_model_loads(tmp_pa
 
 
 def test_piped_lint_output_never_wraps_a_message_or_a_meaning(tmp_path, model_dir, capsys):
-    from tokstep.engine.lints import LINTS
+    from tokstep.engine.lints.catalogue import LINTS
 
     rows = [*CLEAN, {"input_ids": [0, 40, 41, 42], "labels": [-100] * 4}, "{not json"]
     code = main(

@@ -8,8 +8,8 @@ import pytest
 from tiny import CHATML_NO_END, byte_bpe, gpt2_style, llama3_style, sentencepiece_handmade
 from tokenizers import normalizers
 
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.lints import LINTS, WHITESPACE_RUN, lint_sample, lint_spec
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.lints.catalogue import LINTS, WHITESPACE_RUN, lint_sample, lint_spec
 
 CHAT = (
     {"role": "user", "content": "What is the capital of France?"},
@@ -222,7 +222,7 @@ def test_unbuildable_row_is_an_error_finding(chatml):
 
 
 def test_lint_sample_works_without_a_spec(gpt2):
-    from tokstep.engine.inputs import from_ids
+    from tokstep.engine.inputs.spec import from_ids
 
     ids = gpt2("the cat sat on the mat")["input_ids"]
     sample = from_ids({"input_ids": ids, "labels": ids[1:] + [-100]}, pad_id=gpt2.pad_token_id)
@@ -239,8 +239,8 @@ def test_every_documented_lint_has_a_test_here():
 
 
 def test_unreadable_data_row_is_a_bad_row_error(chatml):
-    from tokstep.engine.data import DataRow
-    from tokstep.engine.lints import lint_row
+    from tokstep.engine.inputs.data import DataRow
+    from tokstep.engine.lints.catalogue import lint_row
 
     result = lint_row(chatml, DataRow(index=3, line=7, spec=None, error="not valid JSON"))
     assert only(list(result.findings), "bad-row").message == "not valid JSON"
@@ -248,8 +248,8 @@ def test_unreadable_data_row_is_a_bad_row_error(chatml):
 
 
 def test_readable_data_row_counts_tokens_and_supervised(chatml):
-    from tokstep.engine.data import DataRow
-    from tokstep.engine.lints import lint_row
+    from tokstep.engine.inputs.data import DataRow
+    from tokstep.engine.lints.catalogue import lint_row
 
     spec = SampleSpec(prompt="The capital of France is", answer=" Paris")
     result = lint_row(chatml, DataRow(index=0, line=1, spec=spec))
@@ -287,7 +287,7 @@ def test_template_space_before_the_reply_is_reported(make):
 def bundled():
     """The bundled tokstep-mini tokenizer (byte-level BPE, adds <s>, ChatML template that never writes <s>)."""
     from tokstep.engine.defaults import DEFAULT_MODEL
-    from tokstep.engine.loading import load_tokenizer
+    from tokstep.engine.model.loading import load_tokenizer
 
     return load_tokenizer(str(DEFAULT_MODEL))
 
@@ -307,8 +307,8 @@ def test_bundled_tokenizer_catches_a_rendered_chat_trained_as_text_and_pad_train
 
 
 def test_a_row_that_breaks_the_tokenizer_is_an_error_finding_not_a_crash(chatml):
-    from tokstep.engine.data import DataRow
-    from tokstep.engine.lints import lint_row
+    from tokstep.engine.inputs.data import DataRow
+    from tokstep.engine.lints.catalogue import lint_row
 
     chat = (
         {"role": "user", "content": "hi"},
@@ -428,7 +428,7 @@ def test_pad_trained_when_attention_mask_hides_a_supervised_position(chatml):
 
 
 def test_too_long_when_the_model_has_fewer_positions(chatml):
-    from tokstep.engine.lints import set_max_positions
+    from tokstep.engine.lints.catalogue import set_max_positions
 
     tokenizer = byte_bpe(adds_bos=True)
     set_max_positions(tokenizer, 8)
@@ -464,9 +464,9 @@ def test_cross_document_attention_finding_names_cause_and_fix():
     """`"cross-document-attention"` (tokstep --batches; traced against the model in tests/test_batches.py)."""
     import numpy as np
 
-    from tokstep.engine.batch_results import DocumentCheck
-    from tokstep.engine.batches import Settings, parse_row
-    from tokstep.engine.packing import contamination_finding
+    from tokstep.engine.batches.files import Settings, parse_row
+    from tokstep.engine.batches.packing import contamination_finding
+    from tokstep.engine.batches.results import DocumentCheck
 
     row = parse_row('{"input_ids": [1, 2, 3, 4, 5], "position_ids": [0, 1, 2, 0, 1]}', 1)
     checks = (DocumentCheck(0, 0, 3, 1.0, 2, 0.0, 0.5), DocumentCheck(1, 3, 5, 1.0, 1, 2.5, 1.0))

@@ -9,7 +9,7 @@ import pytest
 import tiny
 
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.loading import load_model
+from tokstep.engine.model.loading import load_model
 
 
 @pytest.fixture()
@@ -63,8 +63,8 @@ def test_folder_without_tokenizer(tmp_path):
 
 
 def test_device_map_auto_loads_through_accelerate_and_traces(saved_llama):
-    from tokstep.engine.inputs import SampleSpec, build_sample
-    from tokstep.engine.trace import reference_loss, trace_sample
+    from tokstep.engine.inputs.spec import SampleSpec, build_sample
+    from tokstep.engine.model.trace import reference_loss, trace_sample
 
     loaded = load_model(str(saved_llama), dtype="float32", device_map="auto")
     sample = build_sample(SampleSpec(text="I love dogs and cats."), loaded.tokenizer)

@@ -9,9 +9,9 @@ import pytest
 import tiny
 from tolerant import assert_same_order, assert_same_rank, assert_same_ranking
 
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.trace import (
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.model.trace import (
     HIDDEN_PATH,
     LOGITS_PATH,
     max_drift,
@@ -135,7 +135,7 @@ def test_incremental_kv_cache_trace_matches_single_pass(arch, bpe_tokenizer):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_bfloat16_parity_within_stated_tolerance(arch, sp_tokenizer):
-    from tokstep.engine.results import parity_tolerance
+    from tokstep.engine.model.results import parity_tolerance
 
     model = tiny.tiny_model(arch, len(sp_tokenizer)).to(dtype=__import__("torch").bfloat16)
     loaded = wrap_model(model, sp_tokenizer)

@@ -14,10 +14,10 @@ import pytest
 import real_tokenizers as rt
 import transformers
 
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.lints import LINTS
-from tokstep.engine.sample import IGNORE_INDEX, MaskReason
-from tokstep.tui.cli import main
+from tokstep.engine.inputs.sample import IGNORE_INDEX, MaskReason
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.lints.catalogue import LINTS
+from tokstep.tui.cli.main import main
 
 SINGLE = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there!"}]
 MULTI = [

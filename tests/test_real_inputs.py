@@ -9,9 +9,9 @@ import tiny
 from tiny import byte_bpe, sentencepiece_handmade
 
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.inputs import SampleSpec, build_sample, read_text
-from tokstep.engine.lints import lint_sample
-from tokstep.tui.cli import main
+from tokstep.engine.inputs.spec import SampleSpec, build_sample, read_text
+from tokstep.engine.lints.catalogue import lint_sample
+from tokstep.tui.cli.main import main
 
 
 @pytest.mark.parametrize("make", [byte_bpe, sentencepiece_handmade], ids=["byte-level", "sentencepiece"])
@@ -54,8 +54,8 @@ def test_invalid_utf8_names_the_byte_offset(tmp_path, capsys):
 def test_bidirectional_model_is_refused_by_the_causality_probe():
     from transformers import BertConfig, BertLMHeadModel
 
-    from tokstep.engine.loading import wrap_model
-    from tokstep.engine.trace import trace_sample
+    from tokstep.engine.model.loading import wrap_model
+    from tokstep.engine.model.trace import trace_sample
 
     tokenizer = tiny.byte_level_bpe()
     config = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)

@@ -9,7 +9,7 @@ import real_tokenizers as rt
 import torch
 from transformers import AutoModelForCausalLM
 
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 
 # Facts about the real tokenizers, from their model cards / configs (not from tokstep).
 END_OF_TURN = {

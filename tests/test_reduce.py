@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tokstep.engine.reduce import Scratch, deterministic_topk, reduce_logits
+from tokstep.engine.model.reduce import Scratch, deterministic_topk, reduce_logits
 
 NAN, INF = float("nan"), float("inf")
 

@@ -9,11 +9,11 @@ import pytest
 import tiny
 from test_parity import ARCHS, SPECS
 
-from tokstep.engine import reference
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.reference import chunked_reference_loss, compute_reference
-from tokstep.engine.trace import reference_loss
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model import reference
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.model.reference import chunked_reference_loss, compute_reference
+from tokstep.engine.model.trace import reference_loss
 
 
 def _loaded(arch, tokenizer, model=None):
@@ -89,7 +89,7 @@ def test_trace_and_reference_in_two_threads_do_not_see_each_others_hooks(sp_toke
     """The TUI traces a new sample while the last one's reference computes: both hook the same base model."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tokstep.engine.trace import HIDDEN_PATH, trace_sample
+    from tokstep.engine.model.trace import HIDDEN_PATH, trace_sample
 
     loaded = _loaded("llama", sp_tokenizer)
     sample = build_sample(SPECS["text"], sp_tokenizer)

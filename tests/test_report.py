@@ -16,15 +16,15 @@ from rich.color import Color
 from rich.console import Console
 
 from tokstep.engine import defaults
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.results import parity
-from tokstep.engine.session import ModelSpec, load, run_trace
-from tokstep.engine.trace import reference_loss
-from tokstep.tui.cli import demo_spec, main
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.results import parity
+from tokstep.engine.model.session import ModelSpec, load, run_trace
+from tokstep.engine.model.trace import reference_loss
+from tokstep.tui.cli.main import demo_spec, main
+from tokstep.tui.cli.report import print_diagnostics, print_report
+from tokstep.tui.cli.report_data import parse_rows, supervised_text
+from tokstep.tui.cli.share import html_text, svg_text, worst_positions
 from tokstep.tui.palette import HEAT_COLOURS, REASON_COLOURS
-from tokstep.tui.report import print_diagnostics, print_report
-from tokstep.tui.report_data import parse_rows, supervised_text
-from tokstep.tui.share import html_text, svg_text, worst_positions
 
 COMMON = {"bos": "auto", "eos": "auto", "truncate": None}
 
@@ -112,8 +112,8 @@ def test_piped_report_keeps_each_lint_finding_on_one_line(capsys, loaded):
     ids = [int(i) for i in loaded.tokenizer("And God said")["input_ids"][1:]]  # no BOS: a lint fires
     spec = SampleSpec(ids={"input_ids": ids, "labels": ids}, name="ids")
     result = run_trace(loaded, spec, top_k=3, reference="off")
-    from tokstep.engine.lints import lint_sample
-    from tokstep.tui.report import report_console
+    from tokstep.engine.lints.catalogue import lint_sample
+    from tokstep.tui.cli.report import report_console
 
     findings = lint_sample(loaded.tokenizer, result.sample, spec)
     assert findings
@@ -278,7 +278,7 @@ def test_cli_writes_html_and_svg_atomically_and_refuses_to_overwrite(capsys, tmp
 
 
 def test_shared_context_wraps_between_tokens_never_inside_one(chat_result):
-    from tokstep.tui.share import coloured_context
+    from tokstep.tui.cli.share import coloured_context
 
     context, _ = coloured_context(chat_result)
     labels = [chat_result.texts.visible(int(i)) for i in chat_result.sample.input_ids]

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 from import_graph import all_imports, modules
 
-from tokstep.tui.cli import _actions, build_parser
-from tokstep.tui.run_config import RunConfig
+from tokstep.tui.cli.main import _actions, build_parser
+from tokstep.tui.cli.run_config import RunConfig
 
 
 def test_every_flag_has_a_field_with_the_flags_default():
@@ -23,7 +23,7 @@ def test_every_flag_has_a_field_with_the_flags_default():
 
 
 def test_a_parsed_command_line_becomes_a_frozen_configuration():
-    from tokstep.tui.cli import parse
+    from tokstep.tui.cli.main import parse
 
     args, _given = parse(build_parser(), ["report", "--text", "hi", "--top-k", "3", "--reference", "off"])
     config = RunConfig.from_namespace(args)
@@ -42,16 +42,16 @@ def test_a_flag_without_a_field_is_named():
 def test_nothing_past_cli_reads_argparse():
     # GIVEN every tui module but the CLI and the modules that declare flags on its parser
     declaring = {
-        "tokstep.tui.cli",
-        "tokstep.tui.run_config",
-        "tokstep.tui.flag_rules",
-        "tokstep.tui.lint_cmd",
-        "tokstep.tui.scan_cmd",
-        "tokstep.tui.batch_report",
+        "tokstep.tui.cli.main",
+        "tokstep.tui.cli.run_config",
+        "tokstep.tui.cli.flag_rules",
+        "tokstep.tui.cli.lint_cmd",
+        "tokstep.tui.cli.scan_cmd",
+        "tokstep.tui.cli.batch_report",
     }
     importers = {i.source for i in all_imports() if i.target == "argparse"}
     offenders = sorted(n for n in importers if n.startswith("tokstep.tui") and n not in declaring)
-    reading = {"tokstep.tui.cli", "tokstep.tui.run_config"}
+    reading = {"tokstep.tui.cli.main", "tokstep.tui.cli.run_config"}
     for name, path in modules().items():
         if name.startswith("tokstep.tui") and name not in reading and "Namespace" in path.read_text("utf-8"):
             offenders.append(f"{name}: Namespace")

@@ -19,12 +19,12 @@ import pytest
 import torch
 from tiny import byte_bpe, save_model_folder, tiny_model
 
-from tokstep.engine import scan as scan_module
-from tokstep.engine.batched import length_buckets, score_batch
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.trace import reference_loss, trace_sample
-from tokstep.tui.cli import main
+import tokstep.engine.scan.run as scan_module
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.model.trace import reference_loss, trace_sample
+from tokstep.engine.scan.batched import length_buckets, score_batch
+from tokstep.tui.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [
@@ -188,7 +188,7 @@ def test_scan_writes_one_record_per_row_and_matches_tracing(
     loaded = wrap_model(
         __import__("transformers").AutoModelForCausalLM.from_pretrained(model_dir), tokenizer, "tiny"
     )
-    from tokstep.engine.data import open_data
+    from tokstep.engine.inputs.data import open_data
 
     data = open_data(data_file)
     for record in rows[:12]:
@@ -262,8 +262,8 @@ def _env() -> dict[str, str]:
 # `python -m tokstep` with a pause after each committed chunk: time to kill it mid-run
 _SLOW_SCAN = """
 import time
-import tokstep.engine.scan as scan
-from tokstep.tui.cli import console_main
+import tokstep.engine.scan.run as scan
+from tokstep.tui.cli.main import console_main
 real = scan.write_atomic
 def slow(path, write):
     real(path, write)
@@ -334,7 +334,7 @@ def test_two_gloo_processes_give_the_one_process_result(tmp_path, model_dir, dat
 def test_progress_lines_when_not_a_terminal():
     import io
 
-    from tokstep.tui.progress import RowProgress
+    from tokstep.tui.cli.progress import RowProgress
 
     stream = io.StringIO()
     with RowProgress("tokstep scan", 100, stream=stream, tty=False, every=0.0) as bar:

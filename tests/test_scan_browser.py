@@ -15,15 +15,15 @@ from textual.widgets import DataTable, Input
 from tiny import byte_bpe, save_model_folder
 from tui_wait import wait_for
 
-from tokstep.engine.data import open_data
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.loading import ModelSpec
-from tokstep.engine.scan_view import ScanView
-from tokstep.tui import scan_browser
-from tokstep.tui.app import TokstepApp
-from tokstep.tui.cli import main
-from tokstep.tui.scan_browser import ScanBrowserScreen
-from tokstep.tui.stepper import StepperScreen
+from tokstep.engine.inputs.data import open_data
+from tokstep.engine.model.loading import ModelSpec
+from tokstep.engine.scan.view import ScanView
+from tokstep.tui.cli.main import main
+from tokstep.tui.screens import scan_browser
+from tokstep.tui.screens.app import TokstepApp
+from tokstep.tui.screens.scan_browser import ScanBrowserScreen
+from tokstep.tui.screens.stepper import StepperScreen
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 from test_scan import make_rows, read_scan, write_jsonl
 from tiny import byte_bpe, save_model_folder
 
-from tokstep.engine import scan as scan_module
-from tokstep.tui.cli import main
+import tokstep.engine.scan.run as scan_module
+from tokstep.tui.cli.main import main
 
 
 @pytest.fixture(scope="module")

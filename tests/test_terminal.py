@@ -14,14 +14,14 @@ import pytest
 from synthetic import synthetic_result
 from textual.widgets import Static
 
-from tokstep.engine.inputs import SampleSpec
+from tokstep.engine.inputs.spec import SampleSpec
 from tokstep.tui import exit_codes
-from tokstep.tui.app import PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.cli.run_config import RunConfig
 from tokstep.tui.formatting import probability
-from tokstep.tui.lifecycle import Lifecycle
-from tokstep.tui.run_config import RunConfig
-from tokstep.tui.stepper import StepperScreen
-from tokstep.tui.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
+from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.screens.lifecycle import Lifecycle
+from tokstep.tui.screens.stepper import StepperScreen
+from tokstep.tui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from tokstep.tui.widgets.inspector_line import describe
 
 

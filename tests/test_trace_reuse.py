@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tiny
 
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.reduce import Scratch
-from tokstep.engine.trace import HIDDEN_PATH, reference_loss, trace_sample
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.model.reduce import Scratch
+from tokstep.engine.model.trace import HIDDEN_PATH, reference_loss, trace_sample
 
 TEXT = SampleSpec(text="The quick brown fox jumps over the lazy dog. I love dogs and I love cats.")
 

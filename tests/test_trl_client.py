@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tokstep.capture import save_batches
-from tokstep.engine.batches import read_batches
-from tokstep.engine.packing import trace_batches
-from tokstep.engine.structure import ROLES
+from tokstep.engine.batches.files import read_batches
+from tokstep.engine.batches.packing import trace_batches
+from tokstep.engine.chat.structure import ROLES
 
 VERSES = [
     "In the beginning God created the heaven and the earth.",
@@ -25,8 +25,8 @@ VERSES = [
 
 @pytest.fixture(scope="module")
 def mini():
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.engine.session import load
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.engine.model.session import load
 
     return load(ModelSpec(dtype="float32", device="cpu"))
 

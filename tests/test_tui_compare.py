@@ -8,15 +8,15 @@ import pytest
 import tiny
 from tui_wait import screen_of as wait_screen
 
-from tokstep.engine.compare_spec import CompareSpec
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.lens import logit_lens
-from tokstep.engine.loading import ModelSpec, wrap_model
-from tokstep.tui.app import TokstepApp
-from tokstep.tui.backend import EngineBackend
-from tokstep.tui.compare_screen import AlignmentScreen, CompareScreen
-from tokstep.tui.lens_screen import LensScreen
-from tokstep.tui.stepper import StepperScreen
+from tokstep.engine.compare.lens import logit_lens
+from tokstep.engine.compare.spec import CompareSpec
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.model.loading import ModelSpec, wrap_model
+from tokstep.tui.screens.app import TokstepApp
+from tokstep.tui.screens.backend import EngineBackend
+from tokstep.tui.screens.compare import AlignmentScreen, CompareScreen
+from tokstep.tui.screens.lens import LensScreen
+from tokstep.tui.screens.stepper import StepperScreen
 from tokstep.tui.widgets.compare_panel import CompareBar, ComparePanel
 
 TEXT = SampleSpec(text="A lazy cat loves brown dogs and quick foxes in France. Hello there, general Kenobi!")
@@ -172,7 +172,7 @@ async def test_help_lists_the_stepper_keys_with_compares_own_in_place(models):
     whose descriptions replace the stepper's (n jumps by KL here, not by surprise)."""
     from test_tui_stepper import text_of
 
-    from tokstep.tui.dialogs import HelpScreen
+    from tokstep.tui.screens.dialogs import HelpScreen
 
     app = make_app(models["a"], models["b"])
     async with app.run_test(size=(120, 40)) as pilot:
@@ -191,7 +191,7 @@ async def test_help_lists_the_stepper_keys_with_compares_own_in_place(models):
 async def test_alignment_rows_fit_the_dialog_so_the_marks_stay_under_their_characters(models, size):
     from rich.cells import cell_len
 
-    from tokstep.tui.compare_screen import BoundaryRows
+    from tokstep.tui.screens.compare import BoundaryRows
 
     app = make_app(models["a"], models["gpt2"])
     async with app.run_test(size=size) as pilot:
@@ -209,7 +209,7 @@ async def test_at_80x24_the_help_and_footer_show_n_and_y_uncut(models):
     from rich.console import Console
     from textual.widgets import Static
 
-    from tokstep.tui.dialogs import HelpScreen
+    from tokstep.tui.screens.dialogs import HelpScreen
 
     app = make_app(models["a"], models["b"])
     async with app.run_test(size=(80, 24)) as pilot:

@@ -196,9 +196,9 @@ def test_sigterm_in_the_stepper_gives_the_terminal_back(model_dir, terminal, tmp
 # The model load, replaced by one that never ends (as a 70B checkpoint on a slow disk); the rest is real.
 BLOCKED_LOAD = """
 import sys, time
-from tokstep.tui import app
+from tokstep.tui.screens import app
 app.EngineBackend.load = lambda self, spec: time.sleep(600)
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 sys.exit(main(["--text", "I love dogs."]))
 """
 

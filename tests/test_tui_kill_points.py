@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tokstep.tui.cli import main
+from tokstep.tui.cli.main import main
 
 TOKSTEP = Path(sys.executable).with_name("tokstep")
 ZYGOTE = Path(__file__).with_name("zygote.py")

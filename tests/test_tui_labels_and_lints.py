@@ -8,12 +8,12 @@ from dataclasses import replace
 from synthetic import synthetic_result
 from tui_wait import screen_of
 
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.lints import LINTS, Finding
-from tokstep.engine.sample import MaskReason, Sample
-from tokstep.tui.app import PrecomputedBackend, TokstepApp
-from tokstep.tui.dialogs import LintsScreen
-from tokstep.tui.stepper import StepperScreen
+from tokstep.engine.inputs.sample import MaskReason, Sample
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.lints.catalogue import LINTS, Finding
+from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp
+from tokstep.tui.screens.dialogs import LintsScreen
+from tokstep.tui.screens.stepper import StepperScreen
 from tokstep.tui.widgets.context_strip import ContextStrip
 
 SIZE = (100, 30)
@@ -150,9 +150,9 @@ async def test_the_loss_panel_names_a_mask_from_the_users_labels_for_its_source(
 async def test_the_header_counts_lints_as_the_data_browser_does_info_included():
     """One counting rule: the stepper's header and the browser's lints column show the same tally for the
     same findings (the browser used to leave info findings out: `3E` against `⚠ 4 lints`)."""
-    from tokstep.engine.data import DataRow
-    from tokstep.engine.lints import RowLint
-    from tokstep.tui.browser import lint_badge
+    from tokstep.engine.inputs.data import DataRow
+    from tokstep.engine.lints.catalogue import RowLint
+    from tokstep.tui.screens.browser import lint_badge
     from tokstep.tui.widgets.status_bar import StatusBar
 
     result = synthetic_result(40, seed=2)

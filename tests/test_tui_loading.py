@@ -17,12 +17,12 @@ from textual.screen import Screen
 from textual.widgets import Static
 from tui_wait import wait_for as poll
 
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.loading import ModelSpec
-from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp, run_app
-from tokstep.tui.backend import DataOptions
-from tokstep.tui.run_config import RunConfig
-from tokstep.tui.stepper import StepperScreen
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.model.loading import ModelSpec
+from tokstep.tui.cli.run_config import RunConfig
+from tokstep.tui.screens.app import EngineBackend, PrecomputedBackend, TokstepApp, run_app
+from tokstep.tui.screens.backend import DataOptions
+from tokstep.tui.screens.stepper import StepperScreen
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT, ANSWER = "Question: what is the capital of France?\nAnswer:", " Paris is the capital of France."
@@ -190,7 +190,7 @@ async def test_data_flag_puts_the_browser_screen_underneath(model_dir, monkeypat
         def model_loaded(self, model) -> None:
             made.append(("model", model))
 
-    monkeypatch.setattr("tokstep.tui.app.DataBrowserScreen", RecordingBrowser)
+    monkeypatch.setattr("tokstep.tui.screens.app.DataBrowserScreen", RecordingBrowser)
     options = DataOptions(bos="none")
     app = TokstepApp(spec_of(model_dir), SampleSpec(text="unused"), data="rows.jsonl", data_options=options)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -255,8 +255,8 @@ async def test_a_newer_open_sample_replaces_one_still_tracing():
 
 QUIT_DURING_LOAD = """
 import time
-from tokstep.engine.inputs import SampleSpec
-from tokstep.tui.app import EngineBackend, TokstepApp
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.tui.screens.app import EngineBackend, TokstepApp
 
 class NeverLoads(EngineBackend):
     def load(self, spec):

@@ -9,7 +9,7 @@ import pytest
 from synthetic import synthetic_result
 
 from tokstep.tui.formatting import bar, clip, number, probability
-from tokstep.tui.navigation import (
+from tokstep.tui.screens.navigation import (
     Marks,
     SurpriseRule,
     TokenSearch,

@@ -14,8 +14,8 @@ import pytest
 from pinned_demo import demo, fresh_result, pinned_result
 from tolerant import assert_same_ranking
 
-from tokstep.tui.app import EngineBackend, PrecomputedBackend, TokstepApp
-from tokstep.tui.stepper import StepperScreen
+from tokstep.tui.screens.app import EngineBackend, PrecomputedBackend, TokstepApp
+from tokstep.tui.screens.stepper import StepperScreen
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from rich.console import Console
 from synthetic import synthetic_result
 from tui_wait import screen_of
 
-from tokstep.engine.inputs import SampleSpec
-from tokstep.engine.lints import Finding
-from tokstep.tui.app import PrecomputedBackend, TokstepApp
-from tokstep.tui.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
-from tokstep.tui.navigation import SurpriseRule, mask_boundaries
-from tokstep.tui.stepper import SPEEDS, StepperScreen
+from tokstep.engine.inputs.spec import SampleSpec
+from tokstep.engine.lints.catalogue import Finding
+from tokstep.tui.screens.app import PrecomputedBackend, TokstepApp
+from tokstep.tui.screens.dialogs import HelpScreen, LintsScreen, PromptScreen, ThresholdScreen
+from tokstep.tui.screens.navigation import SurpriseRule, mask_boundaries
+from tokstep.tui.screens.stepper import SPEEDS, StepperScreen
 from tokstep.tui.widgets.context_strip import ContextStrip
 
 SIZE = (100, 30)

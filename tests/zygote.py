@@ -4,7 +4,7 @@ Run as `python zygote.py SOCKET`: it imports tokstep's CLI, app, engine, torch a
 `ready` on stdout, then serves one JSON request per connection on the Unix socket SOCKET:
 `{"tty": "/dev/pts/N", "argv": [...], "env": {...}}`. For each, it forks a child that becomes a new session
 whose controlling terminal is that tty (as the process a terminal emulator starts is), with stdin, stdout and
-stderr on it, and runs `tokstep.tui.cli.console_main()` there: the real program, its imports already done.
+stderr on it, and runs `tokstep.tui.cli.main.console_main()` there: the real program, its imports already done.
 The reply is the child's pid (one line), then, when the child has ended, its exit status (`exit N`, or
 `signal N` when a signal killed it). Used by tests/test_tui_kill_points.py to kill 50 runs in well under the
 time 50 fresh interpreters would take to import torch.
@@ -27,12 +27,12 @@ def preload() -> None:
     import transformers  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-    import tokstep.engine.session  # noqa: F401
-    import tokstep.tui.app  # noqa: F401
-    import tokstep.tui.browser  # noqa: F401
-    import tokstep.tui.cli  # noqa: F401
-    import tokstep.tui.scan_browser  # noqa: F401
-    import tokstep.tui.stepper  # noqa: F401
+    import tokstep.engine.model.session  # noqa: F401
+    import tokstep.tui.cli.main  # noqa: F401
+    import tokstep.tui.screens.app  # noqa: F401
+    import tokstep.tui.screens.browser  # noqa: F401
+    import tokstep.tui.screens.scan_browser  # noqa: F401
+    import tokstep.tui.screens.stepper  # noqa: F401
 
 
 def run_child(tty: str, argv: list[str], env: dict[str, str]) -> None:
@@ -47,7 +47,7 @@ def run_child(tty: str, argv: list[str], env: dict[str, str]) -> None:
             os.close(fd)
         os.environ.update(env)
         sys.argv = ["tokstep", *argv]
-        from tokstep.tui.cli import console_main
+        from tokstep.tui.cli.main import console_main
 
         console_main()
     except SystemExit as done:

@@ -19,14 +19,14 @@ if not (_HERE / "engine").is_dir() and (_HERE.parent / "engine" / "__init__.py")
 __version__ = "0.2.0"
 
 _LAZY = {
-    "IGNORE_INDEX": "tokstep.engine.sample",
-    "MaskReason": "tokstep.engine.sample",
-    "Sample": "tokstep.engine.sample",
+    "IGNORE_INDEX": "tokstep.engine.inputs.sample",
+    "MaskReason": "tokstep.engine.inputs.sample",
+    "Sample": "tokstep.engine.inputs.sample",
     "TokstepError": "tokstep.engine.errors",
-    "SampleSpec": "tokstep.engine.inputs",
-    "ModelSpec": "tokstep.engine.session",
-    "TraceResult": "tokstep.engine.session",
-    "run_trace": "tokstep.engine.session",
+    "SampleSpec": "tokstep.engine.inputs.spec",
+    "ModelSpec": "tokstep.engine.model.session",
+    "TraceResult": "tokstep.engine.model.session",
+    "run_trace": "tokstep.engine.model.session",
     "save_batches": "tokstep.capture",
 }
 

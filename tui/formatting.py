@@ -6,7 +6,7 @@ import math
 
 from rich.cells import cell_len, set_cell_size
 
-from tokstep.engine.tokens import TokenTexts
+from tokstep.engine.model.tokens import TokenTexts
 
 BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
 

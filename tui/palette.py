@@ -12,7 +12,7 @@ UNDECIDED = "dim"  # a check that could not be made (no supervised token)
 
 
 def verdict_style(ok: bool | None, loud: bool = False) -> str:
-    """ours vs HF (engine.results.parity) and every other pass/fail: `loud` for the stepper's loss panel."""
+    """ours vs HF (engine.model.results.parity) and every other pass/fail: `loud` for the stepper's loss panel."""
     if ok is None:
         return UNDECIDED
     if loud:
@@ -28,7 +28,7 @@ def check_style(ok: bool) -> str:
 # CE heatmap, low -> high CE of predicting the token (the `c` key, `report --html/--svg --colour-by ce`).
 HEAT_COLOURS = ("#4caf50", "#9ccc65", "#d4e157", "#ffca28", "#ff8f00", "#f4511e", "#d50000")
 
-# Background per mask reason (the `w` key, `--colour-by reason`), by MaskReason's value (engine/sample.py: this
+# Background per mask reason (the `w` key, `--colour-by reason`), by MaskReason's value (engine/inputs/sample.py: this
 # module stays free of numpy): counted tokens green, each kind of masking its own colour.
 REASON_COLOURS = {
     "supervised": "#1f4d1f",

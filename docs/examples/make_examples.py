@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from tokstep.engine.defaults import DEFAULT_MODEL
-from tokstep.engine.loading import load_tokenizer
+from tokstep.engine.model.loading import load_tokenizer
 
 HERE = Path(__file__).parent
 CHATS = [

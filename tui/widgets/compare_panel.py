@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from tokstep.engine.compare_results import CompareResult
+from tokstep.engine.compare.results import CompareResult
 from tokstep.tui.formatting import clip, number, probability, token_label
 from tokstep.tui.widgets.lines import CursorPanel, FittedLine, Lines, LinesView
 from tokstep.tui.widgets.loss_curve import LossCurve

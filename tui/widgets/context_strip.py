@@ -19,8 +19,8 @@ from rich.style import Style
 from textual import events
 from textual.message import Message
 
-from tokstep.engine.results import TraceResult
-from tokstep.engine.sample import MaskReason
+from tokstep.engine.inputs.sample import MaskReason
+from tokstep.engine.model.results import TraceResult
 from tokstep.tui.formatting import clip, token_label
 from tokstep.tui.palette import HEAT_COLOURS, REASON_COLOURS
 from tokstep.tui.widgets.lines import LinesView
@@ -73,7 +73,7 @@ REASON_SHORT = {
     MaskReason.FIRST: "first",
 }
 
-# chats and ids rows whose chat turns were recovered (engine.structure): each token's background is its role, two shades
+# chats and ids rows whose chat turns were recovered (engine.chat.structure): each token's background is its role, two shades
 # for token boundaries; the given mask stays on top (masked dim), so trained user words stand out at a glance.
 ROLE_COLOURS = {
     "assistant": ("#173d17", "#235223"),

@@ -3,7 +3,7 @@ of that document and of the batch so far, side by side (with |Δ log q| against 
 
 from __future__ import annotations
 
-from tokstep.engine.batch_results import BatchReport, RowResult, noise_floor
+from tokstep.engine.batches.results import BatchReport, RowResult, noise_floor
 from tokstep.tui.formatting import number
 from tokstep.tui.widgets.lines import FittedLine, LinesView
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.cells import cell_len
 
-from tokstep.engine.results import TraceResult
-from tokstep.engine.tokens import make_visible
+from tokstep.engine.model.results import TraceResult
+from tokstep.engine.model.tokens import make_visible
 from tokstep.tui.widgets.lines import Lines, LinesView
 
 NEIGHBOURS = 8  # ids passed to the inspector on each side of the token

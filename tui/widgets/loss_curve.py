@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokstep.engine.results import TraceResult
+from tokstep.engine.model.results import TraceResult
 from tokstep.tui.widgets.lines import CursorPanel, Line, style
 
 BLOCKS = " ▁▂▃▄▅▆▇█"

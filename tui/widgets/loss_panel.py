@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tokstep.engine.results import TraceResult, parity
+from tokstep.engine.model.results import TraceResult, parity
 from tokstep.tui.formatting import number
 from tokstep.tui.palette import verdict_style
 from tokstep.tui.widgets.lines import CursorPanel, Lines

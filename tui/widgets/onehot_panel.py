@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tokstep.engine.results import TraceResult
+from tokstep.engine.model.results import TraceResult
 from tokstep.tui.formatting import clip, number, probability, token_label
 from tokstep.tui.widgets.lines import CursorPanel, Lines
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.cells import cell_len
 
-from tokstep.engine.results import TraceResult
+from tokstep.engine.model.results import TraceResult
 from tokstep.tui.severity import tally_pieces
 from tokstep.tui.widgets.lines import CursorPanel, Lines
 

@@ -6,7 +6,7 @@ import math
 
 from rich.cells import cell_len
 
-from tokstep.engine.results import TraceResult
+from tokstep.engine.model.results import TraceResult
 from tokstep.tui.formatting import bar, clip, number, probability, token_label
 from tokstep.tui.widgets.lines import CursorPanel, Line, style
 

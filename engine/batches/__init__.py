@@ -1,0 +1,1 @@
+"""Trainer batches: the file, packing, per-document and batch loss, labels against structure."""

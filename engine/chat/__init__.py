@@ -1,0 +1,1 @@
+"""Chat templates: masks derived from messages, structure recovered from tokens."""

@@ -1,0 +1,1 @@
+"""Compare two models or two tokenizers (KL, ΔCE, bits per byte), and the logit lens."""

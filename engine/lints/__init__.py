@@ -1,0 +1,1 @@
+"""Lints: the catalogue, and the batched and parallel runners over data files."""

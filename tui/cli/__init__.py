@@ -1,0 +1,1 @@
+"""The command line: its flags, the run configuration, the Rich commands and reports."""
