@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,145 +28,205 @@ def structure_lints(
     layout = recovered_layout(sample)
     if layout is None or sample.num_supervised == 0:
         return
-    ids, labels, n = sample.input_ids, sample.labels, len(sample)
-    start, end = within or (0, n)
-    supervised = labels != IGNORE_INDEX  # (N,) a fresh array
+    start, end = within or (0, len(sample))
+    supervised = sample.labels != IGNORE_INDEX  # (N,) a fresh array
     supervised[: start + 1] = False
     other = list(other_template(tokenizer, sample, facts, supervised))
     if other:
         yield from other
         return  # the labels belong to other positions: comparing them token by token would only add noise
     versus = f"(convention: {layout.convention})"
-    train_eot = layout.eot == "train"
     if supervised[start + 1 : end].all():  # nothing masked: full-sequence training on a transcript
-        words = np.flatnonzero((layout.parts == Part.CONTENT) & (layout.roles != ROLES.index("assistant")))
-        words = words[(words > start) & (words < end)].tolist()
-        if words:
-            yield Finding(
-                "trains-on-user",
-                "error",
-                tuple(words[:MAX_POSITIONS]),
-                "nothing is masked: every token is trained, the user's and system's words and the template's "
-                f"markup too ({len(words)} tokens not from the assistant); fine for pretraining on transcripts, "
-                f"not for SFT: supervise only the assistant turns {versus}",
-            )
+        yield from _nothing_masked(layout, start, end, versus)
         return
     expected = layout.expected()
     replies = [t for t in layout.turns if t.role == "assistant" and t.content_end > t.content_start]
-    displaced = displaced_mask(layout, supervised, replies)
-    if displaced:
-        moved = (
-            np.flatnonzero(supervised ^ expected)[1:]
-            if not expected[0]
-            else np.flatnonzero(supervised ^ expected)
-        )
-        yield finding(
-            "labels-other-template",
-            moved.tolist(),
-            f"each supervised span has the length of an assistant reply but sits {', '.join(f'{d:+d}' for d in displaced)} "
-            "tokens away from it: the mask was computed on another rendering (a template with other header "
-            "lengths); build ids and labels from one rendering",
-        )
+    moved = _displaced_finding(layout, supervised, expected, replies)
+    if moved is not None:
+        yield moved
         return
-    padding = np.zeros(n, dtype=bool) if sample.attention_mask is None else sample.attention_mask == 0
+    check = _ReplyCheck(_reported_elsewhere(sample, layout, facts))
+    for turn in replies:
+        _check_reply(tokenizer, sample.input_ids, facts, turn, supervised, layout.eot == "train", check)
+    yield from _reply_findings(check, replies, versus)
+    yield from _end_of_turn_findings(tokenizer, sample, facts, check, versus)
+    stray = supervised & ~expected & ~check.explained  # (N,) supervised where the structure says masked
+    yield from stray_findings(
+        tokenizer, layout, sample.input_ids, np.flatnonzero(stray).tolist(), versus, facts
+    )
+
+
+@dataclass
+class _ReplyCheck:
+    """What the labels of the assistant replies show, filled turn by turn (positions in row order)."""
+
+    explained: np.ndarray  # (N,) bool: positions a reply finding covers, padding, or inserted markup
+    untrained: list[Any] = field(default_factory=list)  # replies with no supervised content
+    holes: list[int] = field(default_factory=list)  # masked tokens inside replies
+    off: list[int] = field(default_factory=list)  # positions a span shifted by 1-2 tokens got wrong
+    off_notes: list[str] = field(default_factory=list)
+    masked_ends: list[int] = field(default_factory=list)  # end-of-turn tokens masked under --eot train
+    trained_ends: list[int] = field(default_factory=list)  # --eot mask: end-of-turn tokens supervised anyway
+    unclosed: list[int] = field(default_factory=list)  # last supervised token of a reply with no end-of-turn
+
+
+def _nothing_masked(layout: Any, start: int, end: int, versus: str) -> Iterator[Finding]:
+    """`trains-on-user` when every token is supervised: the other roles' words are trained too."""
+    words = np.flatnonzero((layout.parts == Part.CONTENT) & (layout.roles != ROLES.index("assistant")))
+    words = words[(words > start) & (words < end)].tolist()
+    if words:
+        yield Finding(
+            "trains-on-user",
+            "error",
+            tuple(words[:MAX_POSITIONS]),
+            "nothing is masked: every token is trained, the user's and system's words and the template's "
+            f"markup too ({len(words)} tokens not from the assistant); fine for pretraining on transcripts, "
+            f"not for SFT: supervise only the assistant turns {versus}",
+        )
+
+
+def _displaced_finding(
+    layout: Any, supervised: np.ndarray, expected: np.ndarray, replies: list[Any]
+) -> Finding | None:
+    """`labels-other-template` when every supervised span has a reply's length but sits 3+ tokens away."""
+    displaced = displaced_mask(layout, supervised, replies)
+    if not displaced:
+        return None
+    moved = (
+        np.flatnonzero(supervised ^ expected)[1:]
+        if not expected[0]
+        else np.flatnonzero(supervised ^ expected)
+    )
+    return finding(
+        "labels-other-template",
+        moved.tolist(),
+        f"each supervised span has the length of an assistant reply but sits {', '.join(f'{d:+d}' for d in displaced)} "
+        "tokens away from it: the mask was computed on another rendering (a template with other header "
+        "lengths); build ids and labels from one rendering",
+    )
+
+
+def _reported_elsewhere(sample: Sample, layout: Any, facts: TokenizerFacts) -> np.ndarray:
+    """(N,) bool: padding and template-inserted tokens, which other lints (or none) report when supervised."""
+    ids = sample.input_ids
+    padding = (
+        np.zeros(len(sample), dtype=bool) if sample.attention_mask is None else sample.attention_mask == 0
+    )
     if facts.pad_id is not None:
         padding |= (ids == facts.pad_id) & (layout.roles == NO_ROLE)  # pad-trained reports those
-    explained = padding | (layout.parts == Part.INSERTED)
-    untrained, holes, off, off_notes, masked_ends, unclosed = [], [], [], [], [], []
-    trained_ends: list[int] = []  # --eot mask: end-of-turn tokens the labels supervise all the same
-    for turn in replies:
-        lo, hi = turn.content_start, turn.end if train_eot else turn.content_end
-        shift = _shift(supervised, lo, hi)
-        if shift:
-            moved = set(range(lo + shift, hi + shift)) ^ set(range(lo, hi))
-            off += sorted(moved)
-            explained[sorted(moved)] = True
-            off_notes.append(
-                f"t = {lo}..{hi - 1} is supervised as t = {lo + shift}..{hi + shift - 1} ({shift:+d})"
-            )
-            continue
-        content = supervised[turn.content_start : turn.content_end]
-        if not content.any():
-            untrained.append(turn)
-            explained[lo:hi] = True
-            continue
-        first = turn.content_start + int(np.argmax(content))
-        last = turn.content_end - 1 - int(np.argmax(content[::-1]))
-        head = list(range(turn.content_start, first))
-        tail = list(range(last + 1, turn.content_end))
-        ends = (  # what ends the turn, masked (not Gemma's `\\n` after it: template, trained or not)
-            [j for j in turn.end_of_turn if not supervised[j] and _ends_turn(tokenizer, ids, turn, j, facts)]
-            if train_eot
-            else []
+    return padding | (layout.parts == Part.INSERTED)
+
+
+def _check_reply(
+    tokenizer: Any,
+    ids: np.ndarray,
+    facts: TokenizerFacts,
+    turn: Any,
+    supervised: np.ndarray,
+    train_eot: bool,
+    check: _ReplyCheck,
+) -> None:
+    """Compare one assistant reply's labels with its span, adding what is wrong to `check`."""
+    lo, hi = turn.content_start, turn.end if train_eot else turn.content_end
+    shift = _shift(supervised, lo, hi)
+    if shift:
+        moved = sorted(set(range(lo + shift, hi + shift)) ^ set(range(lo, hi)))
+        check.off += moved
+        check.explained[moved] = True
+        check.off_notes.append(
+            f"t = {lo}..{hi - 1} is supervised as t = {lo + shift}..{hi + shift - 1} ({shift:+d})"
         )
-        trained_ends += [] if train_eot else [j for j in turn.end_of_turn if supervised[j]]
-        inside = [j for j in range(first, last + 1) if not supervised[j]]
-        if 0 < len(head) <= 2:
-            off += head
-            off_notes.append(f"the reply at t = {turn.content_start} starts {len(head)} token(s) late")
-        elif head:
-            holes += head
-        if 0 < len(tail) <= 2:
-            off += tail + ends
-            off_notes.append(
-                f"the reply ending at t = {turn.end - 1} stops {len(tail) + len(ends)} token(s) early"
-            )
-            ends = []
-        elif tail:
-            holes += tail
-        holes += inside
-        masked_ends += ends
-        explained[lo:hi] = True
-        explained[trained_ends] = True
-        if not turn.closed and supervised[turn.content_end - 1]:
-            unclosed.append(turn.content_end - 1)
-    if untrained:
-        yield _untrained_finding(untrained, replies, versus)
-    if holes:
+        return
+    content = supervised[turn.content_start : turn.content_end]
+    if not content.any():
+        check.untrained.append(turn)
+        check.explained[lo:hi] = True
+        return
+    first = turn.content_start + int(np.argmax(content))
+    last = turn.content_end - 1 - int(np.argmax(content[::-1]))
+    head = list(range(turn.content_start, first))
+    tail = list(range(last + 1, turn.content_end))
+    ends = (  # what ends the turn, masked (not Gemma's `\\n` after it: template, trained or not)
+        [j for j in turn.end_of_turn if not supervised[j] and _ends_turn(tokenizer, ids, turn, j, facts)]
+        if train_eot
+        else []
+    )
+    trained_ends = [] if train_eot else [j for j in turn.end_of_turn if supervised[j]]
+    check.trained_ends += trained_ends
+    if 0 < len(head) <= 2:
+        check.off += head
+        check.off_notes.append(f"the reply at t = {turn.content_start} starts {len(head)} token(s) late")
+    elif head:
+        check.holes += head
+    if 0 < len(tail) <= 2:
+        check.off += tail + ends
+        check.off_notes.append(
+            f"the reply ending at t = {turn.end - 1} stops {len(tail) + len(ends)} token(s) early"
+        )
+        ends = []
+    elif tail:
+        check.holes += tail
+    check.holes += [j for j in range(first, last + 1) if not supervised[j]]
+    check.masked_ends += ends
+    check.explained[lo:hi] = True
+    check.explained[trained_ends] = True
+    if not turn.closed and supervised[turn.content_end - 1]:
+        check.unclosed.append(turn.content_end - 1)
+
+
+def _reply_findings(check: _ReplyCheck, replies: list[Any], versus: str) -> Iterator[Finding]:
+    """Replies not trained, holes in them, and spans off by a token or two."""
+    if check.untrained:
+        yield _untrained_finding(check.untrained, replies, versus)
+    if check.holes:
         yield finding(
             "assistant-not-trained",
-            holes,
-            f"{len(holes)} token(s) inside assistant replies are masked (t = {fmt_positions(holes)}): "
+            check.holes,
+            f"{len(check.holes)} token(s) inside assistant replies are masked (t = {fmt_positions(check.holes)}): "
             f"supervise each reply whole {versus}",
         )
-    if off:
+    if check.off:
         yield finding(
             "mask-off-by-one",
-            off,
-            f"the supervised span is off against the assistant reply: {'; '.join(off_notes[:3])} {versus}",
+            check.off,
+            f"the supervised span is off against the assistant reply: {'; '.join(check.off_notes[:3])} {versus}",
         )
-    if masked_ends:
-        token = next(
-            (int(ids[j]) for j in masked_ends if int(ids[j]) in facts.specials), int(ids[masked_ends[0]])
-        )
+
+
+def _end_of_turn_findings(
+    tokenizer: Any, sample: Sample, facts: TokenizerFacts, check: _ReplyCheck, versus: str
+) -> Iterator[Finding]:
+    """End-of-turn tokens masked (`--eot train`) or trained (`--eot mask`), and replies that never end."""
+    ids = sample.input_ids
+    if check.masked_ends:
+        masked = check.masked_ends
+        token = next((int(ids[j]) for j in masked if int(ids[j]) in facts.specials), int(ids[masked[0]]))
         yield finding(
             "eos-masked",
-            masked_ends,
+            masked,
             f"the end-of-turn {token_name(tokenizer, facts, token)} after an assistant reply is masked (-100) at "
-            f"t = {fmt_positions(masked_ends)}: the model never learns to stop; {eos_masked_hint(facts, token)} "
+            f"t = {fmt_positions(masked)}: the model never learns to stop; {eos_masked_hint(facts, token)} "
             f"{versus}",
         )
-    if trained_ends:
-        token = int(ids[trained_ends[0]])
+    if check.trained_ends:
+        token = int(ids[check.trained_ends[0]])
         yield Finding(
             "trains-on-markup",
             "warning",
-            tuple(trained_ends[:MAX_POSITIONS]),
+            tuple(check.trained_ends[:MAX_POSITIONS]),
             f"the end-of-turn {facts.name(token)} after an assistant reply is supervised at "
-            f"t = {fmt_positions(trained_ends)}, but --eot mask says it is masked: drop --eot mask if your "
+            f"t = {fmt_positions(check.trained_ends)}, but --eot mask says it is masked: drop --eot mask if your "
             f"trainer means to train it {versus}",
         )
-    if unclosed:
+    if check.unclosed:
         ends_named = " / ".join(facts.name(i) for i in sorted(facts.end_ids)) or "end-of-turn"
         yield finding(
             "no-eos",
-            unclosed,
-            f"the assistant reply ends at t = {unclosed[-1]} with no {ends_named} after it: the model never "
+            check.unclosed,
+            f"the assistant reply ends at t = {check.unclosed[-1]} with no {ends_named} after it: the model never "
             f"learns to stop; end every reply with the template's end-of-turn {versus}",
         )
-        yield from truncated_answer(tokenizer, sample, unclosed[-1], ends_named)
-    stray = supervised & ~expected & ~explained  # (N,) supervised where the structure says masked
-    yield from stray_findings(tokenizer, layout, ids, np.flatnonzero(stray).tolist(), versus, facts)
+        yield from truncated_answer(tokenizer, sample, check.unclosed[-1], ends_named)
 
 
 def _ends_turn(tokenizer: Any, ids: np.ndarray, turn: Any, j: int, facts: TokenizerFacts) -> bool:
