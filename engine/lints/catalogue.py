@@ -284,5 +284,6 @@ LINTS: dict[str, LintDoc] = {
 
 
 def finding(code: str, positions: Iterator[int] | tuple[int, ...] | list[int], message: str) -> Finding:
+    """A finding at its documented severity, with at most MAX_POSITIONS positions."""
     kept = tuple(int(p) for p in positions)[:MAX_POSITIONS]
     return Finding(code, LINTS[code].severity, kept, message)

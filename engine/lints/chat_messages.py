@@ -17,6 +17,7 @@ from tokstep.engine.lints.facts import TokenizerFacts, visible_piece
 
 
 def _render_prompt(tokenizer: Any, messages: list[dict[str, Any]]) -> str | None:
+    """The messages rendered with the generation prompt (None when the template refuses them)."""
     try:
         return render(tokenizer, messages, generation_prompt=True) if messages else ""
     except Exception:  # noqa: BLE001 - a template that refuses a prefix says nothing here
@@ -88,6 +89,7 @@ def _template_lints(sample: Sample, spec: SampleSpec, layout: ChatLayout) -> Ite
 
 
 def chat_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
+    """The lints of a chat built from messages: the boundary and inserted tokens, markup inside a message."""
     try:
         layout = derive(tokenizer, list(spec.chat or ()), eot=spec.eot, inserted=spec.inserted)
     except TokstepError:

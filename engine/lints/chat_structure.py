@@ -182,14 +182,16 @@ def _reply_findings(check: _ReplyCheck, replies: list[Any], versus: str) -> Iter
         yield finding(
             "assistant-not-trained",
             check.holes,
-            f"{len(check.holes)} token(s) inside assistant replies are masked (t = {fmt_positions(check.holes)}): "
+            f"{len(check.holes)} token(s) inside assistant replies are masked "
+            f"(t = {fmt_positions(check.holes)}): "
             f"supervise each reply whole {versus}",
         )
     if check.off:
         yield finding(
             "mask-off-by-one",
             check.off,
-            f"the supervised span is off against the assistant reply: {'; '.join(check.off_notes[:3])} {versus}",
+            "the supervised span is off against the assistant reply: "
+            f"{'; '.join(check.off_notes[:3])} {versus}",
         )
 
 
@@ -204,7 +206,8 @@ def _end_of_turn_findings(
         yield finding(
             "eos-masked",
             masked,
-            f"the end-of-turn {token_name(tokenizer, facts, token)} after an assistant reply is masked (-100) at "
+            f"the end-of-turn {token_name(tokenizer, facts, token)} after an assistant reply is masked "
+            "(-100) at "
             f"t = {fmt_positions(masked)}: the model never learns to stop; {eos_masked_hint(facts, token)} "
             f"{versus}",
         )
@@ -215,16 +218,16 @@ def _end_of_turn_findings(
             "warning",
             tuple(check.trained_ends[:MAX_POSITIONS]),
             f"the end-of-turn {facts.name(token)} after an assistant reply is supervised at "
-            f"t = {fmt_positions(check.trained_ends)}, but --eot mask says it is masked: drop --eot mask if your "
-            f"trainer means to train it {versus}",
+            f"t = {fmt_positions(check.trained_ends)}, but --eot mask says it is masked: drop --eot mask if "
+            f"your trainer means to train it {versus}",
         )
     if check.unclosed:
         ends_named = " / ".join(facts.name(i) for i in sorted(facts.end_ids)) or "end-of-turn"
         yield finding(
             "no-eos",
             check.unclosed,
-            f"the assistant reply ends at t = {check.unclosed[-1]} with no {ends_named} after it: the model never "
-            f"learns to stop; end every reply with the template's end-of-turn {versus}",
+            f"the assistant reply ends at t = {check.unclosed[-1]} with no {ends_named} after it: the model "
+            f"never learns to stop; end every reply with the template's end-of-turn {versus}",
         )
         yield from truncated_answer(tokenizer, sample, check.unclosed[-1], ends_named)
 
@@ -258,6 +261,7 @@ def _shift(supervised: np.ndarray, lo: int, hi: int) -> int:
 
 
 def _untrained_finding(untrained: list[Any], replies: list[Any], versus: str) -> Finding:
+    """`assistant-not-trained` for replies with no supervised token (info when only the last is trained)."""
     positions = [j for turn in untrained for j in range(turn.content_start, turn.end)]
     where = ", ".join(f"t = {t.content_start}..{t.end - 1}" for t in untrained[:3])
     if len(untrained) == len(replies):

@@ -1,4 +1,4 @@
-"""What the lints need to know about a tokenizer (cached per tokenizer), and helpers every kind of lint uses."""
+"""What the lints need to know about a tokenizer (cached per tokenizer), and helpers every lint module uses."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ PROBE = [
 
 
 def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
+    """The facts of this tokenizer, computed once and cached per tokenizer."""
     try:
         return _FACTS[tokenizer]
     except (KeyError, TypeError):
@@ -108,6 +109,7 @@ def _describer(tokenizer: Any) -> Any:
 
 
 def visible_piece(tokenizer: Any, token_id: int) -> str:
+    """A token's text as shown to a user (specials by name, whitespace made visible)."""
     if not 0 <= token_id < len(tokenizer):
         return f"<id {token_id}>"
     if token_id in special_ids(tokenizer):
@@ -150,6 +152,7 @@ def is_sft(sample: Sample) -> bool:
 
 
 def fmt_positions(positions: list[int] | tuple[int, ...]) -> str:
+    """The first five positions, and how many in all when there are more."""
     shown = ", ".join(str(p) for p in positions[:5])
     return shown + (f", … ({len(positions)} in all)" if len(positions) > 5 else "")
 

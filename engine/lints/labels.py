@@ -15,6 +15,7 @@ PRE_SHIFTED_SHARE = 0.8  # share of supervised labels equal to the NEXT input id
 
 
 def label_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
+    """Labels and ids out of range, labels that train nothing, pre-shifted, or differ from the ids."""
     ids, labels = sample.input_ids, sample.labels
     if sample.num_supervised == 0:
         yield finding("nothing-trained", (), "every label is -100: this sample trains nothing")

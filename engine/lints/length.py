@@ -31,6 +31,7 @@ def max_positions_for(tokenizer: Any) -> int | None:
 
 
 def length_lints(tokenizer: Any, sample: Sample) -> Iterator[Finding]:
+    """`too-long`: more tokens than the model's positions."""
     limit = max_positions_for(tokenizer)
     if limit is not None and len(sample) > limit:
         yield finding(

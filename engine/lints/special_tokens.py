@@ -22,6 +22,7 @@ from tokstep.engine.model.tokens import make_visible
 
 
 def bos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
+    """BOS twice at the start, or missing where this tokenizer adds one."""
     ids, bos = sample.input_ids, facts.bos_id
     if bos is None or not len(ids):
         return
@@ -54,6 +55,7 @@ def bos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator
 
 
 def eos_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
+    """The end-of-answer EOS masked, or missing (without recovered chat turns)."""
     ids, labels = sample.input_ids, sample.labels
     ends = facts.end_ids
     if not ends:

@@ -1,4 +1,5 @@
-"""Text and prompt+answer lints: `no-roundtrip`, `chat-as-text`, `token-spans-boundary`, `answer-leading-space`."""
+"""Text and prompt+answer lints: `no-roundtrip`, `chat-as-text`, `token-spans-boundary`,
+`answer-leading-space`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tokstep.engine.model.inspector import roundtrip, token_bytes
 
 
 def text_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: TokenizerFacts) -> Iterator[Finding]:
+    """Text that does not round-trip through the tokenizer, or text that already holds chat markup."""
     has_unknown = facts.unk_id is not None and bool((sample.input_ids == facts.unk_id).any())
     if spec.text is not None:
         check = roundtrip(tokenizer, spec.text)
@@ -57,6 +59,7 @@ def text_lints(tokenizer: Any, sample: Sample, spec: SampleSpec, facts: Tokenize
 
 
 def boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator[Finding]:
+    """A token spanning the prompt and the answer, or a space the answer gains or loses at the seam."""
     prompt, answer = spec.prompt or "", spec.answer or ""
     if not prompt or not answer:
         return
@@ -80,8 +83,8 @@ def boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator
         yield finding(
             "answer-leading-space",
             where,
-            f"tokenized on its own the answer gains a space ({visible_piece(tokenizer, alone[0])!r}) that the text "
-            "does not have: the model is trained on a space that is not there",
+            f"tokenized on its own the answer gains a space ({visible_piece(tokenizer, alone[0])!r}) that the "
+            "text does not have: the model is trained on a space that is not there",
         )
         return
     space = prompt[len(prompt.rstrip(" \t")) :]
@@ -93,7 +96,8 @@ def boundary_lints(tokenizer: Any, sample: Sample, spec: SampleSpec) -> Iterator
                 "answer-leading-space",
                 where,
                 f"the space before the answer ends the prompt, so the answer starts with "
-                f"{visible_piece(tokenizer, alone[0])!r}; in running text it is {visible_piece(tokenizer, spaced[0])!r}: "
+                f"{visible_piece(tokenizer, alone[0])!r}; in running text it is "
+                f"{visible_piece(tokenizer, spaced[0])!r}: "
                 "move the space into the answer",
             )
 

@@ -1,4 +1,5 @@
-"""`tokenizer-differs`: transformers' tokenizer class against tokenizer.json read by the `tokenizers` library."""
+"""`tokenizer-differs`: transformers' tokenizer class against tokenizer.json read by the `tokenizers`
+library."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from tokstep.engine.model.inspector import token_bytes
 
 
 def token_lints(tokenizer: Any, sample: Sample, facts: TokenizerFacts) -> Iterator[Finding]:
+    """Unknown tokens, supervised padding, and runs of whitespace-only tokens."""
     ids, labels = sample.input_ids, sample.labels
     if facts.unk_id is not None and facts.unk_id not in (facts.eos_id, facts.bos_id, facts.pad_id):
         # (GPT-2 names one token unk, bos, eos and pad: its EOS is not an unknown character)
