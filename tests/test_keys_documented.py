@@ -1,4 +1,4 @@
-"""Keys that agree: every binding of the stepper and the browser is in the README's key tables (the `?` help
+"""Keys that agree: every binding of the stepper and the browser is in the key tables of docs/debugger.md (the `?` help
 screens list the bindings themselves), and no key means two different things on the two screens."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from textual.binding import Binding
 from tokstep.tui.screens.browser import DataBrowserScreen
 from tokstep.tui.screens.stepper import StepperScreen
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+KEY_DOCS = "\n".join((DOCS / page).read_text(encoding="utf-8") for page in ("debugger.md", "lints.md"))
 NAMES = {  # Textual key names as the README writes them
     "right": "→",
     "left": "←",
@@ -34,7 +35,7 @@ NAMES = {  # Textual key names as the README writes them
 
 def table_after(heading: str) -> str:
     """The first Markdown table after `heading`."""
-    rest = README[README.index(heading) :]
+    rest = KEY_DOCS[KEY_DOCS.index(heading) :]
     lines = rest.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| key"))
     table = []
@@ -56,7 +57,7 @@ def bound_keys(bindings: list[Binding]) -> set[str]:
 
 
 def test_every_stepper_key_is_in_the_readme():
-    missing = bound_keys(StepperScreen.BINDINGS) - documented_keys(table_after("### Keys"))
+    missing = bound_keys(StepperScreen.BINDINGS) - documented_keys(table_after("## Keys"))
     assert not missing, f"stepper keys missing from the README: {sorted(missing)}"
 
 
