@@ -210,7 +210,7 @@ PER_ROW = """
 import json, sys, time
 from tokstep.engine.inputs.data import open_data
 from tokstep.engine.defaults import DEFAULT_MODEL
-from tokstep.engine.lints.catalogue import lint_row
+from tokstep.engine.lints.rows import lint_row
 from tokstep.engine.model.loading import load_tokenizer
 tok = load_tokenizer(str(DEFAULT_MODEL))
 rows = list(open_data(sys.argv[1]).rows(0, int(sys.argv[2])))

@@ -38,7 +38,7 @@ def main() -> None:
     from tokstep.engine.chat.structure import markup_for, recover_layout
     from tokstep.engine.defaults import DEFAULT_MODEL
     from tokstep.engine.inputs.spec import SampleSpec, from_ids
-    from tokstep.engine.lints.catalogue import lint_sample, lint_spec
+    from tokstep.engine.lints.sample_lints import lint_sample, lint_spec
     from tokstep.engine.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(DEFAULT_MODEL))

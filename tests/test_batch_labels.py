@@ -19,7 +19,8 @@ from tokstep.engine.batches.structure import ignored, row_layout, with_row_layou
 from tokstep.engine.chat.structure import ROLES
 from tokstep.engine.inputs.sample import MaskReason
 from tokstep.engine.inputs.spec import SampleSpec
-from tokstep.engine.lints.catalogue import batch_row_lints, lint_spec
+from tokstep.engine.lints.sample_lints import lint_spec
+from tokstep.engine.lints.trainer_batches import batch_row_lints
 from tokstep.tui.cli.main import main
 
 

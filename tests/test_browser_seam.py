@@ -16,7 +16,8 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataRow
 from tokstep.engine.inputs.sample import MaskReason, Sample
 from tokstep.engine.inputs.spec import SampleSpec
-from tokstep.engine.lints.catalogue import Finding, RowLint
+from tokstep.engine.lints.catalogue import Finding
+from tokstep.engine.lints.rows import RowLint
 from tokstep.engine.model.loading import ModelSpec
 from tokstep.tui.screens import browser
 from tokstep.tui.screens.app import TokstepApp

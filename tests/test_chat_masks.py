@@ -11,7 +11,7 @@ from tokstep.engine.chat.masks import derive
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.sample import IGNORE_INDEX, MaskReason
 from tokstep.engine.inputs.spec import SampleSpec, build_sample
-from tokstep.engine.lints.catalogue import lint_sample
+from tokstep.engine.lints.sample_lints import lint_sample
 
 
 def supervised_runs(layout, reasons=None) -> list[str]:

@@ -15,7 +15,7 @@ import templates as tpl
 from tokstep.engine.chat.masks import derive
 from tokstep.engine.inputs.sample import MaskReason
 from tokstep.engine.inputs.spec import SampleSpec, build_sample
-from tokstep.engine.lints.catalogue import lint_sample
+from tokstep.engine.lints.sample_lints import lint_sample
 
 CASES = [
     (name, which, chat)

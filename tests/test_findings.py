@@ -16,9 +16,12 @@ from tiny import byte_bpe, gpt2_style
 
 from tokstep.engine.inputs.data import DataRow
 from tokstep.engine.inputs.spec import SampleSpec, build_sample
-from tokstep.engine.lints.catalogue import LINTS, batch_padding_lints, lint_row, lint_spec
+from tokstep.engine.lints.catalogue import LINTS
 from tokstep.engine.lints.duplicates import DuplicateRows
 from tokstep.engine.lints.finding_records import SCHEMA_VERSION, schema_text
+from tokstep.engine.lints.rows import lint_row
+from tokstep.engine.lints.sample_lints import lint_spec
+from tokstep.engine.lints.trainer_batches import batch_padding_lints
 from tokstep.engine.model.session import ModelSpec, load
 from tokstep.tui.cli.main import main
 
@@ -315,7 +318,7 @@ async def test_the_browser_marks_a_duplicate_row(tmp_path, bundled):
 def test_a_trainer_batch_row_of_foreign_ids_is_flagged_too():
     from dataclasses import replace
 
-    from tokstep.engine.lints.catalogue import with_foreign_ids
+    from tokstep.engine.lints.sample_lints import with_foreign_ids
 
     llama3 = rt.real_tokenizer("llama3")
     ids = rt.real_tokenizer("llama2")(TEXT)["input_ids"]
@@ -330,7 +333,7 @@ def test_a_trainer_batch_row_of_foreign_ids_is_flagged_too():
 
 
 def test_a_token_is_named_by_its_text_never_by_a_bare_id(bundled):
-    from tokstep.engine.lints.catalogue import tokenizer_facts
+    from tokstep.engine.lints.facts import tokenizer_facts
 
     facts = tokenizer_facts(bundled.tokenizer)
     newline = bundled.tokenizer("\n", add_special_tokens=False)["input_ids"][-1]

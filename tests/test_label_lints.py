@@ -24,7 +24,7 @@ from templates import QWEN3
 from tokstep.engine.chat.structure import ROLES, Part, recover_layout
 from tokstep.engine.inputs.sample import MaskReason
 from tokstep.engine.inputs.spec import SampleSpec
-from tokstep.engine.lints.catalogue import lint_spec
+from tokstep.engine.lints.sample_lints import lint_spec
 
 NAMES = list(FAMILIES)
 
@@ -306,7 +306,7 @@ def test_ids_with_no_mask_at_all_is_one_error(tokenizers):
 def test_lint_sample_recovers_the_turns_of_ids_built_elsewhere(tokenizers):
     """A Sample made by from_ids (as batch/scan readers do) is checked against the structure too."""
     from tokstep.engine.inputs.spec import from_ids
-    from tokstep.engine.lints.catalogue import lint_sample
+    from tokstep.engine.lints.sample_lints import lint_sample
 
     tokenizer = tokenizers["gemma"]
     ids, labels, want = bug_rows(tokenizer, "gemma")["user-header"]

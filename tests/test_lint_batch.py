@@ -21,8 +21,8 @@ from tiny import (
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataRow, row_to_spec
 from tokstep.engine.lints.batch import BatchTokenizer, lint_rows
-from tokstep.engine.lints.catalogue import lint_row
 from tokstep.engine.lints.pool import lint_stream
+from tokstep.engine.lints.rows import lint_row
 from tokstep.tui.cli.main import main
 
 WORDS = [
@@ -206,7 +206,7 @@ def test_batched_library_lint_equals_the_per_row_path(tmp_path, name, same):
     batched path reuses the backend's encodings when tokenizer.json serializes alike, else encodes again."""
     from transformers import AutoTokenizer
 
-    import tokstep.engine.lints.catalogue as lints
+    import tokstep.engine.lints.tokenizer_differs as lints
 
     make = saved_chatml if same else saved_llama_class
     tokenizer = AutoTokenizer.from_pretrained(make(tmp_path / "tok"))

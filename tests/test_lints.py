@@ -9,7 +9,8 @@ from tiny import CHATML_NO_END, byte_bpe, gpt2_style, llama3_style, sentencepiec
 from tokenizers import normalizers
 
 from tokstep.engine.inputs.spec import SampleSpec
-from tokstep.engine.lints.catalogue import LINTS, WHITESPACE_RUN, lint_sample, lint_spec
+from tokstep.engine.lints.catalogue import LINTS, WHITESPACE_RUN
+from tokstep.engine.lints.sample_lints import lint_sample, lint_spec
 
 CHAT = (
     {"role": "user", "content": "What is the capital of France?"},
@@ -240,7 +241,7 @@ def test_every_documented_lint_has_a_test_here():
 
 def test_unreadable_data_row_is_a_bad_row_error(chatml):
     from tokstep.engine.inputs.data import DataRow
-    from tokstep.engine.lints.catalogue import lint_row
+    from tokstep.engine.lints.rows import lint_row
 
     result = lint_row(chatml, DataRow(index=3, line=7, spec=None, error="not valid JSON"))
     assert only(list(result.findings), "bad-row").message == "not valid JSON"
@@ -249,7 +250,7 @@ def test_unreadable_data_row_is_a_bad_row_error(chatml):
 
 def test_readable_data_row_counts_tokens_and_supervised(chatml):
     from tokstep.engine.inputs.data import DataRow
-    from tokstep.engine.lints.catalogue import lint_row
+    from tokstep.engine.lints.rows import lint_row
 
     spec = SampleSpec(prompt="The capital of France is", answer=" Paris")
     result = lint_row(chatml, DataRow(index=0, line=1, spec=spec))
@@ -308,7 +309,7 @@ def test_bundled_tokenizer_catches_a_rendered_chat_trained_as_text_and_pad_train
 
 def test_a_row_that_breaks_the_tokenizer_is_an_error_finding_not_a_crash(chatml):
     from tokstep.engine.inputs.data import DataRow
-    from tokstep.engine.lints.catalogue import lint_row
+    from tokstep.engine.lints.rows import lint_row
 
     chat = (
         {"role": "user", "content": "hi"},
@@ -428,7 +429,7 @@ def test_pad_trained_when_attention_mask_hides_a_supervised_position(chatml):
 
 
 def test_too_long_when_the_model_has_fewer_positions(chatml):
-    from tokstep.engine.lints.catalogue import set_max_positions
+    from tokstep.engine.lints.length import set_max_positions
 
     tokenizer = byte_bpe(adds_bos=True)
     set_max_positions(tokenizer, 8)

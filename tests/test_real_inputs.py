@@ -10,7 +10,7 @@ from tiny import byte_bpe, sentencepiece_handmade
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.spec import SampleSpec, build_sample, read_text
-from tokstep.engine.lints.catalogue import lint_sample
+from tokstep.engine.lints.sample_lints import lint_sample
 from tokstep.tui.cli.main import main
 
 

@@ -112,7 +112,7 @@ def test_piped_report_keeps_each_lint_finding_on_one_line(capsys, loaded):
     ids = [int(i) for i in loaded.tokenizer("And God said")["input_ids"][1:]]  # no BOS: a lint fires
     spec = SampleSpec(ids={"input_ids": ids, "labels": ids}, name="ids")
     result = run_trace(loaded, spec, top_k=3, reference="off")
-    from tokstep.engine.lints.catalogue import lint_sample
+    from tokstep.engine.lints.sample_lints import lint_sample
     from tokstep.tui.cli.report import report_console
 
     findings = lint_sample(loaded.tokenizer, result.sample, spec)

@@ -151,7 +151,7 @@ async def test_the_header_counts_lints_as_the_data_browser_does_info_included():
     """One counting rule: the stepper's header and the browser's lints column show the same tally for the
     same findings (the browser used to leave info findings out: `3E` against `⚠ 4 lints`)."""
     from tokstep.engine.inputs.data import DataRow
-    from tokstep.engine.lints.catalogue import RowLint
+    from tokstep.engine.lints.rows import RowLint
     from tokstep.tui.screens.browser import lint_badge
     from tokstep.tui.widgets.status_bar import StatusBar
 

@@ -25,13 +25,9 @@ from tokstep.engine.batches.results import (
 from tokstep.engine.batches.structure import ignored, padding_of, with_row_layout
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.sample import Sample
-from tokstep.engine.lints.catalogue import (
-    Finding,
-    batch_padding_lints,
-    batch_row_lints,
-    finding,
-    with_foreign_ids,
-)
+from tokstep.engine.lints.catalogue import Finding, finding
+from tokstep.engine.lints.sample_lints import with_foreign_ids
+from tokstep.engine.lints.trainer_batches import batch_padding_lints, batch_row_lints
 from tokstep.engine.model.loading import LoadedModel
 from tokstep.engine.model.reference import traced_result
 from tokstep.engine.model.trace import FLASH_KWARGS, Forward, trace_sample

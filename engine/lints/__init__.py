@@ -1,1 +1,2 @@
-"""Lints: the catalogue, and the batched and parallel runners over data files."""
+"""Lints: the catalogue (`catalogue.py`), one module per kind of check, `lint_sample` (`sample_lints.py`) that
+runs them on a sample, and the batched and parallel runners over data files (`batch.py`, `pool.py`)."""

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-import tokstep.engine.lints.catalogue as lints
+import tokstep.engine.lints.tokenizer_differs as lints
 from tokstep.engine.chat.masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataRow
 from tokstep.engine.inputs.spec import reject_far_too_long
-from tokstep.engine.lints.catalogue import RowLint, lint_row, max_positions_for
+from tokstep.engine.lints.length import max_positions_for
+from tokstep.engine.lints.rows import RowLint, lint_row
 
 GENERATION_TAG = re.compile(r"\{\%-?\s*generation\s*-?\%\}")
 
@@ -125,7 +126,7 @@ class BatchTokenizer:
         every text alike, so the backend's encodings of `plain` (same flag) are reused, not recomputed."""
 
         if self._raw is None:
-            raw = lints._raw_tokenizer(self)
+            raw = lints.raw_tokenizer(self)
             self._raw = _RawEncodings(raw) if raw is not None else False
             if raw is not None:
                 lints._RAW[self] = self._raw

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from tokstep.engine.lints.catalogue import SEVERITIES, Finding, RowLint, finding
+from tokstep.engine.lints.catalogue import SEVERITIES, Finding, finding
+from tokstep.engine.lints.rows import RowLint
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from tokstep.engine.inputs.data import DataRow
 from tokstep.engine.lints.batch import BatchTokenizer, batched, lint_rows
-from tokstep.engine.lints.catalogue import RowLint
+from tokstep.engine.lints.rows import RowLint
 
 BATCH_ROWS = 256  # rows per batch: one encode_batch call, one message to and from a worker
 _WORKER: BatchTokenizer | None = None

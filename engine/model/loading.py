@@ -10,7 +10,7 @@ from typing import Any
 
 from tokstep.engine.defaults import DEFAULT_MODEL
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.lints.catalogue import set_max_positions
+from tokstep.engine.lints.length import set_max_positions
 from tokstep.engine.model.results import ModelInfo
 
 # torch is imported inside the functions that need it: `tokstep lint` loads only a tokenizer.

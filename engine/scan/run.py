@@ -34,9 +34,9 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataFile, DataRow
 from tokstep.engine.inputs.sample import MaskReason, Sample
 from tokstep.engine.lints.batch import BatchTokenizer, lint_rows
-from tokstep.engine.lints.catalogue import RowLint
 from tokstep.engine.lints.duplicates import DuplicateRows
 from tokstep.engine.lints.finding_records import finding_record
+from tokstep.engine.lints.rows import RowLint
 from tokstep.engine.model.inspector import token_bytes
 from tokstep.engine.model.loading import LoadedModel
 from tokstep.engine.model.tokens import make_visible

@@ -20,6 +20,8 @@ from rich.text import Text
 
 import tokstep.tui.cli.output as output
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.lints.catalogue import LINTS, SEVERITIES
+from tokstep.engine.lints.finding_records import envelope, finding_record
 from tokstep.tui.cli.progress import RowProgress
 from tokstep.tui.cli.report import report_console
 from tokstep.tui.exit_codes import EXIT_STATUS_HELP, FINDINGS, OK
@@ -27,7 +29,7 @@ from tokstep.tui.severity import SEVERITY_RANK, SEVERITY_STYLE
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs.data import Columns, DataFile
-    from tokstep.engine.lints.catalogue import RowLint
+    from tokstep.engine.lints.rows import RowLint
     from tokstep.tui.cli.run_config import RunConfig
 
 
@@ -221,9 +223,6 @@ def _known_rows(data: DataFile, max_rows: int | None) -> int | None:
 def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]:
     """`lint --json`: the findings (engine.lints.finding_records' schema, each with its row and line), per-row
     structure counts, and the totals the printed summary shows."""
-    # lazy: loads numpy
-    from tokstep.engine.lints.finding_records import envelope, finding_record
-
     records = [
         finding_record(f, row=result.row.index + 1, line=result.row.line)  # 1-based, as printed
         for result in summary.flagged
@@ -260,9 +259,6 @@ def findings_json(summary: LintSummary, path: str, model: str) -> dict[str, Any]
 
 
 def summary_table(summary: LintSummary) -> Table:
-    # lazy: loads numpy
-    from tokstep.engine.lints.catalogue import LINTS, SEVERITIES
-
     per_kind = summary.rows_per_kind  # a code that fired at two severities gets a line for each
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("lint")

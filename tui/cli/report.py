@@ -278,7 +278,7 @@ def print_diagnostics(
     """Why tokens are masked, the lints, the round-trip check and characters split over several tokens."""
 
     # lazy: loads numpy
-    from tokstep.engine.lints.catalogue import lint_sample
+    from tokstep.engine.lints.sample_lints import lint_sample
 
     sample, tokenizer = result.sample, result.texts.tokenizer
     masked = Counter(r.value for r in sample.mask_reasons[1:] if not r.counted)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import tokstep.tui.cli.output as output
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.lints.catalogue import lint_sample
+from tokstep.engine.lints.sample_lints import lint_sample
 from tokstep.tui import exit_codes
 from tokstep.tui.cli.engine_calls import load_and_run
 from tokstep.tui.cli.report import print_diagnostics, print_report, report_console, write_json, write_jsonl

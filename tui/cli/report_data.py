@@ -16,9 +16,9 @@ from rich.text import Text
 
 import tokstep.tui.cli.output as output
 from tokstep.engine.errors import TokstepError
-from tokstep.engine.lints.catalogue import lint_row
 from tokstep.engine.lints.duplicates import DuplicateRows
 from tokstep.engine.lints.finding_records import envelope, finding_record
+from tokstep.engine.lints.rows import lint_row
 from tokstep.engine.model.tokens import TRAINED_GAP, trained_text
 from tokstep.tui import exit_codes
 from tokstep.tui.cli.engine_calls import load_shown

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from tokstep.engine.inputs.data import Columns, DataFile, DataRow
     from tokstep.engine.inputs.sample import Sample
     from tokstep.engine.inputs.spec import SampleSpec
-    from tokstep.engine.lints.catalogue import Finding, RowLint
+    from tokstep.engine.lints.catalogue import Finding
+    from tokstep.engine.lints.rows import RowLint
     from tokstep.engine.model.inspector import TokenInfo
     from tokstep.engine.model.loading import ModelSpec
     from tokstep.engine.model.results import TraceResult
@@ -214,7 +215,7 @@ class EngineBackend(Backend):
 
     def lint(self, result: TraceResult, sample: SampleSpec | None = None) -> list[Finding]:
         # lazy: loads numpy
-        from tokstep.engine.lints.catalogue import lint_sample
+        from tokstep.engine.lints.sample_lints import lint_sample
 
         return list(lint_sample(result.texts.tokenizer, result.sample, sample))
 
@@ -263,7 +264,7 @@ class EngineBackend(Backend):
 
     def lint_row(self, tokenizer: Any, row: DataRow) -> RowLint:
         # lazy: loads numpy
-        from tokstep.engine.lints.catalogue import lint_row
+        from tokstep.engine.lints.rows import lint_row
 
         return lint_row(tokenizer, row)
 

@@ -41,7 +41,7 @@ from tokstep.tui.widgets.tables import highlighted_index
 
 if TYPE_CHECKING:
     from tokstep.engine.inputs.data import DataFile, DataRow
-    from tokstep.engine.lints.catalogue import RowLint
+    from tokstep.engine.lints.rows import RowLint
     from tokstep.engine.model.loading import ModelSpec
 
 PAGE_ROWS = 500  # rows listed at once

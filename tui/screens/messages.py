@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from tokstep.engine.compare.results import CompareResult, LensResult, TokenizerCompareResult
     from tokstep.engine.inputs.data import DataRow
     from tokstep.engine.inputs.spec import SampleSpec
-    from tokstep.engine.lints.catalogue import Finding, RowLint
+    from tokstep.engine.lints.catalogue import Finding
+    from tokstep.engine.lints.rows import RowLint
     from tokstep.engine.model.results import TraceResult
 
 # -- the app: one model, samples traced on request ----------------------------------------------------
