@@ -97,3 +97,36 @@ def test_every_replaced_file_gets_the_usual_mode_and_no_temporary_is_left(tmp_pa
         os.umask(umask)
     assert (tmp_path / "out.json").read_text() == "{}\n"  # the old file, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+LINT_PROBE = """
+import json, sys
+from tokstep.tui.cli import main as cli
+sys.argv = ["tokstep", *sys.argv[1:]]
+try:
+    cli.console_main()
+except SystemExit as stop:
+    print(json.dumps({"code": stop.code, "heavy": [m for m in HEAVY if m in sys.modules]}), file=sys.stderr)
+""".replace("HEAVY", repr(HEAVY))
+
+
+def test_lint_as_a_command_keeps_torch_out_and_finds_the_same(tmp_path):
+    """`tokstep lint` (the entry point) tokenizes without importing torch; its findings are byte-identical to
+    those of an in-process run, where transformers comes with torch; stderr carries no transformers notice."""
+    from tokstep.tui.cli.main import main
+
+    command_json, in_process_json = tmp_path / "command.json", tmp_path / "in_process.json"
+    data = str(ROOT / "docs" / "examples" / "train.jsonl")
+    done = subprocess.run(
+        [sys.executable, "-c", LINT_PROBE, "lint", data, "--json", str(command_json)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result = json.loads(done.stderr.strip().splitlines()[-1])
+    assert result == {"code": 0, "heavy": ["transformers"]}, done.stderr
+    assert "PyTorch" not in done.stderr
+    assert main(["lint", data, "--json", str(in_process_json)]) == 0
+    assert "torch" in sys.modules  # the in-process run is the reference: transformers with torch
+    assert command_json.read_bytes() == in_process_json.read_bytes()

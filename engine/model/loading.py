@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, replace
@@ -12,6 +13,7 @@ from tokstep.engine.defaults import DEFAULT_MODEL
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints.length import set_max_positions
 from tokstep.engine.model.results import ModelInfo
+from tokstep.engine.model.torch_free import torch_free_import
 
 # torch is imported inside the functions that need it: `tokstep lint` loads only a tokenizer.
 DTYPES = {"auto": "auto", "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -205,9 +207,19 @@ def _tokenizer_from(location: str, common: dict[str, Any], name_or_path: str) ->
     return tokenizer
 
 
-def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
-    """Load only the tokenizer (for `tokstep lint`: no weights, no forward pass), with load_model's rules."""
-    quiet_transformers()
+def load_tokenizer(
+    name_or_path: str,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    torch_free: bool = False,
+) -> Any:
+    """Load only the tokenizer (for `tokstep lint`: no weights, no forward pass), with load_model's rules.
+
+    `torch_free`: the caller needs nothing but this tokenizer for the rest of the process, so transformers is
+    imported without torch where the process allows it (engine/model/torch_free.py)."""
+    with torch_free_import() if torch_free else contextlib.nullcontext():
+        quiet_transformers()  # the first import of transformers
     location, common = _resolve(name_or_path, revision, trust_remote_code)
     tokenizer = _tokenizer_from(location, common, name_or_path)
     if Path(location, "config.json").is_file():  # the model's positions, for the `too-long` lint

@@ -345,7 +345,10 @@ def run_lint(args: RunConfig, model_name: str, display_name: str) -> int:
     try:
         with err.status(f"loading the tokenizer of {display_name}"):
             tokenizer = load_tokenizer(
-                model_name, revision=args.revision, trust_remote_code=args.trust_remote_code
+                model_name,
+                revision=args.revision,
+                trust_remote_code=args.trust_remote_code,
+                torch_free=True,  # lint tokenizes only: no model is loaded after it
             )
         # lazy: loads numpy
         from tokstep.engine.lints.pool import BATCH_ROWS, default_jobs

@@ -20,6 +20,7 @@ import tokstep.tui.cli.flag_rules as flag_rules
 import tokstep.tui.cli.output as output
 from tokstep.engine import defaults
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.model import torch_free
 from tokstep.engine.policies import (
     DEFAULT_EOT,
     DEFAULT_INSERTED,
@@ -726,6 +727,7 @@ def console_main() -> None:
     given back. Nothing is left to write by then (every output is written atomically before `main`
     returns), so the process ends at once instead of waiting for, or tearing down under, that thread.
     """
+    torch_free.claim_process_for_one_command()
     code = main()
     if sys.stdout is not None and _stdout_broken() and code == exit_codes.OK:  # the last buffer did not fit
         code = _fail("cannot write to standard output")
