@@ -341,9 +341,10 @@ def _special_texts(tokenizer: Any) -> list[str]:
 
 
 def locate(
-    tokenizer: Any, messages: list[dict[str, Any]], rendered: str
+    tokenizer: Any, messages: list[dict[str, Any]], rendered: str, end: int | None = None
 ) -> tuple[list[Turn], tuple[int, int] | None]:
-    """Attribute the rendered text to the messages (steps 1-4 of the convention), as character spans."""
+    """Attribute the rendered text to the messages (steps 1-4 of the convention), as character spans; with
+    `end`, only as far as that character (messages rendered past it are not looked for)."""
     facts = _template_facts(tokenizer)
     added, eot_text = facts.added, facts.eot_text
     headers = _header_candidates(_generation_header(tokenizer, messages, facts.header), added)
@@ -351,6 +352,8 @@ def locate(
     cursor = default_system[1] if default_system else 0
     turns: list[Turn] = []
     for index, message in enumerate(messages):
+        if end is not None and cursor >= end:
+            break  # the rest lies past the tokenized prefix
         role = message["role"]
         body_start = cursor
         if role == "assistant" and not headers:
@@ -698,7 +701,7 @@ def _derive(
     else:
         bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
         offsets = list(map(tuple, bounds.tolist()))
-    turns, default_system = locate(tokenizer, messages, rendered)
+    turns, default_system = locate(tokenizer, messages, rendered, chars)
     codes = _char_codes(len(rendered), turns, default_system)[:chars]
     token_codes = _token_code_array(codes, bounds)  # (N,)
     reason_of = _reasons(eot, inserted)  # code -> reason
