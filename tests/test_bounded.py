@@ -17,7 +17,8 @@ import pytest
 import tiny
 
 import tokstep.engine.inputs.json_text as json_text
-from tokstep.engine.inputs.spec import SampleSpec, build_sample
+from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs.spec import SampleSpec, build_sample, truncate
 from tokstep.tui.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +120,78 @@ def test_one_oversized_row_costs_under_a_second_and_300_mb(tmp_path):
     started = time.monotonic()
     assert main(["lint", str(huge), "--model", model, "--jobs", "1"]) == 1
     assert time.monotonic() - started < 2.5  # about 0.9 s measured under cProfile on a loaded machine
+
+
+def _long_chat() -> list[dict[str, str]]:
+    words = "The quick brown fox jumps over the lazy dog near Paris, naïve café 東京. "
+    return [
+        {"role": "user", "content": "Tell me a story."},
+        {"role": "assistant", "content": "Once upon a time, " + words * 80},
+        {"role": "user", "content": "More. " + words * 40},
+        {"role": "assistant", "content": "Then " + words * 80},
+    ]
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen3", "mistral", "gemma3", "generation-mask"])
+def test_truncate_keeps_the_tokens_and_mask_of_the_whole_chat(family):
+    """--truncate N on a chat tokenizes a prefix of its rendering; the kept ids are apply_chat_template's first N
+    and the kept mask the whole chat's first N (a {% generation %} template's mask included)."""
+    import copy
+
+    from templates import FAMILIES
+
+    from tokstep.engine.chat.masks import derive
+
+    if family == "generation-mask":
+        tokenizer = copy.deepcopy(tiny.byte_level_bpe())
+        tokenizer.chat_template = tiny.LLAMA3
+    else:
+        tokenizer = FAMILIES[family].tokenizer()
+    chat = _long_chat()
+    reference = list(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"])
+    whole = build_sample(SampleSpec(chat=tuple(chat)), tokenizer)
+    assert whole.input_ids.tolist() == reference and len(reference) > 5000
+    for keep in (100, 120, 200, 700):
+        assert derive(tokenizer, chat, keep=keep).prefix_chars is not None  # a prefix, not the whole chat
+        kept = build_sample(SampleSpec(chat=tuple(chat), truncate=keep), tokenizer)
+        assert kept.input_ids.tolist() == reference[:keep]
+        assert kept.mask_reasons == whole.mask_reasons[:keep]
+        assert kept.labels.tolist() == whole.labels[:keep].tolist()
+    assert derive(tokenizer, chat, keep=100).method == derive(tokenizer, chat).method
+
+
+def test_truncate_before_the_first_reply_is_refused_as_for_the_whole_chat():
+    from templates import FAMILIES
+
+    tokenizer = FAMILIES["qwen2.5"].tokenizer()  # a default system prompt: the reply starts at token 79
+    chat = _long_chat()
+    with pytest.raises(TokstepError, match="cuts off every supervised token .*keep at least 80 tokens"):
+        truncate(build_sample(SampleSpec(chat=tuple(chat)), tokenizer), 40)  # the whole chat, then cut
+    with pytest.raises(TokstepError, match="cuts off every supervised token .*keep at least 80 tokens"):
+        build_sample(SampleSpec(chat=tuple(chat), truncate=40), tokenizer)
+
+
+def test_a_10mb_chat_with_truncate_costs_under_a_second_and_150_mb(tmp_path):
+    model = tiny.save_model_folder(
+        tmp_path / "m", tiny.sentencepiece_bpe(chat_template=tiny.LLAMA3), max_positions=128
+    )
+    small = tmp_path / "small.json"
+    small.write_text(
+        json.dumps([{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."}])
+    )
+    huge = tmp_path / "huge.json"
+    huge.write_text(
+        json.dumps(
+            [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "I love dogs. " * 800_000}]
+        )
+    )
+    report = ["report", "--model", model, "--truncate", "50", "--limit", "0", "--chat"]
+    _, base_mb, status = _peak_rss_mb([*report, str(small)])
+    assert status == 0
+    _, mb, status = _peak_rss_mb([*report, str(huge)])
+    assert status == 0
+    assert mb - base_mb < 150, f"{mb:.0f} MB against {base_mb:.0f} MB for a two-line chat"
+    assert main([*report, str(small)]) == 0  # time in this process, imports done
+    started = time.monotonic()
+    assert main([*report, str(huge)]) == 0
+    assert time.monotonic() - started < 3  # about 0.5 s measured on a loaded machine

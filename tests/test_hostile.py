@@ -1080,6 +1080,57 @@ CASES += [
     ),
 ]
 
+# --truncate on a chat with a 10 MB message (or 3000 turns): only a prefix of the rendered chat is tokenized
+# (without --truncate, sample-chat-10mb: the size guard refuses it before rendering)
+DOGS_10MB = "I love dogs. " * 800_000
+FILES["chat-10mb-user.json"] = json.dumps([{"role": "user", "content": DOGS_10MB}, CHAT_OK[1]])
+FILES["rows-chat-10mb.jsonl"] = (
+    json.dumps({"messages": CHAT_OK})
+    + "\n"
+    + json.dumps({"messages": json.loads(FILES["chat-10mb.json"])})
+    + "\n"
+)
+CASES += [
+    case(
+        "truncate-10mb-chat",
+        f"{R} --chat {{F}}/chat-10mb.json --truncate 50 --limit 0",
+        OK,
+        "truncated from",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "truncate-10mb-chat-json",
+        f"{R} --chat {{F}}/chat-10mb.json --truncate 50 --json -",
+        OK,
+        '"loss"',
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "truncate-10mb-chat-user-first",
+        f"{R} --chat {{F}}/chat-10mb-user.json --truncate 50",
+        BAD,
+        "--truncate 50 cuts off every supervised token of the chat",
+        seconds=5,
+    ),
+    case(
+        "truncate-10mb-chat-rows-report-data",
+        f"{R} --data {{F}}/rows-chat-10mb.jsonl --truncate 50",
+        OK,
+        "2 row(s)",
+        stderr_lines=0,
+        seconds=5,
+    ),
+    case(
+        "truncate-chat-many-turns",  # 3000 turns: only those in the tokenized prefix are located
+        f"{R} --chat {{F}}/chat-many-turns.json --truncate 50",
+        BAD,
+        "cuts off every supervised token of the chat: nothing would be counted (the first is token",
+        seconds=5,
+    ),
+]
+
 # one file named by two outputs
 CASES += [
     case(

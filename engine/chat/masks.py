@@ -58,6 +58,7 @@ from tokstep.engine.chat.turns import NO_ROLE, ROLES, Part, TurnLayout
 from tokstep.engine.chat.turns import Turn as TokenTurn
 from tokstep.engine.defaults import ASSETS
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs.prefix import encode_prefix
 from tokstep.engine.inputs.sample import MaskReason
 from tokstep.engine.policies import CONVENTION, Policy, convention  # noqa: F401 - re-exported
 
@@ -103,6 +104,7 @@ class ChatLayout:
     turn_layout: TurnLayout | None = (
         None  # the same attribution as roles / parts (engine.chat.structure's vocabulary)
     )
+    prefix_chars: int | None = None  # derived with `keep`: only this much of `rendered` was tokenized
 
     @property
     def supervised(self) -> list[bool]:
@@ -339,9 +341,10 @@ def _special_texts(tokenizer: Any) -> list[str]:
 
 
 def locate(
-    tokenizer: Any, messages: list[dict[str, Any]], rendered: str
+    tokenizer: Any, messages: list[dict[str, Any]], rendered: str, end: int | None = None
 ) -> tuple[list[Turn], tuple[int, int] | None]:
-    """Attribute the rendered text to the messages (steps 1-4 of the convention), as character spans."""
+    """Attribute the rendered text to the messages (steps 1-4 of the convention), as character spans; with
+    `end`, only as far as that character (messages rendered past it are not looked for)."""
     facts = _template_facts(tokenizer)
     added, eot_text = facts.added, facts.eot_text
     headers = _header_candidates(_generation_header(tokenizer, messages, facts.header), added)
@@ -349,6 +352,8 @@ def locate(
     cursor = default_system[1] if default_system else 0
     turns: list[Turn] = []
     for index, message in enumerate(messages):
+        if end is not None and cursor >= end:
+            break  # the rest lies past the tokenized prefix
         role = message["role"]
         body_start = cursor
         if role == "assistant" and not headers:
@@ -573,6 +578,41 @@ def _generation_mask(
     return np.asarray(mask, dtype=bool).reshape(-1)  # (N,)
 
 
+def _encode_rendered(tokenizer: Any, rendered: str, keep: int | None) -> tuple[Any, int]:
+    """The rendered chat encoded with offsets (all of it, or with `keep` only a long enough prefix of it), and
+    how many of its characters were encoded."""
+
+    def encode(text: str) -> Any:
+        return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+
+    cut = encode_prefix(encode, lambda e: len(e["input_ids"]), rendered, keep) if keep else None
+    return cut if cut is not None else (encode(rendered), len(rendered))
+
+
+def _prefix_generation_mask(
+    tokenizer: Any, messages: list[dict[str, Any]], rendered: str, bounds: np.ndarray, template: str | None
+) -> np.ndarray | None:
+    """`_generation_mask` over the tokens of a prefix of `rendered` ((N, 2) offsets `bounds`): transformers'
+    `{% generation %}` character spans, and a token trained when it overlaps one (as apply_chat_template
+    marks them). None when the template renders other text, or transformers cannot give the spans."""
+    try:
+        # lazy: loads transformers
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        texts, spans = render_jinja_template(
+            conversations=[messages],
+            chat_template=tokenizer.get_chat_template(template),
+            return_assistant_tokens_mask=True,
+            **tokenizer.special_tokens_map,
+        )
+    except Exception:  # noqa: BLE001 - fall back to locating the content
+        return None
+    if texts[0] != rendered:
+        return None
+    lo, hi = np.asarray(spans[0], dtype=np.int64).reshape(-1, 2).T  # (S,), (S,)
+    return ((bounds[:, :1] < hi) & (bounds[:, 1:] > lo)).any(axis=1)  # (N,)
+
+
 def _flatten(message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(message.get("content"), list):
         return {**message, "content": "".join(content_texts(message["content"], "chat message"))}
@@ -598,33 +638,44 @@ def has_generation_markers(template: str | None) -> bool:
     return bool(template) and "generation" in template and "endgeneration" in template
 
 
-_RECENT: WeakKeyDictionary[Any, dict[tuple[str, str, str, str], ChatLayout]] = WeakKeyDictionary()
+_RECENT: WeakKeyDictionary[Any, dict[tuple[str, str, str, str, int | None], ChatLayout]] = WeakKeyDictionary()
 _RECENT_SIZE = 8  # building a sample and linting it derive the same chat twice: the second is free
 
 
 def derive(
-    tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy = "train", inserted: Policy = "train"
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    *,
+    eot: Policy = "train",
+    inserted: Policy = "train",
+    keep: int | None = None,
 ) -> ChatLayout:
-    """Render `messages` once, tokenize with offsets, and give every token its reason (module docstring)."""
+    """Render `messages` once, tokenize with offsets, and give every token its reason (module docstring).
+
+    `keep` (--truncate): only a prefix of a long rendering is tokenized, one that gives at least `keep` tokens
+    and a margin; its first `keep` tokens and reasons are the whole chat's (the tokens past them are not)."""
     try:
         key = (
             str(tokenizer.chat_template),
             json.dumps(messages, sort_keys=True, default=repr),
             eot,
             inserted,
+            keep,
         )
         recent = _RECENT.setdefault(tokenizer, {})
     except (TypeError, ValueError):
-        return _derive(tokenizer, messages, eot=eot, inserted=inserted)
+        return _derive(tokenizer, messages, eot=eot, inserted=inserted, keep=keep)
     if key not in recent:
-        layout = _derive(tokenizer, messages, eot=eot, inserted=inserted)
+        layout = _derive(tokenizer, messages, eot=eot, inserted=inserted, keep=keep)
         if len(recent) >= _RECENT_SIZE:
             recent.pop(next(iter(recent)))
         recent[key] = layout
     return recent[key]
 
 
-def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inserted: Policy) -> ChatLayout:
+def _derive(
+    tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inserted: Policy, keep: int | None
+) -> ChatLayout:
     if not getattr(tokenizer, "chat_template", None):
         raise TokstepError(
             "the tokenizer has no chat template: pass the conversation as --text or --ids instead"
@@ -643,15 +694,15 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         raise TokstepError(
             "chat masks need a fast tokenizer (character offsets); this one is a slow tokenizer"
         )
-    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    encoded, chars = _encode_rendered(tokenizer, rendered, keep)
     ids = list(map(int, encoded["input_ids"]))
     if OFFSET_ARRAY in encoded:  # a batch's cached encoding: its offsets are already (int, int) tuples
         bounds, offsets = encoded[OFFSET_ARRAY], encoded["offset_mapping"]  # (N, 2)
     else:
         bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
         offsets = list(map(tuple, bounds.tolist()))
-    turns, default_system = locate(tokenizer, messages, rendered)
-    codes = _char_codes(len(rendered), turns, default_system)
+    turns, default_system = locate(tokenizer, messages, rendered, chars)
+    codes = _char_codes(len(rendered), turns, default_system)[:chars]
     token_codes = _token_code_array(codes, bounds)  # (N,)
     reason_of = _reasons(eot, inserted)  # code -> reason
     reasons_at = reason_of[token_codes]  # (N,) object
@@ -663,7 +714,12 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         else trl_training_template(tokenizer.chat_template)
     )
     if has_generation_markers(tokenizer.chat_template) or training is not None:
-        mask = _generation_mask(tokenizer, messages, ids, training.text if training else None)
+        template = training.text if training else None
+        mask = (
+            _generation_mask(tokenizer, messages, ids, template)
+            if chars == len(rendered)
+            else _prefix_generation_mask(tokenizer, messages, rendered, bounds, template)
+        )
         if training is not None and mask is None:
             notes.append(
                 f"TRL's {training.family} training template renders this chat with other ids (e.g. a think block in "
@@ -717,6 +773,7 @@ def _derive(tokenizer: Any, messages: list[dict[str, Any]], *, eot: Policy, inse
         notes=tuple(notes),
         generation_mask_empty=generation_empty,
         turn_layout=TurnLayout(found, role_of[token_codes], part_of[token_codes], eot, inserted),
+        prefix_chars=chars if chars < len(rendered) else None,
     )
 
 

@@ -14,6 +14,7 @@ import tokstep.engine.inputs.json_text as json_text
 from tokstep.engine.chat.masks import Policy, derive
 from tokstep.engine.chat.structure import recover_layout
 from tokstep.engine.errors import TokstepError
+from tokstep.engine.inputs.prefix import encode_prefix, prefix_chars
 from tokstep.engine.inputs.sample import COUNTED, IGNORE_INDEX, MaskReason, Sample
 
 if TYPE_CHECKING:
@@ -64,7 +65,14 @@ def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None
     if spec.ids is not None:
         sample = from_ids(spec.ids, name=spec.name, pad_id=tokenizer.pad_token_id)
     elif spec.chat is not None:
-        sample = from_chat(tokenizer, list(spec.chat), name=spec.name, eot=spec.eot, inserted=spec.inserted)
+        sample = from_chat(
+            tokenizer,
+            list(spec.chat),
+            name=spec.name,
+            eot=spec.eot,
+            inserted=spec.inserted,
+            keep=spec.truncate,
+        )
     elif spec.prompt is not None or spec.answer is not None:
         if spec.prompt is None or spec.answer is None:
             raise TokstepError("--prompt and --answer go together: give both")
@@ -84,38 +92,61 @@ def build_sample(spec: SampleSpec, tokenizer: Any, max_tokens: int | None = None
     return sample
 
 
-TRUNCATE_MARGIN = 64  # tokens past the kept ones before a prefix's cut: its kept tokens are the whole text's
-
-
-def prefix_chars(keep: int) -> int:
-    """The first prefix of a text tried for --truncate `keep` (checks of the kept text read this much)."""
-    return max(4096, 16 * keep)
-
-
 def kept_spec(spec: SampleSpec) -> SampleSpec:
     """With --truncate: the spec's texts cut to what the checks of the kept tokens read (never a whole
     12 MB input encoded again by a lint)."""
     if not spec.truncate:
         return spec
     chars = prefix_chars(spec.truncate)
-    cut = {k: getattr(spec, k)[:chars] for k in ("text", "prompt", "answer") if getattr(spec, k)}
+    cut: dict[str, Any] = {
+        k: getattr(spec, k)[:chars] for k in ("text", "prompt", "answer") if getattr(spec, k)
+    }
+    if spec.chat is not None:
+        cut["chat"] = _kept_chat(spec.chat, chars)
     return replace(spec, **cut)
+
+
+_CUT_KEYS = ("content", "reasoning_content", "reasoning", "thinking")  # a message's texts a lint reads
+
+
+def _kept_chat(chat: tuple[Any, ...], chars: int) -> tuple[Any, ...]:
+    """A chat's message texts cut to `chars` characters in all (a later text gets what earlier ones left), for
+    the checks of a truncated chat; its kept tokens are built from the whole chat (`from_chat` with `keep`)."""
+    left = chars
+
+    def cut(text: Any) -> Any:
+        nonlocal left
+        if not isinstance(text, str):
+            return text
+        text = text[:left]
+        left -= len(text)
+        return text
+
+    kept = []
+    for message in chat:
+        if isinstance(message, dict):
+            message = {k: cut(v) if k in _CUT_KEYS else v for k, v in message.items()}
+            if isinstance(message.get("content"), list):
+                parts = message["content"]
+                message["content"] = [
+                    {**p, "text": cut(p["text"])} if isinstance(p, dict) and "text" in p else p for p in parts
+                ]
+        kept.append(message)
+    return tuple(kept)
 
 
 def _text_prefix(tokenizer: Any, spec: SampleSpec) -> Sample | None:
     """With --truncate N, a long text is tokenized a growing prefix at a time instead of whole (a 12 MB file
-    kept to 50 tokens took a minute and gigabytes): once a prefix gives N + TRUNCATE_MARGIN tokens, the cut
-    lies far past the kept ones and they are the text's own. None: the text is short, tokenize it whole."""
-    text, keep = spec.text or "", spec.truncate
-    if not keep:
+    kept to 50 tokens took a minute and gigabytes). None: the text is short, tokenize it whole."""
+    if not spec.truncate:
         return None
-    chars = prefix_chars(keep)
-    while chars < len(text):
-        sample = from_text(tokenizer, text[:chars], bos=spec.bos, eos="none", name=spec.name)
-        if len(sample) >= keep + TRUNCATE_MARGIN:
-            return sample  # cut to `keep` by the caller
-        chars *= 4
-    return None
+    cut = encode_prefix(
+        lambda prefix: from_text(tokenizer, prefix, bos=spec.bos, eos="none", name=spec.name),
+        len,
+        spec.text or "",
+        spec.truncate,
+    )
+    return None if cut is None else cut[0]  # cut to `keep` by the caller
 
 
 def with_layout(
@@ -287,15 +318,27 @@ def from_chat(
     name: str = "chat",
     eot: Policy = "train",
     inserted: Policy = "train",
+    keep: int | None = None,
 ) -> Sample:
     """Chat through the tokenizer's template, masked by tokstep's convention (`tokstep.engine.chat.masks`).
 
-    Never returns an all-masked sample silently.
+    `keep` (--truncate): a long rendering is tokenized only as far as the first `keep` tokens need (the
+    sample then ends past them, to be cut by `truncate`). Never returns an all-masked sample silently.
     """
-    layout = derive(tokenizer, messages, eot=eot, inserted=inserted)
+    layout = derive(tokenizer, messages, eot=eot, inserted=inserted, keep=keep)
     ids = list(layout.ids)
     _require_tokens(ids, "the chat")
     supervised = np.fromiter(map(COUNTED.__contains__, layout.reasons), dtype=bool, count=len(layout.reasons))
+    if keep and layout.prefix_chars is not None and not supervised[1:keep].any():
+        trained = np.flatnonzero(supervised[1:])
+        first = (
+            f"the first is token {trained[0] + 1}; keep at least {trained[0] + 2} tokens"
+            if trained.size
+            else f"none in its first {len(ids)}"
+        )
+        raise TokstepError(
+            f"--truncate {keep} cuts off every supervised token of the chat: nothing would be counted ({first})"
+        )
     if not supervised[1:].any():
         raise TokstepError("the chat template left no assistant token supervised (all labels would be -100)")
     input_ids = np.asarray(ids, dtype=np.int64)
