@@ -1123,6 +1123,14 @@ CASES += [
         seconds=5,
     ),
     case(
+        "truncate-10mb-chat-rows-lint",  # the batched lint leaves --truncate rows to their own prefix build
+        f"{L} {{F}}/rows-chat-10mb.jsonl --truncate 50 --jobs 1",
+        OK,
+        "2 rows in",
+        stderr_lines=0,
+        seconds=10,
+    ),
+    case(
         "truncate-chat-many-turns",  # 3000 turns: only those in the tokenized prefix are located
         f"{R} --chat {{F}}/chat-many-turns.json --truncate 50",
         BAD,

@@ -87,9 +87,9 @@ class BatchTokenizer:
         limit = max_positions_for(self)
         for row in rows:
             spec = row.spec
-            if spec is None or spec.ids is not None:
-                continue
-            if limit is not None and spec.truncate is None:
+            if spec is None or spec.ids is not None or spec.truncate:
+                continue  # ids, or --truncate: the row's own build tokenizes only the prefix it keeps
+            if limit is not None:
                 try:
                     reject_far_too_long(spec, self, limit)
                 except TokstepError:
