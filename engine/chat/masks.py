@@ -557,13 +557,11 @@ def _generation_mask(
 ) -> np.ndarray | None:
     """The `{% generation %}` mask of the tokenizer's template (or of `template`), or None (no markers, or it
     renders other ids)."""
+    # `chat_template` only when there is one: the batched lint serves exactly these flags from its cache
+    chosen = {} if template is None else {"chat_template": template}
     try:
         out = tokenizer.apply_chat_template(
-            messages,
-            tokenize=True,
-            return_dict=True,
-            return_assistant_tokens_mask=True,
-            chat_template=template,
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, **chosen
         )
     except Exception:  # noqa: BLE001 - fall back to locating the content
         return None
