@@ -1,15 +1,21 @@
-"""`tokstep lint` on a small file, wall seconds, this checkout against another one, side by side.
+"""Start-up in wall seconds, this checkout against another one, side by side: `tokstep lint` on a small file, and
+the debugger (`tokstep`, bundled model) to its loading screen and to its stepper in a real terminal (tmux).
 
-    python -m bench.lint_startup --before /tmp/restructure-checkout [--repeats 7]
+    python -m bench.lint_startup --before /tmp/main-checkout [--repeats 7]
 
-Runs alternate (before, after, before, ...) so load on the machine falls on both; prints the medians and the
-load average, and whether torch was imported (in a one-off probe of each tree).
+Every run is a fresh process; runs alternate (before, after, before, ...) so load on the machine falls on both.
+The TUI runs in a private tmux server (120x40) whose screen is read every `POLL_S`: "loading screen" is the first
+read showing the loading view's first line, "stepper" the first showing the stepper's one-hot panel; both include
+starting the tmux session and the read's own delay (up to `POLL_S` plus one `tmux capture-pane`). Prints the
+medians and minima and the load average at start and end, and whether `lint` imported torch (a one-off probe of
+each tree).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,6 +28,11 @@ TORCH_PROBE = (
     "import sys; from tokstep.tui.cli.main import console_main; sys.argv = ['tokstep', 'lint', {file!r}];"
     "import atexit; atexit.register(lambda: print('torch' in sys.modules, file=sys.stderr)); console_main()"
 )
+LOADING_TEXT = "loading tokstep-mini"  # the loading view's first step, in its first frame
+STEPPER_TEXT = "one-hot target"  # the stepper's p-vs-q panel title
+POLL_S = 0.02
+TUI_TIMEOUT_S = 120.0
+SIZE = ("120", "40")
 
 
 def _env(tree: Path) -> dict[str, str]:
@@ -50,27 +61,90 @@ def imports_torch(tree: Path) -> str:
     return done.stderr.strip().splitlines()[-1]
 
 
+def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def tui_once(tree: Path) -> tuple[float, float]:
+    """Seconds from starting `tokstep` in tmux until the loading screen, and until the stepper, are on screen."""
+    socket = f"tokstep-bench-{os.getpid()}"
+    env = _env(tree)
+    command = " ".join(
+        [
+            f"PYTHONPATH={env['PYTHONPATH']}",
+            "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 TERM=xterm-256color COLORTERM=truecolor",
+            f"{sys.executable} -m tokstep",
+        ]
+    )
+    start = time.perf_counter()
+    _tmux(socket, "new-session", "-d", "-s", "bench", "-x", SIZE[0], "-y", SIZE[1], "-c", str(tree), command)
+    pid = int(_tmux(socket, "display-message", "-p", "-t", "bench", "#{pane_pid}").stdout.strip() or 0)
+    loading = stepper = None
+    try:
+        while time.perf_counter() - start < TUI_TIMEOUT_S:
+            screen = _tmux(socket, "capture-pane", "-p", "-t", "bench").stdout
+            now = time.perf_counter() - start
+            if loading is None and (LOADING_TEXT in screen or STEPPER_TEXT in screen):
+                loading = now
+            if STEPPER_TEXT in screen:
+                stepper = now
+                break
+            time.sleep(POLL_S)
+    finally:
+        _tmux(socket, "kill-server")
+        if pid:
+            _wait_gone(pid)
+    if loading is None or stepper is None:
+        raise SystemExit(f"the stepper did not appear within {TUI_TIMEOUT_S:.0f} s in {tree}")
+    return loading, stepper
+
+
+def _row(label: str, runs: dict[str, list[float]]) -> str:
+    cells = [f"{statistics.median(r):.2f} (min {min(r):.2f})" for r in runs.values()]
+    return f"| {label} | " + " | ".join(cells) + f" | {len(next(iter(runs.values())))} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="a checkout of the baseline branch")
+    parser.add_argument("--before", type=Path, required=True, help="a checkout of the baseline commit")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-tui", action="store_true", help="lint only (no tmux)")
     args = parser.parse_args()
+    if not args.no_tui and shutil.which("tmux") is None:
+        raise SystemExit("tmux is not installed (apt-get install -y tmux), or pass --no-tui")
     trees = {"before": args.before.resolve(), "after": ROOT}
     load_start = os.getloadavg()
-    times: dict[str, list[float]] = {name: [] for name in trees}
+    lint: dict[str, list[float]] = {name: [] for name in trees}
+    loading: dict[str, list[float]] = {name: [] for name in trees}
+    stepper: dict[str, list[float]] = {name: [] for name in trees}
     for _ in range(args.repeats):
         for name, tree in trees.items():
-            times[name].append(lint_once(tree))
+            lint[name].append(lint_once(tree))
+        if args.no_tui:
+            continue
+        for name, tree in trees.items():
+            first, shown = tui_once(tree)
+            loading[name].append(first)
+            stepper[name].append(shown)
     load_end = os.getloadavg()
     print(f"load average (1/5/15 min): {load_start} at start, {load_end} at end")
-    print("| tree | median wall (s) | min | max | runs | imports torch |")
-    print("|---|---|---|---|---|---|")
-    for name, tree in trees.items():
-        runs = times[name]
-        print(
-            f"| {name} | {statistics.median(runs):.2f} | {min(runs):.2f} | {max(runs):.2f} | {len(runs)} "
-            f"| {imports_torch(tree)} |"
-        )
+    print("| wall seconds, median (min) | before | after | runs each |")
+    print("|---|---|---|---|")
+    print(_row(f"`tokstep lint {SMALL_FILE}`", lint))
+    if not args.no_tui:
+        print(_row("`tokstep` (tmux 120x40): loading screen", loading))
+        print(_row("`tokstep` (tmux 120x40): stepper", stepper))
+    print(f"lint imports torch: before {imports_torch(trees['before'])}, after {imports_torch(trees['after'])}")
 
 
 if __name__ == "__main__":
