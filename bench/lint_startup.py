@@ -2,6 +2,7 @@
 the debugger (`tokstep`, bundled model) to its loading screen and to its stepper in a real terminal (tmux).
 
     python -m bench.lint_startup --before /tmp/main-checkout [--repeats 7]
+    python -m bench.lint_startup --before /tmp/main-checkout --identical   # lint --json, byte for byte
 
 Every run is a fresh process; runs alternate (before, after, before, ...) so load on the machine falls on both.
 The TUI runs in a private tmux server (120x40) whose screen is read every `POLL_S`: "loading screen" is the first
@@ -59,6 +60,40 @@ def imports_torch(tree: Path) -> str:
         text=True,
     )
     return done.stderr.strip().splitlines()[-1]
+
+
+IDENTICAL_FILES = ("docs/examples/train.jsonl", "docs/examples/labels.jsonl")
+TOKENIZER_CACHE = Path(os.environ.get("TOKSTEP_TOKENIZER_CACHE", Path.home() / ".cache/tokstep/tokenizers"))
+
+
+def lint_json(tree: Path, file: str, model: str | None) -> tuple[int, bytes]:
+    """`tokstep lint FILE --json -` in `tree`; `model` None: the tree's bundled model."""
+    flags = ["--model", model] if model else []
+    done = subprocess.run(
+        [sys.executable, "-m", "tokstep", "lint", file, *flags, "--json", "-"],
+        cwd=tree,
+        env=_env(tree),
+        capture_output=True,
+    )
+    return done.returncode, done.stdout
+
+
+def identical(trees: dict[str, Path]) -> None:
+    """`tokstep lint FILE --model M --json -` (status and bytes) in both trees, for the bundled model and every
+    cached real tokenizer (tests/real_tokenizers.py fetches them)."""
+    models: list[str | None] = [None]
+    models += sorted(str(p) for p in TOKENIZER_CACHE.glob("*") if (p / "tokenizer.json").is_file())
+    same = 0
+    for model in models:
+        for file in IDENTICAL_FILES:
+            outputs = {name: lint_json(tree, file, model) for name, tree in trees.items()}
+            if len(set(outputs.values())) == 1 and outputs["after"][0] in (0, 1):
+                same += 1
+            else:
+                print(
+                    f"DIFFERENT: {Path(model).name if model else 'bundled'} {file}: status {[o[0] for o in outputs.values()]}"
+                )
+    print(f"lint --json identical (bytes and status) for {same} of {len(models) * len(IDENTICAL_FILES)}")
 
 
 def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -119,7 +154,11 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="a checkout of the baseline commit")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-tui", action="store_true", help="lint only (no tmux)")
+    parser.add_argument("--identical", action="store_true", help="only compare lint --json between the trees")
     args = parser.parse_args()
+    if args.identical:
+        identical({"before": args.before.resolve(), "after": ROOT})
+        return
     if not args.no_tui and shutil.which("tmux") is None:
         raise SystemExit("tmux is not installed (apt-get install -y tmux), or pass --no-tui")
     trees = {"before": args.before.resolve(), "after": ROOT}
@@ -144,7 +183,9 @@ def main() -> None:
     if not args.no_tui:
         print(_row("`tokstep` (tmux 120x40): loading screen", loading))
         print(_row("`tokstep` (tmux 120x40): stepper", stepper))
-    print(f"lint imports torch: before {imports_torch(trees['before'])}, after {imports_torch(trees['after'])}")
+    print(
+        f"lint imports torch: before {imports_torch(trees['before'])}, after {imports_torch(trees['after'])}"
+    )
 
 
 if __name__ == "__main__":
