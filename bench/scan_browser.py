@@ -4,7 +4,8 @@
   1,024-row chunks, row groups of the merge's size) of 10M rows;
 - open (import + read the manifest and schema + the first screenful), sort by loss, the filter
   `loss>3 lint:eos-masked` (count + first screenful), a sort under that filter, and the process's peak RSS;
-  each step timed to what the browser shows first (`FIRST_ROWS` records) and to its whole 500-row window;
+  each step timed to what the browser shows first (a screenful: `FIRST_ROWS`, a 60-line terminal's table
+  and the browser's margin) and to its whole 500-row window;
 - the same steps on 1M rows with the in-memory view the browser used before (tests/memory_scan_view.py),
   side by side (at 10M rows it would need about 10 GB).
 
@@ -26,13 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from tokstep.tui.screens.scan_browser import FIRST_MARGIN, WINDOW
+
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"open": 2.0, "sort by loss": 1.0, "filter loss>3 lint:eos-masked": 1.0, "sort under the filter": 1.0}
 GOAL_RSS_MB = 500
+TERMINAL_LINES = 60  # the table then shows 50 rows (title, status, detail and footer take the rest)
 FILTER = "loss>3 lint:eos-masked"
 
 PROBE = """
-import json, resource, sys, time
+import json, sys, time
 started = time.perf_counter() - (time.time() - float(sys.argv[3]))  # since the parent started this process
 sys.path.insert(0, {tests!r})
 which, folder = sys.argv[1], sys.argv[2]
@@ -46,7 +50,7 @@ times = {{}}
 def show(begun, name):
     # what the scan browser's worker does: the window's rows, a screenful of records, then the rest
     if which == "duckdb":
-        rows = view.page_rows(0, WINDOW)
+        rows = view.page_keys(0, WINDOW)
         view.records_of(rows[:FIRST])
         times[name] = time.perf_counter() - begun
         view.records_of(rows[FIRST:])
@@ -64,17 +68,23 @@ def timed(name, step):
 timed("sort by loss", lambda: view.sort("loss"))
 timed("filter {filter}", lambda: view.set_filter({filter!r}))
 timed("sort under the filter", lambda: view.sort("max_ce"))
-times["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: after fork + exec, ru_maxrss still counts the parent's peak (this bench's parent
+# may have just generated 10M rows)
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+times["rss_mb"] = int(status.split()[0]) / 1024
 times["shown"] = len(view)
 print(json.dumps(times))
 """
 
 
+def first_rows() -> int:
+    """What the browser reads first in a TERMINAL_LINES-line terminal: the table's rows and its margin."""
+    return TERMINAL_LINES - 10 + FIRST_MARGIN
+
+
 def measure(which: str, folder: Path, repeats: int) -> dict[str, float]:
     """The median of each step over `repeats` fresh processes."""
-    from tokstep.tui.screens.scan_browser import FIRST_ROWS, WINDOW
-
-    code = PROBE.format(tests=str(ROOT / "tests"), filter=FILTER, first=FIRST_ROWS, window=WINDOW)
+    code = PROBE.format(tests=str(ROOT / "tests"), filter=FILTER, first=first_rows(), window=WINDOW)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     runs = []
     for _ in range(repeats):
@@ -122,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.machine import load_average
     from bench.sections import write_section
-    from tokstep.tui.screens.scan_browser import FIRST_ROWS, WINDOW
 
     with tempfile.TemporaryDirectory(prefix="tokstep-bench-browser-") as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
@@ -143,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Written on {when}. A synthetic {args.rows:,}-row scan ({size:.0f} MB of Parquet, 2 shards, "
         f"tokstep scan's layout) opened in a fresh process; wall seconds, the median of {args.repeats} processes. "
         f"`open` counts from the process's launch (Python's start and imports included); each later step is a "
-        f"sort/filter plus what the browser reads: its first screen ({FIRST_ROWS} records: the goal's figure), "
+        f"sort/filter plus what the browser reads: its first screen ({first_rows()} records in a "
+        f"{TERMINAL_LINES}-line terminal: the goal's figure), "
         f"then its whole {WINDOW}-row window. {new['shown']:,.0f} rows match `{FILTER}`. "
         f"Load average {load_before} before, {load_after} after (2 cores shared with other work).",
         "",

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokstep.engine.scan.files import MANIFEST, shard_name
-from tokstep.engine.scan.run import FINDING_STRUCT, SHARD_ROW_GROUP, schema
+from tokstep.engine.scan.run import FINDING_STRUCT, LINT_BITS, SHARD_ROW_GROUP, lint_bits, schema
 
 FORMS = np.array(["text", "prompt", "chat", "ids"])
 LINTS = [[], [], [], [], [], [], ["eos-masked"], ["no-eos"], ["eos-masked", "no-bos"], ["bad-row"]]
@@ -50,6 +50,7 @@ def _shard(rows: np.ndarray, rng: np.random.Generator) -> pa.Table:
         "worst_ce": worst.cast(pa.list_(pa.float64())),
         "worst_token": pa.array([["a", "b", "c"]] * count, type=pa.list_(pa.string())),
         "lints": lints,
+        "lint_bits": pa.array(np.array([lint_bits(lint) for lint in LINTS])[lint_pick], type=pa.int64()),
         "lint_errors": pa.array(errors_of[lint_pick], type=pa.int64()),
         "lint_warnings": pa.array(warnings_of[lint_pick], type=pa.int64()),
         "lint_infos": pa.array(np.zeros(count, dtype=np.int64)),
@@ -77,6 +78,11 @@ def write_synthetic_scan(
         with pq.ParquetWriter(folder / name, schema()) as writer:
             for start in range(0, len(mine), piece):
                 writer.write_table(_shard(mine[start : start + piece], rng), row_group_size=SHARD_ROW_GROUP)
-    manifest = {"shards": names, "rows": rows, "identity": {"model": "synthetic", "data": "synthetic.jsonl"}}
+    manifest = {
+        "shards": names,
+        "rows": rows,
+        "lint_bits": list(LINT_BITS),
+        "identity": {"model": "synthetic", "data": "synthetic.jsonl"},
+    }
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return folder

@@ -166,6 +166,36 @@ def test_a_filter_matching_more_rows_than_it_keeps_reads_the_shards(synthetic, m
                 assert same(view.page(start, 10), paged(reference.page(start, 10))), (text, by, start)
 
 
+def test_lint_bits_say_the_lints_and_scans_without_them_still_filter(scanned, synthetic, tmp_path):
+    """Every row's `lint_bits` are its lints' bits (the manifest names them); a scan written before the
+    column (format 2) filters on lints by searching the lists, to the same rows."""
+    import pyarrow.parquet as pq
+
+    from tokstep.engine.scan.run import LINT_BITS, lint_bits
+
+    manifest = json.loads((Path(scanned[0]) / "manifest.json").read_text())
+    assert manifest["lint_bits"] == list(LINT_BITS)
+    records = list(ScanView(scanned[0]).records())
+    assert any(r["lints"] for r in records)
+    assert all(r["lint_bits"] == lint_bits(r["lints"]) for r in records)
+
+    old = tmp_path / "old-scan"
+    old.mkdir()
+    manifest = json.loads((Path(synthetic) / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        pq.write_table(pq.read_table(Path(synthetic) / shard).drop_columns(["lint_bits"]), old / shard)
+    del manifest["lint_bits"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    for text in ("lint:eos-masked", "loss>3 !lint:no-eos"):
+        view, before = ScanView(synthetic), ScanView(old)
+        assert (
+            "lint_bits" in view.parse_filter(text).where
+            and "lint_bits" not in before.parse_filter(text).where
+        )
+        assert view.set_filter(text) == before.set_filter(text) > 0
+        assert [r["row"] for r in view.page(0, 50)] == [r["row"] for r in before.page(0, 50)]
+
+
 def test_the_query_engine_reads_columns_it_was_not_told_about(synthetic, tmp_path):
     """A column a later scan adds (here `findings_extra`) is filterable without a code change."""
     import pyarrow as pa
@@ -208,7 +238,9 @@ async def _wait(pilot, condition, what: str) -> None:
 
 async def test_sort_is_global_enter_steps_into_the_row_and_escape_comes_back(scanned, monkeypatch):
     monkeypatch.setattr(scan_browser, "WINDOW", 10)  # a window much smaller than the scan
-    monkeypatch.setattr(scan_browser, "FIRST_ROWS", 4)  # read in two pieces: 4 rows, then 6
+    monkeypatch.setattr(
+        scan_browser, "FIRST_MARGIN", -30
+    )  # a table of about 35 rows: a few first, then the rest
     app = _app(scanned)
     async with app.run_test(size=(150, 40)) as pilot:
         screen = app.screen

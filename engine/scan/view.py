@@ -3,9 +3,10 @@ Parquet shards: sorting and filtering act on ALL rows (not a page), and nothing 
 a filter, the matching rows' sort keys) is read into memory, so a 10M-row scan opens in under a second and
 stays well under 500 MB (`python -m bench.scan_browser`).
 
-A page is read in two steps: its `row`s in order (`page_rows`: the sort key and the filter's columns only),
-then those rows' columns (`records_of`), which costs in proportion to the rows asked for (each is in another
-2,048-row vector), so a browser reads a screenful first and the rest of its window after. Under a filter,
+A page is read in two steps: where its rows are, in order (`page_keys`: a shard and a position in it, from
+the sort key and the filter's columns only), then those rows' columns (`records_of`: one query a shard, by
+`file_row_number`, which DuckDB prunes by row group and vector); the second costs in proportion to the rows
+asked for, so a browser reads a screenful first and the rest of its window after. Under a filter,
 the matching rows' sort keys go once into a temporary table (`hits`, at most `HITS_CAP` rows): the count,
 every later sort and every page's `row`s then read that small table. A page past the middle is read in the
 reverse order from the end, so the last page is as quick as the first. One lock serialises the queries: a
@@ -45,6 +46,7 @@ MEMORY_LIMIT = "256MB"  # DuckDB spills past this; the browser stays far under 5
 HITS_CAP = 1_000_000  # a filter's matching keys kept in memory (8 columns x 8 bytes: 64 MB at most)
 KEY_COLUMNS = ("row", "loss", "max_ce", "tokens", "supervised", "lint_errors", "lint_warnings")
 PAGE_SKIPS = ("findings", "row_hash")  # heavy, and shown by no page; `records()` (exports) keep them
+RowKey = tuple[int, int]  # (shard index, position in that shard): where a row is
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ class Filter:
 
 def _quote(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 class ScanView:
@@ -78,17 +84,19 @@ class ScanView:
             raise TokstepError(f"{folder} is not a tokstep scan (no {MANIFEST})")
         try:
             self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
-            shards = ", ".join(
-                "'" + str(self.folder / s).replace("'", "''") + "'" for s in self.manifest["shards"]
-            )
+            self._shards = [_literal(str(self.folder / s)) for s in self.manifest["shards"]]
+            self._source = f"read_parquet([{', '.join(self._shards)}])"  # with filename, file_row_number
             self._db = duckdb.connect(config={"threads": 2, "memory_limit": MEMORY_LIMIT})
             self._db.execute("SET enable_progress_bar = false")  # never print to the terminal under the TUI
-            self._db.execute(f"CREATE VIEW scan AS SELECT * FROM read_parquet([{shards}])")
+            self._db.execute(f"CREATE VIEW scan AS SELECT * FROM {self._source}")
             described = self._db.sql("DESCRIBE scan").fetchall()
             self.total = int(self._db.sql("SELECT count(*) FROM scan").fetchall()[0][0])
         except Exception as error:  # noqa: BLE001 - a damaged scan is one line
             raise TokstepError(f"cannot read the scan in {folder}: {error}") from None
         self.types: dict[str, str] = {name: kind for name, kind, *_ in described}
+        # lint code -> its bit in `lint_bits` (scans before format 3 have neither: lists are searched)
+        codes = self.manifest.get("lint_bits", []) if "lint_bits" in self.types else []
+        self._lint_bit = {code: 1 << i for i, code in enumerate(codes) if i < 63}
         self.sort_by, self.descending = "row", False
         self.filter: Filter | None = None
         self._shown = self.total
@@ -139,9 +147,10 @@ class ScanView:
             if chosen is None:
                 self._shown = self.total
                 return len(self)
-            keys = ", ".join(_quote(c) for c in KEY_COLUMNS if c in self.types)
+            keys = ", ".join([self._where_columns(), *(_quote(c) for c in KEY_COLUMNS if c in self.types)])
             self._db.execute(
-                f"CREATE TEMP TABLE hits AS SELECT {keys} FROM scan WHERE {chosen.where} LIMIT {HITS_CAP + 1}",
+                f"CREATE TEMP TABLE hits AS SELECT {keys} FROM {self._source} WHERE {chosen.where} "
+                f"LIMIT {HITS_CAP + 1}",
                 list(chosen.parameters),
             )
             self._shown = self._count("SELECT count(*) FROM hits")
@@ -181,6 +190,8 @@ class ScanView:
         if word == "lint":
             return "lint_errors + lint_warnings > 0", []
         if word.startswith("lint:"):
+            if word[5:] in self._lint_bit:  # an integer test, not a search of every row's list of strings
+                return "(lint_bits & ?) != 0", [self._lint_bit[word[5:]]]
             return "list_contains(lints, ?)", [word[5:]]
         match = COMPARISON.match(word)
         if match is None:
@@ -234,42 +245,56 @@ class ScanView:
     def _select(
         self, tail: str = "", columns: str = "*", reverse: bool = False
     ) -> tuple[str, tuple[Any, ...]]:
-        """A query over the shown rows in the current order (their `row`s from `hits` when the filter's keys
-        are kept there)."""
-        order = self._order(reverse)
-        if self._hits and columns == "row":
-            return f"SELECT {columns} FROM hits ORDER BY {order} {tail}", ()
+        """A query over the shown rows in the current order."""
         where = f"WHERE {self.filter.where}" if self.filter is not None else ""
         parameters = self.filter.parameters if self.filter is not None else ()
-        return f"SELECT {columns} FROM scan {where} ORDER BY {order} {tail}", parameters
+        return f"SELECT {columns} FROM scan {where} ORDER BY {self._order(reverse)} {tail}", parameters
+
+    def _where_columns(self) -> str:
+        """The columns that say where a row is (its `RowKey`), from the shards' virtual columns."""
+        shard = " ".join(f"WHEN {path} THEN {i}" for i, path in enumerate(self._shards))
+        return f"CASE filename {shard} END AS shard, file_row_number AS position"
 
     # -- pages and rows ----------------------------------------------------------------------------------
 
     def page(self, start: int, count: int) -> list[dict[str, Any]]:
         """Records of the shown rows start..start+count in the current order: every column but `PAGE_SKIPS`."""
-        return self.records_of(self.page_rows(start, count))
+        return self.records_of(self.page_keys(start, count))
 
-    def page_rows(self, start: int, count: int) -> list[int]:
-        """The `row`s of the shown rows start..start+count in the current order."""
+    def page_keys(self, start: int, count: int) -> list[RowKey]:
+        """Where the shown rows start..start+count are, in the current order."""
         with self._lock:
             start, count = max(int(start), 0), max(min(int(count), len(self) - int(start)), 0)
             if count == 0:
                 return []
             reverse = start > len(self) // 2  # past the middle: the same rows, read from the end
             offset = len(self) - start - count if reverse else start
-            query, parameters = self._select(f"LIMIT {count} OFFSET {offset}", columns="row", reverse=reverse)
-            rows = [row for (row,) in self._db.sql(query, params=list(parameters)).fetchall()]
-        return rows[::-1] if reverse else rows
+            tail = f"ORDER BY {self._order(reverse)} LIMIT {count} OFFSET {offset}"
+            if self._hits:
+                query, parameters = f"SELECT shard, position FROM hits {tail}", ()
+            else:
+                where = f"WHERE {self.filter.where}" if self.filter is not None else ""
+                parameters = self.filter.parameters if self.filter is not None else ()
+                query = f"SELECT {self._where_columns()} FROM {self._source} {where} {tail}"
+            keys = [(int(s), int(p)) for s, p in self._db.sql(query, params=list(parameters)).fetchall()]
+        return keys[::-1] if reverse else keys
 
-    def records_of(self, rows: list[int]) -> list[dict[str, Any]]:
-        """The records of these rows (every column but `PAGE_SKIPS`), in the order given."""
-        if not rows:
-            return []
-        query = f"SELECT {self._page_columns()} FROM scan WHERE row IN (SELECT unnest(?::BIGINT[]))"
-        with self._lock:
-            fetched = self._db.sql(query, params=[list(rows)]).to_arrow_table()
-        by_row = {record["row"]: record for record in fetched.to_pylist()}
-        return [by_row[row] for row in rows]
+    def records_of(self, keys: list[RowKey]) -> list[dict[str, Any]]:
+        """The records of the rows at these keys (every column but `PAGE_SKIPS`), in the order given."""
+        found: dict[RowKey, dict[str, Any]] = {}
+        for shard in sorted({s for s, _ in keys}):
+            positions = ", ".join(
+                str(p) for s, p in keys if s == shard
+            )  # ints: a literal list DuckDB prunes by
+            query = (
+                f"SELECT file_row_number AS position_, {self._page_columns()} "
+                f"FROM read_parquet([{self._shards[shard]}]) WHERE file_row_number IN ({positions})"
+            )
+            with self._lock:
+                fetched = self._db.sql(query).to_arrow_table()
+            for record in fetched.to_pylist():
+                found[(shard, record.pop("position_"))] = record
+        return [found[key] for key in keys]
 
     def _page_columns(self) -> str:
         skipped = [_quote(c) for c in PAGE_SKIPS if c in self.types]

@@ -5,7 +5,7 @@ Every row's numbers are already computed, so sorting and filtering act on ALL ro
 Enter reads the row back from the data file and steps into it with the model; Escape comes back.
 
 Sorts, filters and windows are read by a worker thread (the screen never waits on a query): a screenful
-(`FIRST_ROWS`) first, then the rest of the window; a newer request makes an older one's rows be dropped.
+(the table's height plus `FIRST_MARGIN` rows) first, then the rest of the window; a newer request makes an older one's rows be dropped.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tokstep.tui.severity import lint_tally
 from tokstep.tui.widgets.tables import highlighted_index
 
 WINDOW = 500  # rows in the table at once
-FIRST_ROWS = 100  # read and shown first (more than a screen): a page's cost grows with its rows
+FIRST_MARGIN = 10  # rows read first beyond those the table shows: a page's cost grows with its rows
 READING = " · reading …"  # on the status line while a worker reads
 EXPORT_NAME = "rows-to-fix.jsonl"  # the file `x` offers (the shown rows, as `tokstep scan-query --out`)
 COLUMNS = [
@@ -263,16 +263,19 @@ class ScanBrowserScreen(Screen[None]):
         status = self.query_one("#scan-status", Static)
         said = str(status.content).removesuffix(READING)
         status.update(Text(said + READING, style="dim"))
-        self.read_window(self.view, self.start, change)
+        first = max(self.query_one(DataTable).size.height + FIRST_MARGIN, 1)
+        self.read_window(self.view, self.start, change, first)
 
     @work(thread=True, exit_on_error=False, group="scan-window", exclusive=True)
-    def read_window(self, view: ScanView, start: int, change: Callable[[], object] | None) -> None:
-        """The window's rows in order, then their records: a screenful first, then the rest."""
+    def read_window(
+        self, view: ScanView, start: int, change: Callable[[], object] | None, first_rows: int
+    ) -> None:
+        """Where the window's rows are, in order, then their records: a screenful first, then the rest."""
         worker = get_current_worker()
         if change is not None:
             change()
-        rows = view.page_rows(start, WINDOW)
-        for first, piece in ((True, rows[:FIRST_ROWS]), (False, rows[FIRST_ROWS:])):
+        keys = view.page_keys(start, WINDOW)
+        for first, piece in ((True, keys[:first_rows]), (False, keys[first_rows:])):
             if worker.is_cancelled or (piece == [] and not first):
                 return
             records = view.records_of(piece)
