@@ -32,7 +32,7 @@ from tokstep.tui.screens.scan_browser import FIRST_MARGIN, WINDOW
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"open": 2.0, "sort by loss": 1.0, "filter loss>3 lint:eos-masked": 1.0, "sort under the filter": 1.0}
 GOAL_RSS_MB = 500
-TERMINAL_LINES = 60  # the table then shows 50 rows (title, status, detail and footer take the rest)
+TERMINAL_LINES = 60  # a 53-row table
 FILTER = "loss>3 lint:eos-masked"
 
 PROBE = """
@@ -79,7 +79,7 @@ print(json.dumps(times))
 
 def first_rows() -> int:
     """What the browser reads first in a TERMINAL_LINES-line terminal: the table's rows and its margin."""
-    return TERMINAL_LINES - 10 + FIRST_MARGIN
+    return TERMINAL_LINES - 7 + FIRST_MARGIN  # title, status, detail (4 lines) and footer: 7
 
 
 def measure(which: str, folder: Path, repeats: int) -> dict[str, float]:
