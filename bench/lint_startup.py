@@ -8,14 +8,16 @@ Every run is a fresh process; runs alternate (before, after, before, ...) so loa
 The TUI runs in a private tmux server (120x40) whose screen is read every `POLL_S`: "loading screen" is the first
 read showing the loading view's first line, "stepper" the first showing the stepper's one-hot panel; both include
 starting the tmux session and the read's own delay (up to `POLL_S` plus one `tmux capture-pane`). Prints the
-medians and minima and the load average at start and end, and whether `lint` imported torch (a one-off probe of
-each tree).
+medians and ranges and the load average at start and end, the CPU seconds (user + system) of each lint and of the
+debugger until its stepper was seen (less disturbed by other processes than wall time), and whether `lint`
+imported torch (a one-off probe of each tree).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,15 +42,21 @@ def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
 
 
-def lint_once(tree: Path) -> float:
-    start = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def lint_once(tree: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one `tokstep lint SMALL_FILE`."""
+    start, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(
         [sys.executable, "-m", "tokstep", "lint", SMALL_FILE], cwd=tree, env=_env(tree), capture_output=True
     )
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 1):
         raise SystemExit(f"lint failed in {tree}: {done.stderr.decode()[-500:]}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu
 
 
 def imports_torch(tree: Path) -> str:
@@ -100,6 +108,12 @@ def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
 
 
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -110,21 +124,23 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def tui_once(tree: Path) -> tuple[float, float]:
-    """Seconds from starting `tokstep` in tmux until the loading screen, and until the stepper, are on screen."""
+def tui_once(tree: Path) -> tuple[float, float, float]:
+    """Seconds from starting `tokstep` in tmux until the loading screen, and until the stepper, are on screen,
+    and the CPU seconds the process had used when the stepper was seen."""
     socket = f"tokstep-bench-{os.getpid()}"
     env = _env(tree)
     command = " ".join(
         [
+            "exec env",
             f"PYTHONPATH={env['PYTHONPATH']}",
-            "HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 TERM=xterm-256color COLORTERM=truecolor",
+            " HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 TERM=xterm-256color COLORTERM=truecolor",
             f"{sys.executable} -m tokstep",
         ]
     )
     start = time.perf_counter()
     _tmux(socket, "new-session", "-d", "-s", "bench", "-x", SIZE[0], "-y", SIZE[1], "-c", str(tree), command)
     pid = int(_tmux(socket, "display-message", "-p", "-t", "bench", "#{pane_pid}").stdout.strip() or 0)
-    loading = stepper = None
+    loading = stepper = cpu = None
     try:
         while time.perf_counter() - start < TUI_TIMEOUT_S:
             screen = _tmux(socket, "capture-pane", "-p", "-t", "bench").stdout
@@ -132,20 +148,20 @@ def tui_once(tree: Path) -> tuple[float, float]:
             if loading is None and (LOADING_TEXT in screen or STEPPER_TEXT in screen):
                 loading = now
             if STEPPER_TEXT in screen:
-                stepper = now
+                stepper, cpu = now, _process_cpu(pid)
                 break
             time.sleep(POLL_S)
     finally:
         _tmux(socket, "kill-server")
         if pid:
             _wait_gone(pid)
-    if loading is None or stepper is None:
+    if loading is None or stepper is None or cpu is None:
         raise SystemExit(f"the stepper did not appear within {TUI_TIMEOUT_S:.0f} s in {tree}")
-    return loading, stepper
+    return loading, stepper, cpu
 
 
 def _row(label: str, runs: dict[str, list[float]]) -> str:
-    cells = [f"{statistics.median(r):.2f} (min {min(r):.2f})" for r in runs.values()]
+    cells = [f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})" for r in runs.values()]
     return f"| {label} | " + " | ".join(cells) + f" | {len(next(iter(runs.values())))} |"
 
 
@@ -164,25 +180,33 @@ def main() -> None:
     trees = {"before": args.before.resolve(), "after": ROOT}
     load_start = os.getloadavg()
     lint: dict[str, list[float]] = {name: [] for name in trees}
+    lint_cpu: dict[str, list[float]] = {name: [] for name in trees}
+    stepper_cpu: dict[str, list[float]] = {name: [] for name in trees}
     loading: dict[str, list[float]] = {name: [] for name in trees}
     stepper: dict[str, list[float]] = {name: [] for name in trees}
     for _ in range(args.repeats):
         for name, tree in trees.items():
-            lint[name].append(lint_once(tree))
+            wall, cpu = lint_once(tree)
+            lint[name].append(wall)
+            lint_cpu[name].append(cpu)
         if args.no_tui:
             continue
         for name, tree in trees.items():
-            first, shown = tui_once(tree)
+            first, shown, cpu = tui_once(tree)
             loading[name].append(first)
             stepper[name].append(shown)
+            stepper_cpu[name].append(cpu)
     load_end = os.getloadavg()
     print(f"load average (1/5/15 min): {load_start} at start, {load_end} at end")
-    print("| wall seconds, median (min) | before | after | runs each |")
+    print("| wall seconds, median (min-max) | before | after | runs each |")
     print("|---|---|---|---|")
     print(_row(f"`tokstep lint {SMALL_FILE}`", lint))
     if not args.no_tui:
         print(_row("`tokstep` (tmux 120x40): loading screen", loading))
         print(_row("`tokstep` (tmux 120x40): stepper", stepper))
+    print(_row("CPU seconds (user + system): `tokstep lint`", lint_cpu))
+    if not args.no_tui:
+        print(_row("CPU seconds: `tokstep` until the stepper was seen", stepper_cpu))
     print(
         f"lint imports torch: before {imports_torch(trees['before'])}, after {imports_torch(trees['after'])}"
     )
