@@ -32,9 +32,11 @@ TOOL = [
     {
         "role": "assistant",
         "content": "",
-        "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}],
-    },
-    {"role": "tool", "name": "weather", "content": "sunny, 21 C"},
+        "tool_calls": [
+            {"id": "call12345", "type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}
+        ],
+    },  # a call id of 9 characters: Mistral-Nemo's template refuses any other
+    {"role": "tool", "name": "weather", "tool_call_id": "call12345", "content": "sunny, 21 C"},
     {"role": "assistant", "content": "It is sunny in Paris."},
 ]
 LABEL_CODES = {
@@ -53,16 +55,14 @@ def one_load_per_tokenizer():
 
     def cached(cls, location, *args, **kwargs):
         name = folders.get(str(location).rstrip("/"))
-        return rt.real_tokenizer(name) if name else original(cls, location, *args, **kwargs)
+        return rt.chat_tokenizer(name) if name else original(cls, location, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(transformers.AutoTokenizer, "from_pretrained", classmethod(cached))
         yield folders
 
 
-# Mistral-Nemo is left out: its template has no generation header, and tokstep attributes the `[/INST]` before a
-# reply to the reply (template-inserted, trained), so its own mask trains markup: an open bug, not hidden here.
-FAMILIES = tuple(name for name in rt.CHAT_FAMILIES if name != "mistral_nemo")
+FAMILIES = (*rt.CHAT_FAMILIES, "llama2_chat")  # Llama-2's tokenizer with Meta's Llama-2-chat template
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -71,8 +71,10 @@ def family(request, tmp_path_factory, one_load_per_tokenizer):
     name = request.param
     folder = rt.tiny_llama_dir(name, tmp_path_factory.mktemp(name))
     one_load_per_tokenizer[str(folder)] = name
-    tokenizer = rt.real_tokenizer(name)
+    tokenizer = rt.chat_tokenizer(name)
     chats = {"single": SINGLE, "multi": MULTI, "system": SYSTEM}
+    if tokenizer.apply_chat_template(SYSTEM, tokenize=False) == tokenizer.apply_chat_template(MULTI, tokenize=False):
+        del chats["multi"]  # Mistral-Nemo writes the system prompt into a last user turn only: the same row
     if _takes_tools(tokenizer):
         chats["tool"] = TOOL
     return name, tokenizer, folder, chats
@@ -92,7 +94,7 @@ def true_findings_of(name, tokenizer, chats) -> set[str]:
     special token): a true finding about the tokenizer, not about labels."""
     from tokenizers import Tokenizer
 
-    raw = Tokenizer.from_file(str(rt.real_tokenizer_dir(name) / "tokenizer.json"))
+    raw = Tokenizer.from_file(str(rt.real_tokenizer_dir(rt.TEMPLATED.get(name, name)) / "tokenizer.json"))
     for chat in chats.values():
         text = tokenizer.apply_chat_template(chat, tokenize=False)
         if (
@@ -223,7 +225,8 @@ def _end_of_turn(tokenizer, ids, reply) -> int:
 
 def bugs(tokenizer, chats):
     """name -> (row, {code: (severity, positions or None)}) built from tokstep's own mask of the system chat."""
-    sample = build_sample(SampleSpec(chat=tuple(chats["system"])), tokenizer)
+    chat = chats["system"]
+    sample = build_sample(SampleSpec(chat=tuple(chat)), tokenizer)
     ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
     replies = _replies(sample)
     out = {}
@@ -237,10 +240,10 @@ def bugs(tokenizer, chats):
     user = _positions(sample, MaskReason.USER)
     out["trains-on-user"] = (row(train(user)), {"trains-on-user": ("error", user)})
     system = _positions(sample, MaskReason.SYSTEM)
-    rendered = tokenizer.apply_chat_template(chats["system"], tokenize=False)
+    rendered = tokenizer.apply_chat_template(chat, tokenize=False)
     folded = "system" not in rendered.lower()  # Gemma-3 writes the system prompt into the first user turn
     if system:  # a folded system prompt has no turn of its own in the ids: its words are the user turn's
-        before = rendered[: rendered.index(chats["system"][0]["content"])].lower()
+        before = rendered[: rendered.index(chat[0]["content"])].lower()
         # folded after a user header (Gemma-3): the user turn's words; before any header (DeepSeek): markup
         code = (
             ("trains-on-user" if "user" in before else "trains-on-markup") if folded else "trains-on-system"

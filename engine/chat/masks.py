@@ -420,9 +420,28 @@ def _prefix_end(tokenizer: Any, before: list[dict[str, Any]], rendered: str, cur
     """Where an assistant turn starts for a template with no generation header (Llama-2, Mistral): the end
     of the conversation before it, rendered on its own, when that render is a prefix of the full one."""
     prefix = try_render(tokenizer, before) if before else ""
-    if prefix is not None and len(prefix) >= cursor and rendered.startswith(prefix):
+    if prefix is None:
+        return cursor
+    if len(prefix) >= cursor and rendered.startswith(prefix):
         return len(prefix)
+    # The conversation so far renders otherwise on its own (Mistral-Nemo writes the system prompt into the
+    # last user turn): what its render writes after its last message's text closes that message (`[/INST]`)
+    closing = _closing_markup(prefix, before)
+    if closing and rendered.startswith(closing, cursor):
+        return cursor + len(closing)
     return cursor
+
+
+def _closing_markup(prefix: str, before: list[dict[str, Any]]) -> str:
+    """The text `prefix` (a render of `before`) ends with after the last piece of its last message ("" when
+    that piece is not found in it)."""
+    pieces = _pieces_of(before[-1])
+    if not pieces:
+        return ""
+    last = pieces[-1][0]
+    candidates = getattr(last, "variants", None) or [last, last.strip()]
+    ends = [prefix.rfind(c) + len(c) for c in candidates if c and c in prefix]
+    return prefix[max(ends) :] if ends else ""
 
 
 def _find_eot(rendered: str, start: int, eot_text: str | None, added: list[str]) -> tuple[int, int] | None:

@@ -94,8 +94,14 @@ _PROBES: tuple[tuple[tuple[str, str], ...], ...] = (
 Segment = tuple[str | None, tuple[int, ...], str | None]  # (role before, markup ids, role after)
 
 
+_PROBE_CALL_ID = "tokstep01"  # 9 characters: Mistral-Nemo's template refuses a tool result with any other id
+
+
 def _chat(messages: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    return [{"role": role, "content": content} for role, content in messages]
+    return [
+        {"role": role, "content": content, **({"tool_call_id": _PROBE_CALL_ID} if role == "tool" else {})}
+        for role, content in messages
+    ]
 
 
 def _segments(
@@ -126,6 +132,28 @@ def _segments(
         inside = tuple(i for i, (s, e) in zip(ids, offsets, strict=True) if lo <= s and e <= hi and e > s)
         segments.append((before, inside if after is None else _strip_blanks(inside, blank), after))
     return segments
+
+
+def _tool_reply_segment(tokenizer: Any, blank: Any) -> list[Segment]:
+    """The markup between a tool result and the reply after it, from a chat where the tool answers a call (for
+    templates that take a tool turn only after a tool call: Mistral-Nemo); [] when the template refuses it."""
+    tool, reply = "tokstep tool probe", "tokstep assistant probe two"
+    call = {"id": _PROBE_CALL_ID, "type": "function", "function": {"name": "tokstep_probe", "arguments": {}}}
+    messages = [
+        {"role": "user", "content": "tokstep user probe one"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": tool, "tool_call_id": _PROBE_CALL_ID},
+        {"role": "assistant", "content": reply},
+    ]
+    rendered = try_render(tokenizer, messages)
+    if rendered is None or rendered.count(tool) != 1 or rendered.count(reply) != 1:
+        return []
+    lo, hi = rendered.index(tool) + len(tool), rendered.index(reply)
+    if hi < lo:
+        return []
+    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    pairs = zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
+    return [("tool", _strip_blanks(tuple(i for i, (s, e) in pairs if lo <= s and e <= hi and e > s), blank), "assistant")]
 
 
 def _common_prefix(seqs: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -164,6 +192,8 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
         for messages, rendered in renders:
             if rendered is not None:
                 segments += _segments(tokenizer, rendered, messages, blank, leading)
+        if probe is _PROBES[-1] and renders[0][1] is None:
+            segments += _tool_reply_segment(tokenizer, blank)
     if not segments:
         return None
     bos = getattr(tokenizer, "bos_token_id", None)
@@ -186,6 +216,9 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
             rest = seq[len(footer) :] if seq[: len(footer)] == footer else seq
             if not rest and _distinctive(seq, specials):
                 separators.add((before, seq, after))
+                tail = _special_tail(seq, specials)
+                if tail != seq:  # what precedes it may vary by row (Mistral-Nemo's `"call_id": …}`)
+                    separators.add((before, tail, after))
         if rest:
             rests.setdefault(after, []).append(rest)
     generation = _generation_ids(tokenizer, blank)
@@ -254,6 +287,17 @@ def _strip_blanks(seq: tuple[int, ...], blank: Any) -> tuple[int, ...]:
     while seq and blank(seq[-1]):
         seq = seq[:-1]
     return seq
+
+
+def _special_tail(seq: tuple[int, ...], specials: frozenset[int]) -> tuple[int, ...]:
+    """The special tokens `seq` ends with when plain text alone precedes them (`, "call_id": …}[/TOOL_RESULTS]`
+    -> `[/TOOL_RESULTS]`); otherwise `seq` itself."""
+    k = len(seq)
+    while k and seq[k - 1] in specials:
+        k -= 1
+    if k == len(seq) or any(t in specials for t in seq[:k]):
+        return seq
+    return seq[k:]
 
 
 def _end_length(footer: tuple[int, ...], specials: frozenset[int]) -> int:
