@@ -115,7 +115,9 @@ LLAMA2_CHAT_TEMPLATE = (
     "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
     "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
 )
-TEMPLATED: dict[str, str] = {"llama2_chat": "llama2"}  # a chat family made of a tokenizer + LLAMA2_CHAT_TEMPLATE
+TEMPLATED: dict[str, str] = {
+    "llama2_chat": "llama2"
+}  # a chat family made of a tokenizer + LLAMA2_CHAT_TEMPLATE
 
 
 @cache

@@ -33,7 +33,11 @@ TOOL = [
         "role": "assistant",
         "content": "",
         "tool_calls": [
-            {"id": "call12345", "type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}
+            {
+                "id": "call12345",
+                "type": "function",
+                "function": {"name": "weather", "arguments": {"city": "Paris"}},
+            }
         ],
     },  # a call id of 9 characters: Mistral-Nemo's template refuses any other
     {"role": "tool", "name": "weather", "tool_call_id": "call12345", "content": "sunny, 21 C"},
@@ -73,7 +77,9 @@ def family(request, tmp_path_factory, one_load_per_tokenizer):
     one_load_per_tokenizer[str(folder)] = name
     tokenizer = rt.chat_tokenizer(name)
     chats = {"single": SINGLE, "multi": MULTI, "system": SYSTEM}
-    if tokenizer.apply_chat_template(SYSTEM, tokenize=False) == tokenizer.apply_chat_template(MULTI, tokenize=False):
+    if tokenizer.apply_chat_template(SYSTEM, tokenize=False) == tokenizer.apply_chat_template(
+        MULTI, tokenize=False
+    ):
         del chats["multi"]  # Mistral-Nemo writes the system prompt into a last user turn only: the same row
     if _takes_tools(tokenizer):
         chats["tool"] = TOOL

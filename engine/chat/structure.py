@@ -153,7 +153,13 @@ def _tool_reply_segment(tokenizer: Any, blank: Any) -> list[Segment]:
         return []
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     pairs = zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
-    return [("tool", _strip_blanks(tuple(i for i, (s, e) in pairs if lo <= s and e <= hi and e > s), blank), "assistant")]
+    return [
+        (
+            "tool",
+            _strip_blanks(tuple(i for i, (s, e) in pairs if lo <= s and e <= hi and e > s), blank),
+            "assistant",
+        )
+    ]
 
 
 def _common_prefix(seqs: list[tuple[int, ...]]) -> tuple[int, ...]:
