@@ -246,15 +246,8 @@ def bugs(tokenizer, chats):
     user = _positions(sample, MaskReason.USER)
     out["trains-on-user"] = (row(train(user)), {"trains-on-user": ("error", user)})
     system = _positions(sample, MaskReason.SYSTEM)
-    rendered = tokenizer.apply_chat_template(chat, tokenize=False)
-    folded = "system" not in rendered.lower()  # Gemma-3 writes the system prompt into the first user turn
-    if system:  # a folded system prompt has no turn of its own in the ids: its words are the user turn's
-        before = rendered[: rendered.index(chat[0]["content"])].lower()
-        # folded after a user header (Gemma-3): the user turn's words; before any header (DeepSeek): markup
-        code = (
-            ("trains-on-user" if "user" in before else "trains-on-markup") if folded else "trains-on-system"
-        )
-        out["trains-on-system"] = (row(train(system)), {code: ("error", system)})
+    if system:  # also where the template gives it no turn of its own (Gemma-3, DeepSeek-V3, Llama-2)
+        out["trains-on-system"] = (row(train(system)), {"trains-on-system": ("error", system)})
     header = [
         j for j in range(replies[-1][0] - 3, replies[-1][0]) if sample.mask_reasons[j] is MaskReason.TEMPLATE
     ]
@@ -315,3 +308,41 @@ def test_each_generated_bug_is_found_with_its_severity_and_nothing_else(family, 
                 assert sorted(named) == sorted(positions), (name, code)
         for f in result["findings"]:
             assert not re.search(r"`\d+`", f["message"]), f["message"]  # tokens as text, never a bare id
+
+
+PARAGRAPHS_SYSTEM = [{"role": "system", "content": "You are terse.\n\nAnswer in one line."}, *MULTI]
+PARAGRAPHS_USER = [
+    {"role": "user", "content": "Two things.\n\nWhat is the capital of France?"},
+    {"role": "assistant", "content": "Paris."},
+]
+
+
+def test_a_trained_system_prompt_is_trains_on_system_where_the_template_gives_it_no_turn(
+    family, capsys, tmp_path
+):
+    """Gemma-3 folds the system prompt into the first user turn, DeepSeek-V3 writes it before the first header:
+    trained, it is still `trains-on-system` (not the user's words, not markup), also when it has paragraphs;
+    a first user message with paragraphs and no system prompt, trained, stays `trains-on-user`."""
+    _name, tokenizer, folder, _chats = family
+    rows, expected = [], []
+    for chat, role in ((PARAGRAPHS_SYSTEM, MaskReason.SYSTEM), (PARAGRAPHS_SYSTEM, MaskReason.USER)):
+        sample = build_sample(SampleSpec(chat=tuple(chat)), tokenizer)
+        positions = _positions(sample, role)
+        if not positions:
+            continue  # Mistral-Nemo renders no system prompt in a chat that ends with a reply
+        ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
+        rows.append(
+            {"input_ids": ids, "labels": [ids[j] if j in positions else lab for j, lab in enumerate(labels)]}
+        )
+        expected.append((f"trains-on-{role.name.lower()}", positions))
+    sample = build_sample(SampleSpec(chat=tuple(PARAGRAPHS_USER)), tokenizer)
+    ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
+    user = _positions(sample, MaskReason.USER)
+    rows.append({"input_ids": ids, "labels": [ids[j] if j in user else lab for j, lab in enumerate(labels)]})
+    expected.append(("trains-on-user", user))
+    _code, payload = lint(capsys, tmp_path, folder, rows)
+    found = [
+        [(f["code"], sorted(f["positions"])) for f in r["findings"] if f["severity"] in ("error", "warning")]
+        for r in payload["results"]
+    ]
+    assert found == [[(code, positions)] for code, positions in expected]
