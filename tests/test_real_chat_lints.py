@@ -14,6 +14,7 @@ import pytest
 import real_tokenizers as rt
 import transformers
 
+from tokstep.engine.chat.masks import derive
 from tokstep.engine.inputs.sample import IGNORE_INDEX, MaskReason
 from tokstep.engine.inputs.spec import SampleSpec, build_sample
 from tokstep.engine.lints.catalogue import LINTS
@@ -346,3 +347,27 @@ def test_a_trained_system_prompt_is_trains_on_system_where_the_template_gives_it
         for r in payload["results"]
     ]
     assert found == [[(code, positions)] for code, positions in expected]
+
+
+@pytest.mark.parametrize(
+    ("name", "replies"),
+    [
+        ("mistral_nemo", ["Paris.</s>", "Rome, I think.</s>"]),
+        ("llama2_chat", [" Paris. </s>", " Rome, I think. </s>"]),
+    ],
+)
+def test_inst_templates_train_the_reply_and_its_end_not_the_inst_before_it(name, replies):
+    """`[INST] … [/INST] reply </s>` has no generation header: the `[/INST]` closes the user turn (markup), also
+    when a system prompt makes the conversation so far render otherwise on its own (Mistral-Nemo)."""
+    tokenizer = rt.chat_tokenizer(name)
+    sample = build_sample(SampleSpec(chat=tuple(SYSTEM)), tokenizer)
+    layout = derive(tokenizer, SYSTEM)
+    assert list(layout.ids) == sample.input_ids.tolist()
+    text = layout.rendered
+    spans = [(layout.offsets[r[0]][0], layout.offsets[r[-1]][1]) for r in _replies(sample)]
+    assert [text[a:b] for a, b in spans] == replies
+    inst = [m.start() for m in re.finditer(re.escape("[/INST]"), text)]
+    at_inst = [j for j, (a, b) in enumerate(layout.offsets) if any(a < i + 7 and i < b for i in inst)]
+    assert len(inst) == 2 and at_inst and not (sample.labels[at_inst] != IGNORE_INDEX).any()
+    if name == "mistral_nemo":  # it writes a system prompt into a last user turn only: none here, and says so
+        assert "message 0 (system): the template did not render it (nothing trains on it)" in sample.notes

@@ -764,7 +764,11 @@ def _derive(
     if method == "located content" and not generation_empty:
         notes.append("assistant tokens located in the rendered chat (content + end-of-turn)")
     for turn in turns:
-        if turn.dropped:
+        if turn.dropped and not turn.pieces:  # Mistral-Nemo: a system prompt goes into a last user turn only
+            notes.append(
+                f"message {turn.index} ({turn.role}): the template did not render it (nothing trains on it)"
+            )
+        elif turn.dropped:
             notes.append(
                 f"message {turn.index} ({turn.role}): the template did not render part of it "
                 f"({len(turn.dropped)} piece(s), e.g. earlier reasoning it drops from history)"
