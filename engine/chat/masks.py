@@ -418,7 +418,8 @@ def _next_content_start(rendered: str, later: list[dict[str, Any]], start: int) 
 
 def _prefix_end(tokenizer: Any, before: list[dict[str, Any]], rendered: str, cursor: int) -> int:
     """Where an assistant turn starts for a template with no generation header (Llama-2, Mistral): the end
-    of the conversation before it, rendered on its own, when that render is a prefix of the full one."""
+    of the conversation before it, rendered on its own, when that render is a prefix of the full one; else
+    after the markup that render writes after its last message (`[/INST]`), when the full one has it there."""
     prefix = try_render(tokenizer, before) if before else ""
     if prefix is None:
         return cursor
