@@ -22,6 +22,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,8 +105,8 @@ def identical(trees: dict[str, Path]) -> None:
     print(f"lint --json identical (bytes and status) for {same} of {len(models) * len(IDENTICAL_FILES)}")
 
 
-def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
+def _tmux(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", "-S", str(socket), *args], capture_output=True, text=True)
 
 
 def _process_cpu(pid: int) -> float:
@@ -127,7 +128,8 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
 def tui_once(tree: Path) -> tuple[float, float, float]:
     """Seconds from starting `tokstep` in tmux until the loading screen, and until the stepper, are on screen,
     and the CPU seconds the process had used when the stepper was seen."""
-    socket = f"tokstep-bench-{os.getpid()}"
+    folder = Path(tempfile.mkdtemp(prefix="tokstep-bench-tmux-"))
+    socket = folder / "socket"
     env = _env(tree)
     command = " ".join(
         [
@@ -155,6 +157,7 @@ def tui_once(tree: Path) -> tuple[float, float, float]:
         _tmux(socket, "kill-server")
         if pid:
             _wait_gone(pid)
+        shutil.rmtree(folder, ignore_errors=True)
     if loading is None or stepper is None or cpu is None:
         raise SystemExit(f"the stepper did not appear within {TUI_TIMEOUT_S:.0f} s in {tree}")
     return loading, stepper, cpu
