@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.sections import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_FILE = "docs/examples/train.jsonl"
 TORCH_PROBE = (
@@ -36,6 +38,8 @@ LOADING_TEXT = "loading tokstep-mini"  # the loading view's first step, in its f
 STEPPER_TEXT = "one-hot target"  # the stepper's p-vs-q panel title
 POLL_S = 0.02
 TUI_TIMEOUT_S = 120.0
+GOAL_LINT_S = 1.5  # issue 22: `tokstep lint` on a small file
+GOAL_STEPPER_S = 2.5  # issue 22: the debugger's stepper on the bundled model
 SIZE = ("120", "40")
 
 
@@ -174,6 +178,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-tui", action="store_true", help="lint only (no tmux)")
     parser.add_argument("--identical", action="store_true", help="only compare lint --json between the trees")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "RESULTS.md", help="its section goes here"
+    )
     args = parser.parse_args()
     if args.identical:
         identical({"before": args.before.resolve(), "after": ROOT})
@@ -200,19 +207,47 @@ def main() -> None:
             stepper[name].append(shown)
             stepper_cpu[name].append(cpu)
     load_end = os.getloadavg()
-    print(f"load average (1/5/15 min): {load_start} at start, {load_end} at end")
-    print("| wall seconds, median (min-max) | before | after | runs each |")
-    print("|---|---|---|---|")
-    print(_row(f"`tokstep lint {SMALL_FILE}`", lint))
+    table = [
+        "| wall seconds, median (min-max) | before | after | runs each |",
+        "|---|---|---|---|",
+        _row(f"`tokstep lint {SMALL_FILE}`", lint),
+    ]
     if not args.no_tui:
-        print(_row("`tokstep` (tmux 120x40): loading screen", loading))
-        print(_row("`tokstep` (tmux 120x40): stepper", stepper))
-    print(_row("CPU seconds (user + system): `tokstep lint`", lint_cpu))
+        table.append(_row("`tokstep` (tmux 120x40): loading screen", loading))
+        table.append(_row("`tokstep` (tmux 120x40): stepper", stepper))
+    table.append(_row("CPU seconds (user + system): `tokstep lint`", lint_cpu))
     if not args.no_tui:
-        print(_row("CPU seconds: `tokstep` until the stepper was seen", stepper_cpu))
-    print(
-        f"lint imports torch: before {imports_torch(trees['before'])}, after {imports_torch(trees['after'])}"
-    )
+        table.append(_row("CPU seconds: `tokstep` until the stepper was seen", stepper_cpu))
+    verdicts = [f"`lint` ≤ {GOAL_LINT_S} s: {_verdict(lint['after'], GOAL_LINT_S)}"]
+    if not args.no_tui:
+        verdicts.append(f"stepper ≤ {GOAL_STEPPER_S} s: {_verdict(stepper['after'], GOAL_STEPPER_S)}")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    body = [
+        "## Start-up: `tokstep lint` on a small file, the debugger's loading screen and stepper "
+        "(`python -m bench.lint_startup`)",
+        "",
+        f"`python -m bench.lint_startup --before {args.before} --repeats {args.repeats}` on {when}. Load average "
+        f"(1/5/15 min) {_load(load_start)} at start, {_load(load_end)} at end, on {os.cpu_count()} cores. A fresh "
+        'process each run, before and after alternating; `OMP_NUM_THREADS=1`. "loading screen": the loading '
+        "view's first line is on the screen; \"stepper\": the stepper's one-hot panel is (tmux read every "
+        f"{POLL_S * 1000:.0f} ms, tmux's start included). `lint` imports torch: before "
+        f"{imports_torch(trees['before'])}, after {imports_torch(trees['after'])}.",
+        "",
+        *table,
+        "",
+        "Goals, judged on the median wall seconds of `after`: " + "; ".join(verdicts) + ".",
+    ]
+    text = "\n".join(body)
+    print(text)
+    write_section(args.out, "bench.lint_startup", text)
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
+def _verdict(runs: list[float], goal: float) -> str:
+    return "met" if statistics.median(runs) <= goal else "**not met**"
 
 
 if __name__ == "__main__":
