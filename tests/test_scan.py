@@ -100,7 +100,10 @@ def model_dir(tmp_path_factory, tokenizer):
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    return write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", make_rows(40))
+    """40 rows; rows 33 and 37 copy rows 10 and 2 (other chunks, other ranks, other runs of a resumed scan)."""
+    rows = make_rows(40)
+    rows[33], rows[37] = rows[10], rows[2]
+    return write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", rows)
 
 
 def read_scan(out: Path) -> list[dict]:
@@ -206,6 +209,15 @@ def test_scan_writes_one_record_per_row_and_matches_tracing(
         assert record["masked_prompt"] == reasons.count("prompt")
     assert rows[1]["masked_prompt"] > 0 and rows[2]["masked_user"] > 0
     data.close()
+
+    # one truth: the scan's duplicate-rows are lint's (rows 33 and 37 copy rows 10 and 2)
+    capsys.readouterr()
+    assert main(["lint", data_file, "--model", model_dir, "--json"]) == 1
+    linted = json.loads(capsys.readouterr().out)["findings"]
+    expected = [(f["line"] - 1, f["message"]) for f in linted if f["code"] == "duplicate-rows"]
+    found = [(r["row"], f["message"]) for r in rows for f in r["findings"] if f["code"] == "duplicate-rows"]
+    assert found == expected == [(33, found[0][1]), (37, found[1][1])]
+    assert "identical to line 11" in found[0][1] and "identical to line 3" in found[1][1]
 
     # the same command again: nothing to do
     assert main(["scan", data_file, "--model", model_dir, "--out", str(out), "--chunk-rows", "16"]) == 0

@@ -41,6 +41,7 @@ from tokstep.engine.lints.rows import RowLint
 from tokstep.engine.model.inspector import token_bytes
 from tokstep.engine.model.loading import LoadedModel
 from tokstep.engine.model.tokens import make_visible
+from tokstep.engine.scan.duplicates import settle_duplicates
 from tokstep.engine.scan.files import (
     CHUNKS,
     MANIFEST,
@@ -500,7 +501,9 @@ def run_scan(
             _merge([chunk_path(out, c) for c in mine], shard, mine_rows)
             _barrier(ranks)
             manifest = None
-            if ranks.rank == 0:
+            if ranks.rank == 0:  # duplicates across ranks and runs, as `lint` finds them over the file
+                shards = [shard_name(r, ranks.world) for r in range(ranks.world)]
+                settle_duplicates(out, shards, bit=LINT_BIT["duplicate-rows"], row_group=SHARD_ROW_GROUP)
                 manifest = _write_manifest(out, config, ranks, total_rows)
                 shutil.rmtree(out / CHUNKS, ignore_errors=True)
         except OSError as error:
@@ -532,7 +535,7 @@ def _run_chunks(
 ) -> int:
     """Score and commit each chunk; the next chunk is read and linted in a thread meanwhile."""
     tokenizer = BatchTokenizer(loaded.tokenizer)
-    duplicates = DuplicateRows()  # this rank's rows in this run; the row_hash column finds all
+    duplicates = DuplicateRows()  # this rank's rows in this run; settle_duplicates then sees them all
     done_rows = done_tokens = 0
 
     def count(rows: int, tokens: int) -> None:
