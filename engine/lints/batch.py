@@ -22,6 +22,7 @@ from tokstep.engine.chat.masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataRow
 from tokstep.engine.inputs.spec import reject_far_too_long
+from tokstep.engine.lints.direct_render import DirectRenderer
 from tokstep.engine.lints.length import max_positions_for
 from tokstep.engine.lints.rows import RowLint, lint_row
 
@@ -58,6 +59,8 @@ class BatchTokenizer:
         self._encodings: dict[tuple[str, bool], dict[str, list[Any]]] = {}
         self._alive: list[list[Any]] = []  # the message lists keyed by id in `_renders`, kept alive
         self._raw: _RawEncodings | bool | None = None  # None: not looked for yet; False: there is none
+        self._direct: DirectRenderer | None = None  # made at the first render
+        self._direct_checked = False  # this batch's first direct render was compared with the usual one
 
     @property
     def wrapped(self) -> Any:
@@ -72,6 +75,7 @@ class BatchTokenizer:
     # -- caches ------------------------------------------------------------------------------------------
 
     def clear(self) -> None:
+        self._direct_checked = False
         self._renders.clear()
         self._alive.clear()
         self._encodings.clear()
@@ -154,26 +158,47 @@ class BatchTokenizer:
         hit = self._renders.get(key)
         marks = self._tools is not None and self._marks and not generation_prompt
         if hit is None or (spans and marks and hit[1] is None):
-            if spans and marks:
-                assert self._tools is not None
-                render, normalize = self._tools
-                texts, indices = render(
-                    conversations=[normalize(messages)],
-                    tools=None,
-                    documents=None,
-                    chat_template=self._template,
-                    return_assistant_tokens_mask=True,
-                    add_generation_prompt=False,
-                    **self._tok.special_tokens_map,
-                )
-                hit = (texts[0], [tuple(span) for span in indices[0]])
-            else:
-                text = self._tok.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=generation_prompt
-                )
-                hit = (text, None)
+            hit = self._direct_render(messages, generation_prompt, spans and marks)
+            if hit is None:
+                hit = self._usual_render(messages, generation_prompt, spans and marks)
             self._renders[key] = hit
             self._alive.append(messages)  # the ids in the key stay this batch's messages' until clear()
+        return hit
+
+    def _usual_render(
+        self, messages: list[Any], generation_prompt: bool, spans: bool
+    ) -> tuple[str, list[tuple[int, int]] | None]:
+        """The render as transformers does it (apply_chat_template; with spans, its renderer)."""
+        if spans:
+            assert self._tools is not None
+            render, normalize = self._tools
+            texts, indices = render(
+                conversations=[normalize(messages)],
+                tools=None,
+                documents=None,
+                chat_template=self._template,
+                return_assistant_tokens_mask=True,
+                add_generation_prompt=False,
+                **self._tok.special_tokens_map,
+            )
+            return texts[0], [tuple(span) for span in indices[0]]
+        return self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt), None
+
+    def _direct_render(
+        self, messages: list[Any], generation_prompt: bool, spans: bool
+    ) -> tuple[str, list[tuple[int, int]] | None] | None:
+        """The same render through the compiled template (plain chats only: engine.lints.direct_render); the
+        first of every batch is checked against the usual render, and a difference turns this off."""
+        if self._direct is None:
+            assert self._template is not None
+            self._direct = DirectRenderer(self._template, self._tok.special_tokens_map)
+        hit = self._direct.render(messages, generation_prompt, spans)
+        if hit is not None and not self._direct_checked:
+            self._direct_checked = True
+            usual = self._usual_render(messages, generation_prompt, spans)
+            if usual != hit:
+                self._direct.enabled = False
+                return usual
         return hit
 
     # -- the calls the lints make -----------------------------------------------------------------------
