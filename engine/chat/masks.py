@@ -706,10 +706,10 @@ def _derive(
             "chat masks need a fast tokenizer (character offsets); this one is a slow tokenizer"
         )
     encoded, chars = _encode_rendered(tokenizer, rendered, keep)
-    ids = list(map(int, encoded["input_ids"]))
-    if OFFSET_ARRAY in encoded:  # a batch's cached encoding: its offsets are already (int, int) tuples
-        bounds, offsets = encoded[OFFSET_ARRAY], encoded["offset_mapping"]  # (N, 2)
+    if OFFSET_ARRAY in encoded:  # a batch's cached encoding: ints and (int, int) tuples already
+        ids, bounds, offsets = encoded["input_ids"], encoded[OFFSET_ARRAY], encoded["offset_mapping"]
     else:
+        ids = list(map(int, encoded["input_ids"]))
         bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
         offsets = list(map(tuple, bounds.tolist()))
     turns, default_system = locate(tokenizer, messages, rendered, chars)

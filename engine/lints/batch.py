@@ -11,9 +11,11 @@ tokenizer, so the findings are exactly those of the per-row path (tested on hund
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataRow
 from tokstep.engine.inputs.spec import reject_far_too_long
 from tokstep.engine.lints.direct_render import DirectRenderer
+from tokstep.engine.lints.facts import tokenizer_facts
 from tokstep.engine.lints.length import max_positions_for
 from tokstep.engine.lints.rows import RowLint, lint_row
 
@@ -73,6 +76,15 @@ class BatchTokenizer:
         return len(self._tok)
 
     # -- caches ------------------------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Work out now what every batch needs (the tokenizer's facts, tokenizer.json and whether it matches),
+        so that processes forked after this start with it done."""
+        with contextlib.suppress(Exception):  # best effort: the first batch does (and reports) it otherwise
+            tokenizer_facts(self)
+            if self._backend is not None:
+                self._prepare_raw([], [])
+        self.clear()  # the probes' renders: a batch starts with empty caches
 
     def clear(self) -> None:
         self._direct_checked = False
@@ -130,11 +142,11 @@ class BatchTokenizer:
         every text alike, so the backend's encodings of `plain` (same flag) are reused, not recomputed."""
 
         if self._raw is None:
-            raw = lints.raw_tokenizer(self)
+            raw = lints.raw_tokenizer(self._tok)  # loaded once per tokenizer, whatever wraps it
             self._raw = _RawEncodings(raw) if raw is not None else False
             if raw is not None:
                 lints._RAW[self] = self._raw
-                self._raw.same = _same_tokenizer(raw, self._backend)
+                self._raw.same = _same_tokenizer(self._tok, raw, self._backend)
         if not self._raw:
             return
         todo = list(dict.fromkeys([*plain, *special]))
@@ -232,12 +244,21 @@ class BatchTokenizer:
         return self._tok.apply_chat_template(conversation, add_generation_prompt=generation_prompt, **kwargs)
 
 
-def _same_tokenizer(raw: Any, backend: Any) -> bool:
-    """Whether two `tokenizers.Tokenizer`s serialize identically (then they encode every text alike)."""
+_SAME: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()  # tokenizer -> `_same_tokenizer`'s answer
+
+
+def _same_tokenizer(tokenizer: Any, raw: Any, backend: Any) -> bool:
+    """Whether `raw` (tokenizer.json) and `backend` (the tokenizer's) serialize identically (then they encode
+    every text alike); serialized once per tokenizer (a 256k vocabulary takes a second)."""
+    with contextlib.suppress(KeyError, TypeError):
+        return _SAME[tokenizer]
     try:
-        return bool(raw.to_str() == backend.to_str())
+        same = bool(raw.to_str() == backend.to_str())
     except Exception:  # noqa: BLE001 - cannot tell: encode with both
-        return False
+        same = False
+    with contextlib.suppress(TypeError):
+        _SAME[tokenizer] = same
+    return same
 
 
 class _Ids:

@@ -34,7 +34,7 @@ def default_jobs() -> int:
 def _start_worker(tokenizer: Any, source: DataFile | None) -> None:
     global _WORKER, _SOURCE
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the pool is the parallelism
-    _WORKER = BatchTokenizer(tokenizer)
+    _WORKER = tokenizer if isinstance(tokenizer, BatchTokenizer) else BatchTokenizer(tokenizer)
     _SOURCE = source.reopened() if source is not None else None
 
 
@@ -58,6 +58,9 @@ def _pooled(
 ) -> Iterator[RowLint]:  # fmt: skip
     """`task(*call)` for every call on a pool of `jobs` processes, the results in order."""
     context = multiprocessing.get_context("fork" if _forking() else "spawn")
+    if _forking():  # the workers inherit one warm stand-in (not pickled): its facts are worked out once, here
+        tokenizer = BatchTokenizer(tokenizer)
+        tokenizer.warm()
     with ProcessPoolExecutor(
         jobs, mp_context=context, initializer=_start_worker, initargs=(tokenizer, source)
     ) as pool:
