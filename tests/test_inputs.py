@@ -145,6 +145,24 @@ def test_truncate_keeps_the_first_tokens_and_says_so():
     assert sample.truncated_from == 10
 
 
+def test_truncate_of_a_huge_input_says_its_length_is_a_lower_bound(bpe_tokenizer):
+    """--truncate on a text or chat too long to tokenize whole: the count is a prefix's, and says so."""
+    huge = "the cat sat on the mat. " * 20_000
+    text = build_sample(SampleSpec(text=huge, truncate=50), bpe_tokenizer)
+    short = build_sample(SampleSpec(text=huge[:400], truncate=50), bpe_tokenizer)
+    whole = len(from_text(bpe_tokenizer, huge[:400]))
+    assert short.truncated_from == whole and not short.truncated_prefix and short.truncated_from_text == str(whole)
+    assert text.truncated_prefix and 50 < text.truncated_from < len(from_text(bpe_tokenizer, huge))
+    assert text.truncated_from_text == f"more than {text.truncated_from}"
+    chat = [{"role": "user", "content": huge}, {"role": "assistant", "content": "ok"}]
+    assert not build_sample(SampleSpec(chat=tuple(chat)), bpe_tokenizer).truncated_prefix
+    with pytest.raises(TokstepError, match="cuts off every supervised token"):  # the reply is past the prefix
+        build_sample(SampleSpec(chat=tuple(chat), truncate=50), bpe_tokenizer)
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": huge}]
+    kept = build_sample(SampleSpec(chat=tuple(chat), truncate=50), bpe_tokenizer)
+    assert kept.truncated_prefix and len(kept) == 50 and kept.truncated_from_text.startswith("more than")
+
+
 def test_byte_fallback_tokens_for_unseen_characters(sp_tokenizer):
     sample = from_text(sp_tokenizer, "기분")
     pieces = sp_tokenizer.convert_ids_to_tokens(sample.input_ids.tolist())

@@ -14,6 +14,7 @@ import pytest
 import real_tokenizers as rt
 import transformers
 
+from tokstep.engine.chat.masks import derive
 from tokstep.engine.inputs.sample import IGNORE_INDEX, MaskReason
 from tokstep.engine.inputs.spec import SampleSpec, build_sample
 from tokstep.engine.lints.catalogue import LINTS
@@ -32,9 +33,15 @@ TOOL = [
     {
         "role": "assistant",
         "content": "",
-        "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}],
-    },
-    {"role": "tool", "name": "weather", "content": "sunny, 21 C"},
+        "tool_calls": [
+            {
+                "id": "call12345",
+                "type": "function",
+                "function": {"name": "weather", "arguments": {"city": "Paris"}},
+            }
+        ],
+    },  # a call id of 9 characters: Mistral-Nemo's template refuses any other
+    {"role": "tool", "name": "weather", "tool_call_id": "call12345", "content": "sunny, 21 C"},
     {"role": "assistant", "content": "It is sunny in Paris."},
 ]
 LABEL_CODES = {
@@ -53,16 +60,14 @@ def one_load_per_tokenizer():
 
     def cached(cls, location, *args, **kwargs):
         name = folders.get(str(location).rstrip("/"))
-        return rt.real_tokenizer(name) if name else original(cls, location, *args, **kwargs)
+        return rt.chat_tokenizer(name) if name else original(cls, location, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(transformers.AutoTokenizer, "from_pretrained", classmethod(cached))
         yield folders
 
 
-# Mistral-Nemo is left out: its template has no generation header, and tokstep attributes the `[/INST]` before a
-# reply to the reply (template-inserted, trained), so its own mask trains markup: an open bug, not hidden here.
-FAMILIES = tuple(name for name in rt.CHAT_FAMILIES if name != "mistral_nemo")
+FAMILIES = (*rt.CHAT_FAMILIES, "llama2_chat")  # Llama-2's tokenizer with Meta's Llama-2-chat template
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -71,8 +76,12 @@ def family(request, tmp_path_factory, one_load_per_tokenizer):
     name = request.param
     folder = rt.tiny_llama_dir(name, tmp_path_factory.mktemp(name))
     one_load_per_tokenizer[str(folder)] = name
-    tokenizer = rt.real_tokenizer(name)
+    tokenizer = rt.chat_tokenizer(name)
     chats = {"single": SINGLE, "multi": MULTI, "system": SYSTEM}
+    if tokenizer.apply_chat_template(SYSTEM, tokenize=False) == tokenizer.apply_chat_template(
+        MULTI, tokenize=False
+    ):
+        del chats["multi"]  # Mistral-Nemo writes the system prompt into a last user turn only: the same row
     if _takes_tools(tokenizer):
         chats["tool"] = TOOL
     return name, tokenizer, folder, chats
@@ -92,7 +101,7 @@ def true_findings_of(name, tokenizer, chats) -> set[str]:
     special token): a true finding about the tokenizer, not about labels."""
     from tokenizers import Tokenizer
 
-    raw = Tokenizer.from_file(str(rt.real_tokenizer_dir(name) / "tokenizer.json"))
+    raw = Tokenizer.from_file(str(rt.real_tokenizer_dir(rt.TEMPLATED.get(name, name)) / "tokenizer.json"))
     for chat in chats.values():
         text = tokenizer.apply_chat_template(chat, tokenize=False)
         if (
@@ -223,7 +232,8 @@ def _end_of_turn(tokenizer, ids, reply) -> int:
 
 def bugs(tokenizer, chats):
     """name -> (row, {code: (severity, positions or None)}) built from tokstep's own mask of the system chat."""
-    sample = build_sample(SampleSpec(chat=tuple(chats["system"])), tokenizer)
+    chat = chats["system"]
+    sample = build_sample(SampleSpec(chat=tuple(chat)), tokenizer)
     ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
     replies = _replies(sample)
     out = {}
@@ -237,15 +247,8 @@ def bugs(tokenizer, chats):
     user = _positions(sample, MaskReason.USER)
     out["trains-on-user"] = (row(train(user)), {"trains-on-user": ("error", user)})
     system = _positions(sample, MaskReason.SYSTEM)
-    rendered = tokenizer.apply_chat_template(chats["system"], tokenize=False)
-    folded = "system" not in rendered.lower()  # Gemma-3 writes the system prompt into the first user turn
-    if system:  # a folded system prompt has no turn of its own in the ids: its words are the user turn's
-        before = rendered[: rendered.index(chats["system"][0]["content"])].lower()
-        # folded after a user header (Gemma-3): the user turn's words; before any header (DeepSeek): markup
-        code = (
-            ("trains-on-user" if "user" in before else "trains-on-markup") if folded else "trains-on-system"
-        )
-        out["trains-on-system"] = (row(train(system)), {code: ("error", system)})
+    if system:  # also where the template gives it no turn of its own (Gemma-3, DeepSeek-V3, Llama-2)
+        out["trains-on-system"] = (row(train(system)), {"trains-on-system": ("error", system)})
     header = [
         j for j in range(replies[-1][0] - 3, replies[-1][0]) if sample.mask_reasons[j] is MaskReason.TEMPLATE
     ]
@@ -306,3 +309,65 @@ def test_each_generated_bug_is_found_with_its_severity_and_nothing_else(family, 
                 assert sorted(named) == sorted(positions), (name, code)
         for f in result["findings"]:
             assert not re.search(r"`\d+`", f["message"]), f["message"]  # tokens as text, never a bare id
+
+
+PARAGRAPHS_SYSTEM = [{"role": "system", "content": "You are terse.\n\nAnswer in one line."}, *MULTI]
+PARAGRAPHS_USER = [
+    {"role": "user", "content": "Two things.\n\nWhat is the capital of France?"},
+    {"role": "assistant", "content": "Paris."},
+]
+
+
+def test_a_trained_system_prompt_is_trains_on_system_where_the_template_gives_it_no_turn(
+    family, capsys, tmp_path
+):
+    """Gemma-3 folds the system prompt into the first user turn, DeepSeek-V3 writes it before the first header:
+    trained, it is still `trains-on-system` (not the user's words, not markup), also when it has paragraphs;
+    a first user message with paragraphs and no system prompt, trained, stays `trains-on-user`."""
+    _name, tokenizer, folder, _chats = family
+    rows, expected = [], []
+    for chat, role in ((PARAGRAPHS_SYSTEM, MaskReason.SYSTEM), (PARAGRAPHS_SYSTEM, MaskReason.USER)):
+        sample = build_sample(SampleSpec(chat=tuple(chat)), tokenizer)
+        positions = _positions(sample, role)
+        if not positions:
+            continue  # Mistral-Nemo renders no system prompt in a chat that ends with a reply
+        ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
+        rows.append(
+            {"input_ids": ids, "labels": [ids[j] if j in positions else lab for j, lab in enumerate(labels)]}
+        )
+        expected.append((f"trains-on-{role.name.lower()}", positions))
+    sample = build_sample(SampleSpec(chat=tuple(PARAGRAPHS_USER)), tokenizer)
+    ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
+    user = _positions(sample, MaskReason.USER)
+    rows.append({"input_ids": ids, "labels": [ids[j] if j in user else lab for j, lab in enumerate(labels)]})
+    expected.append(("trains-on-user", user))
+    _code, payload = lint(capsys, tmp_path, folder, rows)
+    found = [
+        [(f["code"], sorted(f["positions"])) for f in r["findings"] if f["severity"] in ("error", "warning")]
+        for r in payload["results"]
+    ]
+    assert found == [[(code, positions)] for code, positions in expected]
+
+
+@pytest.mark.parametrize(
+    ("name", "replies"),
+    [
+        ("mistral_nemo", ["Paris.</s>", "Rome, I think.</s>"]),
+        ("llama2_chat", [" Paris. </s>", " Rome, I think. </s>"]),
+    ],
+)
+def test_inst_templates_train_the_reply_and_its_end_not_the_inst_before_it(name, replies):
+    """`[INST] … [/INST] reply </s>` has no generation header: the `[/INST]` closes the user turn (markup), also
+    when a system prompt makes the conversation so far render otherwise on its own (Mistral-Nemo)."""
+    tokenizer = rt.chat_tokenizer(name)
+    sample = build_sample(SampleSpec(chat=tuple(SYSTEM)), tokenizer)
+    layout = derive(tokenizer, SYSTEM)
+    assert list(layout.ids) == sample.input_ids.tolist()
+    text = layout.rendered
+    spans = [(layout.offsets[r[0]][0], layout.offsets[r[-1]][1]) for r in _replies(sample)]
+    assert [text[a:b] for a, b in spans] == replies
+    inst = [m.start() for m in re.finditer(re.escape("[/INST]"), text)]
+    at_inst = [j for j, (a, b) in enumerate(layout.offsets) if any(a < i + 7 and i < b for i in inst)]
+    assert len(inst) == 2 and at_inst and not (sample.labels[at_inst] != IGNORE_INDEX).any()
+    if name == "mistral_nemo":  # it writes a system prompt into a last user turn only: none here, and says so
+        assert "message 0 (system): the template did not render it (nothing trains on it)" in sample.notes

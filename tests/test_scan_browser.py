@@ -18,7 +18,7 @@ from tui_wait import wait_for
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import open_data
 from tokstep.engine.model.loading import ModelSpec
-from tokstep.engine.scan.view import ScanView
+from tokstep.engine.scan.view import PAGE_SKIPS, ScanView
 from tokstep.tui.cli.main import main
 from tokstep.tui.screens import scan_browser
 from tokstep.tui.screens.app import TokstepApp
@@ -35,6 +35,30 @@ def scanned(tmp_path_factory):
     out = root / "scan"
     assert main(["scan", data, "--model", model, "--out", str(out), "--chunk-rows", "16"]) == 0
     return str(out), model, data
+
+
+def test_shards_hold_big_row_groups_not_one_per_chunk(scanned, tmp_path, monkeypatch):
+    """The merge writes row groups of SHARD_ROW_GROUP rows (the last one shorter), whatever the chunk size,
+    and the rows read back the same as the scan of one group per chunk."""
+    import pyarrow.parquet as pq
+
+    from tokstep.engine.scan import run as scan_run
+
+    monkeypatch.setattr(scan_run, "SHARD_ROW_GROUP", 25)
+    _, model, data = scanned
+    out = tmp_path / "scan"
+    assert main(["scan", data, "--model", model, "--out", str(out), "--chunk-rows", "8"]) == 0
+    (shard,) = json.loads((out / "manifest.json").read_text())["shards"]
+    groups = pq.ParquetFile(out / shard).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [25, 25, 10]
+    merged, chunked = ScanView(out).page(0, 60), ScanView(scanned[0]).page(0, 60)
+    floats = ("loss", "max_ce", "worst_ce")  # other chunks batch rows differently: the last bits may differ
+    assert same(
+        [{k: v for k, v in r.items() if k not in floats} for r in merged],
+        [{k: v for k, v in r.items() if k not in floats} for r in chunked],
+    )
+    losses = [np.array([r["loss"] for r in rows], dtype=float) for rows in (merged, chunked)]  # None: NaN
+    assert np.allclose(*losses, rtol=1e-5, equal_nan=True)
 
 
 def losses_of(view: ScanView) -> np.ndarray:
@@ -91,15 +115,22 @@ FILTERS = [
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """3,000 synthetic rows in 3 interleaved shards: ties, nulls, NaN losses, error rows, lints."""
+    """3,000 synthetic rows in 3 shards of interleaved 7-row chunks: ties, nulls, NaN losses, error rows, lints."""
     return str(
-        write_synthetic_scan(tmp_path_factory.mktemp("synthetic-scan") / "scan", 3000, shards=3, seed=7)
+        write_synthetic_scan(
+            tmp_path_factory.mktemp("synthetic-scan") / "scan", 3000, shards=3, seed=7, chunk_rows=7
+        )
     )
 
 
 def same(records: list[dict], expected: list[dict]) -> bool:
     """Equal records, NaN equal to NaN (JSON writes both as NaN)."""
     return json.dumps(records) == json.dumps(expected)
+
+
+def paged(records: list[dict]) -> list[dict]:
+    """What a page holds of the reference's records: every column but the heavy ones no page shows."""
+    return [{k: v for k, v in record.items() if k not in PAGE_SKIPS} for record in records]
 
 
 @pytest.mark.parametrize("text", FILTERS)
@@ -112,10 +143,57 @@ def test_the_query_engine_gives_the_in_memory_rows_in_the_same_order(scanned, sy
             for descending in (False, True):
                 view.sort(by, descending)
                 reference.sort(by, descending)
-                assert same(view.page(0, 40), reference.page(0, 40)), (folder, by, descending)
-                middle = max(len(view) // 2 - 5, 0)
-                assert same(view.page(middle, 10), reference.page(middle, 10))
+                assert same(view.page(0, 40), paged(reference.page(0, 40))), (folder, by, descending)
+                for start in (max(len(view) // 2 - 5, 0), len(view) // 2 + 3, max(len(view) - 7, 0)):
+                    # the middle, and past it (read from the end, in reverse): the same rows in the same order
+                    assert same(view.page(start, 10), paged(reference.page(start, 10))), (start, by)
         assert same(list(view.records(batch=7)), reference.page(0, len(reference)))
+
+
+def test_a_filter_matching_more_rows_than_it_keeps_reads_the_shards(synthetic, monkeypatch):
+    """Past `HITS_CAP` matching rows the filter's keys are not kept: counts, pages and sorts still agree."""
+    from tokstep.engine.scan import view as view_module
+
+    monkeypatch.setattr(view_module, "HITS_CAP", 50)
+    view, reference = ScanView(synthetic), MemoryScanView(synthetic)
+    for text in ("loss>3 lint:eos-masked", "error"):  # more than 50 rows match the first, fewer the second
+        assert view.set_filter(text) == reference.set_filter(text)
+        assert view._hits == (len(view) <= 50)
+        for by in ("loss", "lints"):
+            view.sort(by)
+            reference.sort(by)
+            for start in (0, len(view) - 10):
+                assert same(view.page(start, 10), paged(reference.page(start, 10))), (text, by, start)
+
+
+def test_lint_bits_say_the_lints_and_scans_without_them_still_filter(scanned, synthetic, tmp_path):
+    """Every row's `lint_bits` are its lints' bits (the manifest names them); a scan written before the
+    column (format 2) filters on lints by searching the lists, to the same rows."""
+    import pyarrow.parquet as pq
+
+    from tokstep.engine.scan.run import LINT_BITS, lint_bits
+
+    manifest = json.loads((Path(scanned[0]) / "manifest.json").read_text())
+    assert manifest["lint_bits"] == list(LINT_BITS)
+    records = list(ScanView(scanned[0]).records())
+    assert any(r["lints"] for r in records)
+    assert all(r["lint_bits"] == lint_bits(r["lints"]) for r in records)
+
+    old = tmp_path / "old-scan"
+    old.mkdir()
+    manifest = json.loads((Path(synthetic) / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        pq.write_table(pq.read_table(Path(synthetic) / shard).drop_columns(["lint_bits"]), old / shard)
+    del manifest["lint_bits"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    for text in ("lint:eos-masked", "loss>3 !lint:no-eos"):
+        view, before = ScanView(synthetic), ScanView(old)
+        assert (
+            "lint_bits" in view.parse_filter(text).where
+            and "lint_bits" not in before.parse_filter(text).where
+        )
+        assert view.set_filter(text) == before.set_filter(text) > 0
+        assert [r["row"] for r in view.page(0, 50)] == [r["row"] for r in before.page(0, 50)]
 
 
 def test_the_query_engine_reads_columns_it_was_not_told_about(synthetic, tmp_path):
@@ -160,18 +238,28 @@ async def _wait(pilot, condition, what: str) -> None:
 
 async def test_sort_is_global_enter_steps_into_the_row_and_escape_comes_back(scanned, monkeypatch):
     monkeypatch.setattr(scan_browser, "WINDOW", 10)  # a window much smaller than the scan
+    monkeypatch.setattr(
+        scan_browser, "FIRST_MARGIN", -30
+    )  # a table of about 35 rows: a few first, then the rest
     app = _app(scanned)
     async with app.run_test(size=(150, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, ScanBrowserScreen)
+        status = screen.query_one("#scan-status")
         await _wait(pilot, lambda: screen.query_one(DataTable).row_count == 10, "the first rows")
         await pilot.press("L")
+        await _wait(pilot, lambda: "sorted by loss" in str(status.content), "the sort")
+        await _wait(pilot, lambda: screen.query_one(DataTable).row_count == 10, "the whole window")
         table = screen.query_one(DataTable)
         top = int(table.coordinate_to_cell_key((0, 0)).row_key.value)
         all_losses = screen.view.column("loss")
         assert top == int(np.nanargmax(all_losses))  # the worst row of all 60, not of the first 10
+        shown = [screen.records[int(table.coordinate_to_cell_key((i, 0)).row_key.value)] for i in range(10)]
+        assert shown == screen.view.page(0, 10)  # both pieces, in order
         await pilot.press("n")
-        assert screen.start == 10 and table.row_count == 10
+        await _wait(pilot, lambda: str(status.content).startswith("rows 11–20"), "the next window")
+        await _wait(pilot, lambda: table.row_count == 10, "the next window's rows")
+        assert screen.start == 10
 
         await pilot.press("slash")
         field = screen.query_one("#scan-filter", Input)
@@ -179,9 +267,9 @@ async def test_sort_is_global_enter_steps_into_the_row_and_escape_comes_back(sca
         for key in "form=chat":
             await pilot.press(key if key != "=" else "equals_sign")
         await pilot.press("enter")
+        await _wait(pilot, lambda: "filter 'form=chat'" in str(status.content), "the filter")
         assert screen.view.filter is not None and screen.view.filter.text == "form=chat"
-        assert all(r["form"] == "chat" for r in screen.records.values())
-        assert "filter 'form=chat'" in str(screen.query_one("#scan-status").content)
+        assert screen.records and all(r["form"] == "chat" for r in screen.records.values())
 
         await _wait(pilot, lambda: app.loaded is not None or app.load_error, "the model")
         chosen = int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)

@@ -423,11 +423,31 @@ def _next_content_start(rendered: str, later: list[dict[str, Any]], start: int) 
 
 def _prefix_end(tokenizer: Any, before: list[dict[str, Any]], rendered: str, cursor: int) -> int:
     """Where an assistant turn starts for a template with no generation header (Llama-2, Mistral): the end
-    of the conversation before it, rendered on its own, when that render is a prefix of the full one."""
+    of the conversation before it, rendered on its own, when that render is a prefix of the full one; else
+    after the markup that render writes after its last message (`[/INST]`), when the full one has it there."""
     prefix = try_render(tokenizer, before) if before else ""
-    if prefix is not None and len(prefix) >= cursor and rendered.startswith(prefix):
+    if prefix is None:
+        return cursor
+    if len(prefix) >= cursor and rendered.startswith(prefix):
         return len(prefix)
+    # The conversation so far renders otherwise on its own (Mistral-Nemo writes the system prompt into the
+    # last user turn): what its render writes after its last message's text closes that message (`[/INST]`)
+    closing = _closing_markup(prefix, before)
+    if closing and rendered.startswith(closing, cursor):
+        return cursor + len(closing)
     return cursor
+
+
+def _closing_markup(prefix: str, before: list[dict[str, Any]]) -> str:
+    """The text `prefix` (a render of `before`) ends with after the last piece of its last message ("" when
+    that piece is not found in it)."""
+    pieces = _pieces_of(before[-1])
+    if not pieces:
+        return ""
+    last = pieces[-1][0]
+    candidates = getattr(last, "variants", None) or [last, last.strip()]
+    ends = [prefix.rfind(c) + len(c) for c in candidates if c and c in prefix]
+    return prefix[max(ends) :] if ends else ""
 
 
 def _find_eot(rendered: str, start: int, eot_text: str | None, added: list[str]) -> tuple[int, int] | None:
@@ -758,7 +778,11 @@ def _derive(
     if method == "located content" and not generation_empty:
         notes.append("assistant tokens located in the rendered chat (content + end-of-turn)")
     for turn in turns:
-        if turn.dropped:
+        if turn.dropped and not turn.pieces:  # Mistral-Nemo: a system prompt goes into a last user turn only
+            notes.append(
+                f"message {turn.index} ({turn.role}): the template did not render it (nothing trains on it)"
+            )
+        elif turn.dropped:
             notes.append(
                 f"message {turn.index} ({turn.role}): the template did not render part of it "
                 f"({len(turn.dropped)} piece(s), e.g. earlier reasoning it drops from history)"

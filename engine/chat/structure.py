@@ -63,6 +63,10 @@ class Markup:
     # roles whose content the tokenizer starts with a space of no character of its own (SentencePiece's `▁`
     # after a special token): a lone `▁` right before such content is the content's, as engine.chat.masks says
     leading: frozenset[str] = frozenset()
+    # a system prompt with no header of its own: "leads" (DeepSeek: the text between BOS and the first header),
+    # or "folded" into the first user turn (Gemma-3), then `system_separator` (`\n\n`), then the user's words
+    system_place: str | None = None
+    system_separator: tuple[int, ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -94,8 +98,14 @@ _PROBES: tuple[tuple[tuple[str, str], ...], ...] = (
 Segment = tuple[str | None, tuple[int, ...], str | None]  # (role before, markup ids, role after)
 
 
+_PROBE_CALL_ID = "tokstep01"  # 9 characters: Mistral-Nemo's template refuses a tool result with any other id
+
+
 def _chat(messages: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    return [{"role": role, "content": content} for role, content in messages]
+    return [
+        {"role": role, "content": content, **({"tool_call_id": _PROBE_CALL_ID} if role == "tool" else {})}
+        for role, content in messages
+    ]
 
 
 def _segments(
@@ -126,6 +136,61 @@ def _segments(
         inside = tuple(i for i, (s, e) in zip(ids, offsets, strict=True) if lo <= s and e <= hi and e > s)
         segments.append((before, inside if after is None else _strip_blanks(inside, blank), after))
     return segments
+
+
+def _system_place(
+    tokenizer: Any, headers: dict[str, tuple[int, ...]], blank: Any
+) -> tuple[str | None, tuple[int, ...]]:
+    """Where a template with no system header writes the system prompt: ("leads", ()) when it is the text before
+    the first header (the chat without it renders the same, less that text), ("folded", separator ids) when
+    it opens the first user turn and plain text (`\n\n`) parts it from the user's words; (None, ()) else."""
+    system, rest = ("system", "tokstep system probe"), _PROBES[0][:2]
+    with_system, without = try_render(tokenizer, _chat((system, *rest))), try_render(tokenizer, _chat(rest))
+    if with_system is None or without is None or with_system.count(system[1]) != 1:
+        return None, ()
+    k = with_system.index(system[1])
+    after = with_system[k + len(system[1]) :]
+    if with_system[:k] != without[:k] or not after.endswith(without[k:]):
+        return None, ()
+    before = _encode(tokenizer, with_system[:k])
+    between = after[: len(after) - len(without) + k]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if not between and all(t == bos for t in before):
+        return "leads", ()
+    user = headers.get("user")
+    separator = _encode(tokenizer, between) if between else ()
+    ends_with_header = user and user in (before[-len(user) :], _strip_blanks(before, blank)[-len(user) :])
+    if ends_with_header and separator and not set(separator) & special_ids(tokenizer):
+        return "folded", separator
+    return None, ()
+
+
+def _tool_reply_segment(tokenizer: Any, blank: Any) -> list[Segment]:
+    """The markup between a tool result and the reply after it, from a chat where the tool answers a call (for
+    templates that take a tool turn only after a tool call: Mistral-Nemo); [] when the template refuses it."""
+    tool, reply = "tokstep tool probe", "tokstep assistant probe two"
+    call = {"id": _PROBE_CALL_ID, "type": "function", "function": {"name": "tokstep_probe", "arguments": {}}}
+    messages = [
+        {"role": "user", "content": "tokstep user probe one"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": tool, "tool_call_id": _PROBE_CALL_ID},
+        {"role": "assistant", "content": reply},
+    ]
+    rendered = try_render(tokenizer, messages)
+    if rendered is None or rendered.count(tool) != 1 or rendered.count(reply) != 1:
+        return []
+    lo, hi = rendered.index(tool) + len(tool), rendered.index(reply)
+    if hi < lo:
+        return []
+    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    pairs = zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
+    return [
+        (
+            "tool",
+            _strip_blanks(tuple(i for i, (s, e) in pairs if lo <= s and e <= hi and e > s), blank),
+            "assistant",
+        )
+    ]
 
 
 def _common_prefix(seqs: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -164,6 +229,8 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
         for messages, rendered in renders:
             if rendered is not None:
                 segments += _segments(tokenizer, rendered, messages, blank, leading)
+        if probe is _PROBES[-1] and renders[0][1] is None:
+            segments += _tool_reply_segment(tokenizer, blank)
     if not segments:
         return None
     bos = getattr(tokenizer, "bos_token_id", None)
@@ -186,6 +253,9 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
             rest = seq[len(footer) :] if seq[: len(footer)] == footer else seq
             if not rest and _distinctive(seq, specials):
                 separators.add((before, seq, after))
+                tail = _special_tail(seq, specials)
+                if tail != seq:  # what precedes it may vary by row (Mistral-Nemo's `"call_id": …}`)
+                    separators.add((before, tail, after))
         if rest:
             rests.setdefault(after, []).append(rest)
     generation = _generation_ids(tokenizer, blank)
@@ -216,7 +286,10 @@ def learn_markup(tokenizer: Any, specials: frozenset[int], blank: Any) -> Markup
     )
     ends = {role: _end_length(footer_of.get(role, ()), specials) for role in ROLES}
     inserted = {_strip_leading_blanks(seq, blank) for seq in inserted} - {()}
+    place, separator = (None, ()) if "system" in headers else _system_place(tokenizer, headers, blank)
     return Markup(
+        system_place=place,
+        system_separator=separator,
         headers=tuple(sorted(headers.items(), key=lambda kv: -len(kv[1]))),
         footers={r: tuple(s for s in f if _distinctive(s, specials)) for r, f in footers.items()},
         ends=ends,
@@ -254,6 +327,17 @@ def _strip_blanks(seq: tuple[int, ...], blank: Any) -> tuple[int, ...]:
     while seq and blank(seq[-1]):
         seq = seq[:-1]
     return seq
+
+
+def _special_tail(seq: tuple[int, ...], specials: frozenset[int]) -> tuple[int, ...]:
+    """The special tokens `seq` ends with when plain text alone precedes them (`, "call_id": …}[/TOOL_RESULTS]`
+    -> `[/TOOL_RESULTS]`); otherwise `seq` itself."""
+    k = len(seq)
+    while k and seq[k - 1] in specials:
+        k -= 1
+    if k == len(seq) or any(t in specials for t in seq[:k]):
+        return seq
+    return seq[k:]
 
 
 def _end_length(footer: tuple[int, ...], specials: frozenset[int]) -> int:
@@ -407,6 +491,13 @@ def recover_layout(
     roles = np.full(n, NO_ROLE, dtype=np.int8)
     parts = np.full(n, int(Part.TEMPLATE), dtype=np.int8)
     turns: list[Turn] = []
+    lead = 1 if n and ids[0] == getattr(tokenizer, "bos_token_id", None) else 0
+    if (
+        markup.system_place == "leads" and starts[0][0] > lead
+    ):  # DeepSeek: the system prompt before any header
+        roles[lead : starts[0][0]] = ROLES.index("system")
+        parts[lead : starts[0][0]] = Part.CONTENT
+        turns.append(Turn("system", lead, lead, starts[0][0], starts[0][0], False))
     hits = _Hits(ids)
     for k, (start, size, role) in enumerate(starts):
         limit = starts[k + 1][0] if k + 1 < len(starts) else n

@@ -59,8 +59,14 @@ class Sample:
     name: str = "sample"
     attention_mask: np.ndarray | None = None  # (N,) only when the user gave one with zeros in it
     truncated_from: int | None = None  # original length when the user asked to truncate
+    truncated_prefix: bool = False  # only a prefix of the input was tokenized: truncated_from is a lower bound
     notes: tuple[str, ...] = field(default=())  # facts about how it was built, shown to the user
     layout: TurnLayout | None = None  # the chat's turns: recovered from ids rows, or located for chats
+
+    @property
+    def truncated_from_text(self) -> str:
+        """The length before --truncate as words: `1234`, or `more than 114` when only a prefix was tokenized."""
+        return f"more than {self.truncated_from}" if self.truncated_prefix else str(self.truncated_from)
 
     def __post_init__(self) -> None:
         for array in (self.input_ids, self.labels, self.attention_mask):

@@ -146,7 +146,7 @@ def _text_prefix(tokenizer: Any, spec: SampleSpec) -> Sample | None:
         spec.text or "",
         spec.truncate,
     )
-    return None if cut is None else cut[0]  # cut to `keep` by the caller
+    return None if cut is None else replace(cut[0], truncated_prefix=True)  # cut to `keep` by the caller
 
 
 def with_layout(
@@ -351,6 +351,7 @@ def from_chat(
         name=name,
         notes=layout.notes,
         layout=layout.turn_layout,
+        truncated_prefix=layout.prefix_chars is not None,
     )
 
 
@@ -435,6 +436,7 @@ def truncate(sample: Sample, max_tokens: int) -> Sample:
         name=sample.name,
         attention_mask=None if sample.attention_mask is None else sample.attention_mask[:max_tokens].copy(),
         truncated_from=len(sample),
+        truncated_prefix=sample.truncated_prefix,
         notes=sample.notes,
     )
 

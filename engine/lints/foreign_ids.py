@@ -149,11 +149,22 @@ def roundtrip_agreement(tokenizer: Any, ids: np.ndarray) -> float:
 def foreign_message(tokenizer: Any, ids: np.ndarray, has_structure: bool, own: frozenset[int]) -> str | None:
     """The `foreign-ids` message when the ids are not this tokenizer's (see the module's doc); None otherwise.
     `own`: this tokenizer's special ids (a row holding one was made by it, or by its template)."""
-    if has_structure or len(ids) < 4 or any(int(i) in own for i in np.unique(ids)):
+    if has_structure or len(ids) < 4:
         return None
-    agreement = roundtrip_agreement(tokenizer, ids)
     fit = likely_family(tokenizer, ids)
     family, score = fit if fit is not None else (None, 0)
+    held = set(np.unique(ids).tolist()) & own
+    # A special id of this tokenizer says it made the row, unless the row starts with another family's BOS that
+    # is not this tokenizer's, that family's markers fit it well and explain every such id (DeepSeek-V3's BOS 0
+    # and EOS 1 are Gemma's pad and EOS: a Gemma row never starts with its pad)
+    if held and not (
+        family is not None
+        and score >= 4
+        and int(ids[0]) == family.bos != getattr(tokenizer, "bos_token_id", None)
+        and held <= set(family.markers.values())
+    ):
+        return None
+    agreement = roundtrip_agreement(tokenizer, ids)
     markers_alone = family is not None and int(ids[0]) == family.bos and score >= 4  # BOS and two markers
     if not (agreement < AGREEMENT or (agreement < 1.0 and score >= 2) or markers_alone):
         return None

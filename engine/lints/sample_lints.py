@@ -56,7 +56,7 @@ def lint_sample(tokenizer: Any, sample: Sample, spec: SampleSpec | None = None) 
             finding(
                 "truncated",
                 (len(sample) - 1,),
-                f"truncated from {sample.truncated_from} to {len(sample)} tokens",
+                f"truncated from {sample.truncated_from_text} to {len(sample)} tokens",
             )
         )
     findings = with_foreign_ids(tokenizer, sample, findings)

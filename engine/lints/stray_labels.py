@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tokstep.engine.chat.masks import trl_training_template
-from tokstep.engine.chat.structure import Part
+from tokstep.engine.chat.structure import Part, markup_for
 from tokstep.engine.lints.catalogue import MAX_POSITIONS, Finding, finding
 from tokstep.engine.lints.facts import TokenizerFacts, fmt_positions, is_blank, visible_piece
 
@@ -39,6 +39,31 @@ def _beside_reply(
     return found
 
 
+def _folded_system(tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int]) -> set[int]:
+    """Stray tokens that are a system prompt the template folds into the first user turn (Gemma-3): a trained
+    run from that turn's first word to the separator the template writes after a system prompt (`\n\n`),
+    the separator itself untrained. Ids alone cannot tell where such a prompt ends; its training can."""
+    markup = markup_for(tokenizer)
+    if (
+        markup is None
+        or markup.system_place != "folded"
+        or not layout.turns
+        or layout.turns[0].role != "user"
+    ):
+        return set()
+    first, trained, separator = layout.turns[0], set(stray), markup.system_separator
+    j = first.content_start
+    while j < first.content_end and j in trained:
+        j += 1
+    if j == first.content_start or j + len(separator) > first.content_end:
+        return set()
+    return (
+        set(range(first.content_start, j))
+        if tuple(ids[j : j + len(separator)].tolist()) == separator
+        else set()
+    )
+
+
 def stray_findings(
     tokenizer: Any, layout: Any, ids: np.ndarray, stray: list[int], versus: str, facts: TokenizerFacts
 ) -> Iterator[Finding]:
@@ -47,8 +72,9 @@ def stray_findings(
     by_role: dict[str, list[int]] = {}
     markup: list[int] = []
     beside = _beside_reply(tokenizer, layout, ids, stray, facts)
+    folded = _folded_system(tokenizer, layout, ids, stray)
     for j in stray:
-        role, kind = layout.role(j), int(layout.parts[j])
+        role, kind = ("system" if j in folded else layout.role(j)), int(layout.parts[j])
         if kind == Part.CONTENT and role in ("user", "system", "tool"):
             by_role.setdefault(role, []).append(j)
         elif j not in beside:

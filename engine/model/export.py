@@ -67,6 +67,7 @@ def trace_header(result: TraceResult, findings: Sequence[Finding] = ()) -> dict[
             "labels": sample.labels.tolist(),
             "mask_reasons": [r.value for r in sample.mask_reasons],
             "truncated_from": sample.truncated_from,
+            "truncated_from_exact": not sample.truncated_prefix,  # false: a prefix's count (a lower bound)
             "notes": list(sample.notes),
         },
         "path": trace.path,

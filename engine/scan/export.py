@@ -32,10 +32,13 @@ def write_rows(view: ScanView, handle: TextIO, progress: Callable[[int], None] |
     except (TokstepError, OSError):
         data = None
     written = 0
+    # only float columns (and lists of floats) can hold NaN/inf: sanitise those, not every value of a row
+    floats = [name for name, kind in view.types.items() if kind.startswith(("DOUBLE", "FLOAT"))]
     try:
-        for record in view.records():
-            line = {key: _plain(value) for key, value in record.items()}
-            line["data"] = data.record(record["row"]) if data is not None else None
+        for line in view.records():
+            for key in floats:
+                line[key] = _plain(line[key])
+            line["data"] = data.record(line["row"]) if data is not None else None
             handle.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
             written += 1
             if progress is not None and written % 10_000 == 0:

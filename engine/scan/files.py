@@ -15,7 +15,7 @@ from typing import Any
 
 from tokstep.engine.atomic import write_text_atomic
 
-SCAN_FORMAT = "tokstep-scan/2"  # 2: the findings and row_hash columns
+SCAN_FORMAT = "tokstep-scan/3"  # 2: the findings and row_hash columns; 3: lint_bits
 PARAMETERS = "scan.json"
 MANIFEST = "manifest.json"
 CHUNKS = "chunks"

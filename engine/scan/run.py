@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataFile, DataRow
 from tokstep.engine.inputs.sample import MaskReason, Sample
 from tokstep.engine.lints.batch import BatchTokenizer, lint_rows
+from tokstep.engine.lints.catalogue import LINTS
 from tokstep.engine.lints.duplicates import DuplicateRows
 from tokstep.engine.lints.finding_records import finding_record
 from tokstep.engine.lints.rows import RowLint
@@ -51,7 +52,14 @@ from tokstep.engine.scan.files import (
 )
 
 WORST = 5  # worst positions kept per row
+# rows per Parquet row group in a shard: one group per 1,024-row chunk made a 10M-row scan 10,000 groups, and
+# the browser's queries 5x slower (bench.scan_browser); 64Ki rows keep a merge's buffer to tens of MB
+SHARD_ROW_GROUP = 65_536
 MASK_COLUMNS = {reason: "masked_" + reason.name.lower() for reason in MaskReason if reason.counted is False}
+# the `lint_bits` column: bit i set when lint LINT_BITS[i] fired (the manifest keeps this list), so that a
+# filter on one lint reads an integer column, not every row's list of strings (5x faster at 10M rows)
+LINT_BITS: tuple[str, ...] = tuple(LINTS)[:63]
+LINT_BIT = {code: 1 << i for i, code in enumerate(LINT_BITS)}
 Progress = Callable[[int, int], None]  # (rows done, tokens done) by this rank in this run
 
 
@@ -111,6 +119,14 @@ def _piece(tokenizer: Any, token_id: int) -> str:
     return make_visible(token_bytes(tokenizer, token_id).decode("utf-8", errors="backslashreplace"))
 
 
+def lint_bits(codes: Iterable[str]) -> int:
+    """The `lint_bits` of a row whose findings have these codes (codes not in `LINT_BITS` set no bit)."""
+    bits = 0
+    for code in codes:
+        bits |= LINT_BIT.get(code, 0)
+    return bits
+
+
 def empty_record(row: DataRow, linted: RowLint | None, error: str | None) -> dict[str, Any]:
     findings = linted.findings if linted is not None else ()
     record: dict[str, Any] = {
@@ -126,6 +142,7 @@ def empty_record(row: DataRow, linted: RowLint | None, error: str | None) -> dic
         "worst_ce": [],
         "worst_token": [],
         "lints": [f.code for f in findings],
+        "lint_bits": lint_bits(f.code for f in findings),
         "findings": [finding_record(f) for f in findings],
         "row_hash": linted.digest.hex() if linted is not None and linted.digest is not None else None,
         "lint_errors": sum(f.severity == "error" for f in findings),
@@ -591,11 +608,14 @@ def schema() -> Any:
         pa.field("worst_ce", pa.list_(pa.float64())),
         pa.field("worst_token", pa.list_(pa.string())),
         pa.field("lints", pa.list_(pa.string())),
+        pa.field("lint_bits", pa.int64()),  # bit i: lint LINT_BITS[i] fired (the manifest's "lint_bits")
         pa.field("lint_errors", pa.int64()),
         pa.field("lint_warnings", pa.int64()),
         pa.field("lint_infos", pa.int64()),
         pa.field("findings", pa.list_(FINDING_STRUCT())),
-        pa.field("row_hash", pa.string()),  # input_ids + labels (lints.sample_digest, hex): equal rows, equal hashes
+        pa.field(
+            "row_hash", pa.string()
+        ),  # input_ids + labels (lints.sample_digest, hex): equal rows, equal hashes
     ]
     fields += [pa.field(column, pa.int64()) for column in MASK_COLUMNS.values()]
     return pa.schema(fields)
@@ -610,14 +630,23 @@ def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def _merge(chunk_files: list[Path], shard: Path, rows: int) -> None:
-    """Concatenate this rank's chunks into its shard (streamed, atomic)."""
+    """Concatenate this rank's chunks into its shard in row groups of `SHARD_ROW_GROUP` (streamed, atomic)."""
     # lazy: loads pyarrow
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     def write(path: Path) -> None:
         with pq.ParquetWriter(path, schema()) as writer:
+            pending: list[pa.Table] = []  # chunks read, not yet written: fewer than SHARD_ROW_GROUP rows
             for chunk in chunk_files:
-                writer.write_table(pq.read_table(chunk, schema=schema()))
+                pending.append(pq.read_table(chunk, schema=schema()))
+                buffered = pa.concat_tables(pending)
+                whole = buffered.num_rows - buffered.num_rows % SHARD_ROW_GROUP
+                if whole:
+                    writer.write_table(buffered.slice(0, whole), row_group_size=SHARD_ROW_GROUP)
+                pending = [buffered.slice(whole)]
+            if pending and pending[0].num_rows:
+                writer.write_table(pending[0], row_group_size=SHARD_ROW_GROUP)
 
     if not all(c.exists() for c in chunk_files) and shard.exists():
         if _rows_in(shard) == rows:  # merged by an earlier run that stopped before the manifest
@@ -644,6 +673,7 @@ def _write_manifest(out: Path, config: ScanConfig, ranks: Ranks, total_rows: int
         "world_size": ranks.world,
         "shards": shards,
         "columns": schema().names,
+        "lint_bits": list(LINT_BITS),
         "finished": _now(),
         **config.extra,
     }

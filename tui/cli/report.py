@@ -209,7 +209,7 @@ def print_title(result: TraceResult, console: Console) -> None:
 def print_report(result: TraceResult, console: Console, limit: int | None = None) -> None:
     sample, trace = result.sample, result.trace
     print_title(result, console)
-    truncated = f", truncated from {sample.truncated_from}" if sample.truncated_from else ""
+    truncated = f", truncated from {sample.truncated_from_text}" if sample.truncated_from else ""
     console.print(
         f"sample: {sample.name} [{sample.kind}]  {len(sample)} tokens{truncated}, {len(trace)} positions, "
         f"{trace.num_supervised} supervised\npath: {trace.path}",

@@ -3,11 +3,15 @@
 Every row's numbers are already computed, so sorting and filtering act on ALL rows at once (through
 `engine.scan.view.ScanView`), not on a page. The table shows a window of the sorted, filtered rows;
 Enter reads the row back from the data file and steps into it with the model; Escape comes back.
+
+Sorts, filters and windows are read by a worker thread (the screen never waits on a query): a screenful
+(the table's height plus `FIRST_MARGIN` rows) first, then the rest of the window; a newer request makes an older one's rows be dropped.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -16,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.scan.export import export_rows
@@ -28,6 +32,8 @@ from tokstep.tui.severity import lint_tally
 from tokstep.tui.widgets.tables import highlighted_index
 
 WINDOW = 500  # rows in the table at once
+FIRST_MARGIN = 10  # rows read first beyond those the table shows: a page's cost grows with its rows
+READING = " · reading …"  # on the status line while a worker reads
 EXPORT_NAME = "rows-to-fix.jsonl"  # the file `x` offers (the shown rows, as `tokstep scan-query --out`)
 COLUMNS = [
     ("row", "row"),
@@ -125,7 +131,10 @@ class ScanBrowserScreen(Screen[None]):
         return self.backend.open_scan(self.folder)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place the opening worker's outcome lands: its view, or its error as one line."""
+        """The one place a worker's outcome lands: the opened view, or an error as one line."""
+        if event.worker.group == "scan-window" and event.state is WorkerState.ERROR:
+            self.notify(worker_error(event.worker.error), title="scan", severity="error")
+            return
         if event.worker.group != "scan-open":
             return
         if event.state is WorkerState.SUCCESS:
@@ -185,9 +194,9 @@ class ScanBrowserScreen(Screen[None]):
                 self.query_one(DataTable).focus()
                 return
         if self.view is not None and self.view.filter is not None:
-            self.view.set_filter("")
+            view = self.view
             self.start = 0
-            self._show()
+            self._show(lambda: view.set_filter(""))
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         if message.input.id == "scan-export":
@@ -217,14 +226,15 @@ class ScanBrowserScreen(Screen[None]):
     def _apply_filter(self, field: Input) -> None:
         if self.view is None:
             return
+        view, text = self.view, field.value
         try:
-            self.view.set_filter(field.value)
+            view.parse_filter(text)  # bad syntax is told here, at once; the query runs in the worker
         except TokstepError as error:
             self.notify(str(error), title="filter", severity="error")
             return
         field.remove_class("shown")
         self.start = 0
-        self._show()
+        self._show(lambda: view.set_filter(text))
         self.query_one(DataTable).focus()
 
     def action_open_row(self) -> None:
@@ -246,14 +256,44 @@ class ScanBrowserScreen(Screen[None]):
 
     # -- helpers ---------------------------------------------------------------------------------------
 
-    def _show(self) -> None:
+    def _show(self, change: Callable[[], object] | None = None) -> None:
+        """Read the window at `self.start` again (after `change`, e.g. a new filter), off the UI thread."""
+        if self.view is None:
+            return
+        status = self.query_one("#scan-status", Static)
+        said = str(status.content).removesuffix(READING)
+        status.update(Text(said + READING, style="dim"))
+        first = max(self.query_one(DataTable).size.height + FIRST_MARGIN, 1)
+        self.read_window(self.view, self.start, change, first)
+
+    @work(thread=True, exit_on_error=False, group="scan-window", exclusive=True)
+    def read_window(
+        self, view: ScanView, start: int, change: Callable[[], object] | None, first_rows: int
+    ) -> None:
+        """Where the window's rows are, in order, then their records: a screenful first, then the rest."""
+        worker = get_current_worker()
+        if change is not None:
+            change()
+        keys = view.page_keys(start, WINDOW)
+        for first, piece in ((True, keys[:first_rows]), (False, keys[first_rows:])):
+            if worker.is_cancelled or (piece == [] and not first):
+                return
+            records = view.records_of(piece)
+            if worker.is_cancelled:
+                return
+            self.app.call_from_thread(self._fill, records, start, first)
+
+    def _fill(self, records: list[dict[str, Any]], start: int, first: bool) -> None:
+        """Show records read by `read_window` (the first piece clears the table and says what it shows)."""
         view = self.view
-        if view is None:
+        if view is None or start != self.start:
             return
         table = self.query_one(DataTable)
-        table.clear()
-        self.records = {}
-        for record in view.page(self.start, WINDOW):
+        if first:
+            table.clear()
+            self.records = {}
+            self._describe(view)
+        for record in records:
             index = int(record["row"])
             self.records[index] = record
             error = record.get("error")
@@ -273,6 +313,8 @@ class ScanBrowserScreen(Screen[None]):
                 Text((error or "")[:60], style="red"),
                 key=str(index),
             )
+
+    def _describe(self, view: ScanView) -> None:
         shown = len(view)
         what = (
             f"rows {self.start + 1:,}–{min(self.start + WINDOW, shown):,} of {shown:,}"
