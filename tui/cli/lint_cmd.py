@@ -360,13 +360,16 @@ def run_lint(args: RunConfig, model_name: str, display_name: str) -> int:
         total = _known_rows(data, args.max_rows)
         if total is not None and total <= BATCH_ROWS:
             jobs = 1  # a single batch: starting processes would cost more than it saves
-        gc.freeze()  # the imports and the tokenizer live to the end: no collection rescans them (nor the workers)
+        # while linting, no collection rescans what exists now (the imports, the tokenizer), here or in a
+        # forked worker; thawed after, so nothing frozen outlives the command in a longer-lived process
+        gc.freeze()
         started = time.monotonic()
         with RowProgress("tokstep lint", total) as bar:
             summary = lint_file(tokenizer, data, args.max_rows, bar.update, jobs=jobs)
         summary.eot, summary.inserted = args.eot, args.inserted
         elapsed = time.monotonic() - started
     finally:
+        gc.unfreeze()
         data.close()
     if not summary.rows:
         raise TokstepError(f"{args.file} has no rows")
