@@ -285,6 +285,28 @@ async def test_sort_is_global_enter_steps_into_the_row_and_escape_comes_back(sca
         assert screen.view.filter.text == "form=chat"  # where the user left it
 
 
+async def test_a_query_that_fails_is_a_notification_and_the_browser_goes_on(scanned, monkeypatch):
+    """A sort whose query fails (a shard deleted under the browser, say) is one notification; the next works."""
+    app = _app(scanned)
+    async with app.run_test(size=(150, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        await _wait(pilot, lambda: table.row_count > 0, "the rows")
+        working = screen.view.page_keys
+
+        def broken(start: int, count: int) -> list:
+            raise TokstepError("cannot read the scan: shard-00000-of-00001.parquet is gone")
+
+        monkeypatch.setattr(screen.view, "page_keys", broken)
+        await pilot.press("L")
+        await _wait(pilot, lambda: any("is gone" in str(n.message) for n in app._notifications), "the error")
+        monkeypatch.setattr(screen.view, "page_keys", working)
+        await pilot.press("T")
+        status = screen.query_one("#scan-status")
+        await _wait(pilot, lambda: "sorted by tokens" in str(status.content), "the next sort")
+        assert app.is_running and table.row_count > 0
+
+
 def test_scan_query_writes_the_rows_to_fix_as_jsonl(scanned, tmp_path, capsys):
     """`tokstep scan-query DIR 'loss>3' --out F`: the rows the in-memory view keeps, in its order, each with
     the row itself from the data file; a bad filter is one line and status 2."""

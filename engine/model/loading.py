@@ -12,6 +12,7 @@ from typing import Any
 from tokstep.engine.defaults import DEFAULT_MODEL
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.lints.length import set_max_positions
+from tokstep.engine.model.models_index import import_models_package
 from tokstep.engine.model.results import ModelInfo
 from tokstep.engine.model.torch_free import torch_free_import
 
@@ -119,6 +120,7 @@ def quiet_transformers() -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    import_models_package()  # before any Auto* class: the model files are indexed once, not twice
 
 
 def max_positions_of(config: Any) -> int | None:
@@ -243,10 +245,10 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load model + tokenizer. Local folders never touch the network; hub ids obey HF_HUB_OFFLINE."""
+    quiet_transformers()  # the first import of transformers
     # lazy: loads transformers
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    quiet_transformers()
     if dtype not in DTYPES:
         raise TokstepError(f"--dtype {dtype}: expected one of auto, bfloat16, float16, float32")
     location, common = _resolve(name_or_path, revision, trust_remote_code)

@@ -7,8 +7,8 @@ A page is read in two steps: where its rows are, in order (`page_keys`: a shard 
 the sort key and the filter's columns only), then those rows' columns (`records_of`: one query a shard, by
 `file_row_number`, which DuckDB prunes by row group and vector); the second costs in proportion to the rows
 asked for, so a browser reads a screenful first and the rest of its window after. Under a filter,
-the matching rows' sort keys go once into a temporary table (`hits`, at most `HITS_CAP` rows): the count,
-every later sort and every page's `row`s then read that small table. A page past the middle is read in the
+where the matching rows are goes once into a temporary table (`hits`, at most `HITS_CAP` rows, with `row` and
+the sort keys asked for so far): the count, every later sort and every page's keys then read that small table. A page past the middle is read in the
 reverse order from the end, so the last page is as quick as the first. One lock serialises the queries: a
 browser's worker thread and its UI thread may share a view.
 
@@ -43,8 +43,7 @@ NUMBER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", 
 COMPARISON = re.compile(r"^(?P<column>[a-z_][a-z0-9_]*)\s*(?P<op><=|>=|!=|=|<|>)\s*(?P<value>.+)$")
 FILTER_HELP = "use e.g. loss>3, tokens<512, form=chat, lint:no-eos, lint, error, ok"
 MEMORY_LIMIT = "256MB"  # DuckDB spills past this; the browser stays far under 500 MB at 10M rows
-HITS_CAP = 1_000_000  # a filter's matching keys kept in memory (8 columns x 8 bytes: 64 MB at most)
-KEY_COLUMNS = ("row", "loss", "max_ce", "tokens", "supervised", "lint_errors", "lint_warnings")
+HITS_CAP = 1_000_000  # rows of a filter kept in `hits` (at most 9 columns x 8 bytes: 72 MB)
 PAGE_SKIPS = ("findings", "row_hash")  # heavy, and shown by no page; `records()` (exports) keep them
 RowKey = tuple[int, int]  # (shard index, position in that shard): where a row is
 
@@ -101,6 +100,7 @@ class ScanView:
         self.filter: Filter | None = None
         self._shown = self.total
         self._hits = False  # the filter's matching keys are in the temporary table `hits`
+        self._hits_columns: list[str] = []  # which columns `hits` holds beside where each row is
         self._lock = threading.Lock()  # one query at a time on this connection
         self._has_nan: dict[str, bool] = {}  # float column -> holds a NaN (then sorting maps NaN to null)
 
@@ -147,12 +147,7 @@ class ScanView:
             if chosen is None:
                 self._shown = self.total
                 return len(self)
-            keys = ", ".join([self._where_columns(), *(_quote(c) for c in KEY_COLUMNS if c in self.types)])
-            self._db.execute(
-                f"CREATE TEMP TABLE hits AS SELECT {keys} FROM {self._source} WHERE {chosen.where} "
-                f"LIMIT {HITS_CAP + 1}",
-                list(chosen.parameters),
-            )
+            self._keep_hits(chosen, ["row", *self._sort_columns()])
             self._shown = self._count("SELECT count(*) FROM hits")
             self._hits = self._shown <= HITS_CAP
             if not self._hits:  # too many to keep: count them, and read pages from the shards
@@ -161,6 +156,24 @@ class ScanView:
                     f"SELECT count(*) FROM scan WHERE {chosen.where}", chosen.parameters
                 )
         return len(self)
+
+    def _keep_hits(self, chosen: Filter, columns: list[str]) -> None:
+        """The rows matching `chosen` (at most HITS_CAP + 1) into `hits`: where each is, and `columns`
+        (`row` and the sort keys asked for so far: each more column costs a read of it over every row)."""
+        self._hits_columns = [c for c in dict.fromkeys(columns) if c in self.types]
+        keys = ", ".join([self._where_columns(), *map(_quote, self._hits_columns)])
+        self._db.execute("DROP TABLE IF EXISTS hits")
+        self._db.execute(
+            f"CREATE TEMP TABLE hits AS SELECT {keys} FROM {self._source} WHERE {chosen.where} "
+            f"LIMIT {HITS_CAP + 1}",
+            list(chosen.parameters),
+        )
+
+    def _sort_columns(self) -> list[str]:
+        """The columns the current order reads (beside `row`)."""
+        if self.sort_by == "lints":
+            return ["lint_errors", "lint_warnings"]
+        return [] if self.sort_by == "row" else [self.sort_by]
 
     def _count(self, query: str, parameters: tuple[Any, ...] = ()) -> int:
         return int(self._db.sql(query, params=list(parameters)).fetchall()[0][0])
@@ -270,6 +283,12 @@ class ScanView:
             reverse = start > len(self) // 2  # past the middle: the same rows, read from the end
             offset = len(self) - start - count if reverse else start
             tail = f"ORDER BY {self._order(reverse)} LIMIT {count} OFFSET {offset}"
+            if (
+                self._hits
+                and self.filter is not None
+                and not set(self._sort_columns()) <= set(self._hits_columns)
+            ):
+                self._keep_hits(self.filter, [*self._hits_columns, *self._sort_columns()])  # a new sort key
             if self._hits:
                 query, parameters = f"SELECT shard, position FROM hits {tail}", ()
             else:

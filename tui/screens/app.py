@@ -271,9 +271,7 @@ class TokstepApp(App[int]):
             return
         findings = self._lint(result, sample)
         if not get_current_worker().is_cancelled:  # a newer request replaced this one: drop it
-            self.post_message(TraceReady(result, findings, from_browser))
-            if result.reference_pending:
-                self.compute_reference(model, result)
+            self.post_message(TraceReady(result, findings, from_browser))  # HF's reference: on_trace_ready
 
     @work(thread=True, exit_on_error=False, group="reference")
     def compute_reference(self, model: Any, result: TraceResult) -> None:
@@ -417,6 +415,8 @@ class TokstepApp(App[int]):
                 no_color=self.no_color,
             )
         )
+        if result.reference_pending:  # after the stepper's first frame: it must not wait for HF's forward
+            self.call_after_refresh(self.compute_reference, self.loaded, result)
 
     def on_reference_ready(self, message: ReferenceReady) -> None:
         # lazy: loads numpy
