@@ -110,12 +110,17 @@ class ChatLayout:
     def supervised(self) -> list[bool]:
         return [r.counted for r in self.reasons]
 
+    @functools.cached_property
+    def bounds(self) -> np.ndarray:
+        """(N, 2) int64: `offsets` as an array (made once; `derive` hands over the one it used)."""
+        return offset_array(self.offsets)
+
     def inserted_tokens(self, *, tool_wrappers: bool = False) -> list[int]:
         """Token positions inserted by the template in assistant turns (optionally tool-call wrappers too)."""
         spans = [s for t in self.turns for s in t.inserted if tool_wrappers or s not in t.wrapper]
         if not spans or not self.offsets:
             return []
-        bounds = offset_array(self.offsets)  # (N, 2)
+        bounds = self.bounds  # (N, 2)
         reach = np.maximum(bounds[:, 1], bounds[:, 0] + 1)[:, None]  # (N, 1) a zero-width token reaches one
         lo, hi = np.asarray(spans, dtype=np.int64).reshape(-1, 2).T  # (S,), (S,)
         return np.flatnonzero(((lo < reach) & (bounds[:, :1] < hi)).any(axis=1)).tolist()
@@ -675,7 +680,7 @@ def derive(
     try:
         key = (
             str(tokenizer.chat_template),
-            json.dumps(messages, sort_keys=True, default=repr),
+            _messages_key(messages),
             eot,
             inserted,
             keep,
@@ -689,6 +694,14 @@ def derive(
             recent.pop(next(iter(recent)))
         recent[key] = layout
     return recent[key]
+
+
+def _messages_key(messages: list[dict[str, Any]]) -> Any:
+    """A hashable key equal only for equal messages: their items when every value is a string (cheap), else
+    their JSON."""
+    if all(type(m) is dict and all(type(v) is str for v in m.values()) for m in messages):
+        return tuple(tuple(m.items()) for m in messages)
+    return json.dumps(messages, sort_keys=True, default=repr)
 
 
 def _derive(
@@ -713,10 +726,10 @@ def _derive(
             "chat masks need a fast tokenizer (character offsets); this one is a slow tokenizer"
         )
     encoded, chars = _encode_rendered(tokenizer, rendered, keep)
-    ids = list(map(int, encoded["input_ids"]))
-    if OFFSET_ARRAY in encoded:  # a batch's cached encoding: its offsets are already (int, int) tuples
-        bounds, offsets = encoded[OFFSET_ARRAY], encoded["offset_mapping"]  # (N, 2)
+    if OFFSET_ARRAY in encoded:  # a batch's cached encoding: ints and (int, int) tuples already
+        ids, bounds, offsets = encoded["input_ids"], encoded[OFFSET_ARRAY], encoded["offset_mapping"]
     else:
+        ids = list(map(int, encoded["input_ids"]))
         bounds = offset_array(encoded["offset_mapping"])  # (N, 2)
         offsets = list(map(tuple, bounds.tolist()))
     turns, default_system = locate(tokenizer, messages, rendered, chars)
@@ -784,7 +797,7 @@ def _derive(
         TokenTurn(role, lo, lo, hi, end, closed) for role, lo, hi, end, closed in _token_turns(turns, bounds)
     )
 
-    return ChatLayout(
+    layout = ChatLayout(
         rendered=rendered,
         ids=tuple(ids),
         offsets=tuple(offsets),
@@ -797,6 +810,8 @@ def _derive(
         turn_layout=TurnLayout(found, role_of[token_codes], part_of[token_codes], eot, inserted),
         prefix_chars=chars if chars < len(rendered) else None,
     )
+    layout.__dict__["bounds"] = bounds  # the cached property, filled with the array made above
+    return layout
 
 
 # Per-character code -> (role, part of its turn) in engine.chat.structure's vocabulary (role None: template markup).

@@ -9,6 +9,7 @@ labels), or a `DataRow` with an error and its line number: one bad row never sto
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Iterator
@@ -191,6 +192,11 @@ class DataFile:
     def close(self) -> None:
         pass
 
+    def reopened(self) -> DataFile | None:
+        """This reader with its own file handle, for another (forked) process to read rows from; None when the
+        rows cannot be read that way (the caller then hands them over itself)."""
+        return None
+
     @property
     def has_lines(self) -> bool:
         """Rows are numbered by their line in the file (JSON Lines, JSON), not by row (Arrow, Parquet)."""
@@ -322,6 +328,16 @@ class JsonlFile(DataFile):
             raise _BadRow(line, f"the row {error}") from None
         except RecursionError:
             raise _BadRow(line, NESTED_TOO_DEEPLY) from None
+
+    def reopened(self) -> JsonlFile | None:
+        if type(self) is not JsonlFile:  # e.g. decompressed lines in an anonymous file: not reopened by path
+            return None
+        # the index so far is shared, not copied: entries below _count never change, and more indexing in
+        # either writes the same offsets (of the same file) past it or grows into a new array of its own
+        twin = copy.copy(self)
+        twin._handle = self.path.open("rb")
+        twin._lock = threading.Lock()
+        return twin
 
     def close(self) -> None:
         with self._lock:

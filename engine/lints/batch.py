@@ -11,9 +11,11 @@ tokenizer, so the findings are exactly those of the per-row path (tested on hund
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -22,6 +24,8 @@ from tokstep.engine.chat.masks import OFFSET_ARRAY, offset_array
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.data import DataRow
 from tokstep.engine.inputs.spec import reject_far_too_long
+from tokstep.engine.lints.direct_render import DirectRenderer
+from tokstep.engine.lints.facts import tokenizer_facts
 from tokstep.engine.lints.length import max_positions_for
 from tokstep.engine.lints.rows import RowLint, lint_row
 
@@ -58,6 +62,8 @@ class BatchTokenizer:
         self._encodings: dict[tuple[str, bool], dict[str, list[Any]]] = {}
         self._alive: list[list[Any]] = []  # the message lists keyed by id in `_renders`, kept alive
         self._raw: _RawEncodings | bool | None = None  # None: not looked for yet; False: there is none
+        self._direct: DirectRenderer | None = None  # made at the first render
+        self._direct_checked = False  # this batch's first direct render was compared with the usual one
 
     @property
     def wrapped(self) -> Any:
@@ -71,7 +77,17 @@ class BatchTokenizer:
 
     # -- caches ------------------------------------------------------------------------------------------
 
+    def warm(self) -> None:
+        """Work out now what every batch needs (the tokenizer's facts, tokenizer.json and whether it matches),
+        so that processes forked after this start with it done."""
+        with contextlib.suppress(Exception):  # best effort: the first batch does (and reports) it otherwise
+            tokenizer_facts(self)
+            if self._backend is not None:
+                self._prepare_raw([], [])
+        self.clear()  # the probes' renders: a batch starts with empty caches
+
     def clear(self) -> None:
+        self._direct_checked = False
         self._renders.clear()
         self._alive.clear()
         self._encodings.clear()
@@ -126,11 +142,11 @@ class BatchTokenizer:
         every text alike, so the backend's encodings of `plain` (same flag) are reused, not recomputed."""
 
         if self._raw is None:
-            raw = lints.raw_tokenizer(self)
+            raw = lints.raw_tokenizer(self._tok)  # loaded once per tokenizer, whatever wraps it
             self._raw = _RawEncodings(raw) if raw is not None else False
             if raw is not None:
                 lints._RAW[self] = self._raw
-                self._raw.same = _same_tokenizer(raw, self._backend)
+                self._raw.same = _same_tokenizer(self._tok, raw, self._backend)
         if not self._raw:
             return
         todo = list(dict.fromkeys([*plain, *special]))
@@ -154,26 +170,47 @@ class BatchTokenizer:
         hit = self._renders.get(key)
         marks = self._tools is not None and self._marks and not generation_prompt
         if hit is None or (spans and marks and hit[1] is None):
-            if spans and marks:
-                assert self._tools is not None
-                render, normalize = self._tools
-                texts, indices = render(
-                    conversations=[normalize(messages)],
-                    tools=None,
-                    documents=None,
-                    chat_template=self._template,
-                    return_assistant_tokens_mask=True,
-                    add_generation_prompt=False,
-                    **self._tok.special_tokens_map,
-                )
-                hit = (texts[0], [tuple(span) for span in indices[0]])
-            else:
-                text = self._tok.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=generation_prompt
-                )
-                hit = (text, None)
+            hit = self._direct_render(messages, generation_prompt, spans and marks)
+            if hit is None:
+                hit = self._usual_render(messages, generation_prompt, spans and marks)
             self._renders[key] = hit
             self._alive.append(messages)  # the ids in the key stay this batch's messages' until clear()
+        return hit
+
+    def _usual_render(
+        self, messages: list[Any], generation_prompt: bool, spans: bool
+    ) -> tuple[str, list[tuple[int, int]] | None]:
+        """The render as transformers does it (apply_chat_template; with spans, its renderer)."""
+        if spans:
+            assert self._tools is not None
+            render, normalize = self._tools
+            texts, indices = render(
+                conversations=[normalize(messages)],
+                tools=None,
+                documents=None,
+                chat_template=self._template,
+                return_assistant_tokens_mask=True,
+                add_generation_prompt=False,
+                **self._tok.special_tokens_map,
+            )
+            return texts[0], [tuple(span) for span in indices[0]]
+        return self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt), None
+
+    def _direct_render(
+        self, messages: list[Any], generation_prompt: bool, spans: bool
+    ) -> tuple[str, list[tuple[int, int]] | None] | None:
+        """The same render through the compiled template (plain chats only: engine.lints.direct_render); the
+        first of every batch is checked against the usual render, and a difference turns this off."""
+        if self._direct is None:
+            assert self._template is not None
+            self._direct = DirectRenderer(self._template, self._tok.special_tokens_map)
+        hit = self._direct.render(messages, generation_prompt, spans)
+        if hit is not None and not self._direct_checked:
+            self._direct_checked = True
+            usual = self._usual_render(messages, generation_prompt, spans)
+            if usual != hit:
+                self._direct.enabled = False
+                return usual
         return hit
 
     # -- the calls the lints make -----------------------------------------------------------------------
@@ -207,12 +244,21 @@ class BatchTokenizer:
         return self._tok.apply_chat_template(conversation, add_generation_prompt=generation_prompt, **kwargs)
 
 
-def _same_tokenizer(raw: Any, backend: Any) -> bool:
-    """Whether two `tokenizers.Tokenizer`s serialize identically (then they encode every text alike)."""
+_SAME: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()  # tokenizer -> `_same_tokenizer`'s answer
+
+
+def _same_tokenizer(tokenizer: Any, raw: Any, backend: Any) -> bool:
+    """Whether `raw` (tokenizer.json) and `backend` (the tokenizer's) serialize identically (then they encode
+    every text alike); serialized once per tokenizer (a 256k vocabulary takes a second)."""
+    with contextlib.suppress(KeyError, TypeError):
+        return _SAME[tokenizer]
     try:
-        return bool(raw.to_str() == backend.to_str())
+        same = bool(raw.to_str() == backend.to_str())
     except Exception:  # noqa: BLE001 - cannot tell: encode with both
-        return False
+        same = False
+    with contextlib.suppress(TypeError):
+        _SAME[tokenizer] = same
+    return same
 
 
 class _Ids:

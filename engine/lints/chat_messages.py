@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tokstep.engine.chat.masks import ChatLayout, derive, offset_array, render
+from tokstep.engine.chat.masks import ChatLayout, derive, render
 from tokstep.engine.errors import TokstepError
 from tokstep.engine.inputs.sample import IGNORE_INDEX, Sample
 from tokstep.engine.inputs.spec import SampleSpec
@@ -28,14 +28,11 @@ def _chat_boundary_lints(
     tokenizer: Any, sample: Sample, spec: SampleSpec, layout: ChatLayout
 ) -> Iterator[Finding]:
     """A token that starts in the template and ends in the assistant's reply (where the mask is cut)."""
-    rendered, offsets = layout.rendered, layout.offsets
-    bounds: np.ndarray | None = None  # (N, 2) the offsets, made once when an assistant turn needs them
+    rendered, offsets, bounds = layout.rendered, layout.offsets, layout.bounds  # bounds: (N, 2)
     for turn in layout.turns:
         if turn.role != "assistant" or not turn.pieces:
             continue
         start = turn.pieces[0][0]
-        if bounds is None:
-            bounds = offset_array(offsets)
         across = np.flatnonzero((bounds[:, 0] < start) & (start < bounds[:, 1]))  # tokens spanning `start`
         if not len(across):
             continue

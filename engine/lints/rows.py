@@ -34,6 +34,8 @@ class RowLint:
 
     def slim(self) -> RowLint:
         """Only what a report needs: no sample arrays, no row text (for linting huge files)."""
+        if self.sample is None and self.trained is None and self.row.spec is None:
+            return self  # slim already (a pool's results)
         row = DataRow(self.row.index, self.row.line, None, self.row.error)
         return RowLint(
             row,

@@ -9,6 +9,7 @@ a failure is never reported as findings. A row that cannot be read is a `bad-row
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -199,11 +200,11 @@ def lint_file(
     """Lint the rows of `data` in order, streaming (a few batches of rows in memory at a time), on `jobs`
     processes; `progress(rows, tokens)` is called after every batch."""
     # lazy: loads numpy
-    from tokstep.engine.lints.pool import BATCH_ROWS, lint_stream
+    from tokstep.engine.lints.pool import BATCH_ROWS, lint_data
 
     summary = LintSummary()
     tokens = 0
-    for result in lint_stream(tokenizer, data.rows(0, max_rows), jobs):
+    for result in lint_data(tokenizer, data, max_rows, jobs):
         summary.add(result)
         tokens += result.num_tokens or 0
         if progress is not None and summary.rows % BATCH_ROWS == 0:
@@ -359,12 +360,16 @@ def run_lint(args: RunConfig, model_name: str, display_name: str) -> int:
         total = _known_rows(data, args.max_rows)
         if total is not None and total <= BATCH_ROWS:
             jobs = 1  # a single batch: starting processes would cost more than it saves
+        # while linting, no collection rescans what exists now (the imports, the tokenizer), here or in a
+        # forked worker; thawed after, so nothing frozen outlives the command in a longer-lived process
+        gc.freeze()
         started = time.monotonic()
         with RowProgress("tokstep lint", total) as bar:
             summary = lint_file(tokenizer, data, args.max_rows, bar.update, jobs=jobs)
         summary.eot, summary.inserted = args.eot, args.inserted
         elapsed = time.monotonic() - started
     finally:
+        gc.unfreeze()
         data.close()
     if not summary.rows:
         raise TokstepError(f"{args.file} has no rows")
