@@ -109,6 +109,7 @@ def section_speed(plan: Plan, device: str, lines: list[str], naive_lines: list[s
         "",
         f"Per prefix: {naive.seconds[0] * 1000:.0f} ms for the first, {naive.seconds[-1] * 1000:.0f} ms for the "
         f"last, {slowest * 1000:.0f} ms at most.",
+        "",
     ]
 
 
