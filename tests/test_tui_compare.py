@@ -143,6 +143,34 @@ async def test_plain_stepper_opens_the_lens_too(models):
         assert lens_screen.lens is not None and lens_screen.lens.position == 0
 
 
+def test_the_reference_and_the_lens_on_one_model_in_two_threads_never_meet(models):
+    """HF's reference (after the stepper's first frame) and the logit lens the user opens meanwhile run in two
+    worker threads on one model: each forward must see only its own hooks, so both always succeed."""
+    import threading
+
+    backend = PreloadedBackend(models["a"])
+    result = backend.trace(models["a"], TEXT, 5, lambda _text: None)
+    expected = backend.lens(models["a"], result.sample, 3)
+    failures: list[BaseException] = []
+
+    def references() -> None:
+        try:
+            for _ in range(30):
+                assert backend.reference(models["a"], result, "chunked").reference_pending is False
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+
+    worker = threading.Thread(target=references)
+    worker.start()
+    try:
+        while worker.is_alive():
+            lens = backend.lens(models["a"], result.sample, 3)
+            assert np.allclose(lens.target_logprob, expected.target_logprob)
+    finally:
+        worker.join()
+    assert not failures, failures
+
+
 async def test_at_80x24_both_top_k_tables_keep_q_and_the_panel_is_not_cut(models):
     """Three panels side by side at 80 columns: every line fits its widget, q stays a number in both tables."""
     from rich.cells import cell_len

@@ -23,6 +23,7 @@ that posts a message from `tui.screens.messages`. Methods may block; they are ne
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -180,6 +181,12 @@ class Backend(ABC):
         raise _unsupported("opening a scan")
 
 
+# One forward at a time through the engine: a model's hooks are the model's, so two forwards of one model in two
+# worker threads (HF's reference after the first frame, the logit lens the user asked for) would each see the
+# other's hooks (the reference's hidden-state hook ends any forward it sees).
+_FORWARDS = threading.RLock()
+
+
 class EngineBackend(Backend):
     """The real engine: torch + transformers, imported on first use."""
 
@@ -194,20 +201,23 @@ class EngineBackend(Backend):
         # lazy: loads torch, numpy
         from tokstep.engine.model.session import run_trace
 
-        return run_trace(loaded, sample, top_k=top_k, reference="later", progress=progress)
+        with _FORWARDS:
+            return run_trace(loaded, sample, top_k=top_k, reference="later", progress=progress)
 
     def reference(self, loaded: Any, result: TraceResult, mode: str) -> TraceResult:
         # lazy: loads torch, numpy
         from tokstep.engine.model.session import add_reference
 
-        return add_reference(loaded, result, mode)
+        with _FORWARDS:
+            return add_reference(loaded, result, mode)
 
     def trace_batches(self, loaded: Any, path: str, settings: Any, top_k: int, progress: Progress) -> Any:
         # lazy: loads torch, numpy
         from tokstep.engine.batches.files import read_batches
         from tokstep.engine.batches.packing import trace_batches
 
-        report = trace_batches(loaded, read_batches(path), flags=settings, top_k=top_k, progress=progress)
+        with _FORWARDS:
+            report = trace_batches(loaded, read_batches(path), flags=settings, top_k=top_k, progress=progress)
         if not report.rows:
             first = report.errors[0].message if report.errors else "no rows"
             raise TokstepError(f"no row of {path} could be opened ({first})")
@@ -227,7 +237,8 @@ class EngineBackend(Backend):
         # lazy: loads torch, numpy
         from tokstep.engine.compare.lens import logit_lens
 
-        return logit_lens(loaded, sample, t, top_k=top_k)
+        with _FORWARDS:
+            return logit_lens(loaded, sample, t, top_k=top_k)
 
     def load_compare(self, spec: CompareSpec) -> Any:
         # lazy: loads torch, numpy
@@ -241,7 +252,8 @@ class EngineBackend(Backend):
         # lazy: loads torch, numpy
         from tokstep.engine.compare.session import run_compare
 
-        return run_compare(loaded, loaded_b, sample, top_k=top_k, progress=progress)
+        with _FORWARDS:
+            return run_compare(loaded, loaded_b, sample, top_k=top_k, progress=progress)
 
     def load_tokenizer(self, spec: ModelSpec) -> Any:
         # lazy: loads numpy
@@ -272,7 +284,8 @@ class EngineBackend(Backend):
         # lazy: loads torch, numpy
         from tokstep.engine.model.trace import trace_sample
 
-        return trace_sample(loaded, sample, top_k=1).loss
+        with _FORWARDS:
+            return trace_sample(loaded, sample, top_k=1).loss
 
     def open_scan(self, folder: str) -> ScanView:
         # lazy: loads pyarrow
