@@ -326,6 +326,34 @@ def test_a_killed_scan_resumes_to_the_uninterrupted_result(
     assert_same_rows(read_scan(reference), read_scan(out))
 
 
+def test_settling_duplicates_rewrites_only_what_changed_row_group_by_row_group(tmp_path, model_dir):
+    """A shard in small row groups whose copy lost its `duplicate-rows` gets it back, every other row as it
+    was, the row groups kept."""
+    from tokstep.engine.scan.duplicates import settle_duplicates
+    from tokstep.engine.scan.run import LINT_BIT
+
+    rows = make_rows(24)
+    rows[20] = rows[3]
+    out = tmp_path / "scan"
+    assert (
+        main(["scan", write_jsonl(tmp_path / "d.jsonl", rows), "--model", model_dir, "--out", str(out)]) == 0
+    )
+    shard = out / json.loads((out / "manifest.json").read_text())["shards"][0]
+    table = pq.read_table(shard)
+    records, bit = table.to_pylist(), LINT_BIT["duplicate-rows"]
+    whole = [r["findings"] for r in records]
+    copy = records[20]
+    assert [f["code"] for f in copy["findings"]].count("duplicate-rows") == 1
+    copy["findings"] = [f for f in copy["findings"] if f["code"] != "duplicate-rows"]
+    copy["lints"], copy["lint_bits"] = [f["code"] for f in copy["findings"]], copy["lint_bits"] & ~bit
+    copy["lint_warnings"] -= 1
+    pq.write_table(pa.Table.from_pylist(records, schema=table.schema), shard, row_group_size=4)
+    assert settle_duplicates(out, [shard.name], bit=bit, row_group=4) == 1
+    assert [r["findings"] for r in pq.read_table(shard).to_pylist()] == whole
+    assert pq.ParquetFile(shard).metadata.num_row_groups == 6
+    assert settle_duplicates(out, [shard.name], bit=bit, row_group=4) == 0  # settled: nothing to rewrite
+
+
 def test_two_gloo_processes_give_the_one_process_result(tmp_path, model_dir, data_file):
     single = tmp_path / "single"
     assert main(["scan", data_file, "--model", model_dir, "--out", str(single), "--chunk-rows", "8"]) == 0

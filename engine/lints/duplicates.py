@@ -12,6 +12,13 @@ from tokstep.engine.lints.catalogue import SEVERITIES, Finding, finding
 from tokstep.engine.lints.rows import RowLint
 
 
+def duplicate_finding(original: str, copy: int) -> Finding:
+    """The `duplicate-rows` finding of the `copy`-th copy of the row at `original` (`DataRow.where`)."""
+    return finding(
+        "duplicate-rows", (), f"input_ids and labels identical to {original} (copy {copy} of it so far)"
+    )
+
+
 @dataclass
 class DuplicateRows:
     """Feed rows in file order; `check` adds a `duplicate-rows` finding to a row seen before."""
@@ -30,12 +37,10 @@ class DuplicateRows:
         copies = self.repeats.setdefault(digest, [])
         if where not in copies:  # a row checked again (the browser re-reads pages) is not a new copy
             copies.append(where)
-        found: Finding = finding(
-            "duplicate-rows",
-            (),
-            f"input_ids and labels identical to {original} (copy {len(copies)} of it so far)",
-        )
-        ordered = sorted((*result.findings, found), key=lambda f: SEVERITIES.index(f.severity))  # errors first
+        found = duplicate_finding(original, len(copies))
+        ordered = sorted(
+            (*result.findings, found), key=lambda f: SEVERITIES.index(f.severity)
+        )  # errors first
         return replace(result, findings=tuple(ordered))
 
     def groups(self) -> list[list[str]]:

@@ -17,27 +17,26 @@ import numpy as np
 
 from tokstep.engine.atomic import write_atomic
 from tokstep.engine.inputs.data import DataRow
-from tokstep.engine.lints.catalogue import SEVERITIES, finding
+from tokstep.engine.lints.catalogue import SEVERITIES, Finding
+from tokstep.engine.lints.duplicates import duplicate_finding
 from tokstep.engine.lints.finding_records import finding_record
 
 CODE = "duplicate-rows"
 
 
-def expected_duplicates(rows: list[int], lines: list[int | None], hashes: list[str]) -> dict[int, str]:
-    """Row -> the `duplicate-rows` message it should carry, over rows whose hash may repeat (every row that
+def expected_duplicates(rows: list[int], lines: list[int | None], hashes: list[str]) -> dict[int, Finding]:
+    """Row -> the `duplicate-rows` finding it should carry (as `DuplicateRows` gives it in file order), over rows whose hash may repeat (every row that
     shares a hash with another must be among them); rows that are no copy are absent."""
     first: dict[str, str] = {}
     copies: dict[str, int] = {}
-    expected: dict[int, str] = {}
+    expected: dict[int, Finding] = {}
     for i in sorted(range(len(rows)), key=rows.__getitem__):
         digest, where = hashes[i], DataRow(rows[i], lines[i], None).where
         if digest not in first:
             first[digest] = where
             continue
         copies[digest] = copies.get(digest, 0) + 1
-        expected[rows[i]] = (
-            f"input_ids and labels identical to {first[digest]} (copy {copies[digest]} of it so far)"
-        )
+        expected[rows[i]] = duplicate_finding(first[digest], copies[digest])
     return expected
 
 
@@ -98,47 +97,48 @@ def _prefix_keys(hashes: Any) -> np.ndarray:
     return keys
 
 
-def _rewrite(shard: Path, touched: set[int], expected: dict[int, str], bit: int, row_group: int) -> int:
-    """Rewrite `shard` when touched rows' findings change (only their row groups are rebuilt); returns the
-    rows changed."""
+def _rewrite(shard: Path, touched: set[int], expected: dict[int, Finding], bit: int, row_group: int) -> int:
+    """Rewrite `shard` when touched rows' findings change, streaming its row groups (only the changed ones
+    are rebuilt and held); returns the rows changed."""
     # lazy: loads pyarrow
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = pq.ParquetFile(shard)
-    groups: list[pa.Table] = []
+    rebuilt: dict[int, pa.Table] = {}  # row group index -> its new rows
     changed = 0
     for index in range(source.metadata.num_row_groups):
-        group = source.read_row_group(index)
-        mine = [i for i, r in enumerate(group.column("row").to_pylist()) if r in touched]
-        if mine:
-            records = group.to_pylist()
-            for i in mine:
-                changed += _settle(records[i], expected.get(records[i]["row"]), bit)
-            group = pa.Table.from_pylist(records, schema=group.schema)
-        groups.append(group)
+        rows = source.read_row_group(index, columns=["row"]).column(0).to_pylist()
+        if not touched.intersection(rows):
+            continue
+        records = source.read_row_group(index).to_pylist()
+        settled = sum(_settle(r, expected.get(r["row"]), bit) for r in records if r["row"] in touched)
+        if settled:
+            changed += settled
+            rebuilt[index] = pa.Table.from_pylist(records, schema=source.schema_arrow)
     if changed:
 
         def write(path: Path) -> None:
             with pq.ParquetWriter(path, source.schema_arrow) as writer:
-                for group in groups:
+                for index in range(source.metadata.num_row_groups):
+                    group = rebuilt[index] if index in rebuilt else source.read_row_group(index)
                     writer.write_table(group, row_group_size=row_group)
 
         write_atomic(shard, write)
     return changed
 
 
-def _settle(record: dict[str, Any], message: str | None, bit: int) -> int:
-    """Give `record` the one `duplicate-rows` finding `message` (or none); 1 if that changed it."""
+def _settle(record: dict[str, Any], found: Finding | None, bit: int) -> int:
+    """Give `record` the one `duplicate-rows` finding `found` (or none); 1 if that changed it."""
     kept = [f for f in record["findings"] if f["code"] != CODE]
-    if message is not None:
-        kept.append(finding_record(finding(CODE, (), message)))
+    if found is not None:
+        kept.append(finding_record(found))
     kept.sort(key=lambda f: SEVERITIES.index(f["severity"]))  # errors first, as the lints order them
     if kept == record["findings"]:
         return 0
     record["findings"] = kept
     record["lints"] = [f["code"] for f in kept]
-    record["lint_bits"] = (record["lint_bits"] | bit) if message is not None else (record["lint_bits"] & ~bit)
+    record["lint_bits"] = (record["lint_bits"] | bit) if found is not None else (record["lint_bits"] & ~bit)
     for severity in SEVERITIES:
         record[f"lint_{severity}s"] = sum(f["severity"] == severity for f in kept)
     return 1

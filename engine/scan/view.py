@@ -259,9 +259,14 @@ class ScanView:
         self, tail: str = "", columns: str = "*", reverse: bool = False
     ) -> tuple[str, tuple[Any, ...]]:
         """A query over the shown rows in the current order."""
-        where = f"WHERE {self.filter.where}" if self.filter is not None else ""
-        parameters = self.filter.parameters if self.filter is not None else ()
+        where, parameters = self._where()
         return f"SELECT {columns} FROM scan {where} ORDER BY {self._order(reverse)} {tail}", parameters
+
+    def _where(self) -> tuple[str, tuple[Any, ...]]:
+        """The current filter's WHERE clause ("" when none) and its parameters."""
+        if self.filter is None:
+            return "", ()
+        return f"WHERE {self.filter.where}", self.filter.parameters
 
     def _where_columns(self) -> str:
         """The columns that say where a row is (its `RowKey`), from the shards' virtual columns."""
@@ -292,8 +297,7 @@ class ScanView:
             if self._hits:
                 query, parameters = f"SELECT shard, position FROM hits {tail}", ()
             else:
-                where = f"WHERE {self.filter.where}" if self.filter is not None else ""
-                parameters = self.filter.parameters if self.filter is not None else ()
+                where, parameters = self._where()
                 query = f"SELECT {self._where_columns()} FROM {self._source} {where} {tail}"
             keys = [(int(s), int(p)) for s, p in self._db.sql(query, params=list(parameters)).fetchall()]
         return keys[::-1] if reverse else keys
